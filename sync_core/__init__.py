@@ -1,0 +1,1 @@
+"""Domain and adapters: settings, crypto, events, model, planner, clients, store. No Starlette."""

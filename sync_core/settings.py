@@ -1,0 +1,169 @@
+"""Service settings: one object, built by the caller and passed down.
+
+Read from ``WECOM_SYNC_*`` environment variables and a ``.env`` file in the working
+directory. Nothing is read at import time; ``load_settings()`` is called by the CLI or a
+test and its errors are turned into one line naming the offending variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "WECOM_SYNC_"
+_AES_KEY_RE = re.compile(r"^[A-Za-z0-9]{43}$")
+
+
+class Direction(StrEnum):
+    UPSTREAM = "upstream"
+    DOWNSTREAM = "downstream"
+    BOTH = "both"
+
+
+class UserDeletePolicy(StrEnum):
+    RESIGN = "resign"
+    SUSPEND = "suspend"
+    DELETE = "delete"
+    IGNORE = "ignore"
+
+
+class DownstreamUpdatePolicy(StrEnum):
+    NONE = "none"
+    OVERWRITE = "overwrite"
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; ``str()`` is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    database_url: str = "sqlite:///./wecom-sync.db"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+    wecom_corp_id: str | None = None
+    wecom_callback_token: SecretStr | None = None
+    wecom_encoding_aes_key: SecretStr | None = None
+    wecom_contact_secret: SecretStr | None = None
+    wecom_api_base: str = "https://qyapi.weixin.qq.com"
+    # POSTed callbacks whose timestamp is further than this from our clock are refused
+    # (replay guard). URL verification (GET) is exempt: replaying it reveals nothing new.
+    wecom_callback_max_age_seconds: int = Field(default=300, ge=1)
+    callback_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    authing_api_base: str = "https://api.authing.cn"
+    authing_access_key_id: str | None = None
+    authing_access_key_secret: SecretStr | None = None
+    authing_organization_code: str = "wecom"
+    authing_webhook_secret: SecretStr | None = None
+
+    ops_token: SecretStr | None = None
+
+    direction: Direction = Direction.UPSTREAM
+    user_delete_policy: UserDeletePolicy = UserDeletePolicy.RESIGN
+    delete_threshold_percent: float = Field(default=20, ge=0, le=100)
+    delete_threshold_count: int = Field(default=100, ge=0)
+    upstream_reconcile_cron: str = "0 3 */2 * *"
+    downstream_reconcile_cron: str = "0 6 * * *"
+    downstream_update_policy: DownstreamUpdatePolicy = DownstreamUpdatePolicy.OVERWRITE
+    downstream_ignore_fields: Annotated[tuple[str, ...], NoDecode] = ()
+
+    # Inbox group commit: how many events one transaction may carry, and how long the
+    # writer waits for company before committing a lone event.
+    inbox_batch_max: int = Field(default=256, ge=1, le=5000)
+    inbox_batch_linger_ms: float = Field(default=0.0, ge=0, le=100)
+
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("not a SQLAlchemy database URL") from exc
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {url.get_backend_name()!r}; "
+                             "use sqlite:///path or postgresql://...")
+        return value
+
+    @field_validator("wecom_encoding_aes_key")
+    @classmethod
+    def _aes_key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if not _AES_KEY_RE.fullmatch(raw):
+            raise ValueError("must be exactly 43 characters from a-z, A-Z, 0-9")
+        try:
+            decoded = base64.b64decode(raw + "=", validate=True)
+        except binascii.Error as exc:
+            raise ValueError("is not valid base64") from exc
+        if len(decoded) != 32:
+            raise ValueError("must decode to a 32-byte AES key")
+        return value
+
+    @field_validator("downstream_ignore_fields", mode="before")
+    @classmethod
+    def _split_fields(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("upstream_reconcile_cron", "downstream_reconcile_cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError("is not a valid 5-field cron expression")
+        return value
+
+    # -- derived views -------------------------------------------------------------
+
+    @property
+    def callback_configured(self) -> bool:
+        return bool(self.wecom_corp_id and self.wecom_callback_token
+                    and self.wecom_encoding_aes_key)
+
+    def require(self, *names: str) -> None:
+        """Raise SettingsError naming the first of ``names`` that is unset."""
+        for name in names:
+            value = getattr(self, name)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} is required but not set")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment; invalid input becomes one SettingsError line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_first_error_line(exc)) from None
+
+
+def _first_error_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err.get("loc") else "?"
+    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    # The input value is never echoed: it may be a secret.
+    return f"invalid setting {ENV_PREFIX}{field.upper()}: {message}{extra}"

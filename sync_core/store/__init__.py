@@ -1,0 +1,1 @@
+"""Persistence: engine, SQLModel tables, inbox queue, migrations. Callers own transactions."""
