@@ -105,3 +105,11 @@ def _opt_str(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def build_envelope(encrypt: str, to_user_name: str, agent_id: str = "") -> bytes:
+    """The XML envelope WeCom POSTs (reference §1.7). CDATA cannot hold ``]]>``, and
+    base64 and corp ids never contain it."""
+    return (f"<xml><ToUserName><![CDATA[{to_user_name}]]></ToUserName>"
+            f"<Encrypt><![CDATA[{encrypt}]]></Encrypt>"
+            f"<AgentID><![CDATA[{agent_id}]]></AgentID></xml>").encode("utf-8")

@@ -1,0 +1,82 @@
+"""The Starlette application factory. Nothing is created at import time."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from sync_core.metrics import Metrics
+from sync_core.settings import Settings
+from sync_core.store import migrate
+from sync_core.store.db import make_engine
+from sync_core.store.writer import InboxWriter, WriterClosed
+from sync_core.wecom_crypto import WeComCrypto
+
+from . import routes_authing, routes_health, routes_ops, routes_wecom
+from .context import AppContext
+
+log = logging.getLogger(__name__)
+
+
+def build_crypto(settings: Settings) -> WeComCrypto | None:
+    if not settings.callback_configured:
+        return None
+    assert settings.wecom_callback_token and settings.wecom_encoding_aes_key
+    return WeComCrypto(settings.wecom_callback_token.get_secret_value(),
+                       settings.wecom_encoding_aes_key.get_secret_value(),
+                       settings.wecom_corp_id or "")
+
+
+def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
+    engine = make_engine(settings.database_url)
+    context = AppContext(
+        settings=settings,
+        engine=engine,
+        writer=InboxWriter(engine, batch_max=settings.inbox_batch_max,
+                           linger_ms=settings.inbox_batch_linger_ms),
+        metrics=Metrics(),
+        crypto=build_crypto(settings),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if run_migrations:
+            await run_in_threadpool(migrate.upgrade, engine)
+        await context.writer.start()
+        try:
+            yield
+        finally:
+            await context.writer.stop()
+            engine.dispose()
+
+    routes = [
+        Route("/wecom/callback", routes_wecom.verify_url, methods=["GET"]),
+        Route("/wecom/callback", routes_wecom.receive, methods=["POST"]),
+        Route("/authing/webhook", routes_authing.receive, methods=["POST"]),
+        Route("/healthz", routes_health.healthz, methods=["GET"]),
+        Route("/readyz", routes_health.readyz, methods=["GET"]),
+        Route("/metrics", routes_health.metrics, methods=["GET"]),
+        Route("/ops/events", routes_ops.events, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={WriterClosed: _unavailable, Exception: _unavailable},
+    )
+    app.state.ctx = context
+    return app
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    # Never a 500 or a traceback to the caller. 503 makes WeCom and Authing retry, which is
+    # right: whatever failed (the database, most likely) did not store the event.
+    log.error("request %s %s failed: %s", request.method, request.url.path,
+              type(exc).__name__, exc_info=exc)
+    return PlainTextResponse("temporarily unavailable", status_code=503)

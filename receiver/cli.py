@@ -1,0 +1,98 @@
+"""``wecom-sync`` command line. Thin: parse argv, build settings, call into sync_core."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sync_core.settings import Settings, SettingsError, load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except SettingsError as exc:
+        print(f"wecom-sync: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wecom-sync",
+        description="Keep a WeCom directory and an Authing user pool in step.")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="HTTP receiver (and worker, scheduler) in one process")
+    serve.add_argument("--host", help="listen address (default WECOM_SYNC_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (default WECOM_SYNC_PORT)")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="only receive and store; another process applies events")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(handler=_serve)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(title="db commands", metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="apply Alembic migrations up to head")
+    upgrade.set_defaults(handler=_db_upgrade)
+
+    from . import simulate
+
+    simulate.register(sub)
+    return parser
+
+
+def settings_from_env() -> Settings:
+    settings = load_settings()
+    from sync_core import logs
+
+    logs.configure(settings.log_level)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    settings = settings_from_env()
+    if not settings.callback_configured:
+        import logging
+
+        logging.getLogger("wecom_sync").warning(
+            "WeCom callback not configured (WECOM_SYNC_WECOM_CORP_ID, _CALLBACK_TOKEN, "
+            "_ENCODING_AES_KEY): /wecom/callback answers 503")
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
+                log_level=settings.log_level.lower(), access_log=args.access_log,
+                timeout_graceful_shutdown=10, log_config=None)
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from sync_core.store import migrate
+    from sync_core.store.db import make_engine
+
+    settings = settings_from_env()
+    engine = make_engine(settings.database_url)
+    try:
+        migrate.upgrade(engine)
+        print(f"database at revision {migrate.current_revision(engine)}")
+    except Exception as exc:  # noqa: BLE001 - one clear line, not a traceback
+        print(f"wecom-sync: database upgrade failed: {type(exc).__name__}: "
+              f"{str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""What the routes share: built once in the app factory, kept on ``app.state.ctx``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from starlette.requests import Request
+
+from sync_core.metrics import Metrics
+from sync_core.settings import Settings
+from sync_core.store.writer import InboxWriter
+from sync_core.wecom_crypto import WeComCrypto
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    writer: InboxWriter
+    metrics: Metrics
+    crypto: WeComCrypto | None
+
+
+def ctx(request: Request) -> AppContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]

@@ -1,0 +1,71 @@
+"""``/authing/webhook``: check the shared secret, store each named entity, reply 200."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from sync_core.authing_events import MalformedWebhook, parse_delivery
+from sync_core.store.inbox import NewEvent
+from sync_core.store.models import EventSource, utcnow
+from sync_core.wecom_xml import MalformedDocument, decode_utf8
+
+from .context import ctx
+from .http import BodyTooLarge, read_body, reject, secret_matches
+
+log = logging.getLogger(__name__)
+ROUTE = "/authing/webhook"
+
+
+async def receive(request: Request) -> Response:
+    c = ctx(request)
+    secret = c.settings.authing_webhook_secret
+    if secret is None:
+        return reject(503, "webhook not configured: set WECOM_SYNC_AUTHING_WEBHOOK_SECRET")
+    presented = (request.headers.get("x-authing-webhook-secret")
+                 or request.headers.get("x-authing-token"))
+    if not secret_matches(presented, secret.get_secret_value()):
+        c.metrics.callbacks.labels(ROUTE, "bad_secret").inc()
+        return reject(401, "missing or wrong webhook secret")
+    try:
+        raw = await read_body(request, c.settings.callback_max_body_bytes)
+        body = _decode(raw, request.headers.get("content-type", ""))
+        entries = parse_delivery(body)
+    except BodyTooLarge:
+        return reject(413, "body too large")
+    except (MalformedDocument, MalformedWebhook) as exc:
+        c.metrics.callbacks.labels(ROUTE, "bad_request").inc()
+        return reject(400, str(exc))
+
+    stored = 0
+    for entry in entries:
+        result = await c.writer.submit(NewEvent(
+            source=EventSource.AUTHING.value,
+            dedupe_key=entry.dedupe_key,
+            entity_kind=entry.entity_kind,
+            entity_key=entry.entity_key,
+            event_type=entry.event_type,
+            payload=entry.payload,
+            received_at=utcnow(),
+        ))
+        stored += not result.duplicate
+    c.metrics.callbacks.labels(ROUTE, "stored" if stored else "duplicate").inc()
+    return JSONResponse({"ok": True, "stored": stored})
+
+
+def _decode(raw: bytes, content_type: str) -> dict[str, Any]:
+    text = decode_utf8(raw)
+    if "application/x-www-form-urlencoded" in content_type:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedWebhook("body is not JSON") from exc
+    if not isinstance(value, dict):
+        raise MalformedWebhook("body must be a JSON object")
+    return value

@@ -1,0 +1,125 @@
+"""Inbox queries. Functions take a session or connection and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
+
+from .models import EventStatus, InboxEvent, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """What the edge hands to the store: everything but the id and queue bookkeeping."""
+
+    source: str
+    dedupe_key: str
+    entity_kind: str
+    entity_key: str
+    event_type: str
+    payload: dict[str, Any]
+    received_at: datetime
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "dedupe_key": self.dedupe_key,
+            "received_at": self.received_at,
+            "entity_kind": self.entity_kind,
+            "entity_key": self.entity_key[:255],
+            "event_type": self.event_type[:64],
+            "payload": self.payload,
+            "status": EventStatus.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": self.received_at,
+            "last_error": None,
+        }
+
+
+def insert_new(conn: Connection, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
+    """Insert ``events``, skipping any (source, dedupe_key) already stored.
+
+    Returns the (source, dedupe_key) pairs that were new. One statement for the whole
+    batch: this is what makes group commit cheap.
+    """
+    unique: dict[tuple[str, str], NewEvent] = {}
+    for event in events:
+        unique.setdefault((event.source, event.dedupe_key), event)
+    if not unique:
+        return set()
+    rows = [event.row() for event in unique.values()]
+    table = InboxEvent.__table__  # type: ignore[attr-defined]
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(table).on_conflict_do_nothing(
+            constraint="uq_inbox_source_dedupe")
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing(
+            index_elements=["source", "dedupe_key"])
+    else:  # pragma: no cover - settings refuse other backends
+        stmt = insert(table)
+    stmt = stmt.returning(table.c.source, table.c.dedupe_key)
+    # executemany + RETURNING: SQLAlchemy folds this into multi-row INSERTs.
+    result = conn.execute(stmt, rows)
+    return {(row.source, row.dedupe_key) for row in result}
+
+
+def list_events(session: Session, *, status: str | None = None, source: str | None = None,
+                limit: int = 100, before_id: int | None = None) -> list[InboxEvent]:
+    """Newest first; ``before_id`` pages backwards."""
+    query = select(InboxEvent).order_by(col(InboxEvent.id).desc()).limit(limit)
+    if status:
+        query = query.where(InboxEvent.status == status)
+    if source:
+        query = query.where(InboxEvent.source == source)
+    if before_id is not None:
+        query = query.where(col(InboxEvent.id) < before_id)
+    return list(session.scalars(query))
+
+
+def get_event(session: Session, event_id: int) -> InboxEvent | None:
+    return session.get(InboxEvent, event_id)
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    from sqlalchemy import func
+
+    rows = session.execute(
+        select(InboxEvent.status, func.count()).group_by(InboxEvent.status))
+    return {status: int(n) for status, n in rows}
+
+
+def as_json(event: InboxEvent) -> dict[str, Any]:
+    """The contract's ``GET /ops/events`` item shape (plus a few extra fields)."""
+    return {
+        "id": event.id,
+        "source": event.source,
+        "entity_kind": event.entity_kind,
+        "entity_key": event.entity_key,
+        "event_type": event.event_type,
+        "status": event.status,
+        "attempts": event.attempts,
+        "received_at": _iso(event.received_at),
+        "next_attempt_at": _iso(event.next_attempt_at),
+        "last_error": event.last_error,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; we store UTC
+        from datetime import UTC
+
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+__all__ = ["NewEvent", "insert_new", "list_events", "get_event", "count_by_status", "as_json",
+           "utcnow"]

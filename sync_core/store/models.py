@@ -1,0 +1,49 @@
+"""SQLModel tables. Every change here needs an Alembic migration in ``migrations/``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventSource(StrEnum):
+    WECOM = "wecom"
+    AUTHING = "authing"
+    OPS = "ops"
+
+
+class EventStatus(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"  # will retry at next_attempt_at
+    DEAD = "dead"  # gave up; replayable
+
+
+class InboxEvent(SQLModel, table=True):
+    __tablename__ = "inbox_events"
+    __table_args__ = (
+        UniqueConstraint("source", "dedupe_key", name="uq_inbox_source_dedupe"),
+        Index("ix_inbox_status_next", "status", "next_attempt_at"),
+        Index("ix_inbox_entity", "entity_kind", "entity_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=16)
+    dedupe_key: str = Field(max_length=128)
+    received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    entity_kind: str = Field(max_length=16)
+    entity_key: str = Field(max_length=255)
+    event_type: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(default=EventStatus.PENDING, max_length=16)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

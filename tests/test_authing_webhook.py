@@ -1,0 +1,83 @@
+"""``POST /authing/webhook``: shared secret, JSON and form bodies, dedupe, scrubbing."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from sync_core.authing_events import MalformedWebhook, parse_delivery
+
+from .conftest import make_settings
+from .helpers import running_receiver
+
+OPS = {"Authorization": "Bearer ops-test-token"}
+SECRET = "hook-secret"
+
+
+def _settings(url: str):  # type: ignore[no-untyped-def]
+    return make_settings(url, authing_webhook_secret=SECRET)
+
+
+def test_webhook_is_stored_once_per_delivery(db_url: str) -> None:
+    body = {"eventName": "user:updated",
+            "data": {"user": {"id": "u-1", "externalId": "zhangsan", "password": "hash",
+                              "salt": "s"}, "updates": {"name": "张三"}}}
+    with running_receiver(_settings(db_url)) as srv:
+        first = httpx.post(f"{srv.url}/authing/webhook", json=body,
+                           headers={"x-authing-webhook-secret": SECRET})
+        again = httpx.post(f"{srv.url}/authing/webhook", json=body,
+                           headers={"x-authing-token": SECRET})
+        events = httpx.get(f"{srv.url}/ops/events", headers=OPS,
+                           params={"source": "authing"}).json()["events"]
+    assert first.status_code == again.status_code == 200
+    assert first.json()["stored"] == 1 and again.json()["stored"] == 0
+    assert [(e["entity_kind"], e["entity_key"], e["event_type"]) for e in events] == [
+        ("user", "u-1", "user:updated")]
+
+
+def test_form_encoded_webhook(sqlite_url: str) -> None:
+    data = json.dumps({"nodes": [{"id": "d1"}, {"id": "d2"}]})
+    with running_receiver(_settings(sqlite_url)) as srv:
+        response = httpx.post(f"{srv.url}/authing/webhook",
+                              data={"eventName": "organization:node-deleted", "data": data},
+                              headers={"x-authing-webhook-secret": SECRET})
+        events = httpx.get(f"{srv.url}/ops/events", headers=OPS).json()["events"]
+    assert response.json()["stored"] == 2
+    assert sorted(e["entity_key"] for e in events) == ["d1", "d2"]
+
+
+@pytest.mark.parametrize("headers, body, status", [
+    ({}, b'{"eventName":"user:created","data":{}}', 401),
+    ({"x-authing-webhook-secret": "wrong"}, b'{"eventName":"user:created","data":{}}', 401),
+    ({"x-authing-webhook-secret": SECRET}, b"not json", 400),
+    ({"x-authing-webhook-secret": SECRET}, b'{"data":{}}', 400),
+    ({"x-authing-webhook-secret": SECRET}, b'["eventName"]', 400),
+    ({"x-authing-webhook-secret": SECRET}, b"\xff\xfe", 400),
+])
+def test_bad_webhooks_are_refused(sqlite_url: str, headers: dict[str, str], body: bytes,
+                                  status: int) -> None:
+    with running_receiver(_settings(sqlite_url)) as srv:
+        response = httpx.post(f"{srv.url}/authing/webhook", content=body, headers={
+            "content-type": "application/json", **headers})
+        events = httpx.get(f"{srv.url}/ops/events", headers=OPS).json()["events"]
+    assert response.status_code == status and events == []
+
+
+def test_unconfigured_secret_refuses_everything(sqlite_url: str) -> None:
+    with running_receiver(make_settings(sqlite_url)) as srv:
+        response = httpx.post(f"{srv.url}/authing/webhook", json={"eventName": "x"})
+    assert response.status_code == 503
+
+
+def test_sensitive_fields_are_never_stored() -> None:
+    entries = parse_delivery({"eventName": "user:created", "data": {
+        "id": "u1", "password": "p", "salt": "s", "identities": [{"accessToken": "t"}]}})
+    payload = json.dumps(entries[0].payload)
+    assert "password" not in payload and "salt" not in payload and "accessToken" not in payload
+
+
+def test_delivery_without_event_name_is_malformed() -> None:
+    with pytest.raises(MalformedWebhook):
+        parse_delivery({"data": {}})
