@@ -30,6 +30,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30},
                                **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
@@ -42,7 +43,15 @@ def ping(engine: Engine) -> None:
         conn.execute(text("SELECT 1"))
 
 
+def _sqlite_begin_immediate(conn: Any) -> None:
+    # A deferred transaction that reads and then writes can fail at once with "database
+    # is locked" when another writer got there first; taking the write lock up front
+    # makes it wait (busy_timeout) instead.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see above)
     # WAL lets readers run beside the single writer; NORMAL is durable across process
     # crashes in WAL mode (only an OS crash can lose the last commits).
     cur = dbapi_conn.cursor()

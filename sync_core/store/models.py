@@ -47,3 +47,27 @@ class InboxEvent(SQLModel, table=True):
     attempts: int = Field(default=0)
     next_attempt_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Worker bookkeeping (migration 0002). A claim sets both; an expired lease means the
+    # claiming worker died and the row is claimable again.
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    processed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class Link(SQLModel, table=True):
+    """What we last wrote for one entity in one direction: the echo-suppression record.
+
+    ``target_id`` is the other side's id (Authing userId/departmentId or WeCom id).
+    """
+
+    __tablename__ = "links"
+
+    direction: str = Field(primary_key=True, max_length=16)
+    kind: str = Field(primary_key=True, max_length=16)
+    key: str = Field(primary_key=True, max_length=255)
+    target_id: str | None = Field(default=None, max_length=255)
+    state_hash: str = Field(max_length=64)
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -1,0 +1,138 @@
+"""The inbox as a work queue: claims with leases, per-entity order, retries, dead letters.
+
+A claim takes *every* open event of an entity at once (coalescing): events are hints
+("entity K changed"), so one pass over the entity's current state answers all of them.
+An entity with events in flight is not claimed again until they settle, which keeps
+order per entity key while different entities run concurrently.
+
+Functions take a connection and never commit; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, or_, select, text, update
+
+from .models import EventStatus, InboxEvent
+
+_OPEN = (EventStatus.PENDING.value, EventStatus.FAILED.value)
+_CLAIM_LOCK = 7_305_002  # serialises claims across processes sharing PostgreSQL
+_T = InboxEvent.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedEvent:
+    id: int
+    event_type: str
+    payload: dict[str, Any]
+    attempts: int  # including this claim
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """All open events of one entity, oldest first."""
+
+    source: str
+    entity_kind: str
+    entity_key: str
+    events: tuple[ClaimedEvent, ...]
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(e.id for e in self.events)
+
+    @property
+    def attempts(self) -> int:
+        return max(e.attempts for e in self.events)
+
+
+def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
+          max_entities: int, sources: tuple[str, ...] | None = None) -> list[Claim]:
+    """Lease up to ``max_entities`` entities that have a due event and none in flight."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK})
+    free = or_(_T.c.lease_until.is_(None), _T.c.lease_until < now)
+    due = select(_T.c.source, _T.c.entity_kind, _T.c.entity_key).where(
+        _T.c.status.in_(_OPEN), _T.c.next_attempt_at <= now, free,
+    ).order_by(_T.c.id).limit(max_entities * 8)
+    if sources:
+        due = due.where(_T.c.source.in_(sources))
+    busy = {tuple(row) for row in conn.execute(
+        select(_T.c.source, _T.c.entity_kind, _T.c.entity_key).where(
+            _T.c.status.in_(_OPEN), _T.c.lease_until >= now).distinct())}
+
+    picked: list[tuple[str, str, str]] = []
+    for row in conn.execute(due):
+        entity = (row.source, row.entity_kind, row.entity_key)
+        if entity not in busy and entity not in picked:
+            picked.append(entity)
+            if len(picked) == max_entities:
+                break
+
+    claims = []
+    until = now + lease
+    for source, kind, key in picked:
+        rows = conn.execute(
+            update(_T).where(
+                _T.c.source == source, _T.c.entity_kind == kind, _T.c.entity_key == key,
+                _T.c.status.in_(_OPEN), free,
+            ).values(lease_owner=owner, lease_until=until, attempts=_T.c.attempts + 1)
+            .returning(_T.c.id, _T.c.event_type, _T.c.payload, _T.c.attempts,
+                       _T.c.received_at)
+        ).all()
+        if rows:
+            events = tuple(sorted((ClaimedEvent(r.id, r.event_type, r.payload, r.attempts,
+                                                r.received_at) for r in rows),
+                                  key=lambda e: e.id))
+            claims.append(Claim(source, kind, key, events))
+    return claims
+
+
+def _owned(owner: str, ids: tuple[int, ...]) -> Any:
+    return and_(_T.c.id.in_(ids), _T.c.lease_owner == owner)
+
+
+def renew(conn: Connection, *, owner: str, ids: tuple[int, ...], until: datetime) -> int:
+    """Extend a lease while work is still running; 0 means the lease was lost."""
+    result = conn.execute(update(_T).where(_owned(owner, ids)).values(lease_until=until))
+    return int(result.rowcount or 0)
+
+
+def complete(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime,
+             outcome: str) -> int:
+    result = conn.execute(update(_T).where(_owned(owner, ids)).values(
+        status=EventStatus.DONE.value, processed_at=now, outcome=outcome[:2000],
+        last_error=None, lease_owner=None, lease_until=None))
+    return int(result.rowcount or 0)
+
+
+def fail(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime, error: str,
+         retry_at: datetime | None) -> int:
+    """``retry_at`` None → dead (gave up, replayable); otherwise failed until then."""
+    values: dict[str, Any] = {"last_error": error[:2000], "lease_owner": None,
+                              "lease_until": None}
+    if retry_at is None:
+        values.update(status=EventStatus.DEAD.value, processed_at=now)
+    else:
+        values.update(status=EventStatus.FAILED.value, next_attempt_at=retry_at)
+    result = conn.execute(update(_T).where(_owned(owner, ids)).values(**values))
+    return int(result.rowcount or 0)
+
+
+def replay(conn: Connection, *, event_id: int, now: datetime) -> bool:
+    """Re-queue one event (any status) for immediate processing with fresh attempts."""
+    result = conn.execute(update(_T).where(_T.c.id == event_id).values(
+        status=EventStatus.PENDING.value, attempts=0, next_attempt_at=now,
+        lease_owner=None, lease_until=None, processed_at=None))
+    return bool(result.rowcount)
+
+
+def next_due(conn: Connection, *, now: datetime) -> datetime | None:
+    """When the earliest open event becomes due (the worker sleeps until then)."""
+    value = conn.execute(select(_T.c.next_attempt_at).where(_T.c.status.in_(_OPEN))
+                         .order_by(_T.c.next_attempt_at).limit(1)).scalar()
+    return value

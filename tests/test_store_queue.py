@@ -1,0 +1,118 @@
+"""The inbox as a work queue, on SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlmodel import Session
+
+from sync_core.store import migrate, queue
+from sync_core.store.db import make_engine
+from sync_core.store.inbox import NewEvent, get_event, insert_new
+from sync_core.store.models import utcnow
+
+LEASE = timedelta(seconds=30)
+
+
+def _ev(key: str, entity: str, source: str = "wecom") -> NewEvent:
+    return NewEvent(source=source, dedupe_key=key, entity_kind="user", entity_key=entity,
+                    event_type="update_user", payload={"user_id": entity, "n": key},
+                    received_at=utcnow())
+
+
+@pytest.fixture
+def engine(db_url: str):  # type: ignore[no-untyped-def]
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _claim(engine, owner: str = "w1", now=None, max_entities: int = 10):  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        return queue.claim(conn, owner=owner, now=now or utcnow(), lease=LEASE,
+                           max_entities=max_entities)
+
+
+def test_claim_coalesces_an_entity_and_keeps_it_exclusive(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("1", "a"), _ev("2", "b"), _ev("3", "a")])
+    claims = _claim(engine)
+    assert [(c.entity_key, c.ids) for c in claims] == [("a", (1, 3)), ("b", (2,))]
+    assert all(e.attempts == 1 for c in claims for e in c.events)
+    # A new hint for "a" while "a" is in flight waits; nothing else is due.
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("4", "a")])
+    assert _claim(engine, owner="w2") == []
+    with engine.begin() as conn:
+        queue.complete(conn, owner="w1", ids=claims[0].ids, now=utcnow(), outcome="ok")
+    again = _claim(engine, owner="w2")
+    assert [(c.entity_key, c.ids) for c in again] == [("a", (4,))]
+
+
+def test_expired_lease_returns_events_to_the_queue(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("1", "a")])
+    first = _claim(engine, owner="crashed")
+    assert first and _claim(engine, owner="w2") == []
+    later = utcnow() + LEASE + timedelta(seconds=1)
+    taken = _claim(engine, owner="w2", now=later)
+    assert [c.ids for c in taken] == [(1,)] and taken[0].attempts == 2
+    # The crashed worker's late completion no longer owns the row.
+    with engine.begin() as conn:
+        assert queue.complete(conn, owner="crashed", ids=(1,), now=later, outcome="x") == 0
+        assert queue.complete(conn, owner="w2", ids=(1,), now=later, outcome="ok") == 1
+
+
+def test_failure_backoff_dead_and_replay(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("1", "a")])
+    now = utcnow()
+    claims = _claim(engine, now=now)
+    with engine.begin() as conn:
+        queue.fail(conn, owner="w1", ids=claims[0].ids, now=now, error="503 from Authing",
+                   retry_at=now + timedelta(seconds=60))
+    assert _claim(engine, now=now + timedelta(seconds=1)) == []
+    with engine.begin() as conn:
+        assert queue.next_due(conn, now=now) is not None
+    retry = _claim(engine, now=now + timedelta(seconds=61))
+    assert retry and retry[0].attempts == 2
+    with engine.begin() as conn:
+        queue.fail(conn, owner="w1", ids=retry[0].ids, now=now, error="gave up", retry_at=None)
+    with Session(engine) as session:
+        row = get_event(session, 1)
+        assert row is not None and row.status == "dead" and row.last_error == "gave up"
+    assert _claim(engine, now=now + timedelta(days=1)) == []
+    with engine.begin() as conn:
+        assert queue.replay(conn, event_id=1, now=now) is True
+        assert queue.replay(conn, event_id=999, now=now) is False
+    replayed = _claim(engine, now=now + timedelta(seconds=1))
+    assert replayed and replayed[0].attempts == 1
+
+
+def test_concurrent_claimers_never_share_an_entity(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        insert_new(conn, [_ev(str(i), f"u{i % 40}") for i in range(200)])
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while True:
+            claims = _claim(engine, owner=name, max_entities=3)
+            if not claims:
+                return
+            with lock:
+                seen.extend((c.entity_key, c.ids) for c in claims)
+            with engine.begin() as conn:
+                for c in claims:
+                    queue.complete(conn, owner=name, ids=c.ids, now=utcnow(), outcome="ok")
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for _, batch in seen for i in batch]
+    assert sorted(ids) == list(range(1, 201))  # every event exactly once
