@@ -1,0 +1,623 @@
+"""Sync planner: desired WeCom state + actual Authing state + policy → ordered operations.
+
+Pure: no I/O, no clock, no database. The worker (one entity), the reconciler (everything)
+and the dry run all plan here, so they agree by construction, and planning a state that
+already holds yields only ``unchanged`` operations with no requests.
+
+One ``Operation`` is one run item (kind, key, action). It carries, in order, the Authing v3
+requests that apply it, in Authing's field names. Where an Authing ``departmentId`` is not
+known at plan time (the department is created earlier in the same plan, or must be created
+by the executor first) the body holds a ``DepartmentRef`` and ``needs`` lists the WeCom
+department id; the executor substitutes the real id with ``resolve_refs``. A body with an
+unresolved ref does not serialise to JSON, so it cannot be sent by mistake.
+
+Ownership: the planner never silently takes over an Authing object. Users are matched by
+externalId, departments by openDepartmentId within the organization; only objects that are
+ours are deleted, and an unmanaged user that looks like a WeCom user is a conflict unless
+``Policy.adopt_existing``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .mapping import (
+    USER_ID_FIELD,
+    DesiredUser,
+    MappingPolicy,
+    Membership,
+    UsernameSource,
+    map_department,
+    map_user,
+)
+from .model import AuthingDepartment, AuthingMembership, AuthingUser, WeComDepartment, WeComUser
+from .operations import (
+    DESTRUCTIVE,
+    Action,
+    Change,
+    DepartmentRef,
+    GuardVerdict,
+    Kind,
+    Mode,
+    Operation,
+    Request,
+    UnresolvedDepartment,
+    deletion_guard,
+    resolve_refs,
+)
+from .settings import UserDeletePolicy
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """``root_department_id`` is the Authing departmentId of the organization root, which
+    stands for WeCom's root department; the reconciler should pass the real id read from
+    ``get-organization`` (Authing accepts ``"root"`` for a parent, not everywhere)."""
+
+    organization_code: str = "wecom"
+    user_delete_policy: UserDeletePolicy = UserDeletePolicy.RESIGN
+    adopt_existing: bool = False
+    mapping: MappingPolicy = field(default_factory=MappingPolicy)
+    root_department_id: str = "root"
+    root_wecom_id: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Policy:
+        values: dict[str, Any] = {
+            "organization_code": settings.authing_organization_code,
+            "user_delete_policy": settings.user_delete_policy,
+        }
+        return cls(**{**values, **overrides})
+
+
+@dataclass(frozen=True, slots=True)
+class DepartmentIndex:
+    """WeCom department id ↔ Authing departmentId for departments that exist in Authing,
+    plus ``source``: WeCom departments the planner may create on demand for a user."""
+
+    authing_ids: Mapping[int, str] = field(default_factory=dict, hash=False)
+    source: Mapping[int, WeComDepartment] = field(default_factory=dict, hash=False)
+    _wecom_ids: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_wecom_ids", {a: w for w, a in self.authing_ids.items()})
+
+    @classmethod
+    def build(cls, departments: Iterable[AuthingDepartment], policy: Policy,
+              source: Iterable[WeComDepartment] = ()) -> DepartmentIndex:
+        ids: dict[int, str] = {}
+        for dept in departments:
+            wecom_id = _managed_wecom_id(dept, policy)
+            if wecom_id is not None:
+                ids.setdefault(wecom_id, dept.department_id)
+        ids.setdefault(policy.root_wecom_id, policy.root_department_id)
+        return cls(authing_ids=ids, source={d.id: d for d in source})
+
+    def authing_id(self, wecom_id: int) -> str | None:
+        return self.authing_ids.get(wecom_id)
+
+    def wecom_id(self, authing_id: str | None) -> int | None:
+        return None if authing_id is None else self._wecom_ids.get(authing_id)
+
+
+# -- public planning functions -------------------------------------------------------------
+
+
+def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Policy,
+              index: DepartmentIndex, *, key: str | None = None) -> tuple[Operation, ...]:
+    """One user. ``desired`` None = deleted in WeCom; ``actual`` None = not in Authing.
+
+    Missing departments the user needs are created first when ``index.source`` knows them.
+    ``key`` names the item when both sides are None (a delete of a user we never had).
+    """
+    if desired is None:
+        if actual is None:
+            return () if key is None else (Operation(Kind.USER, key, Action.UNCHANGED),)
+        return (_plan_user_gone(actual, policy, index),)
+    want = map_user(desired, policy.mapping)
+    if actual is None:
+        return _after_departments(_plan_user_create(want, policy, index), policy, index)
+    problem = _ownership_problem(want, actual, policy)
+    if problem is not None:
+        return (_skip(Kind.USER, want.external_id, problem, actual.user_id),)
+    return _after_departments(_plan_user_update(want, actual, policy, index), policy, index)
+
+
+def plan_department(desired: WeComDepartment | None, actual: AuthingDepartment | None,
+                    policy: Policy, index: DepartmentIndex, *,
+                    key: str | None = None) -> tuple[Operation, ...]:
+    """One department: create under its parent, rename, move, or delete when empty."""
+    if desired is None:
+        if actual is None:
+            return () if key is None else (Operation(Kind.DEPARTMENT, key, Action.UNCHANGED),)
+        children = 1 if actual.has_children else 0
+        return (_plan_department_gone(actual, policy, actual.members_count or 0, children),)
+    if desired.id == policy.root_wecom_id:  # the organization root is set up, not synced
+        return (Operation(Kind.DEPARTMENT, str(desired.id), Action.UNCHANGED,
+                          target=index.authing_id(desired.id)),)
+    if actual is None:
+        return (_plan_department_create(desired, policy, index),)
+    if _managed_wecom_id(actual, policy) != desired.id:
+        reason = (f"conflict: Authing department {actual.department_id} is not linked to "
+                  f"WeCom department {desired.id} in organization {policy.organization_code}")
+        return (_skip(Kind.DEPARTMENT, str(desired.id), reason, actual.department_id),)
+    return (_plan_department_update(desired, actual, policy, index),)
+
+
+def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[WeComDepartment],
+              actual_users: Iterable[AuthingUser], actual_departments: Iterable[AuthingDepartment],
+              policy: Policy, mode: Mode = Mode.CREATE_UPDATE) -> tuple[Operation, ...]:
+    """Everything, for the reconciler. Order: departments created or moved parent-first,
+    users created or updated, users removed, departments deleted children-first."""
+    users, depts = list(desired_users), {d.id: d for d in desired_departments}
+    authing_users, authing_depts = list(actual_users), list(actual_departments)
+    index = DepartmentIndex.build(authing_depts, policy)
+    ours: dict[int, AuthingDepartment] = {}
+    for existing in authing_depts:
+        wecom_id = _managed_wecom_id(existing, policy)
+        if wecom_id is not None:
+            ours.setdefault(wecom_id, existing)
+
+    dept_ops: list[Operation] = []
+    if mode is not Mode.DELETE_ONLY:
+        for dept in sorted(depts.values(), key=lambda d: (_source_depth(d, depts), d.id)):
+            if dept.id == policy.root_wecom_id:
+                continue
+            parent = dept.parent_id
+            if (parent is not None and parent not in depts and index.authing_id(parent) is None):
+                reason = f"parent department {parent} is neither in WeCom nor in Authing"
+                dept_ops.append(_skip(Kind.DEPARTMENT, str(dept.id), reason))
+                continue
+            dept_ops += plan_department(dept, ours.get(dept.id), policy, index)
+
+    upserts, wanted = _plan_user_upserts(users, authing_users, policy, index, mode)
+    removals: list[Operation] = []
+    dept_deletes: list[Operation] = []
+    if mode is not Mode.CREATE_UPDATE:
+        gone = sorted((u for u in authing_users if u.external_id and u.external_id not in wanted
+                       and is_managed_user(u, policy, index)), key=lambda u: u.external_id or "")
+        removals = [_plan_user_gone(u, policy, index) for u in gone]
+        gone_depts = [d for w, d in ours.items() if w not in depts and w != policy.root_wecom_id]
+        dept_deletes = _plan_department_deletes(gone_depts, authing_depts, authing_users,
+                                                [*dept_ops, *upserts, *removals], policy)
+    return (*dept_ops, *upserts, *removals, *dept_deletes)
+
+
+def count_managed(actual_users: Iterable[AuthingUser],
+                  actual_departments: Iterable[AuthingDepartment], policy: Policy) -> int:
+    """How many Authing objects are ours: the base of the guard's percentage."""
+    depts = list(actual_departments)
+    index = DepartmentIndex.build(depts, policy)
+    users = sum(1 for u in actual_users if u.external_id and is_managed_user(u, policy, index))
+    return users + sum(1 for d in depts if _managed_wecom_id(d, policy) not in
+                       (None, policy.root_wecom_id))
+
+
+def is_managed_user(user: AuthingUser, policy: Policy, index: DepartmentIndex) -> bool:
+    """Ours: has an externalId and shows it was written by us (our extension field, or a
+    department of our organization). With neither read, the externalId alone decides."""
+    if not user.external_id:
+        return False
+    if user.custom_data is None and user.memberships is None:
+        return True
+    if user.custom().get(USER_ID_FIELD) == user.external_id:
+        return True
+    return any(_membership_wecom_id(m, policy, index) is not None
+               for m in user.memberships or ())
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy: Policy,
+                       index: DepartmentIndex, mode: Mode) -> tuple[list[Operation], set[str]]:
+    by_external = {u.external_id: u for u in actual if u.external_id}
+    unmanaged = _UnmanagedLookup([u for u in actual if not u.external_id])
+    wanted = {u.userid for u in users} | {u.renamed_from for u in users if u.renamed_from}
+    ops: list[Operation] = []
+    if mode is Mode.DELETE_ONLY:
+        return ops, wanted
+    adopted: set[str] = set()
+    for user in sorted(users, key=lambda u: u.userid):
+        match = by_external.get(user.userid) or by_external.get(user.renamed_from or "")
+        if match is None:
+            hit = unmanaged.find(map_user(user, policy.mapping), adopted)
+            if hit is not None and not policy.adopt_existing:
+                reason = (f"conflict: unmanaged Authing user {hit[0].user_id} has the same "
+                          f"{hit[1]} and no externalId; set adopt_existing to take it over")
+                ops.append(_skip(Kind.USER, user.userid, reason, hit[0].user_id))
+                continue
+            if hit is not None:
+                match = hit[0]
+                adopted.add(match.user_id)
+        ops += plan_user(user, match, policy, index)
+    return ops, wanted
+
+
+class _UnmanagedLookup:
+    """Authing users without externalId, by the identifiers Authing keeps unique."""
+
+    def __init__(self, users: list[AuthingUser]) -> None:
+        self._by: dict[tuple[str, str], AuthingUser] = {}
+        for user in users:
+            for how, value in (("email", user.email), ("username", user.username),
+                               ("phone", user.phone)):
+                if value:
+                    self._by.setdefault((how, value.lower()), user)
+
+    def find(self, want: DesiredUser, taken: set[str]) -> tuple[AuthingUser, str] | None:
+        for how in ("email", "phone", "username"):
+            value = want.get(how)
+            user = self._by.get((how, value.lower())) if value else None
+            if user is not None and user.user_id not in taken:
+                return user, how
+        return None
+
+
+def _ownership_problem(want: DesiredUser, actual: AuthingUser, policy: Policy) -> str | None:
+    if actual.external_id and actual.external_id in (want.external_id, want.renamed_from):
+        return None
+    if not actual.external_id:
+        if policy.adopt_existing:
+            return None
+        return (f"conflict: unmanaged Authing user {actual.user_id} has no externalId; "
+                f"set adopt_existing to take it over")
+    return (f"conflict: Authing user {actual.user_id} belongs to externalId "
+            f"{actual.external_id!r}")
+
+
+def _plan_user_create(want: DesiredUser, policy: Policy, index: DepartmentIndex) -> Operation:
+    key = want.external_id
+    values = {**dict(want.create_only), **dict(want.fields)}
+    body: dict[str, Any] = {"externalId": key}
+    body.update((k, v) for k, v in values.items() if v)
+    if body.get("status") == "Resigned":
+        return _skip(Kind.USER, key, "resigned in WeCom (status 5): no account is created")
+    if not any(body.get(k) for k in ("username", "phone", "email")):
+        return _skip(Kind.USER, key, "cannot create: Authing needs a username, phone or "
+                                     "email and WeCom sent none")
+    changes = [Change(k, None, v) for k, v in body.items()]
+    custom = {k: v for k, v in want.custom_data if v}
+    body["customData"] = custom
+    changes += [Change(f"customData.{k}", None, v) for k, v in custom.items()]
+    requests = [Request("create-user", body)]
+    needs: tuple[str, ...] = ()
+    planned = _membership_plan(want.memberships, None, policy, index)
+    if planned is not None and planned[0]:
+        items, needs, change = planned
+        changes.append(change)
+        requests.append(Request("set-user-departments", {
+            "userId": key, "departments": items, "options": {"userIdType": "external_id"}}))
+    return Operation(Kind.USER, key, Action.CREATE, None, tuple(changes), tuple(requests), needs)
+
+
+def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Policy,
+                      index: DepartmentIndex) -> Operation:
+    changes, body = _profile_changes(want, actual, policy)
+    custom_changes, custom = _custom_changes(want.custom_data, actual.custom_data)
+    changes += custom_changes
+    if custom is not None:
+        body["customData"] = custom
+    requests = []
+    if body:
+        requests.append(Request("update-user", {"userId": actual.user_id, **body}))
+    needs: tuple[str, ...] = ()
+    planned = _membership_plan(want.memberships, actual, policy, index)
+    if planned is not None:
+        items, needs, change = planned
+        changes.append(change)
+        requests.append(Request("set-user-departments",
+                                {"userId": actual.user_id, "departments": items}))
+    action = Action.UPDATE if requests else Action.UNCHANGED
+    return Operation(Kind.USER, want.external_id, action, actual.user_id, tuple(changes),
+                     tuple(requests), needs)
+
+
+_USER_ATTRS = {"name": "name", "username": "username", "phone": "phone",
+               "phoneCountryCode": "phone_country_code", "email": "email", "gender": "gender",
+               "status": "status", "photo": "photo"}
+
+
+def _profile_changes(want: DesiredUser, actual: AuthingUser,
+                     policy: Policy) -> tuple[list[Change], dict[str, Any]]:
+    changes: list[Change] = []
+    body: dict[str, Any] = {}
+    if actual.external_id != want.external_id:  # rename or adoption
+        changes.append(Change("externalId", actual.external_id, want.external_id))
+        body["externalId"] = want.external_id
+    fields = dict(want.fields)
+    if (want.renamed_from and "username" not in fields and actual.username == want.renamed_from
+            and policy.mapping.username_source is UsernameSource.USERID):
+        fields["username"] = want.external_id
+    for name, new in fields.items():
+        old = getattr(actual, _USER_ATTRS[name])
+        if name == "phoneCountryCode":  # Authing leaves it empty for its default region
+            old = old or policy.mapping.default_country_code
+        if not _same(old, new):
+            changes.append(Change(name, old, new))
+            body[name] = new
+    if body.get("phone") and "phoneCountryCode" in fields:
+        body["phoneCountryCode"] = fields["phoneCountryCode"]
+    return changes, body
+
+
+def _plan_user_gone(actual: AuthingUser, policy: Policy, index: DepartmentIndex) -> Operation:
+    key, uid = actual.external_id or actual.user_id, actual.user_id
+    if not is_managed_user(actual, policy, index):
+        return _skip(Kind.USER, key, "not managed by wecom-sync: left alone", uid)
+    rule = policy.user_delete_policy
+    if rule is UserDeletePolicy.IGNORE:
+        return _skip(Kind.USER, key, "deleted in WeCom; user_delete_policy is ignore", uid)
+    if rule is UserDeletePolicy.DELETE:
+        return Operation(Kind.USER, key, Action.DELETE, uid, (Change("externalId", key, None),),
+                         (Request("delete-users-batch", {"userIds": (uid,)}),))
+    if rule is UserDeletePolicy.RESIGN:
+        if actual.status == "Resigned":
+            return Operation(Kind.USER, key, Action.UNCHANGED, uid)
+        return Operation(Kind.USER, key, Action.RESIGN, uid,
+                         (Change("status", actual.status, "Resigned"),),
+                         (Request("resign-user", {"userId": uid}),))
+    if actual.status in ("Suspended", "Resigned"):  # resigned is already more than suspended
+        return Operation(Kind.USER, key, Action.UNCHANGED, uid)
+    return Operation(Kind.USER, key, Action.SUSPEND, uid,
+                     (Change("status", actual.status, "Suspended"),),
+                     (Request("update-user", {"userId": uid, "status": "Suspended"}),))
+
+
+def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | None,
+                     policy: Policy, index: DepartmentIndex,
+                     ) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...], Change] | None:
+    """The set-user-departments items, or None when WeCom did not say or nothing changes.
+
+    Memberships outside our organization (or in departments we do not manage) are kept, as
+    set-user-departments replaces the whole list. Flags WeCom did not send keep their
+    Authing value; with no main department known anywhere the first department is main.
+    When Authing's memberships were not read, the list is written as WeCom has it (and
+    other organizations' memberships cannot be kept): read users withDepartmentIds.
+    """
+    if want is None:
+        return None
+    known = actual is not None and actual.memberships is not None
+    ours: dict[int, tuple[bool, bool]] = {}
+    foreign: list[AuthingMembership] = []
+    for m in (actual.memberships if actual is not None else None) or ():
+        wecom_id = _membership_wecom_id(m, policy, index)
+        if wecom_id is None:
+            foreign.append(m)
+        else:
+            ours[wecom_id] = (bool(m.is_leader), bool(m.is_main))
+    leaders = {m.department: m.is_leader if m.is_leader is not None
+               else ours.get(m.department, (False, False))[0] for m in want}
+    main = next((m.department for m in want if m.is_main), None)
+    explicit = main is not None
+    if main is None:
+        main = next((d for d in leaders if ours.get(d, (False, False))[1]), None)
+    if main is None and leaders and not any(m.is_main for m in foreign):
+        main, explicit = next(iter(leaders)), True
+    new = {d: (leader, d == main) for d, leader in leaders.items()}
+    foreign_main_cleared = explicit and any(m.is_main for m in foreign)
+    if known and new == ours and not foreign_main_cleared:
+        return None
+    items = tuple({"departmentId": _dept_ref(d, index), "isLeader": leader, "isMainDepartment": m}
+                  for d, (leader, m) in new.items())
+    items += tuple({"departmentId": m.department_id, "isLeader": bool(m.is_leader),
+                    "isMainDepartment": bool(m.is_main) and not explicit} for m in foreign)
+    needs = tuple(str(d) for d in new if index.authing_id(d) is None)
+    change = Change("departments", _render(ours) if known else None, _render(new))
+    return items, needs, change
+
+
+def _render(memberships: Mapping[int, tuple[bool, bool]]) -> str:
+    def one(dept: int, leader: bool, main: bool) -> str:
+        flags = [name for name, on in (("leader", leader), ("main", main)) if on]
+        return f"{dept}[{','.join(flags)}]" if flags else str(dept)
+
+    return ";".join(one(d, *flags) for d, flags in sorted(memberships.items()))
+
+
+def _membership_wecom_id(m: AuthingMembership, policy: Policy,
+                         index: DepartmentIndex) -> int | None:
+    if m.organization_code and m.organization_code != policy.organization_code:
+        return None
+    wecom_id = index.wecom_id(m.department_id)
+    if wecom_id is None and m.organization_code and (m.open_department_id or "").isdigit():
+        wecom_id = int(m.open_department_id or "")
+    return wecom_id
+
+
+def _after_departments(op: Operation, policy: Policy,
+                       index: DepartmentIndex) -> tuple[Operation, ...]:
+    """Prefix the creates of missing departments ``op`` needs that ``index.source`` knows,
+    parent-first; anything unknown stays in ``op.needs`` for the executor."""
+    creates: list[Operation] = []
+    planned: set[int] = set()
+    for open_id in op.needs:
+        chain: list[WeComDepartment] = []
+        wecom_id: int | None = int(open_id)
+        while (wecom_id is not None and wecom_id in index.source and wecom_id not in planned
+               and index.authing_id(wecom_id) is None):
+            dept = index.source[wecom_id]
+            planned.add(dept.id)
+            chain.append(dept)
+            wecom_id = dept.parent_id
+        creates += [_plan_department_create(d, policy, index) for d in reversed(chain)]
+    return (*creates, op)
+
+
+# -- departments ---------------------------------------------------------------------------
+
+
+def _plan_department_create(desired: WeComDepartment, policy: Policy,
+                            index: DepartmentIndex) -> Operation:
+    want = map_department(desired)
+    key = want.open_department_id
+    if not want.name:
+        return _skip(Kind.DEPARTMENT, key, "department name unknown (WeCom sent only ids); "
+                                           "read it from WeCom first")
+    if want.parent_id is None:
+        return _skip(Kind.DEPARTMENT, key, "parent department unknown")
+    parent = _dept_ref(want.parent_id, index)
+    body = {"organizationCode": policy.organization_code, "name": want.name,
+            "parentDepartmentId": parent, "openDepartmentId": key,
+            "customData": dict(want.custom_data)}
+    changes = (Change("name", None, want.name), Change("parent", None, str(want.parent_id)),
+               *(Change(f"customData.{k}", None, v) for k, v in want.custom_data))
+    needs = (str(want.parent_id),) if isinstance(parent, DepartmentRef) else ()
+    return Operation(Kind.DEPARTMENT, key, Action.CREATE, None, changes,
+                     (Request("create-department", body),), needs)
+
+
+def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
+                            policy: Policy, index: DepartmentIndex) -> Operation:
+    want = map_department(desired)
+    changes: list[Change] = []
+    body: dict[str, Any] = {}
+    if want.name and not _same(actual.name, want.name):
+        changes.append(Change("name", actual.name, want.name))
+        body["name"] = want.name
+    needs: tuple[str, ...] = ()
+    old_parent = index.wecom_id(actual.parent_department_id)
+    moved = want.parent_id is not None and old_parent != want.parent_id
+    if want.parent_id is not None and moved:
+        parent = _dept_ref(want.parent_id, index)
+        body["parentDepartmentId"] = parent
+        needs = (str(want.parent_id),) if isinstance(parent, DepartmentRef) else ()
+        shown = actual.parent_department_id if old_parent is None else str(old_parent)
+        changes.append(Change("parent", shown, str(want.parent_id)))
+    custom_changes, custom = _custom_changes(want.custom_data, actual.custom_data)
+    changes += custom_changes
+    if custom is not None:
+        body["customData"] = custom
+    if not body:
+        return Operation(Kind.DEPARTMENT, want.open_department_id, Action.UNCHANGED,
+                         actual.department_id)
+    request = Request("update-department", {"organizationCode": policy.organization_code,
+                                            "departmentId": actual.department_id, **body})
+    return Operation(Kind.DEPARTMENT, want.open_department_id,
+                     Action.MOVE if moved else Action.UPDATE, actual.department_id,
+                     tuple(changes), (request,), needs)
+
+
+def _plan_department_gone(actual: AuthingDepartment, policy: Policy, members: int,
+                          children: int) -> Operation:
+    wecom_id = _managed_wecom_id(actual, policy)
+    key, did = actual.open_department_id or actual.department_id, actual.department_id
+    if wecom_id is None:
+        return _skip(Kind.DEPARTMENT, key, "not managed by wecom-sync: left alone", did)
+    if wecom_id == policy.root_wecom_id:
+        return _skip(Kind.DEPARTMENT, key, "the organization root is never deleted", did)
+    if members > 0 or children > 0:
+        return _skip(Kind.DEPARTMENT, key, f"blocked: department is not empty ({members} "
+                                           f"members, {children} child departments)", did)
+    request = Request("delete-department", {"organizationCode": policy.organization_code,
+                                            "departmentId": did})
+    return Operation(Kind.DEPARTMENT, key, Action.DELETE, did,
+                     (Change("name", actual.name, None),), (request,))
+
+
+def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[AuthingDepartment],
+                             users: list[AuthingUser], planned: list[Operation],
+                             policy: Policy) -> list[Operation]:
+    """Deepest first, each only when nothing is left in it once ``planned`` has run."""
+    by_target = {op.target: op for op in planned if op.kind is Kind.USER and op.target}
+    members: Counter[str] = Counter()
+    leaving: Counter[str] = Counter()
+    for user in users:
+        current = {m.department_id for m in user.memberships or ()}
+        members.update(current)
+        op = by_target.get(user.user_id)
+        final = current
+        if op is not None and op.action in (Action.RESIGN, Action.DELETE):
+            final = set()
+        elif op is not None:
+            for request in op.requests:
+                if request.endpoint == "set-user-departments":
+                    final = {i["departmentId"] for i in request.body["departments"]
+                             if isinstance(i["departmentId"], str)}
+        leaving.update(current - final)
+    children: dict[str, list[str]] = defaultdict(list)
+    parents = {d.department_id: d.parent_department_id for d in all_depts}
+    for dept in all_depts:
+        if dept.parent_department_id:
+            children[dept.parent_department_id].append(dept.department_id)
+    moved = {op.target for op in planned if op.kind is Kind.DEPARTMENT and op.action is Action.MOVE}
+    removed: set[str] = set()
+    ops = []
+    for dept in sorted(gone, key=lambda d: (-_authing_depth(d.department_id, parents),
+                                            d.department_id)):
+        did = dept.department_id
+        base = dept.members_count if dept.members_count is not None else members[did]
+        kids = [c for c in children[did] if c not in removed and c not in moved]
+        op = _plan_department_gone(dept, policy, max(base - leaving[did], 0), len(kids))
+        if op.action is Action.DELETE:
+            removed.add(did)
+        ops.append(op)
+    return ops
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _managed_wecom_id(dept: AuthingDepartment, policy: Policy) -> int | None:
+    """The WeCom id of an Authing department of our organization, else None."""
+    if dept.organization_code not in (None, policy.organization_code):
+        return None
+    open_id = dept.open_department_id or ""
+    return int(open_id) if open_id.isdigit() else None
+
+
+def _dept_ref(wecom_id: int, index: DepartmentIndex) -> str | DepartmentRef:
+    return index.authing_id(wecom_id) or DepartmentRef(str(wecom_id))
+
+
+def _source_depth(dept: WeComDepartment, depts: Mapping[int, WeComDepartment]) -> int:
+    depth, seen, parent = 0, {dept.id}, dept.parent_id
+    while parent is not None and parent in depts and parent not in seen:
+        seen.add(parent)
+        depth += 1
+        parent = depts[parent].parent_id
+    return depth
+
+
+def _authing_depth(department_id: str, parents: Mapping[str, str | None]) -> int:
+    depth, seen, parent = 0, {department_id}, parents.get(department_id)
+    while parent is not None and parent not in seen:
+        seen.add(parent)
+        depth += 1
+        parent = parents.get(parent)
+    return depth
+
+
+def _custom_changes(desired: tuple[tuple[str, str], ...], actual: tuple[tuple[str, Any], ...]
+                    | None) -> tuple[list[Change], dict[str, Any] | None]:
+    """Changed customData keys, and the body to send: Authing's current customData with
+    ours merged in, so keys other writers own survive whatever update-user does."""
+    old = dict(actual or ())
+    changes = [Change(f"customData.{k}", old.get(k), v) for k, v in desired
+               if not _same(old.get(k), v)]
+    return (changes, {**old, **dict(desired)}) if changes else ([], None)
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Equal, where None and "" both mean empty and numbers read back as strings."""
+    if old in (None, "") or new in (None, ""):
+        return old in (None, "") and new in (None, "")
+    return str(old) == str(new)
+
+
+def _skip(kind: Kind, key: str, reason: str, target: str | None = None) -> Operation:
+    return Operation(kind, key, Action.SKIP, target, reason=reason)
+
+
+__all__ = [
+    "DESTRUCTIVE", "Action", "Change", "DepartmentIndex", "DepartmentRef", "GuardVerdict",
+    "Kind", "Mode", "Operation", "Policy", "Request", "UnresolvedDepartment", "deletion_guard",
+    "count_managed", "is_managed_user", "plan_department", "plan_full", "plan_user",
+    "resolve_refs",
+]
