@@ -25,7 +25,9 @@ class BackgroundServer:
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0,
                  log_level: str = "warning") -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # An explicit IPPROTO_TCP makes asyncio set TCP_NODELAY on accepted connections;
+        # with protocol 0 every small reply waits ~40 ms for delayed ACKs.
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.host, self.port = host, int(self._sock.getsockname()[1])
