@@ -1,0 +1,113 @@
+"""What the WeCom and Authing clients share: a cached access token that is refreshed once
+when the upstream rejects it, the call machinery of ``http_retry``, and the dry-run choke
+point. Each client supplies how to fetch a token, attach it, spot a rejected token and
+read its envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypedDict
+
+import httpx
+from pydantic import SecretStr
+
+from .access_token import TokenCache, secret_digest
+from .errors import DryRunRejected
+from .http_retry import CallObserver, Clock, RetryPolicy, Sleep, Upstream
+
+
+class ClientOptions(TypedDict, total=False):
+    """Keyword options both clients accept (see ``TokenAuthClient.__init__``)."""
+
+    base_url: str
+    timeout: float | httpx.Timeout
+    max_concurrency: int
+    rate_per_minute: float | None
+    retry_attempts: int
+    retry_total_seconds: float
+    clock: Clock
+    sleep: Sleep
+    token_cache: TokenCache | None
+    observer: CallObserver | None
+    dry_run: bool
+
+
+class TokenAuthClient(ABC):
+    """Base of an API client whose calls carry a cached access token.
+
+    ``timeout`` applies to every HTTP exchange; ``max_concurrency`` caps exchanges in
+    flight; ``rate_per_minute`` (None: unlimited) paces them; ``retry_attempts`` and
+    ``retry_total_seconds`` bound retries of transient errors; ``clock`` and ``sleep`` are
+    injectable so tests never wait; ``token_cache`` may be shared by clients with the same
+    credentials; ``observer`` is told each attempt's outcome; ``dry_run`` refuses writes.
+    """
+
+    upstream_name: ClassVar[str]
+    path_prefix: ClassVar[str]
+
+    def __init__(self, http: httpx.AsyncClient, identity: str, secret: str | SecretStr, *,
+                 base_url: str, timeout: float | httpx.Timeout = 10.0,
+                 max_concurrency: int = 8, rate_per_minute: float | None = None,
+                 retry_attempts: int = 4, retry_total_seconds: float = 120.0,
+                 clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
+                 token_cache: TokenCache | None = None, observer: CallObserver | None = None,
+                 dry_run: bool = False) -> None:
+        self.dry_run = dry_run
+        self._secret = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+        self._base = base_url.rstrip("/") + self.path_prefix
+        self._tokens = token_cache if token_cache is not None else TokenCache(clock=clock)
+        self._token_key = (self.upstream_name, self._base, identity,
+                           secret_digest(self._secret))
+        self._upstream = Upstream(
+            self.upstream_name, http, timeout=timeout, max_concurrency=max_concurrency,
+            rate_per_minute=rate_per_minute,
+            retry=RetryPolicy(attempts=retry_attempts, total_seconds=retry_total_seconds),
+            observer=observer, clock=clock, sleep=sleep)
+
+    @abstractmethod
+    async def _fetch_token(self) -> tuple[str, float]:
+        """A fresh token and its lifetime in seconds (one observed attempt, not retried)."""
+
+    @abstractmethod
+    async def _exchange(self, method: str, endpoint: str, token: str,
+                        params: Mapping[str, Any] | None, body: Any) -> httpx.Response:
+        """Send one request with ``token`` attached."""
+
+    @abstractmethod
+    def _token_rejected(self, endpoint: str, response: httpx.Response) -> bool:
+        """Whether the upstream refused the token (expired or revoked early)."""
+
+    @abstractmethod
+    def _decode(self, endpoint: str, response: httpx.Response) -> Any:
+        """The useful part of a successful envelope; raise the mapped error otherwise."""
+
+    async def _token(self) -> str:
+        return await self._tokens.get(self._token_key, self._fetch_token)
+
+    async def _request(self, method: str, endpoint: str, *,
+                       params: Mapping[str, Any] | None = None, body: Any = None,
+                       idempotent: bool = True) -> Any:
+        """One API call, retried when transient (see ``Upstream.call`` for ``idempotent``).
+        A rejected token is replaced once and the request sent again; a second rejection
+        is decoded into the upstream's auth error."""
+
+        async def attempt() -> Any:
+            token = await self._token()
+            response = await self._exchange(method, endpoint, token, params, body)
+            if self._token_rejected(endpoint, response):
+                self._tokens.invalidate(self._token_key, token)
+                response = await self._exchange(method, endpoint, await self._token(),
+                                                params, body)
+            return self._decode(endpoint, response)
+
+        return await self._upstream.call(endpoint, attempt, idempotent=idempotent)
+
+    def _refuse_in_dry_run(self, method: str, endpoint: str) -> None:
+        """The second guard of a dry run: every write passes here before any I/O."""
+        if self.dry_run:
+            raise DryRunRejected(f"dry run: refused {method} {endpoint}",
+                                 upstream=self.upstream_name, endpoint=endpoint)
