@@ -1,0 +1,245 @@
+"""Delivers ``change_contact`` callbacks the way WeCom does (reference §1.7-1.8, §2).
+
+Each change is rendered (full or trimmed), encrypted with the callback Token and
+EncodingAESKey (receive id = corpid) and POSTed as the XML envelope with ``msg_signature``,
+``timestamp`` and ``nonce`` in the query. Success is HTTP 200, whatever the body; anything
+else, or no answer within the timeout (5 s), is retried: 3 attempts in all, with the same
+bytes each time, then WeCom gives up.
+
+Delivery runs on one background thread, so an admin call never waits on the receiver and
+callbacks arrive in the order the changes happened. Every attempt is logged in
+``deliveries`` for tests to inspect; ``flush()``/``await drain()`` wait for the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import httpx
+
+from sync_core.wecom_crypto import WeComCrypto, WeComCryptoError
+
+from .changes import Change, render, trim
+
+log = logging.getLogger(__name__)
+
+PENDING, DELIVERED, FAILED, DROPPED, SKIPPED = (
+    "pending", "delivered", "failed", "dropped", "skipped")
+
+
+@dataclass(slots=True)
+class Attempt:
+    number: int
+    status: int | None  # HTTP status; None when no response came back
+    error: str | None
+    elapsed: float
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One callback: ``outcome`` is pending, delivered, failed (gave up), dropped (lost on
+    purpose by ``drop_next``) or skipped (no callback URL configured)."""
+
+    seq: int
+    change_type: str
+    key: str
+    plaintext: bytes
+    url: str | None
+    outcome: str = PENDING
+    attempts: list[Attempt] = field(default_factory=list)
+    envelope: bytes = b""
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackConfig:
+    url: str | None = None
+    token: str | None = None
+    encoding_aes_key: str | None = None
+    trimmed: bool = False  # post-2022-08-15 payloads (IDs only)
+
+    def __repr__(self) -> str:  # the token and key are secrets
+        return f"CallbackConfig(url={self.url!r}, trimmed={self.trimmed})"
+
+
+class CallbackPusher:
+    def __init__(self, corp_id: str, config: CallbackConfig | None = None, *,
+                 timeout: float = 5.0, attempts: int = 3, retry_delay: float = 0.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.corp_id = corp_id
+        self.config = CallbackConfig()
+        if config is not None:
+            self.configure(url=config.url, token=config.token,
+                           encoding_aes_key=config.encoding_aes_key, trimmed=config.trimmed)
+        self.timeout = timeout
+        self.attempts = attempts
+        self.retry_delay = retry_delay
+        self._clock = clock
+        self._queue: queue.Queue[Delivery | None] = queue.Queue()
+        self._cond = threading.Condition()
+        self._pending = 0
+        self._drop = 0
+        self._running = threading.Event()
+        self._running.set()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log: list[Delivery] = []
+
+    # -- configuration ------------------------------------------------------------------
+
+    def configure(self, *, url: str | None = None, token: str | None = None,
+                  encoding_aes_key: str | None = None, trimmed: bool | None = None) -> None:
+        """Change any part of the callback settings; what is not given stays."""
+        old = self.config
+        config = CallbackConfig(
+            url=url if url is not None else old.url,
+            token=token if token is not None else old.token,
+            encoding_aes_key=encoding_aes_key if encoding_aes_key is not None
+            else old.encoding_aes_key,
+            trimmed=trimmed if trimmed is not None else old.trimmed,
+        )
+        if config.encoding_aes_key is not None:
+            try:  # fail loudly now, not on the first delivery
+                WeComCrypto(config.token or "", config.encoding_aes_key, self.corp_id)
+            except WeComCryptoError as exc:
+                raise ValueError(f"invalid EncodingAESKey: {exc}") from exc
+        self.config = config
+
+    def drop_next(self, count: int = 1) -> None:
+        """Lose the next ``count`` callbacks, as WeCom sometimes does: the reconciler's job."""
+        with self._cond:
+            self._drop += count
+
+    def pause(self) -> None:
+        """Hold deliveries (they queue up) until ``resume()``."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    # -- publishing ---------------------------------------------------------------------
+
+    def publish(self, changes: Iterable[Change]) -> list[Delivery]:
+        """Queue the callbacks for ``changes``; returns their log entries at once."""
+        config = self.config
+        queued = []
+        for change in changes:
+            shaped = trim(change) if config.trimmed else change
+            if shaped is None:
+                continue  # WeCom sends nothing for this change in trimmed mode
+            plaintext = render(shaped, corp_id=self.corp_id, create_time=int(self._clock()))
+            with self._cond:
+                entry = Delivery(len(self._log) + 1, shaped.change_type, shaped.key,
+                                 plaintext, config.url)
+                self._log.append(entry)
+                if not config.url or not config.token or not config.encoding_aes_key:
+                    entry.outcome = SKIPPED
+                    continue
+                if self._drop > 0:
+                    self._drop -= 1
+                    entry.outcome = DROPPED
+                    continue
+                self._seal(entry, config)
+                self._pending += 1
+            queued.append(entry)
+            self._ensure_worker()
+            self._queue.put(entry)
+        return queued
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        with self._cond:
+            return list(self._log)
+
+    def clear_log(self) -> None:
+        with self._cond:
+            self._log = [d for d in self._log if d.outcome == PENDING]
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Block until every queued callback is delivered or given up."""
+        with self._cond:
+            if self._pending and not self._running.is_set():
+                raise RuntimeError("the pusher is paused: resume() before flushing")
+            if not self._cond.wait_for(lambda: self._pending == 0, timeout):
+                raise TimeoutError(f"{self._pending} callbacks still pending after {timeout}s")
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """``flush`` for async tests: waits without blocking the event loop."""
+        await asyncio.to_thread(self.flush, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker after the callbacks already queued (a later publish restarts it)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        self._running.set()
+        self._closing.set()
+        self._queue.put(None)
+        thread.join(timeout)
+        self._closing.clear()
+
+    # -- worker -------------------------------------------------------------------------
+
+    def _seal(self, entry: Delivery, config: CallbackConfig) -> None:
+        """Encrypt once: retries resend the same bytes, as WeCom's do."""
+        assert config.token and config.encoding_aes_key
+        crypto = WeComCrypto(config.token, config.encoding_aes_key, self.corp_id)
+        timestamp, nonce = str(int(self._clock())), str(secrets.randbelow(9 * 10**9) + 10**9)
+        encrypted, signature = crypto.encrypt_message(entry.plaintext, timestamp, nonce)
+        entry.envelope = (
+            f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"
+            f"<Encrypt><![CDATA[{encrypted}]]></Encrypt>"
+            "<AgentID><![CDATA[]]></AgentID></xml>"
+        ).encode()
+        entry.params = {"msg_signature": signature, "timestamp": timestamp, "nonce": nonce}
+
+    def _ensure_worker(self) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="wecom-pusher",
+                                                daemon=True)
+                self._thread.start()
+
+    def _work(self) -> None:
+        with httpx.Client(timeout=self.timeout) as client:
+            while True:
+                entry = self._queue.get()
+                if entry is None:
+                    return
+                self._running.wait()
+                try:
+                    self._deliver(client, entry)
+                finally:
+                    with self._cond:
+                        self._pending -= 1
+                        self._cond.notify_all()
+
+    def _deliver(self, client: httpx.Client, entry: Delivery) -> None:
+        assert entry.url is not None
+        for number in range(1, self.attempts + 1):
+            started = time.monotonic()
+            status, error = None, None
+            try:
+                response = client.post(entry.url, params=entry.params, content=entry.envelope,
+                                       headers={"Content-Type": "text/xml; charset=utf-8"})
+                status = response.status_code
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            entry.attempts.append(Attempt(number, status, error, time.monotonic() - started))
+            if status == 200:
+                entry.outcome = DELIVERED
+                return
+            log.info("callback %s %s attempt %d failed: %s", entry.change_type, entry.key,
+                     number, error or f"HTTP {status}")
+            if number < self.attempts and self.retry_delay > 0:
+                self._closing.wait(self.retry_delay)
+        entry.outcome = FAILED
+        log.warning("callback %s %s given up after %d attempts", entry.change_type, entry.key,
+                    self.attempts)
