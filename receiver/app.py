@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from sync_core.metrics import Metrics
+from sync_core.runtime import build_runtime
 from sync_core.settings import Settings
 from sync_core.store import migrate
 from sync_core.store.db import make_engine
@@ -34,7 +36,10 @@ def build_crypto(settings: Settings) -> WeComCrypto | None:
                        settings.wecom_corp_id or "")
 
 
-def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
+def create_app(settings: Settings, *, run_migrations: bool = True,
+               with_worker: bool = False) -> Starlette:
+    """``with_worker``: run the worker in this process (``serve``); it needs the WeCom
+    contact secret and the Authing key pair, and SettingsError names a missing one."""
     engine = make_engine(settings.database_url)
     context = AppContext(
         settings=settings,
@@ -45,14 +50,24 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
         crypto=build_crypto(settings),
     )
 
+    runtime = (build_runtime(settings, engine, context.metrics, wake=context.wake)
+               if with_worker else None)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if run_migrations:
             await run_in_threadpool(migrate.upgrade, engine)
         await context.writer.start()
+        stop = asyncio.Event()
+        worker = (asyncio.create_task(runtime.worker.run(stop), name="worker")
+                  if runtime else None)
         try:
             yield
         finally:
+            stop.set()
+            if worker is not None and runtime is not None:
+                await worker
+                await runtime.aclose()
             await context.writer.stop()
             engine.dispose()
 
@@ -64,6 +79,9 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
         Route("/readyz", routes_health.readyz, methods=["GET"]),
         Route("/metrics", routes_health.metrics, methods=["GET"]),
         Route("/ops/events", routes_ops.events, methods=["GET"]),
+        Route("/ops/events/{id}/replay", routes_ops.replay, methods=["POST"]),
+        Route("/ops/sync/users/{userid}", routes_ops.sync_user, methods=["POST"]),
+        Route("/ops/sync/departments/{id}", routes_ops.sync_department, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,
@@ -71,6 +89,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> Starlette:
         exception_handlers={WriterClosed: _unavailable, Exception: _unavailable},
     )
     app.state.ctx = context
+    app.state.runtime = runtime
     return app
 
 

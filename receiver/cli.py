@@ -38,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(handler=_serve)
 
+    worker = sub.add_parser("worker", help="apply stored events (no HTTP)")
+    worker.set_defaults(handler=_worker)
+
+    setup = sub.add_parser("setup-authing",
+                           help="create the organization and define the extension fields")
+    setup.set_defaults(handler=_setup_authing)
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(title="db commands", metavar="ACTION")
     upgrade = db_sub.add_parser("upgrade", help="apply Alembic migrations up to head")
@@ -69,10 +76,72 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("wecom_sync").warning(
             "WeCom callback not configured (WECOM_SYNC_WECOM_CORP_ID, _CALLBACK_TOKEN, "
             "_ENCODING_AES_KEY): /wecom/callback answers 503")
-    app = create_app(settings)
+    app = create_app(settings, with_worker=not args.no_worker)
     uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
                 log_level=settings.log_level.lower(), access_log=args.access_log,
                 timeout_graceful_shutdown=10, log_config=None)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from sync_core.metrics import Metrics
+    from sync_core.runtime import build_runtime
+    from sync_core.store import migrate
+    from sync_core.store.db import make_engine
+
+    settings = settings_from_env()
+    engine = make_engine(settings.database_url)
+
+    async def main() -> None:
+        runtime = build_runtime(settings, engine, Metrics())
+        await asyncio.to_thread(migrate.upgrade, engine)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await runtime.worker.run(stop)
+        finally:
+            await runtime.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _setup_authing(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sync_core.errors import SyncError
+    from sync_core.metrics import Metrics
+    from sync_core.runtime import build_runtime
+    from sync_core.store.db import make_engine
+
+    settings = settings_from_env()
+    engine = make_engine(settings.database_url)
+
+    async def main() -> str:
+        runtime = build_runtime(settings, engine, Metrics())
+        try:
+            await runtime.sync.bootstrap()
+            return runtime.sync.policy.root_department_id
+        finally:
+            await runtime.aclose()
+
+    try:
+        root = asyncio.run(main())
+    except SyncError as exc:
+        print(f"wecom-sync: Authing setup failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(f"organization {settings.authing_organization_code!r} ready (root department "
+          f"{root}); extension fields defined")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from starlette.requests import Request
@@ -20,6 +21,8 @@ class AppContext:
     writer: InboxWriter
     metrics: Metrics
     crypto: WeComCrypto | None
+    # Set when a new event is stored, so an in-process worker picks it up at once.
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def ctx(request: Request) -> AppContext:

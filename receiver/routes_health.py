@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from sqlmodel import Session
 
 from sync_core.store.db import ping
 from sync_core.store.inbox import count_by_status

@@ -105,6 +105,7 @@ async def receive(request: Request) -> Response:
         c.metrics.inbox_duplicates.labels(EventSource.WECOM.value).inc()
     else:
         c.metrics.inbox_stored.labels(EventSource.WECOM.value, event.kind.value).inc()
+        c.wake.set()
     c.metrics.callback_seconds.labels(ROUTE).observe(time.perf_counter() - started)
     c.metrics.callbacks.labels(ROUTE, "duplicate" if stored.duplicate else "stored").inc()
     return PlainTextResponse("success")

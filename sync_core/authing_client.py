@@ -190,6 +190,14 @@ class AuthingClient(TokenAuthClient):
                     found[user["externalId"]] = user
         return found
 
+    async def find_users(self, field: str, value: str) -> list[dict[str, Any]]:
+        """Users whose ``field`` (email, phone, username, ...) equals ``value``: how an
+        unmanaged account that would collide with a WeCom user is found."""
+        data = await self._query("list-users", {
+            "advancedFilter": [{"field": field, "operator": "EQUAL", "value": value}],
+            "options": _list_options(1)})
+        return list(_rows(data))
+
     async def list_users(self) -> AsyncIterator[dict[str, Any]]:
         """Every user in the pool, with custom data and department ids. A failed page
         raises part-way: what was yielded before is not a full listing."""

@@ -28,5 +28,31 @@ class Metrics:
             "wecom_sync_inbox_events", "Inbox rows by status (sampled on scrape).",
             ["status"], registry=self.registry)
 
+        self.worker_events = Counter(
+            "wecom_sync_worker_events_total", "Inbox events settled by the worker.",
+            ["source", "entity_kind", "outcome"], registry=self.registry)
+        self.apply_seconds = Histogram(
+            "wecom_sync_event_to_applied_seconds", "From receipt to settled, per entity.",
+            ["entity_kind"], registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900))
+        self.event_field_fallbacks = Counter(
+            "wecom_sync_event_field_fallbacks_total",
+            "Entities applied from event fields because WeCom refused the re-read.",
+            ["entity_kind"], registry=self.registry)
+        self.ignored = Counter(
+            "wecom_sync_ignored_events_total", "Events stored and deliberately not applied.",
+            ["event_type"], registry=self.registry)
+        self.upstream_calls = Counter(
+            "wecom_sync_upstream_calls_total", "Calls to WeCom and Authing by outcome.",
+            ["upstream", "endpoint", "outcome"], registry=self.registry)
+        self.upstream_seconds = Histogram(
+            "wecom_sync_upstream_call_seconds", "Latency of calls to WeCom and Authing.",
+            ["upstream"], registry=self.registry)
+
+    def observe_call(self, upstream: str, endpoint: str, outcome: str, seconds: float) -> None:
+        """The clients' CallObserver hook."""
+        self.upstream_calls.labels(upstream, endpoint, outcome).inc()
+        self.upstream_seconds.labels(upstream).observe(seconds)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

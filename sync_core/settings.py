@@ -89,6 +89,31 @@ class Settings(BaseSettings):
     inbox_batch_max: int = Field(default=256, ge=1, le=5000)
     inbox_batch_linger_ms: float = Field(default=0.0, ge=0, le=100)
 
+    # Ownership: an Authing user that matches by email/phone/username but has no
+    # externalId is only taken over when this is true.
+    adopt_existing: bool = False
+    # Authing needs one of username/phone/email; trimmed WeCom data often has neither.
+    username_source: str = Field(default="userid", pattern="^(userid|alias|none)$")
+
+    # Upstream clients (timeouts, caps, retries); WeCom's documented limit is 10k/min/API.
+    http_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    wecom_max_concurrency: int = Field(default=8, ge=1, le=256)
+    wecom_rate_per_minute: float = Field(default=600, gt=0, le=10000)
+    authing_max_concurrency: int = Field(default=8, ge=1, le=256)
+    authing_rate_per_minute: float | None = Field(default=None, gt=0)
+    retry_attempts: int = Field(default=4, ge=1, le=20)
+    retry_total_seconds: float = Field(default=120.0, gt=0)
+
+    # Worker: how many entities at once, when to give up, how long a claim lasts.
+    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    worker_max_attempts: int = Field(default=8, ge=1, le=100)
+    worker_lease_seconds: float = Field(default=120.0, ge=5)
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    worker_backoff_cap_seconds: float = Field(default=900.0, ge=1)
+    # After WeCom refuses a read (48009/60020/48002), events are applied from their own
+    # fields for this long before the API is tried again.
+    restricted_cooldown_seconds: float = Field(default=600.0, ge=0)
+
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -395,3 +395,22 @@ def _jsonable(value: Any) -> Any:
         return {f.name: getattr(value, f.name) for f in fields(value)
                 if getattr(value, f.name) is not None}
     return value
+
+
+def change_from_payload(payload: dict[str, Any]) -> UserChange | PartyChange:
+    """The inverse of ``to_payload`` for contact changes: rebuild the event stored in the
+    inbox so the worker can apply it from its own fields when the API may not be read."""
+    kind = payload.get("kind")
+    cls: type[UserChange] | type[PartyChange]
+    cls = UserChange if kind == EntityKind.USER else PartyChange
+    if kind not in (EntityKind.USER, EntityKind.DEPARTMENT):
+        raise ValueError(f"not a contact change payload: kind={kind!r}")
+    names = {f.name for f in fields(cls)} - {"header"}
+    values: dict[str, Any] = {k: v for k, v in payload.items() if k in names}
+    for key, value in list(values.items()):
+        if key == "ext_attr":
+            values[key] = tuple(ExtAttr(**item) for item in value)
+        elif isinstance(value, list):
+            values[key] = tuple(value)
+    values["change_type"] = payload["change_type"]
+    return cls(**values)

@@ -112,4 +112,4 @@ def build_envelope(encrypt: str, to_user_name: str, agent_id: str = "") -> bytes
     base64 and corp ids never contain it."""
     return (f"<xml><ToUserName><![CDATA[{to_user_name}]]></ToUserName>"
             f"<Encrypt><![CDATA[{encrypt}]]></Encrypt>"
-            f"<AgentID><![CDATA[{agent_id}]]></AgentID></xml>").encode("utf-8")
+            f"<AgentID><![CDATA[{agent_id}]]></AgentID></xml>").encode()

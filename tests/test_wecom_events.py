@@ -202,3 +202,18 @@ def test_dedupe_key_is_stable_per_message() -> None:
     a = FULL_CREATE_USER.encode()
     assert dedupe_key(a) == dedupe_key(bytes(a))
     assert dedupe_key(a) != dedupe_key(a.replace(b"1403610513", b"1403610514"))
+
+
+@pytest.mark.parametrize("xml", [
+    FULL_CREATE_USER,
+    HEAD + "<ChangeType>update_user</ChangeType><UserID>a</UserID><NewUserID>b</NewUserID></xml>",
+    HEAD + "<ChangeType>update_party</ChangeType><Id>4</Id><ParentId>2</ParentId></xml>",
+])
+def test_payload_round_trips_to_the_same_event(xml: str) -> None:
+    from dataclasses import replace
+
+    from sync_core.wecom_events import Header, change_from_payload
+
+    event = parse_event(xml.encode())
+    rebuilt = change_from_payload(to_payload(event))
+    assert rebuilt == replace(event, header=Header())  # type: ignore[type-var]

@@ -9,6 +9,7 @@ the cost of a commit (fsync) is shared, at low load a lone event commits at once
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,10 +61,8 @@ class InboxWriter:
         if self._task is not None:
             await self._queue.join()
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self._pool.shutdown(wait=True)
 
     async def _run(self) -> None:

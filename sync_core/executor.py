@@ -1,0 +1,93 @@
+"""Carry out planned operations against Authing. Not supposed to raise: each operation
+gets an ``Outcome``; only ``StopSync`` (credentials refused, dry run breached) aborts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from .authing_client import AuthingClient
+from .errors import NotFoundError, StopSync, SyncError
+from .operations import Action, Operation, UnresolvedDepartment, resolve_refs
+
+log = logging.getLogger(__name__)
+
+
+class ItemStatus(StrEnum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    PLANNED = "planned"  # dry run: would be applied
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    op: Operation
+    status: ItemStatus
+    error: SyncError | None = None
+
+    @property
+    def error_text(self) -> str | None:
+        if self.error is None:
+            return None
+        return f"{type(self.error).__name__}: {self.error}"
+
+
+def unapplied(op: Operation) -> Outcome:
+    """What an operation amounts to without running it (dry runs, no-op plans)."""
+    if op.action is Action.SKIP:
+        return Outcome(op, ItemStatus.SKIPPED)
+    if not op.writes:
+        return Outcome(op, ItemStatus.UNCHANGED)
+    return Outcome(op, ItemStatus.PLANNED)
+
+
+class Executor:
+    """``ids`` maps WeCom department id (str) → Authing departmentId. It is filled as
+    departments are created or looked up, so later operations can resolve their refs."""
+
+    def __init__(self, authing: AuthingClient) -> None:
+        self._authing = authing
+
+    async def apply(self, ops: Sequence[Operation],
+                    ids: MutableMapping[str, str] | None = None) -> list[Outcome]:
+        known: MutableMapping[str, str] = {} if ids is None else ids
+        return [await self.apply_one(op, known) for op in ops]
+
+    async def apply_one(self, op: Operation, ids: MutableMapping[str, str]) -> Outcome:
+        if not op.writes:
+            return unapplied(op)
+        try:
+            if op.needs:
+                await self._look_up(op.needs, ids)
+                op = resolve_refs(op, ids)
+            for request in op.requests:
+                result = await self._authing.send_planned(request.endpoint, request.body)
+                self._remember(request.endpoint, request.body, result, ids)
+        except StopSync:
+            raise
+        except UnresolvedDepartment as exc:
+            return Outcome(op, ItemStatus.FAILED, NotFoundError(str(exc), upstream="authing"))
+        except SyncError as exc:
+            log.warning("%s %s %s failed: %s", op.kind, op.key, op.action, exc)
+            return Outcome(op, ItemStatus.FAILED, exc)
+        return Outcome(op, ItemStatus.APPLIED)
+
+    async def _look_up(self, needs: Sequence[str], ids: MutableMapping[str, str]) -> None:
+        for open_id in needs:
+            if open_id not in ids:
+                dept = await self._authing.get_department(open_department_id=open_id)
+                if dept and dept.get("departmentId"):
+                    ids[open_id] = str(dept["departmentId"])
+
+    @staticmethod
+    def _remember(endpoint: str, body: Any, result: Any,
+                  ids: MutableMapping[str, str]) -> None:
+        if endpoint == "create-department" and isinstance(result, dict):
+            open_id = body.get("openDepartmentId")
+            if open_id and result.get("departmentId"):
+                ids[str(open_id)] = str(result["departmentId"])

@@ -1,0 +1,283 @@
+"""Incremental WeCom → Authing sync of one entity: the worker's unit of work.
+
+An event is a hint. The entity is re-read from WeCom where the API allows it; when WeCom
+refuses the read (48009 restricted, 60020 untrusted IP, 48002 no permission) the events'
+own fields are used for a cool-down period, and that is said in logs and metrics. The
+current Authing state is read, the pure planner decides, the executor applies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from .authing_client import AuthingClient
+from .errors import NotFoundError, RestrictedError
+from .executor import Executor, ItemStatus, Outcome
+from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
+from .operations import Action, Kind, Operation
+from .planner import DepartmentIndex, Policy, plan_department, plan_user
+from .wecom_client import WeComClient
+from .wecom_events import PARTY_CHANGES, USER_CHANGES, change_from_payload
+
+log = logging.getLogger(__name__)
+
+BLOCKED_PREFIX = "blocked:"
+CONFLICT_PREFIX = "conflict:"
+
+
+@dataclass(frozen=True, slots=True)
+class EntityResult:
+    kind: Kind
+    key: str
+    outcomes: tuple[Outcome, ...]
+    read_from: str  # "api": re-read from WeCom; "event": the events' own fields
+
+    @property
+    def failures(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.status is ItemStatus.FAILED)
+
+    @property
+    def blocked(self) -> tuple[Outcome, ...]:
+        """Skips that may clear by themselves (a department that still has members)."""
+        return tuple(o for o in self.outcomes if o.status is ItemStatus.SKIPPED
+                     and (o.op.reason or "").startswith(BLOCKED_PREFIX))
+
+    @property
+    def conflicts(self) -> tuple[Outcome, ...]:
+        """Skips the planner made to protect an account we do not own."""
+        return tuple(o for o in self.outcomes if o.status is ItemStatus.SKIPPED
+                     and (o.op.reason or "").startswith(CONFLICT_PREFIX))
+
+    @property
+    def writes(self) -> int:
+        return sum(len(o.op.requests) for o in self.outcomes if o.status is ItemStatus.APPLIED)
+
+    def summary(self) -> str:
+        parts = []
+        for o in self.outcomes:
+            text = f"{o.op.kind} {o.op.key}: {o.op.action} [{o.status}]"
+            if o.op.changes:
+                text += " (" + ", ".join(c.field for c in o.op.changes) + ")"
+            if o.op.reason:
+                text += f": {o.op.reason}"
+            if o.error is not None:
+                text += f": {o.error_text}"
+            parts.append(text)
+        head = f"from {self.read_from}"
+        return f"{head}; " + "; ".join(parts) if parts else f"{head}; nothing to do"
+
+
+class ReadCooldown:
+    """After WeCom refuses a read, don't ask again until the cool-down has passed."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._until = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self._clock() < self._until
+
+    def trip(self, exc: RestrictedError) -> None:
+        if not self.active:
+            log.warning("WeCom refused a read (%s); applying events from their own fields "
+                        "for %.0f s", exc, self.seconds)
+        self._until = self._clock() + self.seconds
+
+
+class UpstreamSync:
+    def __init__(self, wecom: WeComClient, authing: AuthingClient, policy: Policy, *,
+                 cooldown: ReadCooldown, on_event_fields: Callable[[str], None] | None = None,
+                 ) -> None:
+        self.wecom = wecom
+        self.authing = authing
+        self.policy = policy
+        self.cooldown = cooldown
+        self._on_event_fields = on_event_fields or (lambda kind: None)
+        self._executor = Executor(authing)
+
+    async def bootstrap(self, organization_name: str = "WeCom") -> None:
+        """Make sure the organization and the extension fields exist; learn the root id."""
+        org = await self.authing.get_organization()
+        if org is None:
+            org = await self.authing.create_organization(organization_name,
+                                                         open_department_id="1")
+            log.info("created Authing organization %s", self.policy.organization_code)
+        root = org.get("departmentId")
+        if root:
+            self.policy = replace(self.policy, root_department_id=str(root))
+        defined = await self.authing.ensure_custom_fields()
+        if defined:
+            log.info("defined Authing custom fields: %s", ", ".join(defined))
+
+    # -- users --------------------------------------------------------------------------
+
+    async def sync_user(self, key: str, payloads: Sequence[dict[str, Any]]) -> EntityResult:
+        hints = [change_from_payload(p) for p in payloads
+                 if p.get("change_type") in USER_CHANGES]
+        renamed_to = next((h.new_user_id for h in reversed(hints)
+                           if getattr(h, "new_user_id", None)), None)
+        current = renamed_to or key
+        desired, read_from = await self._desired_user(current, key, hints)
+        actual = await self._actual_user([key, current] if renamed_to else [key], desired)
+        index = await self._index(self._user_departments(desired, actual))
+        ops = plan_user(desired, actual, self.policy, index, key=current)
+        outcomes = await self._executor.apply(ops, _seed_ids(index))
+        return EntityResult(Kind.USER, current, tuple(outcomes), read_from)
+
+    async def _desired_user(self, current: str, original: str,
+                            hints: list[Any]) -> tuple[WeComUser | None, str]:
+        if not self.cooldown.active:
+            try:
+                user = WeComUser.from_api(await self.wecom.user_get(current))
+            except NotFoundError:  # 60111: confirmed gone (or out of the app's scope)
+                return None, "api"
+            except RestrictedError as exc:
+                self.cooldown.trip(exc)
+            else:
+                if current != original:
+                    user = replace(user, renamed_from=original)
+                return user, "api"
+        self._on_event_fields("user")
+        if not hints:
+            raise RestrictedError("WeCom refuses reads and no event carries the user's "
+                                  "fields; will retry after the cool-down")
+        return _fold_users(hints), "event"
+
+    async def _actual_user(self, external_ids: Iterable[str],
+                           desired: WeComUser | None) -> AuthingUser | None:
+        for external_id in dict.fromkeys(external_ids):
+            dto = await self.authing.get_user(external_id=external_id)
+            if dto is not None:
+                return await self._with_memberships(dto)
+        if desired is None:
+            return None
+        return await self._unmanaged_match(desired)
+
+    async def _unmanaged_match(self, desired: WeComUser) -> AuthingUser | None:
+        """An Authing account without externalId that would collide on a unique field:
+        handed to the planner, which refuses to take it over unless adopt_existing."""
+        from .mapping import map_user
+
+        want = map_user(desired, self.policy.mapping)
+        for field in ("email", "phone", "username"):
+            value = want.get(field)
+            if not value:
+                continue
+            for dto in await self.authing.find_users(field, str(value)):
+                if not dto.get("externalId"):
+                    return await self._with_memberships(dto)
+        return None
+
+    async def _with_memberships(self, dto: dict[str, Any]) -> AuthingUser:
+        items = await self.authing.get_user_departments(str(dto["userId"]))
+        return AuthingUser.from_dto(dto, items)
+
+    def _user_departments(self, desired: WeComUser | None,
+                          actual: AuthingUser | None) -> tuple[set[int], dict[int, str]]:
+        wanted = set(desired.department or ()) if desired else set()
+        known: dict[int, str] = {}
+        for m in (actual.memberships or ()) if actual else ():
+            if (m.organization_code in (None, self.policy.organization_code)
+                    and m.open_department_id and m.open_department_id.isdigit()):
+                known[int(m.open_department_id)] = m.department_id
+        return wanted, known
+
+    # -- departments --------------------------------------------------------------------
+
+    async def sync_department(self, key: str,
+                              payloads: Sequence[dict[str, Any]]) -> EntityResult:
+        hints = [change_from_payload(p) for p in payloads
+                 if p.get("change_type") in PARTY_CHANGES]
+        dept_id = int(key)
+        desired, read_from = await self._desired_department(dept_id, hints)
+        dto = await self.authing.get_department(open_department_id=key)
+        actual = AuthingDepartment.from_dto(dto) if dto else None
+        wanted = {desired.parent_id} if desired and desired.parent_id else set()
+        index = await self._index((wanted, {}))
+        ops = plan_department(desired, actual, self.policy, index, key=key)
+        outcomes = await self._executor.apply(ops, _seed_ids(index))
+        return EntityResult(Kind.DEPARTMENT, key, tuple(outcomes), read_from)
+
+    async def _desired_department(self, dept_id: int, hints: list[Any]
+                                  ) -> tuple[WeComDepartment | None, str]:
+        if not self.cooldown.active:
+            try:
+                return WeComDepartment.from_api(await self.wecom.department_get(dept_id)), "api"
+            except NotFoundError:
+                return None, "api"
+            except RestrictedError as exc:
+                self.cooldown.trip(exc)
+        self._on_event_fields("department")
+        if not hints:
+            raise RestrictedError("WeCom refuses reads and no event carries the department's "
+                                  "fields; will retry after the cool-down")
+        state: WeComDepartment | None = None
+        for hint in hints:
+            if hint.change_type == "delete_party":
+                state = None
+            else:
+                state = _merge(state, WeComDepartment.from_event(hint))
+        return state, "event"
+
+    # -- the department index -------------------------------------------------------------
+
+    async def _index(self, needs: tuple[set[int], dict[int, str]]) -> DepartmentIndex:
+        """Authing ids for the WeCom departments an operation names, and WeCom's own
+        record of any that Authing lacks (with their missing ancestors), so the planner can
+        create them parent-first."""
+        wanted, known = needs
+        ids = {**known, self.policy.root_wecom_id: self.policy.root_department_id}
+        source: dict[int, WeComDepartment] = {}
+        pending = [d for d in wanted if d not in ids]
+        while pending:
+            dept_id = pending.pop()
+            if dept_id in ids or dept_id in source:
+                continue
+            dto = await self.authing.get_department(open_department_id=str(dept_id))
+            if dto and dto.get("departmentId"):
+                ids[dept_id] = str(dto["departmentId"])
+                continue
+            try:
+                dept = WeComDepartment.from_api(await self.wecom.department_get(dept_id))
+            except (NotFoundError, RestrictedError):
+                continue  # stays unresolved: the executor reports which department is missing
+            source[dept_id] = dept
+            if dept.parent_id and dept.parent_id not in ids:
+                pending.append(dept.parent_id)
+        return DepartmentIndex(authing_ids=ids, source=source)
+
+
+def _seed_ids(index: DepartmentIndex) -> dict[str, str]:
+    return {str(w): a for w, a in index.authing_ids.items()}
+
+
+def _merge(old: Any, new: Any) -> Any:
+    """Fields the newer record knows win; fields it does not know keep their old value."""
+    if old is None:
+        return new
+    return replace(old, **{f.name: getattr(new, f.name) for f in fields(new)
+                           if getattr(new, f.name) is not None})
+
+
+def _fold_users(hints: list[Any]) -> WeComUser | None:
+    state: WeComUser | None = None
+    for hint in hints:
+        if hint.change_type == "delete_user":
+            state = None
+        else:
+            state = _merge(state, WeComUser.from_event(hint))
+    return state
+
+
+def operations_summary(ops: Iterable[Operation]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for op in ops:
+        counts[str(op.action)] = counts.get(str(op.action), 0) + 1
+    counts.pop(str(Action.UNCHANGED), None)
+    return counts

@@ -1,0 +1,50 @@
+"""Build the WeCom and Authing clients from settings: one httpx.AsyncClient per upstream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from .authing_client import AuthingClient
+from .http_retry import CallObserver
+from .settings import Settings
+from .wecom_client import WeComClient
+
+
+@dataclass
+class Upstreams:
+    wecom: WeComClient
+    authing: AuthingClient
+    _clients: tuple[httpx.AsyncClient, ...]
+
+    async def aclose(self) -> None:
+        for client in self._clients:
+            await client.aclose()
+
+
+def build_upstreams(settings: Settings, *, observer: CallObserver | None = None,
+                    dry_run: bool = False) -> Upstreams:
+    """Requires the contact secret and the Authing key pair (SettingsError names the
+    first one missing)."""
+    settings.require("wecom_corp_id", "wecom_contact_secret", "authing_access_key_id",
+                     "authing_access_key_secret")
+    assert settings.wecom_contact_secret and settings.authing_access_key_secret
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+    wecom_http = httpx.AsyncClient(limits=limits)
+    authing_http = httpx.AsyncClient(limits=limits)
+    common = {"timeout": settings.http_timeout_seconds,
+              "retry_attempts": settings.retry_attempts,
+              "retry_total_seconds": settings.retry_total_seconds,
+              "observer": observer, "dry_run": dry_run}
+    wecom = WeComClient(wecom_http, settings.wecom_corp_id or "", settings.wecom_contact_secret,
+                        base_url=settings.wecom_api_base,
+                        max_concurrency=settings.wecom_max_concurrency,
+                        rate_per_minute=settings.wecom_rate_per_minute, **common)  # type: ignore[arg-type]
+    authing = AuthingClient(authing_http, settings.authing_access_key_id or "",
+                            settings.authing_access_key_secret,
+                            organization_code=settings.authing_organization_code,
+                            base_url=settings.authing_api_base,
+                            max_concurrency=settings.authing_max_concurrency,
+                            rate_per_minute=settings.authing_rate_per_minute, **common)  # type: ignore[arg-type]
+    return Upstreams(wecom, authing, (wecom_http, authing_http))

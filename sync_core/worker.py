@@ -1,0 +1,265 @@
+"""The worker: claims inbox events, applies each entity once, settles the events.
+
+Entities run concurrently (up to ``worker_concurrency``); events of one entity are claimed
+together and in order (see ``store.queue``). Every claim carries a lease that a heartbeat
+renews, so a crashed worker's events return to the queue. Outcomes:
+
+- applied (or nothing to do) → ``done`` with a one-line summary;
+- transient failure, a conflict that a re-plan resolves, a department not yet empty,
+  refused credentials → ``failed`` with exponential backoff and jitter;
+- a permanent error, or too many attempts → ``dead`` with a readable reason (replayable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from .errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
+from .metrics import Metrics
+from .settings import Settings
+from .store import queue
+from .store.models import EventSource, utcnow
+from .upstream_sync import EntityResult, UpstreamSync
+from .wecom_events import EntityKind
+
+log = logging.getLogger(__name__)
+
+# Batch-import jobs that rewrite the directory behind the callbacks' back.
+RECONCILE_JOB_TYPES = frozenset({"sync_user", "replace_user", "replace_party"})
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    status: str  # done | retry | dead
+    text: str
+    retry_after: float | None = None
+
+
+class Worker:
+    def __init__(self, settings: Settings, engine: Engine, upstream: UpstreamSync,
+                 metrics: Metrics, *, wake: asyncio.Event | None = None,
+                 owner: str | None = None, clock: Callable[[], datetime] = utcnow,
+                 on_batch_job: Callable[[dict[str, Any]], Awaitable[str]] | None = None,
+                 ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.upstream = upstream
+        self.metrics = metrics
+        self.wake = wake or asyncio.Event()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._clock = clock
+        self._on_batch_job = on_batch_job
+        self._in_flight: dict[asyncio.Task[None], queue.Claim] = {}
+        self._lease = timedelta(seconds=settings.worker_lease_seconds)
+        self.ready = False
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set; then finish what is in flight (graceful shutdown)."""
+        if not await self._bootstrap(stop):
+            return
+        heartbeat = asyncio.create_task(self._heartbeat(stop), name="worker-heartbeat")
+        try:
+            while not stop.is_set():
+                claimed = await self._fill()
+                if not claimed:
+                    await self._idle(stop)
+        finally:
+            if self._in_flight:
+                log.info("worker stopping: finishing %d entities", len(self._in_flight))
+                await asyncio.wait(list(self._in_flight), timeout=self._lease.total_seconds())
+            heartbeat.cancel()
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Process until nothing is due (tests and the demo); a bounded wait."""
+        await self._bootstrap(asyncio.Event())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            claimed = await self._fill()
+            if self._in_flight:
+                await asyncio.wait(list(self._in_flight))
+            elif not claimed:
+                return
+        raise TimeoutError("worker did not drain in time")
+
+    async def _bootstrap(self, stop: asyncio.Event) -> bool:
+        delay = 1.0
+        while not self.ready:
+            try:
+                await self.upstream.bootstrap()
+                self.ready = True
+            except SyncError as exc:
+                log.error("Authing bootstrap failed (will retry in %.0f s): %s", delay, exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    return False
+                except TimeoutError:
+                    delay = min(delay * 2, 60.0)
+        return True
+
+    async def _fill(self) -> int:
+        free = self.settings.worker_concurrency - len(self._in_flight)
+        if free <= 0:
+            return 0
+        claims = await asyncio.to_thread(self._claim, free)
+        for claim in claims:
+            task = asyncio.create_task(self._process(claim))
+            self._in_flight[task] = claim
+            task.add_done_callback(self._in_flight.pop)
+        return len(claims)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())}
+        waiters |= set(self._in_flight)
+        await asyncio.wait(waiters, timeout=self.settings.worker_poll_seconds,
+                           return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            if waiter not in self._in_flight:
+                waiter.cancel()
+        self.wake.clear()
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        period = self._lease.total_seconds() / 3
+        while not stop.is_set():
+            await asyncio.sleep(period)
+            ids = tuple(i for claim in self._in_flight.values() for i in claim.ids)
+            if ids:
+                await asyncio.to_thread(self._renew, ids)
+
+    # -- one entity ---------------------------------------------------------------------
+
+    async def _process(self, claim: queue.Claim) -> None:
+        try:
+            verdict = await self._decide(claim)
+        except Exception as exc:  # noqa: BLE001 - a bug must not lose the event
+            log.exception("worker bug on %s:%s", claim.entity_kind, claim.entity_key)
+            verdict = Verdict("retry", f"internal error: {type(exc).__name__}: {exc}")
+        if verdict.status == "retry" and claim.attempts >= self.settings.worker_max_attempts:
+            verdict = Verdict("dead", f"gave up after {claim.attempts} attempts: "
+                                      f"{verdict.text}")
+        await asyncio.to_thread(self._settle, claim, verdict)
+        self.metrics.worker_events.labels(claim.source, claim.entity_kind,
+                                          verdict.status).inc(len(claim.ids))
+        if verdict.status == "done":
+            received = min(_aware(e.received_at) for e in claim.events)
+            self.metrics.apply_seconds.labels(claim.entity_kind).observe(
+                (self._clock() - received).total_seconds())
+
+    async def _decide(self, claim: queue.Claim) -> Verdict:
+        payloads = [e.payload for e in claim.events]
+        try:
+            result = await self._dispatch(claim, payloads)
+        except TransientError as exc:
+            return Verdict("retry", _reason(exc), exc.retry_after)
+        except StopSync as exc:
+            # Wrong credentials or a refused read: every entity would fail alike; keep the
+            # events and retry slowly rather than bury them all in the dead letters.
+            return Verdict("retry", _reason(exc), 60.0)
+        except PermanentError as exc:
+            return Verdict("dead", _reason(exc))
+        if isinstance(result, str):
+            return Verdict("done", result)
+        return _judge(result)
+
+    async def _dispatch(self, claim: queue.Claim,
+                        payloads: list[dict[str, Any]]) -> EntityResult | str:
+        kind = claim.entity_kind
+        if claim.source not in (EventSource.WECOM.value, EventSource.OPS.value):
+            raise PermanentError(f"no handler for {claim.source} events")
+        if kind == EntityKind.USER:
+            return await self.upstream.sync_user(claim.entity_key, payloads)
+        if kind == EntityKind.DEPARTMENT:
+            return await self.upstream.sync_department(claim.entity_key, payloads)
+        if kind == EntityKind.TAG:
+            self.metrics.ignored.labels("update_tag").inc(len(payloads))
+            return f"update_tag stored and ignored ({len(payloads)} event(s))"
+        if kind == EntityKind.JOB:
+            return await self._batch_job(payloads[-1])
+        types = sorted({str(p.get("change_type")) for p in payloads})
+        for event_type in types:
+            self.metrics.ignored.labels(event_type).inc()
+        return f"ignored: {', '.join(types)} is not a directory change"
+
+    async def _batch_job(self, payload: dict[str, Any]) -> str:
+        job_type, job_id = payload.get("job_type"), payload.get("job_id")
+        if job_type in RECONCILE_JOB_TYPES:
+            if self._on_batch_job is not None:
+                return await self._on_batch_job(payload)
+            return f"recorded {job_type} job {job_id}: a full reconcile is advised"
+        self.metrics.ignored.labels(f"batch_job_result:{job_type}").inc()
+        return f"recorded {job_type} job {job_id}"
+
+    # -- database steps (run in a thread) ----------------------------------------------
+
+    def _claim(self, limit: int) -> list[queue.Claim]:
+        with self.engine.begin() as conn:
+            return queue.claim(conn, owner=self.owner, now=self._clock(), lease=self._lease,
+                               max_entities=limit,
+                               sources=(EventSource.WECOM.value, EventSource.OPS.value))
+
+    def _renew(self, ids: tuple[int, ...]) -> None:
+        with self.engine.begin() as conn:
+            queue.renew(conn, owner=self.owner, ids=ids, until=self._clock() + self._lease)
+
+    def _settle(self, claim: queue.Claim, verdict: Verdict) -> None:
+        now = self._clock()
+        with self.engine.begin() as conn:
+            if verdict.status == "done":
+                queue.complete(conn, owner=self.owner, ids=claim.ids, now=now,
+                               outcome=verdict.text)
+            elif verdict.status == "dead":
+                queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
+                           retry_at=None)
+            else:
+                delay = backoff(claim.attempts, self.settings.worker_backoff_cap_seconds,
+                                verdict.retry_after)
+                queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
+                           retry_at=now + timedelta(seconds=delay))
+        log.info("%s %s:%s → %s: %s", claim.source, claim.entity_kind, claim.entity_key,
+                 verdict.status, verdict.text)
+
+
+def backoff(attempts: int, cap: float, at_least: float | None = None) -> float:
+    """Exponential (2, 4, 8 … s) with full jitter on the upper half, never below a hint."""
+    base = min(cap, 2.0 ** max(attempts, 1))
+    delay = base / 2 + random.uniform(0, base / 2)
+    return max(delay, at_least or 0.0)
+
+
+def _judge(result: EntityResult) -> Verdict:
+    summary = result.summary()
+    failures = result.failures
+    if failures:
+        errors = [o.error for o in failures]
+        if all(isinstance(e, TransientError | ConflictError | StopSync) for e in errors):
+            hint = max((e.retry_after or 0 for e in errors if isinstance(e, TransientError)),
+                       default=0) or None
+            return Verdict("retry", summary, hint)
+        return Verdict("dead", summary)
+    if result.conflicts:
+        return Verdict("dead", summary)
+    if result.blocked:
+        return Verdict("retry", summary)
+    return Verdict("done", summary)
+
+
+def _reason(exc: SyncError) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
