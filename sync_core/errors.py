@@ -10,7 +10,7 @@ are translated once, where they enter, into this tree and chained with ``from ex
     │                              Authing statusCode 5xx/429/1000
     ├── PermanentError             repeating the same call will fail the same way (WeCom 60011:
     │   │                          outside the app's scope — deliberately not "not found")
-    │   ├── NotFoundError          the addressed entity does not exist (WeCom 60111/60003,
+    │   ├── NotFoundError          the addressed entity does not exist (WeCom 60111/60003/60123,
     │   │                          Authing 404)
     │   ├── ConflictError          the entity, or a unique attribute, already exists
     │   │                          (WeCom 60102/60104/60106/60008, Authing uniqueness)
@@ -202,6 +202,8 @@ _WECOM_TRANSIENT: dict[int, tuple[float | None, bool]] = {
     -1: (None, True), 45009: (WECOM_RATE_LIMIT_BAN_SECONDS, False), 45033: (1.0, False)}
 _WECOM_CLASSES: dict[int, type[SyncError]] = {
     60111: NotFoundError, 60003: NotFoundError,
+    # "invalid party id": what department/get answers for a department that is gone.
+    60123: NotFoundError,
     60102: ConflictError, 60104: ConflictError, 60106: ConflictError, 60008: ConflictError,
     40001: AuthError, 40013: AuthError, 41001: AuthError, 40014: AuthError, 42001: AuthError,
     48002: RestrictedError, 48009: RestrictedError, 60020: RestrictedError,

@@ -73,7 +73,7 @@ def test_wecom_transient_codes_carry_their_wait(code: int, retry_after: float | 
     (60011, PermanentError), (45029, BadRequestError), (60004, BadRequestError),
     (60005, BadRequestError), (60006, BadRequestError), (60007, BadRequestError),
     (60103, BadRequestError), (60105, BadRequestError), (60110, BadRequestError),
-    (60123, BadRequestError), (60124, BadRequestError), (60129, BadRequestError),
+    (60123, NotFoundError), (60124, BadRequestError), (60129, BadRequestError),
     (60132, BadRequestError), (12345, BadRequestError)])
 def test_wecom_errcode_table(code: int, cls: type[SyncError]) -> None:
     exc = from_wecom(code, "message", endpoint="user/get")

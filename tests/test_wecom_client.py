@@ -158,7 +158,7 @@ ERRCODES: list[tuple[int, type[SyncError]]] = [
     (60106, ConflictError),
     (60110, BadRequestError),
     (60111, NotFoundError),
-    (60123, BadRequestError),
+    (60123, NotFoundError),
     (60124, BadRequestError),
     (60129, BadRequestError),
     (60132, BadRequestError),

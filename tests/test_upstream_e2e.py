@@ -1,0 +1,218 @@
+"""User stories of incremental WeCom → Authing sync, end to end over real HTTP.
+
+The WeCom simulator pushes encrypted callbacks to a running receiver; the worker inside it
+re-reads WeCom and applies the difference to the Authing simulator. Assertions are on the
+Authing simulator's state.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from .conftest import CallbackKeys
+from .e2e_stack import OPS, eventually, running_stack
+
+MODES = [
+    pytest.param(False, False, id="full-reads"),
+    pytest.param(True, False, id="trimmed-reads"),
+    pytest.param(False, True, id="full-restricted"),
+    pytest.param(True, True, id="trimmed-restricted"),
+]
+
+
+@pytest.mark.parametrize("trimmed, restricted", MODES)
+def test_every_change_type_reaches_authing(sqlite_url: str, keys: CallbackKeys,
+                                           trimmed: bool, restricted: bool) -> None:
+    with running_stack(sqlite_url, keys, trimmed=trimmed, restricted_reads=restricted) as s:
+        admin = s.wecom.admin
+        admin.create_department("研发部", 1, id=2)
+        admin.create_department("后端组", 2, id=3)
+        admin.create_user("zhangsan", "张三", department=(2, 3), mobile="13800000000",
+                          email="zhangsan@example.com", position="工程师",
+                          is_leader_in_dept=[1, 0], main_department=2)
+        s.settle()
+        depts = s.departments()
+        assert depts["2"].name == "研发部" and depts["3"].name == "后端组"
+        assert s.open_id_of(depts["3"].parent_id) == "2"
+        user = s.user("zhangsan")
+        assert user is not None and user["username"] == "zhangsan"
+        assert s.user_open_departments("zhangsan") == {"2", "3"}
+        assert user["customData"]["wechatwork_user_id"] == "zhangsan"
+        if not trimmed:  # the callback itself carried the profile
+            assert user["name"] == "张三" and user["email"] == "zhangsan@example.com"
+        if not restricted:  # re-read through user/get
+            assert user["name"] == "张三" and user["phone"] == "13800000000"
+
+        admin.update_user("zhangsan", name="张三丰")
+        admin.update_department(3, parentid=1)  # a move
+        s.settle()
+        assert s.open_id_of(s.departments()["3"].parent_id) == "1"
+        if not (trimmed and restricted):
+            assert s.user("zhangsan")["name"] == "张三丰"
+
+        admin.update_user("zhangsan", new_userid="zhangsan001")  # a rename
+        s.settle()
+        assert s.user("zhangsan") is None
+        renamed = s.user("zhangsan001")
+        assert renamed is not None and renamed["userId"] == user["userId"]  # no duplicate
+        assert renamed["username"] == "zhangsan001"
+        assert renamed["customData"]["wechatwork_user_id"] == "zhangsan001"
+
+        tag = admin.create_tag("值班")
+        admin.tag_members(tag, add_users=["zhangsan001"])
+        admin.delete_user("zhangsan001")
+        admin.delete_department(3)
+        s.settle()
+        gone = s.user("zhangsan001")
+        assert gone is not None and gone["status"] == "Resigned"  # the default policy
+        assert "3" not in s.departments()
+        tags = [e for e in s.events(status="done") if e["entity_kind"] == "tag"]
+        assert tags, "update_tag is stored and settled"
+        assert not s.events(status="dead")
+
+
+def test_user_event_before_its_department_creates_the_department(sqlite_url: str,
+                                                                 keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys, trimmed=True) as s:
+        s.wecom.pusher.drop_next(2)  # WeCom loses both department callbacks
+        s.wecom.admin.create_department("市场部", 1, id=7)
+        s.wecom.admin.create_department("华南区", 7, id=8)
+        s.wecom.admin.create_user("lisi", "李四", department=(8,), email="lisi@example.com")
+        s.settle()
+        depts = s.departments()
+        assert depts["7"].name == "市场部" and depts["8"].name == "华南区"
+        assert s.open_id_of(depts["8"].parent_id) == "7"
+        assert s.user_open_departments("lisi") == {"8"}
+
+
+def test_duplicate_deliveries_apply_once(sqlite_url: str, keys: CallbackKeys) -> None:
+    from sync_core.wecom_crypto import WeComCrypto
+
+    from .helpers import signed_post
+
+    with running_stack(sqlite_url, keys) as s:
+        s.wecom.admin.create_user("wangwu", "王五", department=(1,), email="ww@example.com")
+        s.settle()
+        crypto = WeComCrypto(keys.token, keys.aes_key, keys.corp_id)
+        plaintext = s.wecom.pusher.deliveries[-1].plaintext
+        for _ in range(3):
+            params, body = signed_post(crypto, plaintext, keys.corp_id)
+            assert httpx.post(f"{s.url}/wecom/callback", params=params,
+                              content=body).text == "success"
+        s.settle()
+        users = [u for u in s.authing.state.users.values()
+                 if u.profile.get("externalId") == "wangwu"]
+        assert len(users) == 1
+        assert len([e for e in s.events() if e["entity_key"] == "wangwu"]) == 1
+
+
+def test_authing_outage_and_rate_limits_are_ridden_out(sqlite_url: str,
+                                                       keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys) as s:
+        s.authing.admin.fail("create-user", http_status=503, times=4)
+        s.authing.admin.fail("get-user", http_status=429, times=3)
+        s.wecom.admin.create_user("zhaoliu", "赵六", department=(1,), email="zl@example.com")
+        s.settle(timeout=60)
+        assert s.user("zhaoliu")["email"] == "zl@example.com"
+        assert not s.events(status="dead")
+
+
+def test_tokens_expiring_mid_stream(sqlite_url: str, keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys) as s:
+        s.wecom.admin.create_user("u1", "甲", department=(1,), email="u1@example.com")
+        s.settle()
+        s.wecom.tokens.expire_all()
+        s.authing.admin.set_token_ttl(1)
+        eventually(lambda: s.authing.tokens is not None, 1)
+        import time
+
+        time.sleep(1.2)  # let the issued Authing token expire for real
+        s.wecom.admin.create_user("u2", "乙", department=(1,), email="u2@example.com")
+        s.wecom.tokens.revoke_all()
+        s.wecom.admin.update_user("u1", name="甲二")
+        s.settle()
+        assert s.user("u2") is not None and s.user("u1")["name"] == "甲二"
+        assert not s.events(status="dead")
+
+
+def test_a_hundred_departments_with_chinese_names(sqlite_url: str, keys: CallbackKeys) -> None:
+    names = [f"第{i}事业部" for i in range(100)]
+    with running_stack(sqlite_url, keys) as s:
+        for i, name in enumerate(names):
+            parent = 1 if i < 10 else 10 + i % 10  # two levels
+            s.wecom.admin.create_department(name, parent, id=10 + i)
+        s.settle(timeout=60)
+        depts = s.departments()
+        assert all(depts[str(10 + i)].name == name for i, name in enumerate(names))
+        assert s.open_id_of(depts["55"].parent_id) == "15"
+
+
+def test_an_unchanged_entity_costs_no_authing_writes(sqlite_url: str,
+                                                     keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys) as s:
+        s.wecom.admin.create_department("财务部", 1, id=4)
+        s.wecom.admin.create_user("qianqi", "钱七", department=(4,), mobile="13900000000")
+        s.settle()
+        before = s.authing.stats.total_writes
+        for path in ("/ops/sync/users/qianqi", "/ops/sync/departments/4"):
+            assert httpx.post(f"{s.url}{path}", headers=OPS).status_code == 202
+        s.settle()
+        assert s.authing.stats.total_writes == before
+        ops = [e for e in s.events(source="ops")]
+        assert len(ops) == 2 and all(e["status"] == "done" for e in ops)
+
+
+def test_unmanaged_authing_user_is_not_taken_over(sqlite_url: str, keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys) as s:
+        s.authing.admin.create_user(email="sunba@example.com", name="孙八(手工)")
+        s.wecom.admin.create_user("sunba", "孙八", department=(1,), email="sunba@example.com")
+        s.settle()
+        dead = s.events(status="dead")
+        assert [e["entity_key"] for e in dead] == ["sunba"]
+        assert "conflict: unmanaged Authing user" in dead[0]["last_error"]
+        assert s.user("sunba") is None
+
+
+def test_adopt_existing_links_the_unmanaged_user(sqlite_url: str, keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys, adopt_existing=True) as s:
+        manual = s.authing.admin.create_user(email="zhou@example.com", name="周九")
+        s.wecom.admin.create_user("zhoujiu", "周九", department=(1,), email="zhou@example.com")
+        s.settle()
+        adopted = s.user("zhoujiu")
+        assert adopted is not None and adopted["userId"] == manual["userId"]
+
+
+def test_non_empty_department_delete_retries_then_goes_dead_and_replays(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys, worker_max_attempts=2) as s:
+        s.wecom.admin.create_department("临时组", 1, id=5)
+        s.wecom.admin.create_user("wu", "吴", department=(5,), email="wu@example.com")
+        s.settle()
+        # In Authing the member stays (WeCom's user callback is lost), so the delete
+        # must wait, and finally gives up with the reason.
+        s.wecom.pusher.drop_next(1)
+        s.wecom.admin.update_user("wu", department=[1])
+        s.wecom.admin.delete_department(5)
+        s.wecom.pusher.flush()
+        dead = eventually(lambda: s.events(status="dead"), 30)
+        assert dead[0]["entity_key"] == "5" and "not empty" in dead[0]["last_error"]
+        assert "5" in s.departments()
+        # The operator fixes the cause, then replays.
+        assert httpx.post(f"{s.url}/ops/sync/users/wu", headers=OPS).status_code == 202
+        s.settle()
+        reply = httpx.post(f"{s.url}/ops/events/{dead[0]['id']}/replay", headers=OPS)
+        assert reply.status_code == 202 and reply.json()["event"]["status"] == "pending"
+        s.settle()
+        assert "5" not in s.departments()
+        assert httpx.post(f"{s.url}/ops/events/99999/replay", headers=OPS).status_code == 404
+        assert httpx.post(f"{s.url}/ops/events/x/replay", headers=OPS).status_code == 400
+
+
+@pytest.mark.postgres
+def test_sync_on_postgres(pg_url: str, keys: CallbackKeys) -> None:
+    with running_stack(pg_url, keys) as s:
+        s.wecom.admin.create_department("运维部", 1, id=6)
+        s.wecom.admin.create_user("ops1", "运维一", department=(6,), email="ops1@example.com")
+        s.settle()
+        assert s.user_open_departments("ops1") == {"6"}
