@@ -50,9 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help="apply Alembic migrations up to head")
     upgrade.set_defaults(handler=_db_upgrade)
 
-    from . import simulate
+    from . import demo, simulate
 
     simulate.register(sub)
+    demo.register(sub)
     return parser
 
 

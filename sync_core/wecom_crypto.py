@@ -179,5 +179,12 @@ class WeComCrypto:
         return encrypted, self.sign(timestamp, nonce, encrypted)
 
 
+def generate_aes_key() -> str:
+    """A fresh EncodingAESKey (43 chars). The last character carries two spare bits that
+    must be zero for strict base64 decoders, hence its restricted alphabet."""
+    body = "".join(secrets.choice(_RANDOM_ALPHABET) for _ in range(42))
+    return body + secrets.choice("AQgw")
+
+
 def _random_prefix() -> bytes:
     return "".join(secrets.choice(_RANDOM_ALPHABET) for _ in range(16)).encode("ascii")

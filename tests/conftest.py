@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import string
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import psycopg
 import pytest
 
 from sync_core.settings import Settings
+from sync_core.wecom_crypto import generate_aes_key
 
 PG_DSN = os.environ.get("WECOM_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -74,10 +74,7 @@ class CallbackKeys:
 
 
 def random_aes_key() -> str:
-    alphabet = string.ascii_letters + string.digits
-    # The 43rd character must leave the final base64 quantum's spare bits zero.
-    body = "".join(secrets.choice(alphabet) for _ in range(42))
-    return body + secrets.choice("AQgw")
+    return generate_aes_key()
 
 
 @pytest.fixture
