@@ -21,7 +21,7 @@ from sync_core.store.db import make_engine
 from sync_core.store.writer import InboxWriter, WriterClosed
 from sync_core.wecom_crypto import WeComCrypto
 
-from . import routes_authing, routes_health, routes_ops, routes_wecom
+from . import routes_authing, routes_health, routes_ops, routes_runs, routes_wecom
 from .context import AppContext
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
     )
 
     runtime = (build_runtime(settings, engine, context.metrics, wake=context.wake)
-               if with_worker else None)
+               if with_worker or _has_upstream_credentials(settings) else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -60,13 +60,15 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
         await context.writer.start()
         stop = asyncio.Event()
         worker = (asyncio.create_task(runtime.worker.run(stop), name="worker")
-                  if runtime else None)
+                  if runtime and with_worker else None)
         try:
             yield
         finally:
             stop.set()
-            if worker is not None and runtime is not None:
+            if worker is not None:
                 await worker
+            if runtime is not None:
+                await runtime.reconciler.wait()
                 await runtime.aclose()
             await context.writer.stop()
             engine.dispose()
@@ -82,6 +84,10 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
         Route("/ops/events/{id}/replay", routes_ops.replay, methods=["POST"]),
         Route("/ops/sync/users/{userid}", routes_ops.sync_user, methods=["POST"]),
         Route("/ops/sync/departments/{id}", routes_ops.sync_department, methods=["POST"]),
+        Route("/ops/reconcile", routes_runs.reconcile, methods=["POST"]),
+        Route("/ops/runs", routes_runs.list_runs, methods=["GET"]),
+        Route("/ops/runs/{id}", routes_runs.get_run, methods=["GET"]),
+        Route("/ops/runs/{id}/approve", routes_runs.approve, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,
@@ -91,6 +97,11 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
     app.state.ctx = context
     app.state.runtime = runtime
     return app
+
+
+def _has_upstream_credentials(settings: Settings) -> bool:
+    return all((settings.wecom_corp_id, settings.wecom_contact_secret,
+                settings.authing_access_key_id, settings.authing_access_key_secret))
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:

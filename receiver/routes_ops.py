@@ -26,7 +26,7 @@ _USERID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}$")
 Handler = Callable[[Request, AppContext], Awaitable[Response]]
 
 
-def _ops(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def ops_route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def route(request: Request) -> Response:
         c = ctx(request)
         token = c.settings.ops_token.get_secret_value() if c.settings.ops_token else None
@@ -38,7 +38,7 @@ def _ops(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return route
 
 
-@_ops
+@ops_route
 async def events(request: Request, c: AppContext) -> Response:
     status = request.query_params.get("status") or None
     source = request.query_params.get("source") or None
@@ -64,7 +64,7 @@ async def events(request: Request, c: AppContext) -> Response:
     return JSONResponse({"events": await run_in_threadpool(query)})
 
 
-@_ops
+@ops_route
 async def replay(request: Request, c: AppContext) -> Response:
     raw = request.path_params["id"]
     if not raw.isdigit():
@@ -85,7 +85,7 @@ async def replay(request: Request, c: AppContext) -> Response:
     return JSONResponse({"event": event}, status_code=202)
 
 
-@_ops
+@ops_route
 async def sync_user(request: Request, c: AppContext) -> Response:
     userid = request.path_params["userid"]
     if not _USERID.fullmatch(userid):
@@ -94,7 +94,7 @@ async def sync_user(request: Request, c: AppContext) -> Response:
                                               "user_id": userid})
 
 
-@_ops
+@ops_route
 async def sync_department(request: Request, c: AppContext) -> Response:
     raw = request.path_params["id"]
     if not raw.isdigit() or not 1 <= int(raw) < 2**32:

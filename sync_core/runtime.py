@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
 from .mapping import MappingPolicy, UsernameSource
 from .metrics import Metrics
-from .planner import Policy
+from .planner import Mode, Policy
+from .reconciler import Reconciler, RunRequest
 from .settings import Settings
+from .store.runs import RunConflict
 from .upstream_sync import ReadCooldown, UpstreamSync
 from .upstreams import Upstreams, build_upstreams
 from .worker import Worker
@@ -27,6 +30,7 @@ class SyncRuntime:
     upstreams: Upstreams
     sync: UpstreamSync
     worker: Worker
+    reconciler: Reconciler
 
     async def aclose(self) -> None:
         await self.upstreams.aclose()
@@ -40,5 +44,19 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
         upstreams.wecom, upstreams.authing, policy_from(settings),
         cooldown=ReadCooldown(settings.restricted_cooldown_seconds),
         on_event_fields=lambda kind: metrics.event_field_fallbacks.labels(kind).inc())
-    worker = Worker(settings, engine, sync, metrics, wake=wake)
-    return SyncRuntime(upstreams, sync, worker)
+    reconciler = Reconciler(settings, engine, sync)
+
+    async def on_batch_job(payload: dict[str, Any]) -> str:
+        """A batch import rewrote WeCom behind the callbacks' back: reconcile. A full
+        replace may have removed people, so it reconciles in full (the deletion guard
+        still applies); an incremental import only creates and updates."""
+        job_type, job_id = payload.get("job_type"), payload.get("job_id")
+        mode = Mode.CREATE_UPDATE if job_type == "sync_user" else Mode.FULL
+        try:
+            run_id = await reconciler.start(RunRequest(mode=mode, trigger="batch_job"))
+        except RunConflict as exc:
+            return f"{job_type} job {job_id}: reconcile run {exc.run_id} already active"
+        return f"{job_type} job {job_id}: started reconcile run {run_id} ({mode})"
+
+    worker = Worker(settings, engine, sync, metrics, wake=wake, on_batch_job=on_batch_job)
+    return SyncRuntime(upstreams, sync, worker, reconciler)

@@ -98,14 +98,11 @@ def running_stack(db_url: str, keys: CallbackKeys, *, trimmed: bool = False,
             authing_access_key_secret="pool-secret", worker_poll_seconds=0.1,
             worker_backoff_cap_seconds=1, http_timeout_seconds=5, retry_total_seconds=20,
             **settings)
-        with BackgroundServer(create_app(config, with_worker=True)) as receiver:
+        app = create_app(config, with_worker=True)
+        with BackgroundServer(app) as receiver:
             wecom.set_callback(f"{receiver.url}/wecom/callback", token=keys.token,
                                encoding_aes_key=keys.aes_key, trimmed=trimmed)
             stack = Stack(wecom, authing, receiver, keys)
-            eventually(lambda: authing.admin.stats() and _bootstrapped(authing), 20)
+            # The worker has created the organization and defined the custom fields.
+            eventually(lambda: app.state.runtime.worker.ready, 20)
             yield stack
-
-
-def _bootstrapped(authing: AuthingSimulator) -> bool:
-    with authing.state.lock:
-        return any(org == ORG for org in authing.state.orgs)

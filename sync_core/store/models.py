@@ -71,3 +71,71 @@ class Link(SQLModel, table=True):
     target_id: str | None = Field(default=None, max_length=255)
     state_hash: str = Field(max_length=64)
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+
+
+class Run(SQLModel, table=True):
+    """One reconcile (or dry run). ``lease_until`` is renewed while it runs: a run left
+    ``running`` under an expired lease belonged to a process that died."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_direction_status", "direction", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    direction: str = Field(max_length=16)
+    mode: str = Field(max_length=16)
+    source: str = Field(max_length=16)
+    dry_run: bool = Field(default=False)
+    trigger: str = Field(default="ops", max_length=32)
+    status: str = Field(default=RunStatus.QUEUED, max_length=16)
+    counters: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    notes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    started_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    finished_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_until: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    progress_done: int = Field(default=0)
+    progress_total: int = Field(default=0)
+
+
+class RunItem(SQLModel, table=True):
+    """One object of a run: what was planned for it and what happened. ``request`` keeps a
+    staged (blocked) operation so that approval can apply exactly what was shown."""
+
+    __tablename__ = "run_items"
+    __table_args__ = (Index("ix_run_items_run", "run_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id")
+    seq: int
+    kind: str = Field(max_length=16)
+    key: str = Field(max_length=255)
+    action: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    changes: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    operation: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class Lease(SQLModel, table=True):
+    """A named lease with expiry: the scheduler's leader election across processes."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(max_length=128)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

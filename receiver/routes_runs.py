@@ -1,0 +1,170 @@
+"""``/ops/reconcile`` and ``/ops/runs``: start, list, inspect and approve reconcile runs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from sync_core.planner import Mode
+from sync_core.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
+from sync_core.store import runs
+
+from .context import AppContext
+from .http import json_error
+from .routes_ops import ops_route
+
+MAX_UPLOAD = 50 * 1024 * 1024
+_DIRECTIONS = ("upstream", "downstream")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+
+
+def _reconciler(request: Request) -> Reconciler | None:
+    runtime = request.app.state.runtime
+    return runtime.reconciler if runtime is not None else None
+
+
+@ops_route
+async def reconcile(request: Request, c: AppContext) -> Response:
+    reconciler = _reconciler(request)
+    if reconciler is None:
+        return json_error(503, "reconcile needs WECOM_SYNC_WECOM_CONTACT_SECRET and the "
+                               "Authing key pair")
+    try:
+        run_request = await _parse(request)
+        run_id = await reconciler.start(run_request)
+    except RequestError as exc:
+        return json_error(400, str(exc))
+    except runs.RunConflict as exc:
+        return JSONResponse({"error": str(exc), "run_id": exc.run_id}, status_code=409)
+    return JSONResponse({"run_id": run_id}, status_code=202)
+
+
+@ops_route
+async def list_runs(request: Request, c: AppContext) -> Response:
+    try:
+        limit = int(request.query_params.get("limit", "50"))
+    except ValueError:
+        return json_error(400, "limit must be an integer")
+    if not 1 <= limit <= 500:
+        return json_error(400, "limit must be between 1 and 500")
+
+    def query() -> list[dict[str, Any]]:
+        with c.engine.connect() as conn:
+            return [runs.as_json(r) for r in runs.recent(conn, limit=limit)]
+
+    return JSONResponse({"runs": await run_in_threadpool(query)})
+
+
+@ops_route
+async def get_run(request: Request, c: AppContext) -> Response:
+    raw = request.path_params["id"]
+    if not raw.isdigit():
+        return json_error(400, "run id must be an integer")
+    status = request.query_params.get("item_status") or None
+
+    def query() -> dict[str, Any] | None:
+        with c.engine.connect() as conn:
+            run = runs.get(conn, int(raw))
+            return None if run is None else runs.as_json(
+                run, runs.items(conn, int(raw), status=status))
+
+    run = await run_in_threadpool(query)
+    if run is None:
+        return json_error(404, f"no run {raw}")
+    return JSONResponse(run)
+
+
+@ops_route
+async def approve(request: Request, c: AppContext) -> Response:
+    reconciler = _reconciler(request)
+    raw = request.path_params["id"]
+    if not raw.isdigit():
+        return json_error(400, "run id must be an integer")
+    if reconciler is None:
+        return json_error(503, "approval needs the WeCom and Authing credentials")
+    try:
+        await reconciler.approve(int(raw))
+    except LookupError as exc:
+        return json_error(404, str(exc).strip("'"))
+    except RequestError as exc:
+        return json_error(409, str(exc))
+    return JSONResponse({"run_id": int(raw), "status": "running"}, status_code=202)
+
+
+async def _parse(request: Request) -> RunRequest:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_UPLOAD:
+            raise RequestError(f"upload larger than {MAX_UPLOAD // (1024 * 1024)} MiB")
+        try:
+            form = await request.form(max_files=1, max_fields=20)
+        except Exception as exc:  # noqa: BLE001 - malformed multipart is the caller's
+            raise RequestError(f"malformed multipart body: {exc}") from None
+        fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise RequestError("multipart reconcile needs a 'file' part (the Excel export)")
+        data = await upload.read()
+        if not data:
+            raise RequestError("the uploaded file is empty")
+        fields.setdefault("source", "excel")
+        fields["excel"] = ExcelInput(data=data, filename=upload.filename or "upload.xlsx",
+                                     sheet=_sheet(fields.get("sheet")),
+                                     start_row=_int(fields.get("start_row"), 0, "start_row"),
+                                     end_row=_int(fields.get("end_row"), -1, "end_row"))
+    else:
+        body = await request.body()
+        try:
+            fields = json.loads(body) if body.strip() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RequestError("body must be JSON (or multipart with a file)") from None
+        if not isinstance(fields, dict):
+            raise RequestError("body must be a JSON object")
+    return _run_request(fields)
+
+
+def _run_request(fields: dict[str, Any]) -> RunRequest:
+    direction = str(fields.get("direction") or "upstream")
+    if direction not in _DIRECTIONS:
+        raise RequestError(f"direction must be one of {list(_DIRECTIONS)}")
+    try:
+        mode = Mode(str(fields.get("mode") or Mode.CREATE_UPDATE))
+    except ValueError:
+        raise RequestError(f"mode must be one of {[m.value for m in Mode]}") from None
+    source = str(fields.get("source") or "api")
+    if source not in ("api", "excel"):
+        raise RequestError("source must be api or excel")
+    dry_run = fields.get("dry_run", False)
+    if isinstance(dry_run, str):
+        if dry_run.lower() not in (*_TRUE, *_FALSE):
+            raise RequestError("dry_run must be true or false")
+        dry_run = dry_run.lower() in _TRUE
+    if not isinstance(dry_run, bool):
+        raise RequestError("dry_run must be true or false")
+    excel = fields.get("excel")
+    if source == "excel" and excel is None:
+        raise RequestError("source excel needs a multipart upload with the file")
+    return RunRequest(direction=direction, mode=mode, source=source, dry_run=dry_run,
+                      excel=excel)
+
+
+def _int(value: Any, default: int, name: str) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name} must be an integer") from None
+
+
+def _sheet(value: Any) -> int | str | None:
+    if value in (None, ""):
+        return None
+    text = str(value)
+    return int(text) if text.isdigit() else text

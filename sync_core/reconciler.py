@@ -1,0 +1,365 @@
+"""The full-compare reconciler: read both sides, plan everything, guard deletes, apply.
+
+Callbacks get lost and, since 2022, a department rename sends none; this is what makes the
+directory converge anyway. A run reads the whole WeCom directory (API or exported Excel)
+and the whole Authing organization, plans with the same pure planner as incremental sync,
+and applies in dependency order with bounded concurrency:
+
+    departments (parents first) → users → user removals → department deletes (children first)
+
+Safety: an incomplete source read makes no deletes; deletes beyond the thresholds stage
+the run as ``blocked`` until an operator approves, and approval re-checks each object is
+still absent from WeCom. A dry run records the same items with nothing applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from . import run_items
+from .errors import NotFoundError, RestrictedError, StopSync, SyncError
+from .executor import Executor, ItemStatus, Outcome, unapplied
+from .model import WeComDepartment
+from .operations import DESTRUCTIVE, Kind, Operation, deletion_guard
+from .planner import Mode, count_managed, plan_full
+from .settings import Settings
+from .snapshots import SourceSnapshot, read_authing, read_wecom
+from .store import runs
+from .store.models import RunStatus, utcnow
+from .upstream_sync import UpstreamSync
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ExcelInput:
+    data: bytes
+    filename: str
+    sheet: int | str | None = None
+    start_row: int = 0
+    end_row: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    direction: str = "upstream"
+    mode: Mode = Mode.CREATE_UPDATE
+    source: str = "api"
+    dry_run: bool = False
+    trigger: str = "ops"
+    excel: ExcelInput | None = field(default=None, repr=False)
+
+
+class RequestError(ValueError):
+    """The run request itself is invalid (bad mode, missing file): a 400, not a run."""
+
+
+Progress = Callable[[int, int], None]
+
+
+class Reconciler:
+    def __init__(self, settings: Settings, engine: Engine, sync: UpstreamSync, *,
+                 owner: str | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.sync = sync
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:reconciler"
+        self._clock = clock
+        self._lease = timedelta(seconds=max(60.0, settings.worker_lease_seconds))
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- entry points -------------------------------------------------------------------
+
+    def validate(self, request: RunRequest) -> None:
+        if request.direction != "upstream":
+            raise RequestError("only the upstream direction (WeCom → Authing) can be "
+                               "reconciled by this version")
+        if request.source not in ("api", "excel"):
+            raise RequestError("source must be api or excel")
+        if request.source == "excel" and request.excel is None:
+            raise RequestError("an excel run needs the exported address book file")
+
+    def create(self, request: RunRequest) -> int:
+        """Record a queued run; raises runs.RunConflict while one of its direction is
+        active, RequestError for a bad request."""
+        self.validate(request)
+        with self.engine.begin() as conn:
+            return runs.create(conn, direction=request.direction, mode=str(request.mode),
+                               source=request.source, dry_run=request.dry_run,
+                               trigger=request.trigger, owner=self.owner, now=self._clock(),
+                               lease=self._lease)
+
+    async def start(self, request: RunRequest) -> int:
+        """Create the run and execute it in the background of this process."""
+        run_id = await asyncio.to_thread(self.create, request)
+        self._spawn(self.execute(run_id, request))
+        return run_id
+
+    async def approve(self, run_id: int) -> None:
+        """Validate that ``run_id`` is blocked, then apply its staged deletes in the
+        background. Raises LookupError / RequestError."""
+        run = await asyncio.to_thread(self._get, run_id)
+        if run is None:
+            raise LookupError(f"no run {run_id}")
+        if run["status"] != RunStatus.BLOCKED:
+            raise RequestError(f"run {run_id} is {run['status']}, not blocked")
+        await asyncio.to_thread(self._db, lambda c: (
+            runs.start(c, run_id=run_id, now=self._clock()),
+            runs.take(c, run_id=run_id, owner=self.owner, until=self._clock() + self._lease)))
+        self._spawn(self._apply_staged(run_id, run))
+
+    async def wait(self) -> None:
+        """Until every background run of this process has finished (tests, CLI, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- one run ------------------------------------------------------------------------
+
+    async def execute(self, run_id: int, request: RunRequest,
+                      progress: Progress | None = None) -> None:
+        """Never raises: whatever happens ends up in the run record."""
+        heartbeat = asyncio.create_task(self._heartbeat(run_id))
+        await asyncio.to_thread(self._db, lambda c: runs.start(c, run_id=run_id,
+                                                               now=self._clock()))
+        try:
+            status, items, error = await self._run(run_id, request, progress)
+        except StopSync as exc:
+            status, items, error = RunStatus.FAILED, [], f"{type(exc).__name__}: {exc}"
+        except SyncError as exc:
+            status, items, error = RunStatus.FAILED, [], f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a bug must still end the run visibly
+            log.exception("reconcile run %s crashed", run_id)
+            status, items, error = RunStatus.FAILED, [], f"internal error: {exc}"
+        finally:
+            heartbeat.cancel()
+        await asyncio.to_thread(self._finish, run_id, status, items, error)
+
+    async def _run(self, run_id: int, request: RunRequest, progress: Progress | None
+                   ) -> tuple[RunStatus, list[dict[str, Any]], str | None]:
+        await self.sync.bootstrap()
+        source = await self._read_source(request)
+        for note in source.notes:
+            await asyncio.to_thread(self._note, run_id, note)
+        target = await read_authing(self.sync.authing, self.sync.policy)
+        policy = self.sync.policy
+        if target.root_department_id:
+            policy = replace(policy, root_department_id=target.root_department_id)
+        ops = list(plan_full(source.users, source.departments, target.users,
+                             target.departments, policy, Mode(request.mode)))
+        if not source.complete:
+            reason = ("not deleted: the source read was incomplete (" +
+                      "; ".join(source.problems[:3]) +
+                      (f"; and {len(source.problems) - 3} more" if len(source.problems) > 3
+                       else "") + ")")
+            ops = run_items.withhold_deletes(ops, reason)
+            await asyncio.to_thread(self._note, run_id, reason)
+        managed = count_managed(target.users, target.departments, policy)
+        guard = deletion_guard(ops, managed, self.settings.delete_threshold_percent,
+                               self.settings.delete_threshold_count)
+        if request.dry_run:
+            items = [run_items.item_of(unapplied(op)) for op in ops]
+            if guard.blocked:
+                await asyncio.to_thread(self._note, run_id, f"would block: {guard.reason}")
+            return RunStatus.SUCCEEDED, items, None
+        staged = [op for op in ops if op.action in DESTRUCTIVE] if guard.blocked else []
+        to_apply = [op for op in ops if op not in staged] if staged else ops
+        outcomes = await self._apply(run_id, to_apply, source.departments, progress)
+        items = [run_items.item_of(o) for o in outcomes]
+        items += [run_items.staged_item(op) for op in staged]
+        if guard.blocked:
+            return RunStatus.BLOCKED, items, f"blocked: {guard.reason}"
+        failed = any(o.status is ItemStatus.FAILED for o in outcomes)
+        return (RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED), items, None
+
+    async def _read_source(self, request: RunRequest) -> SourceSnapshot:
+        if request.source == "api":
+            return await read_wecom(self.sync.wecom,
+                                    concurrency=self.settings.wecom_max_concurrency)
+        assert request.excel is not None
+        return await self._read_excel(request.excel)
+
+    async def _read_excel(self, excel: ExcelInput) -> SourceSnapshot:
+        from .excel_source import ExcelOptions, read_address_book
+
+        structure: SourceSnapshot | None = None
+        try:  # the API gives structure where it may be read; Excel gives attributes
+            structure = await read_wecom(self.sync.wecom,
+                                         concurrency=self.settings.wecom_max_concurrency)
+        except SyncError as exc:
+            log.info("WeCom API not readable, using the Excel file alone: %s", exc)
+        options = ExcelOptions(sheet=excel.sheet, start_row=excel.start_row,
+                               end_row=excel.end_row)
+        parsed = await asyncio.to_thread(
+            read_address_book, excel.data, excel.filename, options,
+            departments=structure.departments if structure else None)
+        notes = tuple(parsed.warnings)
+        if structure is None or not structure.complete:
+            return SourceSnapshot(parsed.users, parsed.departments, (), notes)
+        from .excel_source import merge_sources
+
+        users = merge_sources(structure.users, structure.departments, parsed.users)
+        return SourceSnapshot(tuple(users), structure.departments, (),
+                              (*structure.notes, *notes))
+
+    # -- applying -----------------------------------------------------------------------
+
+    async def _apply(self, run_id: int, ops: Sequence[Operation],
+                     departments: Sequence[WeComDepartment],
+                     progress: Progress | None) -> list[Outcome]:
+        executor = Executor(self.sync.authing)
+        ids: dict[str, str] = {}
+        depth = _depths(departments)
+        gate = asyncio.Semaphore(self.settings.authing_max_concurrency)
+        results: dict[int, Outcome] = {}
+        done = 0
+        total = sum(1 for op in ops if op.writes)
+
+        async def one(index: int, op: Operation) -> None:
+            nonlocal done
+            if not op.writes:
+                results[index] = unapplied(op)
+                return
+            async with gate:
+                results[index] = await executor.apply_one(op, ids)
+            done += 1
+            if progress:
+                progress(done, total)
+            if done % 200 == 0:
+                await asyncio.to_thread(self._progress, run_id, done, total)
+
+        for phase in _phases(ops, depth):
+            await asyncio.gather(*(one(i, op) for i, op in phase))
+        await asyncio.to_thread(self._progress, run_id, done, total)
+        return [results[i] for i in range(len(ops))]
+
+    async def _apply_staged(self, run_id: int, run: dict[str, Any]) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(run_id))
+        try:
+            staged = await asyncio.to_thread(self._items, run_id, run_items.STAGED)
+            executor = Executor(self.sync.authing)
+            for item in staged:
+                op = run_items.operation_from_json(item["operation"])
+                if await self._present_in_source(op):
+                    status, error = ItemStatus.SKIPPED, "not applied: present again in WeCom"
+                else:
+                    outcome = await executor.apply_one(op, {})
+                    status, error = outcome.status, outcome.error_text
+                await asyncio.to_thread(self._db, lambda c, i=item, s=status, e=error:
+                                        runs.update_item(c, item_id=i["id"], status=str(s),
+                                                         error=e))
+            everything = await asyncio.to_thread(self._items, run_id, None)
+            failed = any(i["status"] == ItemStatus.FAILED for i in everything)
+            status = RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED
+            await asyncio.to_thread(self._db, lambda c: runs.finish(
+                c, run_id=run_id, status=status, counters=run_items.count(everything),
+                now=self._clock(), error=None))
+        except Exception as exc:  # noqa: BLE001 - the run record must say what happened
+            log.exception("approving run %s failed", run_id)
+            reason = f"approval failed: {type(exc).__name__}: {exc}"
+            await asyncio.to_thread(self._db, lambda c: runs.finish(
+                c, run_id=run_id, status=RunStatus.FAILED, counters=run["counters"],
+                now=self._clock(), error=reason))
+        finally:
+            heartbeat.cancel()
+
+    async def _present_in_source(self, op: Operation) -> bool:
+        """Approval re-checks absence: a user or department back in WeCom is not deleted."""
+        wecom = self.sync.wecom
+        try:
+            if op.kind is Kind.USER:
+                await wecom.user_get(op.key)
+            else:
+                await wecom.department_get(int(op.key))
+        except NotFoundError:
+            return False
+        except RestrictedError:
+            if op.kind is Kind.USER:
+                return any([row async for row in wecom.user_list_id()
+                            if str(row["userid"]) == op.key])
+            rows = await wecom.department_simplelist()
+            return any(str(r.get("id")) == op.key for r in rows)
+        return True
+
+    # -- bookkeeping --------------------------------------------------------------------
+
+    def _spawn(self, job: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _heartbeat(self, run_id: int) -> None:
+        while True:
+            await asyncio.sleep(self._lease.total_seconds() / 3)
+            await asyncio.to_thread(self._db, lambda c: runs.renew(
+                c, run_id=run_id, owner=self.owner, until=self._clock() + self._lease))
+
+    def _db(self, step: Callable[[Any], Any]) -> Any:
+        with self.engine.begin() as conn:
+            return step(conn)
+
+    def _get(self, run_id: int) -> dict[str, Any] | None:
+        return self._db(lambda c: runs.get(c, run_id))  # type: ignore[no-any-return]
+
+    def _items(self, run_id: int, status: str | None) -> list[dict[str, Any]]:
+        return self._db(lambda c: runs.items(c, run_id, status=status))  # type: ignore[no-any-return]
+
+    def _note(self, run_id: int, note: str) -> None:
+        self._db(lambda c: runs.add_note(c, run_id=run_id, note=note))
+
+    def _progress(self, run_id: int, done: int, total: int) -> None:
+        self._db(lambda c: runs.progress(c, run_id=run_id, done=done, total=total))
+
+    def _finish(self, run_id: int, status: RunStatus, items: list[dict[str, Any]],
+                error: str | None) -> None:
+        with self.engine.begin() as conn:
+            for start in range(0, len(items), 5000):
+                runs.add_items(conn, run_id=run_id, items=items[start:start + 5000],
+                               first_seq=start)
+            runs.finish(conn, run_id=run_id, status=status, counters=run_items.count(items),
+                        now=self._clock(), error=error)
+        log.info("run %s %s: %s", run_id, status, run_items.count(items))
+
+
+def _depths(departments: Sequence[WeComDepartment]) -> dict[str, int]:
+    parents = {d.id: d.parent_id for d in departments}
+    depth: dict[int, int] = {}
+
+    def of(dept_id: int, seen: int = 0) -> int:
+        if dept_id in depth:
+            return depth[dept_id]
+        parent = parents.get(dept_id)
+        value = 0 if parent is None or seen > 32 else of(parent, seen + 1) + 1
+        depth[dept_id] = value
+        return value
+
+    return {str(d): of(d) for d in parents}
+
+
+def _phases(ops: Sequence[Operation], depth: dict[str, int]
+            ) -> list[list[tuple[int, Operation]]]:
+    """Groups that may run concurrently, in the order the planner requires: department
+    upserts level by level, then users, then user removals, then department deletes one
+    at a time in the planner's children-first order (gone from WeCom, their depth is only
+    known to the planner)."""
+    upserts: dict[int, list[tuple[int, Operation]]] = {}
+    deletes: list[list[tuple[int, Operation]]] = []
+    users: list[tuple[int, Operation]] = []
+    removals: list[tuple[int, Operation]] = []
+    for index, op in enumerate(ops):
+        if op.kind is Kind.DEPARTMENT:
+            if op.action in DESTRUCTIVE:
+                deletes.append([(index, op)])
+            else:
+                upserts.setdefault(depth.get(op.key, 99), []).append((index, op))
+        else:
+            (removals if op.action in DESTRUCTIVE else users).append((index, op))
+    return [upserts[k] for k in sorted(upserts)] + [users, removals] + deletes

@@ -1,0 +1,189 @@
+"""Whole-directory reads for the reconciler: WeCom (the desired state) and Authing (actual).
+
+A WeCom read that loses a page is still returned, marked incomplete with the reason: the
+reconciler may create and update from it but must not delete, since an absence could be
+the lost page. An Authing read that fails raises: without the full actual state a plan
+would create duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .authing_client import AuthingClient
+from .errors import RestrictedError, StopSync, SyncError
+from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
+from .planner import Policy
+from .wecom_client import WeComClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSnapshot:
+    users: tuple[WeComUser, ...]
+    departments: tuple[WeComDepartment, ...]
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSnapshot:
+    users: tuple[AuthingUser, ...]
+    departments: tuple[AuthingDepartment, ...]
+    root_department_id: str | None = None
+
+
+@dataclass
+class _Problems:
+    items: list[str] = field(default_factory=list)
+
+    def add(self, what: str, exc: Exception) -> None:
+        self.items.append(f"{what}: {type(exc).__name__}: {exc}")
+
+
+# -- WeCom ------------------------------------------------------------------------------
+
+
+async def read_wecom(client: WeComClient, *, concurrency: int = 8) -> SourceSnapshot:
+    """Departments from ``department/list`` (or ``simplelist`` + ``department/get`` where
+    restricted); users from ``user/list`` per department (or ``user/list_id``, IDs and
+    departments only, where restricted: attributes then stay unknown and are not compared).
+    """
+    problems = _Problems()
+    notes: list[str] = []
+    departments = await _wecom_departments(client, concurrency, problems, notes)
+    users = await _wecom_users(client, [d.id for d in departments], concurrency, problems,
+                               notes)
+    return SourceSnapshot(tuple(users), tuple(departments), tuple(problems.items), tuple(notes))
+
+
+async def _wecom_departments(client: WeComClient, concurrency: int, problems: _Problems,
+                             notes: list[str]) -> list[WeComDepartment]:
+    try:
+        return [WeComDepartment.from_api(row) for row in await client.department_list()]
+    except RestrictedError:
+        notes.append("department/list refused: names read one by one with department/get")
+    rows = await client.department_simplelist()
+
+    async def named(row: dict[str, Any]) -> WeComDepartment:
+        try:
+            return WeComDepartment.from_api(await client.department_get(int(row["id"])))
+        except StopSync:
+            raise
+        except SyncError as exc:
+            problems.add(f"department/get {row['id']}", exc)
+            return WeComDepartment.from_api(row)  # structure without the name
+
+    return await bounded([named(row) for row in rows], concurrency)
+
+
+async def _wecom_users(client: WeComClient, department_ids: list[int], concurrency: int,
+                       problems: _Problems, notes: list[str]) -> list[WeComUser]:
+    if department_ids:
+        try:
+            first = await client.user_list(department_ids[0])
+        except RestrictedError:
+            notes.append("user/list refused: users read with user/list_id (IDs and "
+                         "departments only)")
+        except StopSync:
+            raise
+        except SyncError as exc:
+            problems.add(f"user/list {department_ids[0]}", exc)
+            return await _users_by_department(client, department_ids, [], concurrency,
+                                              problems)
+        else:
+            return await _users_by_department(client, department_ids, first, concurrency,
+                                              problems)
+    memberships: dict[str, list[int]] = {}
+    try:
+        async for row in client.user_list_id():
+            memberships.setdefault(str(row["userid"]), []).append(int(row["department"]))
+    except StopSync:
+        raise
+    except SyncError as exc:
+        problems.add("user/list_id", exc)
+    return [WeComUser(userid=uid, department=tuple(depts)) for uid, depts in
+            memberships.items()]
+
+
+async def _users_by_department(client: WeComClient, department_ids: list[int],
+                               first: list[dict[str, Any]], concurrency: int,
+                               problems: _Problems) -> list[WeComUser]:
+    async def members(dept_id: int) -> list[dict[str, Any]]:
+        try:
+            return list(await client.user_list(dept_id))
+        except StopSync:
+            raise
+        except SyncError as exc:
+            problems.add(f"user/list {dept_id}", exc)
+            return []
+
+    pages = [first, *await bounded([members(d) for d in department_ids[1:]], concurrency)]
+    users: dict[str, WeComUser] = {}
+    for page in pages:
+        for row in page:
+            # A user in several departments appears on each one's page: same record.
+            users.setdefault(str(row["userid"]), WeComUser.from_api(row))
+    return list(users.values())
+
+
+# -- Authing ----------------------------------------------------------------------------
+
+
+async def read_authing(client: AuthingClient, policy: Policy) -> TargetSnapshot:
+    """Every user of the pool and every department of the organization, with memberships
+    rebuilt from ``departmentIds``, ``mainDepartmentId`` and each department's
+    ``leaderUserIds`` (one call per 50 users rather than one per user)."""
+    org = await client.get_organization()
+    root = str(org["departmentId"]) if org and org.get("departmentId") else None
+    raw_depts = await client.get_all_departments()
+    departments = [AuthingDepartment.from_dto(d) for d in raw_depts]
+    by_id: dict[str, dict[str, Any]] = {str(d["departmentId"]): d for d in raw_depts}
+    if root is not None:
+        by_id.setdefault(root, {"departmentId": root, "openDepartmentId":
+                                str(policy.root_wecom_id), "leaderUserIds":
+                                (org or {}).get("leaderUserIds") or []})
+    users = [AuthingUser.from_dto(dto, _memberships(dto, by_id, policy))
+             async for dto in client.list_users()]
+    return TargetSnapshot(tuple(users), tuple(departments), root)
+
+
+def _memberships(dto: dict[str, Any], departments: dict[str, dict[str, Any]],
+                 policy: Policy) -> list[dict[str, Any]] | None:
+    ids = dto.get("departmentIds")
+    if ids is None:
+        return None
+    main = dto.get("mainDepartmentId")
+    items = []
+    for dept_id in ids:
+        dept = departments.get(str(dept_id))
+        items.append({
+            "departmentId": str(dept_id),
+            "openDepartmentId": dept.get("openDepartmentId") if dept else None,
+            "organizationCode": policy.organization_code if dept else None,
+            "isLeader": bool(dept and dto.get("userId") in (dept.get("leaderUserIds") or ())),
+            "isMainDepartment": main is not None and str(main) == str(dept_id),
+        })
+    return items
+
+
+async def bounded(jobs: Iterable[Awaitable[T]], limit: int) -> list[T]:
+    """Await ``jobs`` with at most ``limit`` in flight; results in input order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(job: Awaitable[T]) -> T:
+        async with gate:
+            return await job
+
+    return list(await asyncio.gather(*(one(j) for j in jobs)))
+

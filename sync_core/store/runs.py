@@ -1,0 +1,165 @@
+"""Run records: create, lease, progress, items, finish, list. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from .models import Run, RunItem, RunStatus
+
+_R = Run.__table__  # type: ignore[attr-defined]
+_I = RunItem.__table__  # type: ignore[attr-defined]
+ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+COUNTER_KEYS = ("created", "updated", "deleted", "unchanged", "skipped", "failed")
+
+
+class RunConflict(Exception):
+    """Another run of the same direction is queued or running."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} of this direction is still active")
+        self.run_id = run_id
+
+
+def create(conn: Connection, *, direction: str, mode: str, source: str, dry_run: bool,
+           trigger: str, owner: str, now: datetime, lease: timedelta) -> int:
+    """A new queued run leased to ``owner``; refuses while another of its direction is
+    active (PostgreSQL: serialised by an advisory lock so two replicas cannot both pass)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 7_305_003})
+    active = conn.execute(select(_R.c.id).where(
+        _R.c.direction == direction, _R.c.status.in_(ACTIVE)).limit(1)).scalar()
+    if active is not None:
+        raise RunConflict(int(active))
+    result = conn.execute(insert(_R).values(
+        direction=direction, mode=mode, source=source, dry_run=dry_run, trigger=trigger,
+        status=RunStatus.QUEUED.value, counters=dict.fromkeys(COUNTER_KEYS, 0), notes=[],
+        created_at=now, lease_owner=owner, lease_until=now + lease, progress_done=0,
+        progress_total=0).returning(_R.c.id))
+    return int(result.scalar_one())
+
+
+def start(conn: Connection, *, run_id: int, now: datetime) -> None:
+    conn.execute(update(_R).where(_R.c.id == run_id).values(
+        status=RunStatus.RUNNING.value, started_at=now))
+
+
+def take(conn: Connection, *, run_id: int, owner: str, until: datetime) -> None:
+    """Lease the run to ``owner`` (approval resumes a finished, blocked run)."""
+    conn.execute(update(_R).where(_R.c.id == run_id).values(lease_owner=owner,
+                                                            lease_until=until))
+
+
+def renew(conn: Connection, *, run_id: int, owner: str, until: datetime) -> bool:
+    result = conn.execute(update(_R).where(_R.c.id == run_id, _R.c.lease_owner == owner)
+                          .values(lease_until=until))
+    return bool(result.rowcount)
+
+
+def progress(conn: Connection, *, run_id: int, done: int, total: int) -> None:
+    conn.execute(update(_R).where(_R.c.id == run_id).values(progress_done=done,
+                                                            progress_total=total))
+
+
+def add_note(conn: Connection, *, run_id: int, note: str) -> None:
+    notes = conn.execute(select(_R.c.notes).where(_R.c.id == run_id)).scalar() or []
+    conn.execute(update(_R).where(_R.c.id == run_id).values(notes=[*notes, note]))
+
+
+def add_items(conn: Connection, *, run_id: int, items: Sequence[dict[str, Any]],
+              first_seq: int) -> None:
+    if items:
+        conn.execute(insert(_I), [{"run_id": run_id, "seq": first_seq + i, **item}
+                                  for i, item in enumerate(items)])
+
+
+def update_item(conn: Connection, *, item_id: int, status: str, error: str | None,
+                action: str | None = None) -> None:
+    values: dict[str, Any] = {"status": status, "error": error}
+    if action is not None:
+        values["action"] = action
+    conn.execute(update(_I).where(_I.c.id == item_id).values(**values))
+
+
+def finish(conn: Connection, *, run_id: int, status: str, counters: dict[str, int],
+           now: datetime, error: str | None = None) -> None:
+    conn.execute(update(_R).where(_R.c.id == run_id).values(
+        status=status, counters=counters, finished_at=now, error=error, lease_owner=None,
+        lease_until=None))
+
+
+def sweep_stale(conn: Connection, *, now: datetime) -> list[int]:
+    """Fail every active run whose lease expired: its process died, and a crash must not
+    block future runs of that direction."""
+    stale = [int(r) for r in conn.execute(select(_R.c.id).where(
+        _R.c.status.in_(ACTIVE), _R.c.lease_until < now))]
+    if stale:
+        conn.execute(update(_R).where(_R.c.id.in_(stale)).values(
+            status=RunStatus.FAILED.value, finished_at=now, lease_owner=None,
+            lease_until=None, error="the process running it stopped (lease expired)"))
+    return stale
+
+
+def get(conn: Connection, run_id: int) -> dict[str, Any] | None:
+    row = conn.execute(select(_R).where(_R.c.id == run_id)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def items(conn: Connection, run_id: int, *, status: str | None = None
+          ) -> list[dict[str, Any]]:
+    query = select(_I).where(_I.c.run_id == run_id).order_by(_I.c.seq)
+    if status is not None:
+        query = query.where(_I.c.status == status)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def item_count(conn: Connection, run_id: int) -> int:
+    return int(conn.execute(select(func.count()).select_from(_I)
+                            .where(_I.c.run_id == run_id)).scalar_one())
+
+
+def recent(conn: Connection, *, limit: int = 50, direction: str | None = None
+           ) -> list[dict[str, Any]]:
+    query = select(_R).order_by(_R.c.id.desc()).limit(limit)
+    if direction:
+        query = query.where(_R.c.direction == direction)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def last_started(conn: Connection, *, direction: str, trigger: str) -> datetime | None:
+    value = conn.execute(select(func.max(_R.c.created_at)).where(
+        _R.c.direction == direction, _R.c.trigger == trigger)).scalar()
+    return _aware(value) if value else None
+
+
+def as_json(run: dict[str, Any], run_items: Iterable[dict[str, Any]] | None = None
+            ) -> dict[str, Any]:
+    """The contract's run object (``items`` only for the detail view)."""
+    out = {
+        "id": run["id"], "direction": run["direction"], "mode": run["mode"],
+        "source": run["source"], "dry_run": bool(run["dry_run"]), "status": run["status"],
+        "trigger": run["trigger"], "counters": {k: int(run["counters"].get(k, 0))
+                                                for k in COUNTER_KEYS},
+        "created_at": _iso(run["created_at"]), "started_at": _iso(run["started_at"]),
+        "finished_at": _iso(run["finished_at"]), "error": run["error"],
+        "notes": list(run["notes"] or []),
+        "progress": {"done": run["progress_done"], "total": run["progress_total"]},
+    }
+    if run_items is not None:
+        out["items"] = [{"kind": i["kind"], "key": i["key"], "action": i["action"],
+                         "status": i["status"], "changes": i["changes"], "error": i["error"]}
+                        for i in run_items]
+    return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else _aware(value).isoformat()
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
