@@ -50,8 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help="apply Alembic migrations up to head")
     upgrade.set_defaults(handler=_db_upgrade)
 
-    from . import demo, simulate
+    from . import cli_runs, demo, simulate
 
+    cli_runs.register(sub)
     simulate.register(sub)
     demo.register(sub)
     return parser

@@ -1,0 +1,184 @@
+"""``wecom-sync reconcile`` and ``wecom-sync runs``: runs from the command line.
+
+``reconcile`` exits 0 when the run succeeded, 3 when it is blocked awaiting approval, and 1
+when it failed or only partly succeeded; ``--json`` prints the run object of the contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sync_core.planner import Mode
+
+EXIT = {"succeeded": 0, "blocked": 3}
+
+
+def register(sub: Any) -> None:
+    rec = sub.add_parser("reconcile", help="compare everything and apply the difference")
+    rec.add_argument("--direction", default="upstream", choices=["upstream", "downstream"])
+    rec.add_argument("--mode", default=Mode.CREATE_UPDATE.value,
+                     choices=[m.value for m in Mode],
+                     help="create_update (default, never deletes), delete_only or full")
+    rec.add_argument("--source", choices=["api", "excel"],
+                     help="api (default) or excel (needs --file)")
+    rec.add_argument("--file", type=Path, help="WeCom's exported address book (.xlsx/.csv)")
+    rec.add_argument("--sheet", help="sheet index or name (default: all)")
+    rec.add_argument("--start-row", type=int, default=0, help="first row, 0-based")
+    rec.add_argument("--end-row", type=int, default=-1, help="last row, 0-based; -1 = last")
+    rec.add_argument("--dry-run", action="store_true", help="plan and report, apply nothing")
+    rec.add_argument("--json", action="store_true", help="print the run as JSON")
+    rec.set_defaults(handler=reconcile)
+
+    show = sub.add_parser("runs", help="list reconcile runs, or show one with its items")
+    show.add_argument("id", nargs="?", type=int, help="a run id")
+    show.add_argument("--limit", type=int, default=20)
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=runs_command)
+
+
+def reconcile(args: argparse.Namespace) -> int:
+    from sync_core.metrics import Metrics
+    from sync_core.reconciler import ExcelInput, RequestError, RunRequest
+    from sync_core.runtime import build_runtime
+    from sync_core.store import migrate, runs
+    from sync_core.store.db import make_engine
+
+    from .cli import settings_from_env
+
+    source = args.source or ("excel" if args.file else "api")
+    excel = None
+    if args.file is not None:
+        try:
+            data = args.file.read_bytes()
+        except OSError as exc:
+            return _fail(f"cannot read {args.file}: {exc.strerror}")
+        sheet = int(args.sheet) if args.sheet and args.sheet.isdigit() else args.sheet
+        excel = ExcelInput(data, args.file.name, sheet, args.start_row, args.end_row)
+    request = RunRequest(direction=args.direction, mode=Mode(args.mode), source=source,
+                         dry_run=args.dry_run, trigger="cli", excel=excel)
+    settings = settings_from_env()
+    engine = make_engine(settings.database_url)
+
+    async def main() -> dict[str, Any]:
+        runtime = build_runtime(settings, engine, Metrics())
+        try:
+            await asyncio.to_thread(migrate.upgrade, engine)
+            run_id = await asyncio.to_thread(runtime.reconciler.create, request)
+            bar = _Bar(enabled=sys.stderr.isatty() and not args.json)
+            await runtime.reconciler.execute(run_id, request, progress=bar)
+            bar.close()
+        finally:
+            await runtime.aclose()
+        with engine.connect() as conn:
+            run = runs.get(conn, run_id)
+            assert run is not None
+            return runs.as_json(run, runs.items(conn, run_id))
+
+    try:
+        run = asyncio.run(main())
+    except RequestError as exc:
+        return _fail(str(exc))
+    except runs.RunConflict as exc:
+        return _fail(f"{exc}; wait for it or see: wecom-sync runs {exc.run_id}")
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(run, ensure_ascii=False, indent=2))
+    else:
+        _print_run(run)
+    return EXIT.get(run["status"], 1)
+
+
+def runs_command(args: argparse.Namespace) -> int:
+    from sync_core.store import migrate, runs
+    from sync_core.store.db import make_engine
+
+    from .cli import settings_from_env
+
+    settings = settings_from_env()
+    engine = make_engine(settings.database_url)
+    try:
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            if args.id is None:
+                listed = [runs.as_json(r) for r in runs.recent(conn, limit=args.limit)]
+                print(json.dumps({"runs": listed}, ensure_ascii=False, indent=2)
+                      if args.json else _table(listed))
+                return 0
+            run = runs.get(conn, args.id)
+            if run is None:
+                return _fail(f"no run {args.id}")
+            shown = runs.as_json(run, runs.items(conn, args.id))
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(shown, ensure_ascii=False, indent=2))
+    else:
+        _print_run(shown)
+    return 0
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+class _Bar:
+    """A one-line progress bar on stderr, only for a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        width = 30
+        filled = int(width * done / total)
+        sys.stderr.write(f"\r  applying [{'#' * filled}{'.' * (width - filled)}] "
+                         f"{done}/{total}")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    print(f"run {run['id']}: {run['direction']} {run['mode']} from {run['source']}"
+          f"{' (dry run)' if run['dry_run'] else ''} → {run['status']}")
+    if run.get("error"):
+        print(f"  {run['error']}")
+    for note in run.get("notes") or ():
+        print(f"  note: {note}")
+    counters = run["counters"]
+    print("  " + "  ".join(f"{k} {counters[k]}" for k in counters))
+    items = [i for i in run.get("items") or () if i["action"] != "unchanged"]
+    if items:
+        print(f"\n  {'kind':<11}{'key':<24}{'action':<10}{'status':<10}detail")
+        for item in items[:200]:
+            detail = item["error"] or ", ".join(str(c[0]) for c in item["changes"])
+            print(f"  {item['kind']:<11}{item['key']:<24}{item['action']:<10}"
+                  f"{item['status']:<10}{detail}")
+        if len(items) > 200:
+            print(f"  … and {len(items) - 200} more (use --json)")
+
+
+def _table(listed: list[dict[str, Any]]) -> str:
+    lines = [f"{'id':>5}  {'direction':<10}{'mode':<14}{'source':<7}{'status':<10}"
+             f"{'created':>8}{'updated':>8}{'deleted':>8}{'failed':>7}  started"]
+    for r in listed:
+        c = r["counters"]
+        lines.append(f"{r['id']:>5}  {r['direction']:<10}{r['mode']:<14}{r['source']:<7}"
+                     f"{r['status']:<10}{c['created']:>8}{c['updated']:>8}{c['deleted']:>8}"
+                     f"{c['failed']:>7}  {r['started_at'] or '-'}")
+    return "\n".join(lines)
+
+
+def _fail(message: str) -> int:
+    print(f"wecom-sync: {message}", file=sys.stderr)
+    return 1
