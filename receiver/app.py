@@ -59,14 +59,15 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
             await run_in_threadpool(migrate.upgrade, engine)
         await context.writer.start()
         stop = asyncio.Event()
-        worker = (asyncio.create_task(runtime.worker.run(stop), name="worker")
-                  if runtime and with_worker else None)
+        background = [asyncio.create_task(job, name=name) for name, job in (
+            ("worker", runtime.worker.run(stop)),
+            ("scheduler", runtime.scheduler.run(stop)),
+        )] if runtime and with_worker else []
         try:
             yield
         finally:
             stop.set()
-            if worker is not None:
-                await worker
+            await asyncio.gather(*background, return_exceptions=True)
             if runtime is not None:
                 await runtime.reconciler.wait()
                 await runtime.aclose()

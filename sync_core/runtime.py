@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,12 +12,15 @@ from sqlalchemy import Engine
 from .mapping import MappingPolicy, UsernameSource
 from .metrics import Metrics
 from .planner import Mode, Policy
-from .reconciler import Reconciler, RunRequest
+from .reconciler import Reconciler, RequestError, RunRequest
+from .scheduler import Scheduler
 from .settings import Settings
 from .store.runs import RunConflict
 from .upstream_sync import ReadCooldown, UpstreamSync
 from .upstreams import Upstreams, build_upstreams
 from .worker import Worker
+
+log = logging.getLogger(__name__)
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -31,6 +35,7 @@ class SyncRuntime:
     sync: UpstreamSync
     worker: Worker
     reconciler: Reconciler
+    scheduler: Scheduler
 
     async def aclose(self) -> None:
         await self.upstreams.aclose()
@@ -58,5 +63,13 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
             return f"{job_type} job {job_id}: reconcile run {exc.run_id} already active"
         return f"{job_type} job {job_id}: started reconcile run {run_id} ({mode})"
 
+    async def scheduled(direction: str, trigger: str) -> int | None:
+        try:
+            return await reconciler.start(RunRequest(direction=direction, trigger=trigger))
+        except RequestError as exc:  # e.g. a direction this version cannot reconcile
+            log.warning("scheduled %s reconcile skipped: %s", direction, exc)
+            return None
+
     worker = Worker(settings, engine, sync, metrics, wake=wake, on_batch_job=on_batch_job)
-    return SyncRuntime(upstreams, sync, worker, reconciler)
+    scheduler = Scheduler(settings, engine, scheduled)
+    return SyncRuntime(upstreams, sync, worker, reconciler, scheduler)

@@ -97,7 +97,7 @@ def sweep_stale(conn: Connection, *, now: datetime) -> list[int]:
     """Fail every active run whose lease expired: its process died, and a crash must not
     block future runs of that direction."""
     stale = [int(r) for r in conn.execute(select(_R.c.id).where(
-        _R.c.status.in_(ACTIVE), _R.c.lease_until < now))]
+        _R.c.status.in_(ACTIVE), _R.c.lease_until < now)).scalars()]
     if stale:
         conn.execute(update(_R).where(_R.c.id.in_(stale)).values(
             status=RunStatus.FAILED.value, finished_at=now, lease_owner=None,
