@@ -61,6 +61,11 @@ def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
     ).order_by(_T.c.id).limit(max_entities * 8)
     if sources:
         due = due.where(_T.c.source.in_(sources))
+    if conn.dialect.name == "postgresql":
+        # Rows another transaction holds are skipped, not waited for. The advisory lock
+        # above is what keeps an *entity* exclusive across workers (its rows may be
+        # different rows from the ones another claimer locked).
+        due = due.with_for_update(skip_locked=True)
     busy = {tuple(row) for row in conn.execute(
         select(_T.c.source, _T.c.entity_kind, _T.c.entity_key).where(
             _T.c.status.in_(_OPEN), _T.c.lease_until >= now).distinct())}
