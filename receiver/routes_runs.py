@@ -126,7 +126,24 @@ async def _parse(request: Request) -> RunRequest:
             raise RequestError("body must be JSON (or multipart with a file)") from None
         if not isinstance(fields, dict):
             raise RequestError("body must be a JSON object")
-    return _run_request(fields)
+    request_ = _run_request(fields)
+    if request_.excel is not None:
+        await run_in_threadpool(_check_file, request_.excel)
+    return request_
+
+
+def _check_file(excel: ExcelInput) -> None:
+    """A malformed file is the caller's mistake: a 400 naming the row and column, before a
+    run exists. (The run reads it again, with WeCom's department tree beside it.)"""
+    from sync_core.excel_source import ExcelOptions, ExcelSourceError, read_address_book
+
+    try:
+        read_address_book(excel.data, excel.filename, ExcelOptions(
+            sheet=excel.sheet, start_row=excel.start_row, end_row=excel.end_row))
+    except ExcelSourceError as exc:
+        raise RequestError(str(exc)) from None
+    except ValueError as exc:  # bad options (e.g. end_row before start_row)
+        raise RequestError(str(exc)) from None
 
 
 def _run_request(fields: dict[str, Any]) -> RunRequest:

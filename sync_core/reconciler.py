@@ -188,27 +188,32 @@ class Reconciler:
         return await self._read_excel(request.excel)
 
     async def _read_excel(self, excel: ExcelInput) -> SourceSnapshot:
-        from .excel_source import ExcelOptions, read_address_book
+        """The API gives structure where it may be read; the file gives attributes. With
+        no readable API the file stands alone, and whatever it cannot establish (the
+        department tree, rows outside the chosen window) rules out deletes."""
+        from .excel_source import ExcelOptions, merge_sources, read_address_book
 
         structure: SourceSnapshot | None = None
-        try:  # the API gives structure where it may be read; Excel gives attributes
+        try:
             structure = await read_wecom(self.sync.wecom,
                                          concurrency=self.settings.wecom_max_concurrency)
-        except SyncError as exc:
+        except SyncError as exc:  # incl. refused reads (60020, 48002): the file's purpose
             log.info("WeCom API not readable, using the Excel file alone: %s", exc)
         options = ExcelOptions(sheet=excel.sheet, start_row=excel.start_row,
                                end_row=excel.end_row)
-        parsed = await asyncio.to_thread(
-            read_address_book, excel.data, excel.filename, options,
-            departments=structure.departments if structure else None)
-        notes = tuple(parsed.warnings)
-        if structure is None or not structure.complete:
-            return SourceSnapshot(parsed.users, parsed.departments, (), notes)
-        from .excel_source import merge_sources
-
-        users = merge_sources(structure.users, structure.departments, parsed.users)
-        return SourceSnapshot(tuple(users), structure.departments, (),
-                              (*structure.notes, *notes))
+        book = await asyncio.to_thread(read_address_book, excel.data, excel.filename, options)
+        notes = tuple(book.warnings)
+        if structure is not None and structure.complete:
+            users = merge_sources(structure.users, structure.departments, book.users)
+            return SourceSnapshot(tuple(users), structure.departments, (),
+                                  (*structure.notes, *notes))
+        problems = [] if structure is None else list(structure.problems)
+        if book.departments is None:
+            problems.append("the file names departments by path and no department tree "
+                            "could be read: memberships are left as they are")
+        if not book.complete:
+            problems.append("the chosen sheet or rows leave out part of the file")
+        return SourceSnapshot(book.users, book.departments or (), tuple(problems), notes)
 
     # -- applying -----------------------------------------------------------------------
 

@@ -174,17 +174,65 @@ def test_excel_export_reconciles(sqlite_url: str, keys: CallbackKeys, account_he
             assert s.user(user["userid"])["name"] == user["name"]
 
 
-def _upload(s: Stack, data: bytes, **fields: str) -> int:
+def _upload(s: Stack, data: bytes, filename: str = "通讯录.xlsx", **fields: str) -> int:
     reply = httpx.post(f"{s.url}/ops/reconcile", headers=OPS, data=fields,
-                       files={"file": ("通讯录.xlsx", data)})
+                       files={"file": (filename, data)})
     assert reply.status_code == 202, reply.text
     return int(reply.json()["run_id"])
 
 
-def test_malformed_excel_fails_the_run_and_applies_nothing(sqlite_url: str,
-                                                           keys: CallbackKeys) -> None:
+def test_excel_alone_when_wecom_refuses_reads(sqlite_url: str, keys: CallbackKeys) -> None:
+    from simulators.wecom.export import ExcelLayout, export_xlsx
+
+    with running_stack(sqlite_url, keys) as s:
+        directory = seed(s, users=8, departments=3)
+        data = export_xlsx(s.wecom.state, ExcelLayout())
+        for endpoint in ("department/list", "department/simplelist"):
+            s.wecom.fail_next(endpoint, errcode=60020, times=5)  # an untrusted IP
+        run = finished(s, _upload(s, data, mode="full"))
+        assert run["status"] == "succeeded", run
+        assert run["counters"]["deleted"] == 0
+        assert any("no department tree" in n for n in run["notes"])
+        assert all(s.user(u["userid"])["name"] == u["name"] for u in directory.users)
+
+
+def test_malformed_files_are_refused_with_row_and_column(sqlite_url: str,
+                                                         keys: CallbackKeys) -> None:
+    import io
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["通讯录导出"])  # a title row first
+    sheet.append(["姓名", "账号", "手机", "部门"])
+    sheet.append(["张三", "zhangsan", "13800000000", "1"])
+    sheet.append(["李四", "lisi", "1380000", "1"])  # a mobile one digit short
+    buffer = io.BytesIO()
+    book.save(buffer)
     with running_stack(sqlite_url, keys) as s:
         writes = s.authing.stats.total_writes
-        run = finished(s, _upload(s, b"PK\x03\x04 this is not a workbook"))
-        assert run["status"] == "failed" and run["error"]
+        for data, name, expect in (
+                (buffer.getvalue(), "通讯录.xlsx", "row 4, column 手机 (C)"),
+                (b"PK\x03\x04 this is not a workbook", "通讯录.xlsx", "通讯录.xlsx"),
+                ("姓名,部门\n张三,1\n".encode(), "users.csv", "账号")):
+            reply = httpx.post(f"{s.url}/ops/reconcile", headers=OPS,
+                               files={"file": (name, data)})
+            assert reply.status_code == 400 and expect in reply.json()["error"], reply.text
+        assert httpx.get(f"{s.url}/ops/runs", headers=OPS).json()["runs"] == []
         assert s.authing.stats.total_writes == writes
+
+
+def test_csv_template_with_row_window(sqlite_url: str, keys: CallbackKeys) -> None:
+    from simulators.wecom.export import export_user_csv
+
+    with running_stack(sqlite_url, keys) as s:
+        directory = seed(s, users=10, departments=3)
+        data = export_user_csv(s.wecom.state).encode("utf-8")
+        run = finished(s, _upload(s, data, "users.csv", start_row="0", end_row="4",
+                                  mode="full"))
+        assert run["status"] == "succeeded" and run["source"] == "excel"
+        # The window kept rows 1..4 (the header is row 0): with the API readable, the API
+        # decides who exists, so everyone is created; nobody is deleted in any case.
+        assert run["counters"]["deleted"] == 0
+        assert all(s.user(u["userid"]) is not None for u in directory.users)
