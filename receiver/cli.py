@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from sync_core.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from sync_core.runtime import SyncRuntime
+
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,9 +91,10 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _worker(args: argparse.Namespace) -> int:
+def with_runtime(job: Callable[[SyncRuntime], Awaitable[T]]) -> T:
+    """Settings from the environment, a migrated database and the upstream clients for the
+    length of ``job``; everything is closed afterwards."""
     import asyncio
-    import signal
 
     from sync_core.metrics import Metrics
     from sync_core.runtime import build_runtime
@@ -97,53 +104,48 @@ def _worker(args: argparse.Namespace) -> int:
     settings = settings_from_env()
     engine = make_engine(settings.database_url)
 
-    async def main() -> None:
+    async def main() -> T:
         runtime = build_runtime(settings, engine, Metrics())
-        await asyncio.to_thread(migrate.upgrade, engine)
+        try:
+            await asyncio.to_thread(migrate.upgrade, engine)
+            return await job(runtime)
+        finally:
+            await runtime.aclose()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        engine.dispose()
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    async def job(runtime: SyncRuntime) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        try:
-            await runtime.worker.run(stop)
-        finally:
-            await runtime.aclose()
+        await runtime.worker.run(stop)
 
-    try:
-        asyncio.run(main())
-    finally:
-        engine.dispose()
+    with_runtime(job)
     return 0
 
 
 def _setup_authing(args: argparse.Namespace) -> int:
-    import asyncio
-
     from sync_core.errors import SyncError
-    from sync_core.metrics import Metrics
-    from sync_core.runtime import build_runtime
-    from sync_core.store.db import make_engine
 
-    settings = settings_from_env()
-    engine = make_engine(settings.database_url)
-
-    async def main() -> str:
-        runtime = build_runtime(settings, engine, Metrics())
-        try:
-            await runtime.sync.bootstrap()
-            return runtime.sync.policy.root_department_id
-        finally:
-            await runtime.aclose()
+    async def job(runtime: SyncRuntime) -> tuple[str, str]:
+        await runtime.sync.bootstrap()
+        return runtime.sync.policy.organization_code, runtime.sync.policy.root_department_id
 
     try:
-        root = asyncio.run(main())
+        code, root = with_runtime(job)
     except SyncError as exc:
         print(f"wecom-sync: Authing setup failed: {exc}", file=sys.stderr)
         return 1
-    finally:
-        engine.dispose()
-    print(f"organization {settings.authing_organization_code!r} ready (root department "
-          f"{root}); extension fields defined")
+    print(f"organization {code!r} ready (root department {root}); extension fields defined")
     return 0
 
 

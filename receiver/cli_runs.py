@@ -11,9 +11,12 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync_core.planner import Mode
+
+if TYPE_CHECKING:
+    from sync_core.runtime import SyncRuntime
 
 EXIT = {"succeeded": 0, "blocked": 3}
 
@@ -42,13 +45,10 @@ def register(sub: Any) -> None:
 
 
 def reconcile(args: argparse.Namespace) -> int:
-    from sync_core.metrics import Metrics
     from sync_core.reconciler import ExcelInput, RequestError, RunRequest
-    from sync_core.runtime import build_runtime
-    from sync_core.store import migrate, runs
-    from sync_core.store.db import make_engine
+    from sync_core.store import runs
 
-    from .cli import settings_from_env
+    from .cli import with_runtime
 
     source = args.source or ("excel" if args.file else "api")
     excel = None
@@ -61,32 +61,22 @@ def reconcile(args: argparse.Namespace) -> int:
         excel = ExcelInput(data, args.file.name, sheet, args.start_row, args.end_row)
     request = RunRequest(direction=args.direction, mode=Mode(args.mode), source=source,
                          dry_run=args.dry_run, trigger="cli", excel=excel)
-    settings = settings_from_env()
-    engine = make_engine(settings.database_url)
-
-    async def main() -> dict[str, Any]:
-        runtime = build_runtime(settings, engine, Metrics())
-        try:
-            await asyncio.to_thread(migrate.upgrade, engine)
-            run_id = await asyncio.to_thread(runtime.reconciler.create, request)
-            bar = _Bar(enabled=sys.stderr.isatty() and not args.json)
-            await runtime.reconciler.execute(run_id, request, progress=bar)
-            bar.close()
-        finally:
-            await runtime.aclose()
-        with engine.connect() as conn:
+    async def job(runtime: SyncRuntime) -> dict[str, Any]:
+        run_id = await asyncio.to_thread(runtime.reconciler.create, request)
+        bar = _Bar(enabled=sys.stderr.isatty() and not args.json)
+        await runtime.reconciler.execute(run_id, request, progress=bar)
+        bar.close()
+        with runtime.reconciler.engine.connect() as conn:
             run = runs.get(conn, run_id)
             assert run is not None
             return runs.as_json(run, runs.items(conn, run_id))
 
     try:
-        run = asyncio.run(main())
+        run = with_runtime(job)
     except RequestError as exc:
         return _fail(str(exc))
     except runs.RunConflict as exc:
         return _fail(f"{exc}; wait for it or see: wecom-sync runs {exc.run_id}")
-    finally:
-        engine.dispose()
     if args.json:
         print(json.dumps(run, ensure_ascii=False, indent=2))
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 from urllib.parse import parse_qsl
@@ -13,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from sync_core.authing_events import MalformedWebhook, parse_delivery
 from sync_core.store.inbox import NewEvent
 from sync_core.store.models import EventSource, utcnow
-from sync_core.wecom_xml import MalformedDocument, decode_utf8
+from sync_core.wecom_xml import MalformedDocument, decode_utf8, json_object
 
 from .context import ctx
 from .http import BodyTooLarge, read_body, reject, secret_matches
@@ -62,10 +61,4 @@ def _decode(raw: bytes, content_type: str) -> dict[str, Any]:
     text = decode_utf8(raw)
     if "application/x-www-form-urlencoded" in content_type:
         return dict(parse_qsl(text, keep_blank_values=True))
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MalformedWebhook("body is not JSON") from exc
-    if not isinstance(value, dict):
-        raise MalformedWebhook("body must be a JSON object")
-    return value
+    return json_object(text)

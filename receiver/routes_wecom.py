@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -43,15 +44,10 @@ async def verify_url(request: Request) -> Response:
     # The query string is decoded exactly once (by Starlette); a "+" that a proxy turned
     # into a space is restored, which is safe because base64 never contains spaces.
     echostr = q["echostr"].replace(" ", "+")
-    try:
-        plaintext = c.crypto.verify_url(q["msg_signature"], q["timestamp"], q["nonce"], echostr)
-    except SignatureError:
-        return _count(c, "bad_signature", reject(403, "signature mismatch"))
-    except ReceiveIdError as exc:
-        log.warning("URL verification for another receiver: %s", exc.detail)
-        return _count(c, "wrong_receiver", reject(403, "receive id mismatch"))
-    except WeComCryptoError as exc:
-        return _count(c, "undecryptable", reject(400, exc.reason))
+    plaintext = _decrypt(c, c.crypto.verify_url, q["msg_signature"], q["timestamp"],
+                         q["nonce"], echostr)
+    if isinstance(plaintext, Response):
+        return plaintext
     c.metrics.callback_seconds.labels(ROUTE).observe(time.perf_counter() - started)
     c.metrics.callbacks.labels(ROUTE, "verified").inc()
     return Response(plaintext, media_type="text/plain")
@@ -75,16 +71,10 @@ async def receive(request: Request) -> Response:
         return _count(c, "too_large", reject(413, "body too large"))
     except MalformedDocument as exc:
         return _count(c, "bad_request", reject(400, str(exc)))
-    try:
-        plaintext = c.crypto.decrypt_message(q["msg_signature"], q["timestamp"], q["nonce"],
-                                             envelope.encrypt)
-    except SignatureError:
-        return _count(c, "bad_signature", reject(403, "signature mismatch"))
-    except ReceiveIdError as exc:
-        log.warning("callback for another receiver: %s", exc.detail)
-        return _count(c, "wrong_receiver", reject(403, "receive id mismatch"))
-    except WeComCryptoError as exc:
-        return _count(c, "undecryptable", reject(400, exc.reason))
+    plaintext = _decrypt(c, c.crypto.decrypt_message, q["msg_signature"], q["timestamp"],
+                         q["nonce"], envelope.encrypt)
+    if isinstance(plaintext, Response):
+        return plaintext
     if abs(time.time() - int(q["timestamp"])) > c.settings.wecom_callback_max_age_seconds:
         return _count(c, "stale", reject(403, "timestamp outside the accepted window"))
     try:
@@ -109,6 +99,20 @@ async def receive(request: Request) -> Response:
     c.metrics.callback_seconds.labels(ROUTE).observe(time.perf_counter() - started)
     c.metrics.callbacks.labels(ROUTE, "duplicate" if stored.duplicate else "stored").inc()
     return PlainTextResponse("success")
+
+
+def _decrypt(c: AppContext, step: Callable[[str, str, str, str], bytes],
+             *args: str) -> bytes | Response:
+    """Run a verify-then-decrypt step; a failure becomes the short 4xx to send."""
+    try:
+        return step(*args)
+    except SignatureError:
+        return _count(c, "bad_signature", reject(403, "signature mismatch"))
+    except ReceiveIdError as exc:
+        log.warning("callback for another receiver: %s", exc.detail)
+        return _count(c, "wrong_receiver", reject(403, "receive id mismatch"))
+    except WeComCryptoError as exc:
+        return _count(c, "undecryptable", reject(400, exc.reason))
 
 
 def _count(c: AppContext, outcome: str, response: Response) -> Response:

@@ -49,7 +49,7 @@ def parse_envelope(body: bytes) -> Envelope:
     """XML ``<xml><Encrypt>…`` or JSON ``{"encrypt": …}``, picked by the first character."""
     text = decode_utf8(body).lstrip("\ufeff \t\r\n")
     if text.startswith("{"):
-        fields = _json_object(text)
+        fields = json_object(text)
         lowered = {k.lower(): v for k, v in fields.items()}
         encrypt, to_user, agent = (lowered.get("encrypt"), lowered.get("tousername"),
                                    lowered.get("agentid"))
@@ -74,7 +74,7 @@ def message_fields(plaintext: bytes) -> dict[str, Any]:
     """
     text = decode_utf8(plaintext).lstrip("\ufeff \t\r\n")
     if text.startswith("{"):
-        return _json_object(text)
+        return json_object(text)
     root = parse_xml(text.encode("utf-8"))
     if root.tag != "xml":
         raise MalformedDocument(f"unexpected root element <{root.tag}>")
@@ -90,7 +90,8 @@ def _element_value(element: Element) -> Any:
     return {child.tag: _element_value(child) for child in children}
 
 
-def _json_object(text: str) -> dict[str, Any]:
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON document that must be an object; MalformedDocument otherwise."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

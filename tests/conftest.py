@@ -11,8 +11,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import Engine
 
 from sync_core.settings import Settings
+from sync_core.store import migrate
+from sync_core.store.db import make_engine
 from sync_core.wecom_crypto import generate_aes_key
 
 PG_DSN = os.environ.get("WECOM_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -64,6 +67,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'wecom-sync.db'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A migrated database on each backend."""
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 @dataclass(frozen=True)

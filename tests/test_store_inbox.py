@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import inspect
 from sqlmodel import Session
 
@@ -20,14 +19,6 @@ def _event(key: str, entity: str = "zhangsan", source: str = "wecom") -> NewEven
     return NewEvent(source=source, dedupe_key=key, entity_kind="user", entity_key=entity,
                     event_type="update_user", payload={"user_id": entity, "name": "张三"},
                     received_at=utcnow())
-
-
-@pytest.fixture
-def engine(db_url: str):  # type: ignore[no-untyped-def]
-    engine = make_engine(db_url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_migrations_create_the_inbox_and_are_reversible(db_url: str) -> None:

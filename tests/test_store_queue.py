@@ -5,11 +5,9 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-import pytest
 from sqlmodel import Session
 
-from sync_core.store import migrate, queue
-from sync_core.store.db import make_engine
+from sync_core.store import queue
 from sync_core.store.inbox import NewEvent, get_event, insert_new
 from sync_core.store.models import utcnow
 
@@ -20,14 +18,6 @@ def _ev(key: str, entity: str, source: str = "wecom") -> NewEvent:
     return NewEvent(source=source, dedupe_key=key, entity_kind="user", entity_key=entity,
                     event_type="update_user", payload={"user_id": entity, "n": key},
                     received_at=utcnow())
-
-
-@pytest.fixture
-def engine(db_url: str):  # type: ignore[no-untyped-def]
-    engine = make_engine(db_url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _claim(engine, owner: str = "w1", now=None, max_entities: int = 10):  # type: ignore[no-untyped-def]
