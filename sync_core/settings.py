@@ -95,17 +95,18 @@ class Settings(BaseSettings):
     # Authing needs one of username/phone/email; trimmed WeCom data often has neither.
     username_source: str = Field(default="userid", pattern="^(userid|alias|none)$")
 
-    # Upstream clients (timeouts, caps, retries); WeCom's documented limit is 10k/min/API.
+    # Upstream clients (timeouts, caps, retries). WeCom's documented limit is 10k/min per
+    # API per corp; every user event re-reads user/get, so the pace caps incremental sync.
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     wecom_max_concurrency: int = Field(default=8, ge=1, le=256)
-    wecom_rate_per_minute: float = Field(default=600, gt=0, le=10000)
+    wecom_rate_per_minute: float = Field(default=6000, gt=0, le=10000)
     authing_max_concurrency: int = Field(default=8, ge=1, le=256)
     authing_rate_per_minute: float | None = Field(default=None, gt=0)
     retry_attempts: int = Field(default=4, ge=1, le=20)
     retry_total_seconds: float = Field(default=120.0, gt=0)
 
     # Worker: how many entities at once, when to give up, how long a claim lasts.
-    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    worker_concurrency: int = Field(default=16, ge=1, le=256)
     worker_max_attempts: int = Field(default=8, ge=1, le=100)
     worker_lease_seconds: float = Field(default=120.0, ge=5)
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)

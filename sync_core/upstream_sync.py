@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .authing_client import AuthingClient
-from .errors import NotFoundError, RestrictedError
+from .errors import ConflictError, NotFoundError, RestrictedError
 from .executor import Executor, ItemStatus, Outcome
 from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
 from .operations import Action, Kind, Operation
@@ -100,6 +100,10 @@ class UpstreamSync:
         self.cooldown = cooldown
         self._on_event_fields = on_event_fields or (lambda kind: None)
         self._executor = Executor(authing)
+        # WeCom department id → Authing departmentId, learnt from reads and creates. Saves a
+        # get-department per user event; dropped for a department when its own event is
+        # handled, and wholesale whenever an entity fails (a stale id is one cause).
+        self._dept_ids: dict[int, str] = {}
 
     async def bootstrap(self, organization_name: str = "WeCom") -> None:
         """Make sure the organization and the extension fields exist; learn the root id."""
@@ -124,11 +128,33 @@ class UpstreamSync:
                            if getattr(h, "new_user_id", None)), None)
         current = renamed_to or key
         desired, read_from = await self._desired_user(current, key, hints)
-        actual = await self._actual_user([key, current] if renamed_to else [key], desired)
+        actual = await self._actual_user([key, current] if renamed_to else [key])
+        outcomes = await self._plan_user(desired, actual, current)
+        if actual is None and desired is not None and _create_conflicted(outcomes):
+            # Only a create that collides pays for the search: the account in the way is
+            # handed to the planner, which refuses to take it over unless adopt_existing.
+            unmanaged = await self._unmanaged_match(desired)
+            if unmanaged is not None:
+                done = [o for o in outcomes if o.status is ItemStatus.APPLIED]
+                outcomes = done + await self._plan_user(desired, unmanaged, current)
+        return self._result(EntityResult(Kind.USER, current, tuple(outcomes), read_from))
+
+    async def _plan_user(self, desired: WeComUser | None, actual: AuthingUser | None,
+                         key: str) -> list[Outcome]:
         index = await self._index(self._user_departments(desired, actual))
-        ops = plan_user(desired, actual, self.policy, index, key=current)
-        outcomes = await self._executor.apply(ops, _seed_ids(index))
-        return EntityResult(Kind.USER, current, tuple(outcomes), read_from)
+        ops = plan_user(desired, actual, self.policy, index, key=key)
+        return await self._apply(ops, index)
+
+    async def _apply(self, ops: Sequence[Operation], index: DepartmentIndex) -> list[Outcome]:
+        ids = _seed_ids(index)
+        outcomes = await self._executor.apply(ops, ids)
+        self._dept_ids.update({int(w): a for w, a in ids.items() if w.isdigit()})
+        return outcomes
+
+    def _result(self, result: EntityResult) -> EntityResult:
+        if result.failures:
+            self._dept_ids.clear()
+        return result
 
     async def _desired_user(self, current: str, original: str,
                             hints: list[Any]) -> tuple[WeComUser | None, str]:
@@ -149,15 +175,12 @@ class UpstreamSync:
                                   "fields; will retry after the cool-down")
         return _fold_users(hints), "event"
 
-    async def _actual_user(self, external_ids: Iterable[str],
-                           desired: WeComUser | None) -> AuthingUser | None:
+    async def _actual_user(self, external_ids: Iterable[str]) -> AuthingUser | None:
         for external_id in dict.fromkeys(external_ids):
             dto = await self.authing.get_user(external_id=external_id)
             if dto is not None:
                 return await self._with_memberships(dto)
-        if desired is None:
-            return None
-        return await self._unmanaged_match(desired)
+        return None
 
     async def _unmanaged_match(self, desired: WeComUser) -> AuthingUser | None:
         """An Authing account without externalId that would collide on a unique field:
@@ -195,14 +218,17 @@ class UpstreamSync:
         hints = [change_from_payload(p) for p in payloads
                  if p.get("change_type") in PARTY_CHANGES]
         dept_id = int(key)
+        self._dept_ids.pop(dept_id, None)
         desired, read_from = await self._desired_department(dept_id, hints)
         dto = await self.authing.get_department(open_department_id=key)
         actual = AuthingDepartment.from_dto(dto) if dto else None
         wanted = {desired.parent_id} if desired and desired.parent_id else set()
         index = await self._index((wanted, {}))
         ops = plan_department(desired, actual, self.policy, index, key=key)
-        outcomes = await self._executor.apply(ops, _seed_ids(index))
-        return EntityResult(Kind.DEPARTMENT, key, tuple(outcomes), read_from)
+        outcomes = await self._apply(ops, index)
+        if desired is None:
+            self._dept_ids.pop(dept_id, None)
+        return self._result(EntityResult(Kind.DEPARTMENT, key, tuple(outcomes), read_from))
 
     async def _desired_department(self, dept_id: int, hints: list[Any]
                                   ) -> tuple[WeComDepartment | None, str]:
@@ -232,7 +258,8 @@ class UpstreamSync:
         record of any that Authing lacks (with their missing ancestors), so the planner can
         create them parent-first."""
         wanted, known = needs
-        ids = {**known, self.policy.root_wecom_id: self.policy.root_department_id}
+        ids = {**{d: self._dept_ids[d] for d in wanted if d in self._dept_ids}, **known,
+               self.policy.root_wecom_id: self.policy.root_department_id}
         source: dict[int, WeComDepartment] = {}
         pending = [d for d in wanted if d not in ids]
         while pending:
@@ -251,6 +278,12 @@ class UpstreamSync:
             if dept.parent_id and dept.parent_id not in ids:
                 pending.append(dept.parent_id)
         return DepartmentIndex(authing_ids=ids, source=source)
+
+
+def _create_conflicted(outcomes: Sequence[Outcome]) -> bool:
+    return any(o.status is ItemStatus.FAILED and o.op.kind is Kind.USER
+               and o.op.action is Action.CREATE and isinstance(o.error, ConflictError)
+               for o in outcomes)
 
 
 def _seed_ids(index: DepartmentIndex) -> dict[str, str]:
