@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, select, text
+from sqlalchemy.dialects import sqlite
 from sqlmodel import Session, col
 
 from .models import EventStatus, InboxEvent, utcnow
@@ -54,19 +55,37 @@ def insert_new(conn: Connection, events: Sequence[NewEvent]) -> set[tuple[str, s
     if not unique:
         return set()
     rows = [event.row() for event in unique.values()]
+    if conn.dialect.name == "postgresql":
+        return _insert_postgres(conn, rows)
     table = InboxEvent.__table__  # type: ignore[attr-defined]
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).on_conflict_do_nothing(
-            constraint="uq_inbox_source_dedupe")
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).on_conflict_do_nothing(
-            index_elements=["source", "dedupe_key"])
-    else:  # pragma: no cover - settings refuse other backends
-        stmt = insert(table)
-    stmt = stmt.returning(table.c.source, table.c.dedupe_key)
+    stmt: Any = sqlite.insert(table).on_conflict_do_nothing(
+        index_elements=["source", "dedupe_key"]).returning(table.c.source, table.c.dedupe_key)
     # executemany + RETURNING: SQLAlchemy folds this into multi-row INSERTs.
     result = conn.execute(stmt, rows)
+    return {(row.source, row.dedupe_key) for row in result}
+
+
+# One statement text whatever the batch size, so PostgreSQL and psycopg parse and prepare
+# it once, instead of once per distinct multi-row VALUES shape.
+_PG_INSERT = text("""
+    INSERT INTO inbox_events (source, dedupe_key, received_at, entity_kind, entity_key,
+                              event_type, payload, status, attempts, next_attempt_at)
+    SELECT s, k, r, ek, ey, et, p::json, 'pending', 0, r
+    FROM unnest(CAST(:s AS text[]), CAST(:k AS text[]), CAST(:r AS timestamptz[]),
+                CAST(:ek AS text[]), CAST(:ey AS text[]), CAST(:et AS text[]),
+                CAST(:p AS text[])) AS t(s, k, r, ek, ey, et, p)
+    ON CONFLICT ON CONSTRAINT uq_inbox_source_dedupe DO NOTHING
+    RETURNING source, dedupe_key
+""")
+
+
+def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    result = conn.execute(_PG_INSERT, {
+        "s": [r["source"] for r in rows], "k": [r["dedupe_key"] for r in rows],
+        "r": [r["received_at"] for r in rows], "ek": [r["entity_kind"] for r in rows],
+        "ey": [r["entity_key"] for r in rows], "et": [r["event_type"] for r in rows],
+        "p": [json.dumps(r["payload"], ensure_ascii=False) for r in rows],
+    })
     return {(row.source, row.dedupe_key) for row in result}
 
 
