@@ -19,6 +19,7 @@ import binascii
 import functools
 import json
 import math
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Unpack
 
@@ -60,6 +61,8 @@ class AuthingClient(TokenAuthClient):
         super().__init__(http, access_key_id, access_key_secret, **options)
         self.access_key_id = access_key_id
         self.organization_code = organization_code
+        self._parsed: weakref.WeakKeyDictionary[httpx.Response, Any] = (
+            weakref.WeakKeyDictionary())
 
     def __repr__(self) -> str:
         return (f"AuthingClient(access_key_id={self.access_key_id!r}, base={self._base!r}, "
@@ -101,6 +104,8 @@ class AuthingClient(TokenAuthClient):
             body = response.json()
         except ValueError:
             return False
+        # Kept for _decode, which comes next: a list-users page is worth parsing once.
+        self._parsed[response] = body
         return isinstance(body, dict) and body.get("statusCode") == 401
 
     async def _get(self, endpoint: str, **params: Any) -> Any:
@@ -128,7 +133,9 @@ class AuthingClient(TokenAuthClient):
                                    idempotent=endpoint not in _NOT_IDEMPOTENT)
 
     def _decode(self, endpoint: str, response: httpx.Response) -> Any:
-        body = json_object(response, upstream="authing", endpoint=endpoint)
+        body = self._parsed.pop(response, None)
+        if not isinstance(body, dict):
+            body = json_object(response, upstream="authing", endpoint=endpoint)
         status = body.get("statusCode")
         if status is None and response.status_code != 200:
             status = response.status_code

@@ -4,16 +4,24 @@ gets an ``Outcome``; only ``StopSync`` (credentials refused, dry run breached) a
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from .authing_client import AuthingClient
 from .errors import NotFoundError, StopSync, SyncError
-from .operations import Action, Operation, UnresolvedDepartment, resolve_refs
+from .operations import (
+    Action,
+    DepartmentRef,
+    Kind,
+    Operation,
+    UnresolvedDepartment,
+    resolve_refs,
+)
 
 log = logging.getLogger(__name__)
+BATCH_CREATE = "create-users-batch"
 
 
 class ItemStatus(StrEnum):
@@ -37,6 +45,24 @@ class Outcome:
         return f"{type(self.error).__name__}: {self.error}"
 
 
+def batchable(op: Operation) -> bool:
+    """A user create that ``Executor.create_users`` may batch: its first request is a
+    create-user with nothing left to resolve (memberships come after, by externalId)."""
+    return (op.kind is Kind.USER and op.action is Action.CREATE and bool(op.requests)
+            and op.requests[0].endpoint == "create-user"
+            and not _has_ref(op.requests[0].body))
+
+
+def _has_ref(value: Any) -> bool:
+    if isinstance(value, DepartmentRef):
+        return True
+    if isinstance(value, Mapping):
+        return any(_has_ref(v) for v in value.values())
+    if isinstance(value, tuple | list):
+        return any(_has_ref(v) for v in value)
+    return False
+
+
 def unapplied(op: Operation) -> Outcome:
     """What an operation amounts to without running it (dry runs, no-op plans)."""
     if op.action is Action.SKIP:
@@ -58,14 +84,17 @@ class Executor:
         known: MutableMapping[str, str] = {} if ids is None else ids
         return [await self.apply_one(op, known) for op in ops]
 
-    async def apply_one(self, op: Operation, ids: MutableMapping[str, str]) -> Outcome:
+    async def apply_one(self, op: Operation, ids: MutableMapping[str, str], *,
+                        sent: int = 0) -> Outcome:
+        """``sent``: how many of the leading requests were already carried out (a user
+        created by ``create_users``); the rest are sent here."""
         if not op.writes:
             return unapplied(op)
         try:
             if op.needs:
                 await self._look_up(op.needs, ids)
                 op = resolve_refs(op, ids)
-            for request in op.requests:
+            for request in op.requests[sent:]:
                 result = await self._authing.send_planned(request.endpoint, request.body)
                 self._remember(request.endpoint, request.body, result, ids)
         except StopSync:
@@ -76,6 +105,34 @@ class Executor:
             log.warning("%s %s %s failed: %s", op.kind, op.key, op.action, exc)
             return Outcome(op, ItemStatus.FAILED, exc)
         return Outcome(op, ItemStatus.APPLIED)
+
+    async def create_users(self, ops: Sequence[Operation]) -> list[int]:
+        """Create the users of ``ops`` (each ``batchable``, at most BATCH_LIMIT) with one
+        create-users-batch call instead of one create-user each; the same bodies, so the
+        same users. Answers, per op, how many of its requests were carried out (1 or 0),
+        for ``apply_one(op, ids, sent=...)`` to send the rest.
+
+        Authing validates a batch in full, so one bad user refuses all: those go one by
+        one, and only the bad one fails. After an ambiguous failure (a timeout, a 5xx) the
+        users found by externalId count as created."""
+        bodies = [op.requests[0].body for op in ops]
+        try:
+            await self._authing.send_planned(BATCH_CREATE, {"list": bodies})
+        except StopSync:
+            raise
+        except SyncError as exc:
+            log.warning("%s of %d users failed (%s); creating them one by one",
+                        BATCH_CREATE, len(ops), exc)
+            if not getattr(exc, "maybe_applied", False):
+                return [0] * len(ops)
+            try:
+                found = await self._authing.get_users_by_external_ids(op.key for op in ops)
+            except StopSync:
+                raise
+            except SyncError:
+                found = {}
+            return [1 if op.key in found else 0 for op in ops]
+        return [1] * len(ops)
 
     async def _look_up(self, needs: Sequence[str], ids: MutableMapping[str, str]) -> None:
         for open_id in needs:

@@ -119,21 +119,26 @@ async def _wecom_users(client: WeComClient, department_ids: list[int], concurren
 async def _users_by_department(client: WeComClient, department_ids: list[int],
                                first: list[dict[str, Any]], concurrency: int,
                                problems: _Problems) -> list[WeComUser]:
-    async def members(dept_id: int) -> list[dict[str, Any]]:
+    def models(page: list[dict[str, Any]]) -> list[WeComUser]:
+        # Each page becomes models as it arrives: 10^5 raw rows are never held at once.
+        return [WeComUser.from_api(row) for row in page]
+
+    async def members(dept_id: int) -> list[WeComUser]:
         try:
-            return list(await client.user_list(dept_id))
+            return models(await client.user_list(dept_id))
         except StopSync:
             raise
         except SyncError as exc:
             problems.add(f"user/list {dept_id}", exc)
             return []
 
-    pages = [first, *await bounded([members(d) for d in department_ids[1:]], concurrency)]
+    pages = [models(first), *await bounded([members(d) for d in department_ids[1:]],
+                                           concurrency)]
     users: dict[str, WeComUser] = {}
     for page in pages:
-        for row in page:
+        for user in page:
             # A user in several departments appears on each one's page: same record.
-            users.setdefault(str(row["userid"]), WeComUser.from_api(row))
+            users.setdefault(user.userid, user)
     return list(users.values())
 
 
