@@ -37,9 +37,11 @@ from .http_retry import chunked
 from .model import WeComDepartment
 from .operations import DESTRUCTIVE, Kind, Operation, deletion_guard
 from .planner import Mode, count_managed, plan_full
+from .run_items import written
 from .settings import Settings
 from .snapshots import SourceSnapshot, read_authing, read_wecom
-from .store import runs
+from .store import links, runs
+from .store.links import LinkRow
 from .store.models import RunStatus, utcnow
 from .upstream_sync import UpstreamSync
 
@@ -184,6 +186,9 @@ class Reconciler:
         staged = [op for op in ops if op.action in DESTRUCTIVE] if guard.blocked else []
         to_apply = [op for op in ops if op not in staged] if staged else ops
         outcomes = await self._apply(run_id, to_apply, source.departments, progress)
+        states = {**{("user", u.userid): u for u in source.users},
+                  **{("department", str(d.id)): d for d in source.departments}}
+        await asyncio.to_thread(self._record_links, written(outcomes, states))
         items = [run_items.item_of(o) for o in outcomes]
         items += [run_items.staged_item(op) for op in staged]
         if guard.blocked:
@@ -280,6 +285,7 @@ class Reconciler:
                 else:
                     outcome = await executor.apply_one(op, {})
                     status, error = outcome.status, outcome.error_text
+                    await asyncio.to_thread(self._record_links, written([outcome], {}))
                 await asyncio.to_thread(self._db, lambda c, i=item, s=status, e=error:
                                         runs.update_item(c, item_id=i["id"], status=str(s),
                                                          error=e))
@@ -338,6 +344,11 @@ class Reconciler:
 
     def _items(self, run_id: int, status: str | None) -> list[dict[str, Any]]:
         return self._db(lambda c: runs.items(c, run_id, status=status))  # type: ignore[no-any-return]
+
+    def _record_links(self, rows: list[LinkRow]) -> None:
+        if rows:
+            self._db(lambda c: links.record(c, direction="upstream", rows=rows,
+                                            now=self._clock()))
 
     def _note(self, run_id: int, note: str) -> None:
         self._db(lambda c: runs.add_note(c, run_id=run_id, note=note))

@@ -4,12 +4,13 @@ so that a blocked run's staged deletes can be applied exactly as they were shown
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from .executor import ItemStatus, Outcome
 from .operations import DESTRUCTIVE, Action, Change, Kind, Operation, Request
+from .store.links import LinkRow
 
 STAGED = "staged"  # a delete held back by the deletion guard, awaiting approval
 
@@ -84,3 +85,11 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+def written(outcomes: Iterable[Outcome], states: Mapping[tuple[str, str], Any]) -> list[LinkRow]:
+    """Link rows for the operations that were applied and wrote something; ``states`` maps
+    (kind, key) to the canonical source state (absent: the entity is gone)."""
+    return [LinkRow(str(o.op.kind), o.op.key, o.op.target,
+                    states.get((str(o.op.kind), o.op.key)))
+            for o in outcomes if o.status is ItemStatus.APPLIED and o.op.writes]

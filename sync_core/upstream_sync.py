@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .authing_client import AuthingClient
@@ -20,6 +20,8 @@ from .executor import Executor, ItemStatus, Outcome
 from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
 from .operations import Action, Kind, Operation
 from .planner import DepartmentIndex, Policy, plan_department, plan_user
+from .run_items import written
+from .store.links import LinkRow
 from .wecom_client import WeComClient
 from .wecom_events import PARTY_CHANGES, USER_CHANGES, change_from_payload
 
@@ -35,6 +37,11 @@ class EntityResult:
     key: str
     outcomes: tuple[Outcome, ...]
     read_from: str  # "api": re-read from WeCom; "event": the events' own fields
+    # Canonical WeCom state per (kind, key) the plan was made from: what a write mirrors.
+    states: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+
+    def links(self) -> list[LinkRow]:
+        return written(self.outcomes, self.states)
 
     @property
     def failures(self) -> tuple[Outcome, ...]:
@@ -129,19 +136,22 @@ class UpstreamSync:
         current = renamed_to or key
         desired, read_from = await self._desired_user(current, key, hints)
         actual = await self._actual_user([key, current] if renamed_to else [key])
-        outcomes = await self._plan_user(desired, actual, current)
+        states: dict[tuple[str, str], Any] = {("user", current): desired}
+        outcomes = await self._plan_user(desired, actual, current, states)
         if actual is None and desired is not None and _create_conflicted(outcomes):
             # Only a create that collides pays for the search: the account in the way is
             # handed to the planner, which refuses to take it over unless adopt_existing.
             unmanaged = await self._unmanaged_match(desired)
             if unmanaged is not None:
                 done = [o for o in outcomes if o.status is ItemStatus.APPLIED]
-                outcomes = done + await self._plan_user(desired, unmanaged, current)
-        return self._result(EntityResult(Kind.USER, current, tuple(outcomes), read_from))
+                outcomes = done + await self._plan_user(desired, unmanaged, current, states)
+        return self._result(EntityResult(Kind.USER, current, tuple(outcomes), read_from,
+                                         states))
 
     async def _plan_user(self, desired: WeComUser | None, actual: AuthingUser | None,
-                         key: str) -> list[Outcome]:
+                         key: str, states: dict[tuple[str, str], Any]) -> list[Outcome]:
         index = await self._index(self._user_departments(desired, actual))
+        states.update({("department", str(d.id)): d for d in index.source.values()})
         ops = plan_user(desired, actual, self.policy, index, key=key)
         return await self._apply(ops, index)
 
@@ -188,11 +198,11 @@ class UpstreamSync:
         from .mapping import map_user
 
         want = map_user(desired, self.policy.mapping)
-        for field in ("email", "phone", "username"):
-            value = want.get(field)
+        for unique in ("email", "phone", "username"):
+            value = want.get(unique)
             if not value:
                 continue
-            for dto in await self.authing.find_users(field, str(value)):
+            for dto in await self.authing.find_users(unique, str(value)):
                 if not dto.get("externalId"):
                     return await self._with_memberships(dto)
         return None
@@ -228,7 +238,10 @@ class UpstreamSync:
         outcomes = await self._apply(ops, index)
         if desired is None:
             self._dept_ids.pop(dept_id, None)
-        return self._result(EntityResult(Kind.DEPARTMENT, key, tuple(outcomes), read_from))
+        states = {("department", str(d.id)): d for d in index.source.values()}
+        states[("department", key)] = desired
+        return self._result(EntityResult(Kind.DEPARTMENT, key, tuple(outcomes), read_from,
+                                         states))
 
     async def _desired_department(self, dept_id: int, hints: list[Any]
                                   ) -> tuple[WeComDepartment | None, str]:
@@ -307,10 +320,3 @@ def _fold_users(hints: list[Any]) -> WeComUser | None:
             state = _merge(state, WeComUser.from_event(hint))
     return state
 
-
-def operations_summary(ops: Iterable[Operation]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for op in ops:
-        counts[str(op.action)] = counts.get(str(op.action), 0) + 1
-    counts.pop(str(Action.UNCHANGED), None)
-    return counts

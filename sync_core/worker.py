@@ -27,7 +27,8 @@ from sqlalchemy import Engine
 from .errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
 from .metrics import Metrics
 from .settings import Settings
-from .store import queue
+from .store import links, queue
+from .store.links import LinkRow
 from .store.models import EventSource, utcnow
 from .upstream_sync import EntityResult, UpstreamSync
 from .wecom_events import EntityKind
@@ -43,6 +44,7 @@ class Verdict:
     status: str  # done | retry | dead
     text: str
     retry_after: float | None = None
+    links: tuple[LinkRow, ...] = ()  # what was written, recorded with the settlement
 
 
 class Worker:
@@ -80,19 +82,6 @@ class Worker:
                 log.info("worker stopping: finishing %d entities", len(self._in_flight))
                 await asyncio.wait(list(self._in_flight), timeout=self._lease.total_seconds())
             heartbeat.cancel()
-
-    async def drain(self, timeout: float = 30.0) -> None:
-        """Process until nothing is due (tests and the demo); a bounded wait."""
-        await self._bootstrap(asyncio.Event())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            claimed = await self._fill()
-            if self._in_flight:
-                await asyncio.wait(list(self._in_flight))
-            elif not claimed:
-                return
-        raise TimeoutError("worker did not drain in time")
 
     async def _bootstrap(self, stop: asyncio.Event) -> bool:
         delay = 1.0
@@ -216,6 +205,8 @@ class Worker:
     def _settle(self, claim: queue.Claim, verdict: Verdict) -> None:
         now = self._clock()
         with self.engine.begin() as conn:
+            if verdict.links:  # whatever the verdict: the writes happened
+                links.record(conn, direction="upstream", rows=verdict.links, now=now)
             if verdict.status == "done":
                 queue.complete(conn, owner=self.owner, ids=claim.ids, now=now,
                                outcome=verdict.text)
@@ -239,20 +230,20 @@ def backoff(attempts: int, cap: float, at_least: float | None = None) -> float:
 
 
 def _judge(result: EntityResult) -> Verdict:
-    summary = result.summary()
+    summary, written = result.summary(), tuple(result.links())
     failures = result.failures
     if failures:
         errors = [o.error for o in failures]
         if all(isinstance(e, TransientError | ConflictError | StopSync) for e in errors):
             hint = max((e.retry_after or 0 for e in errors if isinstance(e, TransientError)),
                        default=0) or None
-            return Verdict("retry", summary, hint)
-        return Verdict("dead", summary)
+            return Verdict("retry", summary, hint, written)
+        return Verdict("dead", summary, links=written)
     if result.conflicts:
-        return Verdict("dead", summary)
+        return Verdict("dead", summary, links=written)
     if result.blocked:
-        return Verdict("retry", summary)
-    return Verdict("done", summary)
+        return Verdict("retry", summary, links=written)
+    return Verdict("done", summary, links=written)
 
 
 def _reason(exc: SyncError) -> str:

@@ -236,3 +236,27 @@ def test_csv_template_with_row_window(sqlite_url: str, keys: CallbackKeys) -> No
         # decides who exists, so everyone is created; nobody is deleted in any case.
         assert run["counters"]["deleted"] == 0
         assert all(s.user(u["userid"]) is not None for u in directory.users)
+
+
+def test_reconcile_writes_are_linked_and_a_no_op_run_leaves_links_alone(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    from sqlalchemy import text
+
+    from sync_core.store.db import make_engine
+
+    def links() -> dict[tuple[str, str], tuple[str, object]]:
+        engine = make_engine(sqlite_url)
+        with engine.connect() as conn:
+            found = {(r.kind, r.key): (r.state_hash, r.updated_at)
+                     for r in conn.execute(text("SELECT * FROM links"))}
+        engine.dispose()
+        return found
+
+    with running_stack(sqlite_url, keys) as s:
+        directory = seed(s, users=6, departments=3)
+        assert finished(s, start(s))["status"] == "succeeded"
+        first = links()
+        assert set(first) == {("user", u["userid"]) for u in directory.users} | {
+            ("department", str(d["id"])) for d in directory.departments[1:]}
+        assert finished(s, start(s))["status"] == "succeeded"
+        assert links() == first

@@ -101,3 +101,19 @@ def test_received_at_round_trips_as_utc(engine) -> None:  # type: ignore[no-unty
 
     parsed = datetime.fromisoformat(shown["received_at"])
     assert abs(parsed - event.received_at) < timedelta(seconds=1)
+
+
+def test_links_record_the_last_written_state(engine) -> None:  # type: ignore[no-untyped-def]
+    from sync_core.store import links
+
+    with engine.begin() as conn:
+        links.record(conn, direction="upstream", now=utcnow(), rows=[
+            links.LinkRow("user", "zhangsan", None, {"name": "张三"})])
+        links.record(conn, direction="upstream", now=utcnow(), rows=[
+            links.LinkRow("user", "zhangsan", "auth-1", {"name": "张三丰"})])
+        links.record(conn, direction="upstream", now=utcnow(), rows=[
+            links.LinkRow("user", "zhangsan", None, {"name": "张三丰"})])
+        digest = links.last_written(conn, direction="upstream", kind="user", key="zhangsan")
+        target = conn.exec_driver_sql("SELECT target_id FROM links").scalar()
+    assert digest == links.state_hash({"name": "张三丰"}) != links.state_hash({"name": "张三"})
+    assert target == "auth-1"  # a later write without the id keeps it

@@ -216,3 +216,24 @@ def test_sync_on_postgres(pg_url: str, keys: CallbackKeys) -> None:
         s.wecom.admin.create_user("ops1", "运维一", department=(6,), email="ops1@example.com")
         s.settle()
         assert s.user_open_departments("ops1") == {"6"}
+
+
+def test_every_write_records_what_it_mirrors(sqlite_url: str, keys: CallbackKeys) -> None:
+    from sqlalchemy import text
+
+    from sync_core.store.db import make_engine
+
+    with running_stack(sqlite_url, keys) as s:
+        s.wecom.pusher.drop_next(1)  # the department arrives only through the user event
+        s.wecom.admin.create_department("法务部", 1, id=9)
+        s.wecom.admin.create_user("feng", "冯", department=(9,), email="feng@example.com")
+        s.settle()
+        s.wecom.admin.update_user("feng", name="冯一")
+        s.settle()
+        engine = make_engine(sqlite_url)
+        with engine.connect() as conn:
+            rows = {(r.kind, r.key): r for r in conn.execute(text("SELECT * FROM links"))}
+        engine.dispose()
+    assert set(rows) == {("user", "feng"), ("department", "9")}
+    assert rows[("user", "feng")].target_id == s.user("feng")["userId"]
+    assert all(r.direction == "upstream" for r in rows.values())

@@ -7,7 +7,6 @@ connection and never commit.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,18 +38,6 @@ def holder(conn: Connection, *, name: str, now: datetime) -> str | None:
     if row is None or _aware(row.expires_at) < now:
         return None
     return str(row.owner)
-
-
-def get_data(conn: Connection, *, name: str) -> dict[str, Any]:
-    value = conn.execute(select(_T.c.data).where(_T.c.name == name)).scalar()
-    return dict(value or {})
-
-
-def set_data(conn: Connection, *, name: str, owner: str, data: dict[str, Any]) -> bool:
-    """Store small state (last fire times) with the lease; only its holder may."""
-    result = conn.execute(update(_T).where(_T.c.name == name, _T.c.owner == owner)
-                          .values(data=data))
-    return bool(result.rowcount)
 
 
 def _aware(value: datetime) -> datetime:

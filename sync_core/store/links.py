@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,17 +23,29 @@ def state_hash(state: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-def record(conn: Connection, *, direction: str, kind: str, key: str, target_id: str | None,
-           digest: str, now: datetime) -> None:
-    values = {"direction": direction, "kind": kind, "key": key, "target_id": target_id,
-              "state_hash": digest, "updated_at": now}
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    """One entity we wrote: ``state`` is the canonical source state it now mirrors
+    (None for a delete), ``target_id`` the other side's id when known."""
+
+    kind: str
+    key: str
+    target_id: str | None
+    state: Any
+
+
+def record(conn: Connection, *, direction: str, rows: Iterable[LinkRow], now: datetime) -> None:
+    """Upsert one row per entity; a known target id is kept when a later write lacks it."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(_T).values(**values)
-    update = {"state_hash": digest, "updated_at": now}
-    if target_id is not None:
-        update["target_id"] = target_id
-    conn.execute(stmt.on_conflict_do_update(index_elements=["direction", "kind", "key"],
-                                            set_=update))
+    for row in rows:
+        digest = state_hash(row.state)
+        stmt = insert(_T).values(direction=direction, kind=row.kind, key=row.key,
+                                 target_id=row.target_id, state_hash=digest, updated_at=now)
+        update: dict[str, Any] = {"state_hash": digest, "updated_at": now}
+        if row.target_id is not None:
+            update["target_id"] = row.target_id
+        conn.execute(stmt.on_conflict_do_update(index_elements=["direction", "kind", "key"],
+                                                set_=update))
 
 
 def last_written(conn: Connection, *, direction: str, kind: str, key: str) -> str | None:

@@ -118,11 +118,6 @@ def items(conn: Connection, run_id: int, *, status: str | None = None
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def item_count(conn: Connection, run_id: int) -> int:
-    return int(conn.execute(select(func.count()).select_from(_I)
-                            .where(_I.c.run_id == run_id)).scalar_one())
-
-
 def recent(conn: Connection, *, limit: int = 50, direction: str | None = None
            ) -> list[dict[str, Any]]:
     query = select(_R).order_by(_R.c.id.desc()).limit(limit)
