@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import httpx
 from tenacity import (
@@ -31,6 +31,8 @@ from tenacity import (
 from .errors import AuthError, PermanentError, SyncError, TransientError, install_log_redaction
 
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -119,6 +121,12 @@ async def gather_or_cancel(awaitables: Iterable[Awaitable[T]]) -> list[T]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def gather_pair(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Two awaitables of different types side by side, as ``gather_or_cancel``."""
+    a, b = await gather_or_cancel([first, second])
+    return cast(A, a), cast(B, b)
 
 
 def parse_retry_after(response: httpx.Response) -> float | None:

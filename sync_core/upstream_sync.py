@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .authing_client import AuthingClient
-from .errors import ConflictError, NotFoundError, RestrictedError
+from .errors import ConflictError, NotFoundError, PermanentError, RestrictedError
 from .executor import Executor, ItemStatus, Outcome
+from .http_retry import gather_pair
 from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
 from .operations import Action, Kind, Operation
 from .planner import DepartmentIndex, Policy, plan_department, plan_user
@@ -134,10 +135,28 @@ class UpstreamSync:
         renamed_to = next((h.new_user_id for h in reversed(hints)
                            if getattr(h, "new_user_id", None)), None)
         current = renamed_to or key
-        desired, read_from = await self._desired_user(current, key, hints)
-        actual = await self._actual_user([key, current] if renamed_to else [key])
-        states: dict[tuple[str, str], Any] = {("user", current): desired}
-        outcomes = await self._plan_user(desired, actual, current, states)
+        states: dict[tuple[str, str], Any] = {}
+        done: list[Outcome] = []
+        if renamed_to is None and any(h.change_type == "create_user" for h in hints):
+            desired, read_from = await self._desired_user(current, key, hints)
+            states[("user", current)] = desired
+            if desired is not None:
+                # Announced as new: the create is itself the existence check (externalId is
+                # unique in the pool), so only a refused create pays for reading Authing.
+                outcomes = await self._plan_user(desired, None, current, states)
+                if not _create_refused(outcomes):
+                    return self._result(EntityResult(Kind.USER, current, tuple(outcomes),
+                                                     read_from, states))
+                done = [o for o in outcomes if o.status is ItemStatus.APPLIED]
+            actual = await self._actual_user([key], likely_exists=False)
+        else:
+            # WeCom's record and Authing's are independent reads: made side by side, they
+            # cost one round trip of latency instead of two or three.
+            (desired, read_from), actual = await gather_pair(
+                self._desired_user(current, key, hints),
+                self._actual_user([key, current] if renamed_to else [key], likely_exists=True))
+            states[("user", current)] = desired
+        outcomes = done + await self._plan_user(desired, actual, current, states)
         if actual is None and desired is not None and _create_conflicted(outcomes):
             # Only a create that collides pays for the search: the account in the way is
             # handed to the planner, which refuses to take it over unless adopt_existing.
@@ -185,12 +204,31 @@ class UpstreamSync:
                                   "fields; will retry after the cool-down")
         return _fold_users(hints), "event"
 
-    async def _actual_user(self, external_ids: Iterable[str]) -> AuthingUser | None:
+    async def _actual_user(self, external_ids: Iterable[str], *,
+                           likely_exists: bool) -> AuthingUser | None:
+        """The linked Authing user with its memberships. When the events suggest the user
+        exists already, the memberships are read alongside the user (by externalId) instead
+        of after it; a wrong guess costs one extra read, never a wrong answer."""
         for external_id in dict.fromkeys(external_ids):
-            dto = await self.authing.get_user(external_id=external_id)
+            if likely_exists:
+                dto, items = await gather_pair(
+                    self.authing.get_user(external_id=external_id),
+                    self._memberships_or_none(external_id))
+                if dto is not None and items is not None:
+                    return AuthingUser.from_dto(dto, items)
+            else:
+                dto = await self.authing.get_user(external_id=external_id)
             if dto is not None:
                 return await self._with_memberships(dto)
         return None
+
+    async def _memberships_or_none(self, external_id: str) -> list[dict[str, Any]] | None:
+        """None when Authing will not answer by externalId for any permanent reason (no
+        such user, above all): the caller then takes the one-after-the-other path."""
+        try:
+            return await self.authing.get_user_departments(external_id, id_type="external_id")
+        except PermanentError:
+            return None
 
     async def _unmanaged_match(self, desired: WeComUser) -> AuthingUser | None:
         """An Authing account without externalId that would collide on a unique field:
@@ -291,6 +329,14 @@ class UpstreamSync:
             if dept.parent_id and dept.parent_id not in ids:
                 pending.append(dept.parent_id)
         return DepartmentIndex(authing_ids=ids, source=source)
+
+
+def _create_refused(outcomes: Sequence[Outcome]) -> bool:
+    """A user create that Authing refused for good: the user may exist after all (the error
+    need not say so in a way we recognise), so the caller reads Authing and plans again."""
+    return any(o.status is ItemStatus.FAILED and o.op.kind is Kind.USER
+               and o.op.action is Action.CREATE and isinstance(o.error, PermanentError)
+               for o in outcomes)
 
 
 def _create_conflicted(outcomes: Sequence[Outcome]) -> bool:

@@ -13,6 +13,7 @@ renews, so a crashed worker's events return to the queue. Outcomes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from .errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
 from .metrics import Metrics
@@ -62,6 +63,8 @@ class Worker:
         self._clock = clock
         self._on_batch_job = on_batch_job
         self._in_flight: dict[asyncio.Task[None], queue.Claim] = {}
+        self._finished: list[tuple[queue.Claim, Verdict]] = []  # applied, not yet settled
+        self._db_failures = 0
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
         self.ready = False
 
@@ -74,13 +77,14 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(stop), name="worker-heartbeat")
         try:
             while not stop.is_set():
-                claimed = await self._fill()
+                claimed = await self._cycle(stop)
                 if not claimed:
                     await self._idle(stop)
         finally:
             if self._in_flight:
                 log.info("worker stopping: finishing %d entities", len(self._in_flight))
                 await asyncio.wait(list(self._in_flight), timeout=self._lease.total_seconds())
+            await self._last_settlements()
             heartbeat.cancel()
 
     async def _bootstrap(self, stop: asyncio.Event) -> bool:
@@ -98,16 +102,54 @@ class Worker:
                     delay = min(delay * 2, 60.0)
         return True
 
-    async def _fill(self) -> int:
-        free = self.settings.worker_concurrency - len(self._in_flight)
-        if free <= 0:
+    async def _cycle(self, stop: asyncio.Event) -> int:
+        """One transaction: settle the entities that finished, then claim into the free
+        slots. Under load one round trip serves several entities; a database outage keeps
+        the settlements and retries them with backoff (the claims' leases guard them)."""
+        settling, self._finished = self._finished, []
+        free = max(0, self.settings.worker_concurrency - len(self._in_flight))
+        if not settling and not free:
             return 0
-        claims = await asyncio.to_thread(self._claim, free)
+        try:
+            claims = await asyncio.to_thread(self._settle_and_claim, settling, free)
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive a database outage
+            self._finished[:0] = settling
+            self._db_failures += 1
+            delay = min(60.0, 2.0 ** self._db_failures)
+            log.error("worker: database step failed (%s: %s); %d settlement(s) kept, retrying "
+                      "in %.0f s", type(exc).__name__, exc, len(settling), delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            return 0
+        self._db_failures = 0
+        for claim, verdict in settling:
+            self._report(claim, verdict)
         for claim in claims:
             task = asyncio.create_task(self._process(claim))
             self._in_flight[task] = claim
             task.add_done_callback(self._in_flight.pop)
         return len(claims)
+
+    async def _last_settlements(self, attempts: int = 3) -> None:
+        """At shutdown: settle what finished. Whatever cannot be settled keeps its lease
+        until it lapses, and is then claimed and re-planned (with no writes left to do)."""
+        for attempt in range(attempts):
+            if not self._finished:
+                return
+            settling, self._finished = self._finished, []
+            try:
+                await asyncio.to_thread(self._settle_and_claim, settling, 0)
+            except Exception as exc:  # noqa: BLE001 - shutting down: report and go on
+                self._finished = settling
+                log.error("worker stopping: settling %d entities failed (%s)", len(settling),
+                          type(exc).__name__)
+                await asyncio.sleep(0.5 * (attempt + 1))
+            else:
+                for claim, verdict in settling:
+                    self._report(claim, verdict)
+        if self._finished:
+            log.error("worker stopped with %d entities unsettled; their events return to the "
+                      "queue when the lease lapses", len(self._finished))
 
     async def _idle(self, stop: asyncio.Event) -> None:
         waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())}
@@ -123,9 +165,15 @@ class Worker:
         period = self._lease.total_seconds() / 3
         while not stop.is_set():
             await asyncio.sleep(period)
-            ids = tuple(i for claim in self._in_flight.values() for i in claim.ids)
-            if ids:
+            claims = [*self._in_flight.values(), *(claim for claim, _ in self._finished)]
+            ids = tuple(i for claim in claims for i in claim.ids)
+            if not ids:
+                continue
+            try:
                 await asyncio.to_thread(self._renew, ids)
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                log.warning("worker: renewing %d leases failed (%s)", len(ids),
+                            type(exc).__name__)
 
     # -- one entity ---------------------------------------------------------------------
 
@@ -138,7 +186,11 @@ class Worker:
         if verdict.status == "retry" and claim.attempts >= self.settings.worker_max_attempts:
             verdict = Verdict("dead", f"gave up after {claim.attempts} attempts: "
                                       f"{verdict.text}")
-        await asyncio.to_thread(self._settle, claim, verdict)
+        self._finished.append((claim, verdict))  # settled by the loop's next cycle
+
+    def _report(self, claim: queue.Claim, verdict: Verdict) -> None:
+        log.info("%s %s:%s → %s: %s", claim.source, claim.entity_kind, claim.entity_key,
+                 verdict.status, verdict.text)
         self.metrics.worker_events.labels(claim.source, claim.entity_kind,
                                           verdict.status).inc(len(claim.ids))
         if verdict.status == "done":
@@ -192,9 +244,15 @@ class Worker:
 
     # -- database steps (run in a thread) ----------------------------------------------
 
-    def _claim(self, limit: int) -> list[queue.Claim]:
+    def _settle_and_claim(self, settling: list[tuple[queue.Claim, Verdict]],
+                          limit: int) -> list[queue.Claim]:
+        now = self._clock()
         with self.engine.begin() as conn:
-            return queue.claim(conn, owner=self.owner, now=self._clock(), lease=self._lease,
+            for claim, verdict in settling:
+                self._settle(conn, claim, verdict, now)
+            if not limit:
+                return []
+            return queue.claim(conn, owner=self.owner, now=now, lease=self._lease,
                                max_entities=limit,
                                sources=(EventSource.WECOM.value, EventSource.OPS.value))
 
@@ -202,24 +260,21 @@ class Worker:
         with self.engine.begin() as conn:
             queue.renew(conn, owner=self.owner, ids=ids, until=self._clock() + self._lease)
 
-    def _settle(self, claim: queue.Claim, verdict: Verdict) -> None:
-        now = self._clock()
-        with self.engine.begin() as conn:
-            if verdict.links:  # whatever the verdict: the writes happened
-                links.record(conn, direction="upstream", rows=verdict.links, now=now)
-            if verdict.status == "done":
-                queue.complete(conn, owner=self.owner, ids=claim.ids, now=now,
-                               outcome=verdict.text)
-            elif verdict.status == "dead":
-                queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
-                           retry_at=None)
-            else:
-                delay = backoff(claim.attempts, self.settings.worker_backoff_cap_seconds,
-                                verdict.retry_after)
-                queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
-                           retry_at=now + timedelta(seconds=delay))
-        log.info("%s %s:%s → %s: %s", claim.source, claim.entity_kind, claim.entity_key,
-                 verdict.status, verdict.text)
+    def _settle(self, conn: Connection, claim: queue.Claim, verdict: Verdict,
+                now: datetime) -> None:
+        if verdict.links:  # whatever the verdict: the writes happened
+            links.record(conn, direction="upstream", rows=verdict.links, now=now)
+        if verdict.status == "done":
+            queue.complete(conn, owner=self.owner, ids=claim.ids, now=now,
+                           outcome=verdict.text)
+        elif verdict.status == "dead":
+            queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
+                       retry_at=None)
+        else:
+            delay = backoff(claim.attempts, self.settings.worker_backoff_cap_seconds,
+                            verdict.retry_after)
+            queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
+                       retry_at=now + timedelta(seconds=delay))
 
 
 def backoff(attempts: int, cap: float, at_least: float | None = None) -> float:

@@ -237,3 +237,69 @@ def test_every_write_records_what_it_mirrors(sqlite_url: str, keys: CallbackKeys
     assert set(rows) == {("user", "feng"), ("department", "9")}
     assert rows[("user", "feng")].target_id == s.user("feng")["userId"]
     assert all(r.direction == "upstream" for r in rows.values())
+
+
+def test_an_update_for_a_user_authing_lacks_creates_it(sqlite_url: str,
+                                                       keys: CallbackKeys) -> None:
+    # The create callback is lost; the update's speculative membership read by externalId
+    # finds no user, and the event still ends in a create.
+    with running_stack(sqlite_url, keys) as s:
+        s.wecom.pusher.drop_next(1)
+        s.wecom.admin.create_user("qian", "钱", department=(1,), email="qian@example.com")
+        s.wecom.admin.update_user("qian", name="钱一")
+        s.settle()
+        assert s.user("qian")["name"] == "钱一"
+        assert s.user_open_departments("qian") == {"1"}
+        assert [e["status"] for e in s.events() if e["entity_key"] == "qian"] == ["done"]
+
+
+def test_the_worker_rides_out_a_database_failure(db_url: str, keys: CallbackKeys,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The step that settles applied entities fails (the table it writes is gone for a
+    while): the worker keeps the settlements, retries with backoff, and carries on."""
+    from sqlalchemy import text
+
+    from sync_core.store.db import make_engine
+
+    with running_stack(db_url, keys) as s:
+        engine = make_engine(db_url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE links RENAME TO links_away"))
+            s.wecom.admin.create_user("sun", "孙", department=(1,), email="sun@example.com")
+            eventually(lambda: s.user("sun"))  # applied, but it cannot be settled
+            eventually(lambda: "database step failed" in caplog.text)
+            assert [e["status"] for e in s.events() if e["entity_key"] == "sun"] \
+                == ["pending"]
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE links_away RENAME TO links"))
+            s.settle()
+            s.wecom.admin.update_user("sun", name="孙二")  # the loop is still alive
+            s.settle()
+        finally:
+            engine.dispose()
+        assert s.user("sun")["name"] == "孙二"
+        assert {e["status"] for e in s.events() if e["entity_key"] == "sun"} == {"done"}
+        users = [u for u in s.authing.state.users.values()
+                 if u.profile.get("externalId") == "sun"]
+        assert len(users) == 1
+
+
+def test_a_replayed_create_for_an_existing_user_updates_it(sqlite_url: str,
+                                                           keys: CallbackKeys) -> None:
+    # A create_user event is acted on by creating at once; when Authing refuses because the
+    # user exists (here: the event is replayed after someone edited the user in Authing),
+    # the worker reads Authing and puts the WeCom state back instead.
+    with running_stack(sqlite_url, keys) as s:
+        s.wecom.admin.create_user("zhou", "周", department=(1,), email="zhou@example.com")
+        s.settle()
+        s.authing.admin.update_user("zhou", "external_id", name="改过的名字")
+        (event,) = [e for e in s.events() if e["entity_key"] == "zhou"]
+        assert httpx.post(f"{s.url}/ops/events/{event['id']}/replay",
+                          headers=OPS).status_code == 202
+        s.settle()
+        assert s.user("zhou")["name"] == "周"
+        assert [e["status"] for e in s.events() if e["entity_key"] == "zhou"] == ["done"]
+        users = [u for u in s.authing.state.users.values()
+                 if u.profile.get("externalId") == "zhou"]
+        assert len(users) == 1

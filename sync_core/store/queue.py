@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, text, update
+from sqlalchemy import Connection, and_, or_, select, text, tuple_, update
 
 from .models import EventStatus, InboxEvent
 
@@ -52,12 +52,20 @@ class Claim:
 
 def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
           max_entities: int, sources: tuple[str, ...] | None = None) -> list[Claim]:
-    """Lease up to ``max_entities`` entities that have a due event and none in flight."""
+    """Lease up to ``max_entities`` entities that have a due event and none in flight.
+
+    Three statements whatever the number of entities: the lock (PostgreSQL), one query for
+    the due entities, one update that leases all their open events."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK})
     free = or_(_T.c.lease_until.is_(None), _T.c.lease_until < now)
+    other = _T.alias("in_flight")
+    in_flight = select(other.c.id).where(
+        other.c.entity_kind == _T.c.entity_kind, other.c.entity_key == _T.c.entity_key,
+        other.c.source == _T.c.source, other.c.status.in_(_OPEN), other.c.lease_until >= now,
+    ).exists()
     due = select(_T.c.source, _T.c.entity_kind, _T.c.entity_key).where(
-        _T.c.status.in_(_OPEN), _T.c.next_attempt_at <= now, free,
+        _T.c.status.in_(_OPEN), _T.c.next_attempt_at <= now, free, ~in_flight,
     ).order_by(_T.c.id).limit(max_entities * 8)
     if sources:
         due = due.where(_T.c.source.in_(sources))
@@ -65,36 +73,24 @@ def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
         # Rows another transaction holds are skipped, not waited for. The advisory lock
         # above is what keeps an *entity* exclusive across workers (its rows may be
         # different rows from the ones another claimer locked).
-        due = due.with_for_update(skip_locked=True)
-    busy = {tuple(row) for row in conn.execute(
-        select(_T.c.source, _T.c.entity_kind, _T.c.entity_key).where(
-            _T.c.status.in_(_OPEN), _T.c.lease_until >= now).distinct())}
+        due = due.with_for_update(skip_locked=True, of=_T)
+    picked = list(dict.fromkeys(tuple(row) for row in conn.execute(due)))[:max_entities]
+    if not picked:
+        return []
 
-    picked: list[tuple[str, str, str]] = []
-    for row in conn.execute(due):
-        entity = (row.source, row.entity_kind, row.entity_key)
-        if entity not in busy and entity not in picked:
-            picked.append(entity)
-            if len(picked) == max_entities:
-                break
-
-    claims = []
-    until = now + lease
-    for source, kind, key in picked:
-        rows = conn.execute(
-            update(_T).where(
-                _T.c.source == source, _T.c.entity_kind == kind, _T.c.entity_key == key,
-                _T.c.status.in_(_OPEN), free,
-            ).values(lease_owner=owner, lease_until=until, attempts=_T.c.attempts + 1)
-            .returning(_T.c.id, _T.c.event_type, _T.c.payload, _T.c.attempts,
-                       _T.c.received_at)
-        ).all()
-        if rows:
-            events = tuple(sorted((ClaimedEvent(r.id, r.event_type, r.payload, r.attempts,
-                                                r.received_at) for r in rows),
-                                  key=lambda e: e.id))
-            claims.append(Claim(source, kind, key, events))
-    return claims
+    entity = tuple_(_T.c.source, _T.c.entity_kind, _T.c.entity_key)
+    rows = conn.execute(
+        update(_T).where(entity.in_(picked), _T.c.status.in_(_OPEN), free)
+        .values(lease_owner=owner, lease_until=now + lease, attempts=_T.c.attempts + 1)
+        .returning(_T.c.id, _T.c.event_type, _T.c.payload, _T.c.attempts, _T.c.received_at,
+                   _T.c.source, _T.c.entity_kind, _T.c.entity_key)
+    ).all()
+    events: dict[tuple[str, str, str], list[ClaimedEvent]] = {}
+    for r in rows:
+        events.setdefault((r.source, r.entity_kind, r.entity_key), []).append(
+            ClaimedEvent(r.id, r.event_type, r.payload, r.attempts, r.received_at))
+    return [Claim(*key, tuple(sorted(events[key], key=lambda e: e.id)))
+            for key in picked if key in events]
 
 
 def _owned(owner: str, ids: tuple[int, ...]) -> Any:
