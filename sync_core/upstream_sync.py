@@ -132,8 +132,8 @@ class UpstreamSync:
     async def sync_user(self, key: str, payloads: Sequence[dict[str, Any]]) -> EntityResult:
         hints = [change_from_payload(p) for p in payloads
                  if p.get("change_type") in USER_CHANGES]
-        renamed_to = next((h.new_user_id for h in reversed(hints)
-                           if getattr(h, "new_user_id", None)), None)
+        renamed_to: str | None = next((getattr(h, "new_user_id", None) for h in reversed(hints)
+                                       if getattr(h, "new_user_id", None)), None)
         current = renamed_to or key
         states: dict[tuple[str, str], Any] = {}
         done: list[Outcome] = []
@@ -276,7 +276,8 @@ class UpstreamSync:
         outcomes = await self._apply(ops, index)
         if desired is None:
             self._dept_ids.pop(dept_id, None)
-        states = {("department", str(d.id)): d for d in index.source.values()}
+        states: dict[tuple[str, str], Any] = {("department", str(d.id)): d
+                                              for d in index.source.values()}
         states[("department", key)] = desired
         return self._result(EntityResult(Kind.DEPARTMENT, key, tuple(outcomes), read_from,
                                          states))

@@ -152,13 +152,16 @@ class Worker:
                       "queue when the lease lapses", len(self._finished))
 
     async def _idle(self, stop: asyncio.Event) -> None:
-        waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())}
-        waiters |= set(self._in_flight)
-        await asyncio.wait(waiters, timeout=self.settings.worker_poll_seconds,
+        """Until there is work: an event stored (wake), an entity finished, stop, or the
+        poll interval (events retried after a backoff are found by polling)."""
+        if self._finished:
+            return  # entities that finished while the last cycle ran: settle them now
+        signals: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait()),
+                                              asyncio.ensure_future(self.wake.wait())]
+        await asyncio.wait([*signals, *self._in_flight], timeout=self.settings.worker_poll_seconds,
                            return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            if waiter not in self._in_flight:
-                waiter.cancel()
+        for signal in signals:
+            signal.cancel()
         self.wake.clear()
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -33,6 +33,9 @@ class InboxEvent(SQLModel, table=True):
         UniqueConstraint("source", "dedupe_key", name="uq_inbox_source_dedupe"),
         Index("ix_inbox_status_next", "status", "next_attempt_at"),
         Index("ix_inbox_entity", "entity_kind", "entity_key"),
+        # The claim's walk over open events, oldest first (migration 0004).
+        Index("ix_inbox_open", "id", postgresql_where=text("status IN ('pending', 'failed')"),
+              sqlite_where=text("status IN ('pending', 'failed')")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
