@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import Link
@@ -36,16 +37,22 @@ class LinkRow:
 
 def record(conn: Connection, *, direction: str, rows: Iterable[LinkRow], now: datetime) -> None:
     """Upsert one row per entity; a known target id is kept when a later write lacks it."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    for row in rows:
-        digest = state_hash(row.state)
-        stmt = insert(_T).values(direction=direction, kind=row.kind, key=row.key,
-                                 target_id=row.target_id, state_hash=digest, updated_at=now)
-        update: dict[str, Any] = {"state_hash": digest, "updated_at": now}
-        if row.target_id is not None:
-            update["target_id"] = row.target_id
-        conn.execute(stmt.on_conflict_do_update(index_elements=["direction", "kind", "key"],
-                                                set_=update))
+    params = [{"direction": direction, "kind": row.kind, "key": row.key,
+               "target_id": row.target_id, "state_hash": state_hash(row.state),
+               "updated_at": now} for row in rows]
+    if params:
+        conn.execute(_upsert(conn.dialect.name), params)
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """Built once per dialect and run as one executemany."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(_T)
+    return stmt.on_conflict_do_update(
+        index_elements=["direction", "kind", "key"],
+        set_={"state_hash": stmt.excluded.state_hash, "updated_at": stmt.excluded.updated_at,
+              "target_id": func.coalesce(stmt.excluded.target_id, _T.c.target_id)})
 
 
 def last_written(conn: Connection, *, direction: str, kind: str, key: str) -> str | None:

@@ -10,11 +10,24 @@ Functions take a connection and never commit; the caller owns the transaction.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, text, tuple_, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    DateTime,
+    Select,
+    and_,
+    bindparam,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 
 from .models import EventStatus, InboxEvent
 
@@ -56,35 +69,16 @@ def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
 
     Three statements whatever the number of entities: the lock (PostgreSQL), one query for
     the due entities, one update that leases all their open events."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK})
-    free = or_(_T.c.lease_until.is_(None), _T.c.lease_until < now)
-    other = _T.alias("in_flight")
-    in_flight = select(other.c.id).where(
-        other.c.entity_kind == _T.c.entity_kind, other.c.entity_key == _T.c.entity_key,
-        other.c.source == _T.c.source, other.c.status.in_(_OPEN), other.c.lease_until >= now,
-    ).exists()
-    due = select(_T.c.source, _T.c.entity_kind, _T.c.entity_key).where(
-        _T.c.status.in_(_OPEN), _T.c.next_attempt_at <= now, free, ~in_flight,
-    ).order_by(_T.c.id).limit(max_entities * 8)
-    if sources:
-        due = due.where(_T.c.source.in_(sources))
-    if conn.dialect.name == "postgresql":
-        # Rows another transaction holds are skipped, not waited for. The advisory lock
-        # above is what keeps an *entity* exclusive across workers (its rows may be
-        # different rows from the ones another claimer locked).
-        due = due.with_for_update(skip_locked=True, of=_T)
-    picked = list(dict.fromkeys(tuple(row) for row in conn.execute(due)))[:max_entities]
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        conn.execute(_LOCK, {"k": _CLAIM_LOCK})
+    due = conn.execute(_due(postgres, filtered=bool(sources)),
+                       {"now": now, "scan": max_entities * 8, "sources": list(sources or ())})
+    picked = list(dict.fromkeys(tuple(row) for row in due))[:max_entities]
     if not picked:
         return []
-
-    entity = tuple_(_T.c.source, _T.c.entity_kind, _T.c.entity_key)
-    rows = conn.execute(
-        update(_T).where(entity.in_(picked), _T.c.status.in_(_OPEN), free)
-        .values(lease_owner=owner, lease_until=now + lease, attempts=_T.c.attempts + 1)
-        .returning(_T.c.id, _T.c.event_type, _T.c.payload, _T.c.attempts, _T.c.received_at,
-                   _T.c.source, _T.c.entity_kind, _T.c.entity_key)
-    ).all()
+    rows = conn.execute(_LEASE, {"picked": picked, "now": now, "owner": owner,
+                                 "until": now + lease}).all()
     events: dict[tuple[str, str, str], list[ClaimedEvent]] = {}
     for r in rows:
         events.setdefault((r.source, r.entity_kind, r.entity_key), []).append(
@@ -93,34 +87,78 @@ def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
             for key in picked if key in events]
 
 
-def _owned(owner: str, ids: tuple[int, ...]) -> Any:
-    return and_(_T.c.id.in_(ids), _T.c.lease_owner == owner)
+# The worker's statements are built once: SQLAlchemy then skips constructing them and
+# computing their cache keys on every cycle, which was most of a claim's CPU.
+_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+_FREE = or_(_T.c.lease_until.is_(None), _T.c.lease_until < _NOW)
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+
+
+@functools.cache
+def _due(postgres: bool, *, filtered: bool) -> Select[Any]:
+    """Entities with a due event and none in flight, oldest event first."""
+    other = _T.alias("in_flight")
+    in_flight = select(other.c.id).where(
+        other.c.entity_kind == _T.c.entity_kind, other.c.entity_key == _T.c.entity_key,
+        other.c.source == _T.c.source, other.c.status.in_(_OPEN), other.c.lease_until >= _NOW,
+    ).exists()
+    due = select(_T.c.source, _T.c.entity_kind, _T.c.entity_key).where(
+        _T.c.status.in_(_OPEN), _T.c.next_attempt_at <= _NOW, _FREE, ~in_flight,
+    ).order_by(_T.c.id).limit(bindparam("scan"))
+    if filtered:
+        due = due.where(_T.c.source.in_(bindparam("sources", expanding=True)))
+    if postgres:
+        # Rows another transaction holds are skipped, not waited for. The advisory lock
+        # taken first is what keeps an *entity* exclusive across workers (its rows may be
+        # different rows from the ones another claimer locked).
+        due = due.with_for_update(skip_locked=True, of=_T)
+    return due
+
+
+_LEASE = (
+    update(_T)
+    .where(tuple_(_T.c.source, _T.c.entity_kind, _T.c.entity_key)
+           .in_(bindparam("picked", expanding=True)), _T.c.status.in_(_OPEN), _FREE)
+    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"),
+            attempts=_T.c.attempts + 1)
+    .returning(_T.c.id, _T.c.event_type, _T.c.payload, _T.c.attempts, _T.c.received_at,
+               _T.c.source, _T.c.entity_kind, _T.c.entity_key)
+)
+_OWNED = and_(_T.c.id.in_(_IDS), _T.c.lease_owner == bindparam("owner"))
+_RENEW = update(_T).where(_OWNED).values(lease_until=bindparam("until"))
+_COMPLETE = update(_T).where(_OWNED).values(
+    status=EventStatus.DONE.value, processed_at=_NOW, outcome=bindparam("text"),
+    last_error=None, lease_owner=None, lease_until=None)
+_DEAD = update(_T).where(_OWNED).values(
+    status=EventStatus.DEAD.value, processed_at=_NOW, last_error=bindparam("text"),
+    lease_owner=None, lease_until=None)
+_RETRY = update(_T).where(_OWNED).values(
+    status=EventStatus.FAILED.value, next_attempt_at=bindparam("retry_at"),
+    last_error=bindparam("text"), lease_owner=None, lease_until=None)
 
 
 def renew(conn: Connection, *, owner: str, ids: tuple[int, ...], until: datetime) -> int:
     """Extend a lease while work is still running; 0 means the lease was lost."""
-    result = conn.execute(update(_T).where(_owned(owner, ids)).values(lease_until=until))
+    result = conn.execute(_RENEW, {"ids": list(ids), "owner": owner, "until": until})
     return int(result.rowcount or 0)
 
 
 def complete(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime,
              outcome: str) -> int:
-    result = conn.execute(update(_T).where(_owned(owner, ids)).values(
-        status=EventStatus.DONE.value, processed_at=now, outcome=outcome[:2000],
-        last_error=None, lease_owner=None, lease_until=None))
+    result = conn.execute(_COMPLETE, {"ids": list(ids), "owner": owner, "now": now,
+                                      "text": outcome[:2000]})
     return int(result.rowcount or 0)
 
 
 def fail(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime, error: str,
          retry_at: datetime | None) -> int:
     """``retry_at`` None → dead (gave up, replayable); otherwise failed until then."""
-    values: dict[str, Any] = {"last_error": error[:2000], "lease_owner": None,
-                              "lease_until": None}
+    params: dict[str, Any] = {"ids": list(ids), "owner": owner, "text": error[:2000]}
     if retry_at is None:
-        values.update(status=EventStatus.DEAD.value, processed_at=now)
+        result = conn.execute(_DEAD, {**params, "now": now})
     else:
-        values.update(status=EventStatus.FAILED.value, next_attempt_at=retry_at)
-    result = conn.execute(update(_T).where(_owned(owner, ids)).values(**values))
+        result = conn.execute(_RETRY, {**params, "retry_at": retry_at})
     return int(result.rowcount or 0)
 
 
@@ -130,10 +168,3 @@ def replay(conn: Connection, *, event_id: int, now: datetime) -> bool:
         status=EventStatus.PENDING.value, attempts=0, next_attempt_at=now,
         lease_owner=None, lease_until=None, processed_at=None))
     return bool(result.rowcount)
-
-
-def next_due(conn: Connection, *, now: datetime) -> datetime | None:
-    """When the earliest open event becomes due (the worker sleeps until then)."""
-    value = conn.execute(select(_T.c.next_attempt_at).where(_T.c.status.in_(_OPEN))
-                         .order_by(_T.c.next_attempt_at).limit(1)).scalar()
-    return value
