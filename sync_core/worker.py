@@ -116,8 +116,8 @@ class Worker:
             self._finished[:0] = settling
             self._db_failures += 1
             delay = min(60.0, 2.0 ** self._db_failures)
-            log.error("worker: database step failed (%s: %s); %d settlement(s) kept, retrying "
-                      "in %.0f s", type(exc).__name__, exc, len(settling), delay)
+            log.error("worker: database step failed (%s); %d settlement(s) kept, retrying "
+                      "in %.0f s", _brief(exc), len(settling), delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             return 0
@@ -302,6 +302,13 @@ def _judge(result: EntityResult) -> Verdict:
     if result.blocked:
         return Verdict("retry", summary, links=written)
     return Verdict("done", summary, links=written)
+
+
+def _brief(exc: Exception) -> str:
+    """The driver's own message, without the SQL and parameters SQLAlchemy appends."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return f"{type(cause).__name__}: {text[:200]}"
 
 
 def _reason(exc: SyncError) -> str:
