@@ -269,6 +269,10 @@ def test_the_worker_rides_out_a_database_failure(db_url: str, keys: CallbackKeys
             s.wecom.admin.create_user("sun", "孙", department=(1,), email="sun@example.com")
             eventually(lambda: s.user("sun"))  # applied, but it cannot be settled
             eventually(lambda: "database step failed" in caplog.text)
+            failures = [r.getMessage() for r in caplog.records
+                        if "database step failed" in r.getMessage()]
+            # The statement and its parameters (personal data) stay out of the log.
+            assert failures and all("[SQL:" not in m and "孙" not in m for m in failures)
             assert [e["status"] for e in s.events() if e["entity_key"] == "sun"] \
                 == ["pending"]
             with engine.begin() as conn:
