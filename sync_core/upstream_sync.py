@@ -132,8 +132,8 @@ class UpstreamSync:
     async def sync_user(self, key: str, payloads: Sequence[dict[str, Any]]) -> EntityResult:
         hints = [change_from_payload(p) for p in payloads
                  if p.get("change_type") in USER_CHANGES]
-        renamed_to: str | None = next((getattr(h, "new_user_id", None) for h in reversed(hints)
-                                       if getattr(h, "new_user_id", None)), None)
+        renamed_to: str | None = next(
+            (new for h in reversed(hints) if (new := getattr(h, "new_user_id", None))), None)
         current = renamed_to or key
         states: dict[tuple[str, str], Any] = {}
         done: list[Outcome] = []
@@ -144,20 +144,20 @@ class UpstreamSync:
                 # Announced as new: the create is itself the existence check (externalId is
                 # unique in the pool), so only a refused create pays for reading Authing.
                 outcomes = await self._plan_user(desired, None, current, states)
-                if not _create_refused(outcomes):
+                if not _create_failed(outcomes, PermanentError):
                     return self._result(EntityResult(Kind.USER, current, tuple(outcomes),
                                                      read_from, states))
                 done = [o for o in outcomes if o.status is ItemStatus.APPLIED]
-            actual = await self._actual_user([key], likely_exists=False)
+            actual = await self._actual_user([key])
         else:
             # WeCom's record and Authing's are independent reads: made side by side, they
             # cost one round trip of latency instead of two or three.
             (desired, read_from), actual = await gather_pair(
                 self._desired_user(current, key, hints),
-                self._actual_user([key, current] if renamed_to else [key], likely_exists=True))
+                self._actual_user([key, current] if renamed_to else [key]))
             states[("user", current)] = desired
         outcomes = done + await self._plan_user(desired, actual, current, states)
-        if actual is None and desired is not None and _create_conflicted(outcomes):
+        if actual is None and desired is not None and _create_failed(outcomes, ConflictError):
             # Only a create that collides pays for the search: the account in the way is
             # handed to the planner, which refuses to take it over unless adopt_existing.
             unmanaged = await self._unmanaged_match(desired)
@@ -204,22 +204,16 @@ class UpstreamSync:
                                   "fields; will retry after the cool-down")
         return _fold_users(hints), "event"
 
-    async def _actual_user(self, external_ids: Iterable[str], *,
-                           likely_exists: bool) -> AuthingUser | None:
-        """The linked Authing user with its memberships. When the events suggest the user
-        exists already, the memberships are read alongside the user (by externalId) instead
-        of after it; a wrong guess costs one extra read, never a wrong answer."""
+    async def _actual_user(self, external_ids: Iterable[str]) -> AuthingUser | None:
+        """The linked Authing user with its memberships, read side by side (memberships by
+        externalId); when the user is absent the second read is wasted, never wrong."""
         for external_id in dict.fromkeys(external_ids):
-            if likely_exists:
-                dto, items = await gather_pair(
-                    self.authing.get_user(external_id=external_id),
-                    self._memberships_or_none(external_id))
-                if dto is not None and items is not None:
-                    return AuthingUser.from_dto(dto, items)
-            else:
-                dto = await self.authing.get_user(external_id=external_id)
+            dto, items = await gather_pair(
+                self.authing.get_user(external_id=external_id),
+                self._memberships_or_none(external_id))
             if dto is not None:
-                return await self._with_memberships(dto)
+                return (AuthingUser.from_dto(dto, items) if items is not None
+                        else await self._with_memberships(dto))
         return None
 
     async def _memberships_or_none(self, external_id: str) -> list[dict[str, Any]] | None:
@@ -332,17 +326,12 @@ class UpstreamSync:
         return DepartmentIndex(authing_ids=ids, source=source)
 
 
-def _create_refused(outcomes: Sequence[Outcome]) -> bool:
-    """A user create that Authing refused for good: the user may exist after all (the error
-    need not say so in a way we recognise), so the caller reads Authing and plans again."""
+def _create_failed(outcomes: Sequence[Outcome], error: type[Exception]) -> bool:
+    """Whether a user create failed with ``error``. Any PermanentError after a create made
+    without reading first means the user may exist after all (the message need not say so
+    in a way we recognise): the caller reads Authing and plans again."""
     return any(o.status is ItemStatus.FAILED and o.op.kind is Kind.USER
-               and o.op.action is Action.CREATE and isinstance(o.error, PermanentError)
-               for o in outcomes)
-
-
-def _create_conflicted(outcomes: Sequence[Outcome]) -> bool:
-    return any(o.status is ItemStatus.FAILED and o.op.kind is Kind.USER
-               and o.op.action is Action.CREATE and isinstance(o.error, ConflictError)
+               and o.op.action is Action.CREATE and isinstance(o.error, error)
                for o in outcomes)
 
 

@@ -84,7 +84,7 @@ class Worker:
             if self._in_flight:
                 log.info("worker stopping: finishing %d entities", len(self._in_flight))
                 await asyncio.wait(list(self._in_flight), timeout=self._lease.total_seconds())
-            await self._last_settlements()
+            await self._last_settlements(stop)
             heartbeat.cancel()
 
     async def _bootstrap(self, stop: asyncio.Event) -> bool:
@@ -102,12 +102,12 @@ class Worker:
                     delay = min(delay * 2, 60.0)
         return True
 
-    async def _cycle(self, stop: asyncio.Event) -> int:
+    async def _cycle(self, stop: asyncio.Event, *, claiming: bool = True) -> int:
         """One transaction: settle the entities that finished, then claim into the free
         slots. Under load one round trip serves several entities; a database outage keeps
         the settlements and retries them with backoff (the claims' leases guard them)."""
         settling, self._finished = self._finished, []
-        free = max(0, self.settings.worker_concurrency - len(self._in_flight))
+        free = max(0, self.settings.worker_concurrency - len(self._in_flight)) if claiming else 0
         if not settling and not free:
             return 0
         try:
@@ -130,23 +130,16 @@ class Worker:
             task.add_done_callback(self._in_flight.pop)
         return len(claims)
 
-    async def _last_settlements(self, attempts: int = 3) -> None:
-        """At shutdown: settle what finished. Whatever cannot be settled keeps its lease
-        until it lapses, and is then claimed and re-planned (with no writes left to do)."""
+    async def _last_settlements(self, stop: asyncio.Event, attempts: int = 3) -> None:
+        """At shutdown: settle what finished, claiming nothing. Whatever cannot be settled
+        keeps its lease until it lapses, and is then claimed and re-planned (with no writes
+        left to do)."""
         for attempt in range(attempts):
             if not self._finished:
                 return
-            settling, self._finished = self._finished, []
-            try:
-                await asyncio.to_thread(self._settle_and_claim, settling, 0)
-            except Exception as exc:  # noqa: BLE001 - shutting down: report and go on
-                self._finished = settling
-                log.error("worker stopping: settling %d entities failed (%s)", len(settling),
-                          type(exc).__name__)
-                await asyncio.sleep(0.5 * (attempt + 1))
-            else:
-                for claim, verdict in settling:
-                    self._report(claim, verdict)
+            if attempt:
+                await asyncio.sleep(0.5 * attempt)  # ``stop`` is set: _cycle does not wait
+            await self._cycle(stop, claiming=False)
         if self._finished:
             log.error("worker stopped with %d entities unsettled; their events return to the "
                       "queue when the lease lapses", len(self._finished))

@@ -307,3 +307,30 @@ def test_a_replayed_create_for_an_existing_user_updates_it(sqlite_url: str,
         users = [u for u in s.authing.state.users.values()
                  if u.profile.get("externalId") == "zhou"]
         assert len(users) == 1
+
+
+def test_an_entity_in_flight_at_shutdown_is_finished_and_settled(sqlite_url: str,
+                                                                  keys: CallbackKeys) -> None:
+    from sqlalchemy import text
+
+    from sync_core.store.db import make_engine
+
+    engine = make_engine(sqlite_url)
+
+    def leased() -> bool:
+        with engine.connect() as conn:
+            return bool(conn.execute(text(
+                "SELECT count(*) FROM inbox_events WHERE lease_owner IS NOT NULL")).scalar())
+
+    try:
+        with running_stack(sqlite_url, keys) as s:
+            s.authing.admin.set_latency(300)  # the worker is mid-way when the server stops
+            s.wecom.admin.create_user("wu", "吴", department=(1,), email="wu@example.com")
+            eventually(leased, 10)
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT status, lease_owner FROM inbox_events "
+                                    "WHERE entity_key = 'wu'")).one()
+    finally:
+        engine.dispose()
+    assert tuple(row) == ("done", None)
+    assert s.user("wu") is not None
