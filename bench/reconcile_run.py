@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from bench.reconcile_sims import CONTACT_SECRET, CORP_ID, ORGANIZATION, POOL_SECRET, REF, USERPOOL
-from sync_core.operations import Action, DepartmentRef, Operation
+from sync_core.directory.operations import Action, DepartmentRef, Operation
 
 NO_PACING = 1e9  # per minute: the client-side WeCom pacing lifted (see bench/README.md)
 
@@ -87,7 +87,7 @@ class Phases:
 
 
 def _instrument(phases: Phases, planned: list[Operation]) -> None:
-    from sync_core import reconciler
+    from sync_core.engine import reconciler
 
     reconciler.read_wecom = phases.wrap_async("read_wecom", reconciler.read_wecom)
     reconciler.read_authing = phases.wrap_async("read_authing", reconciler.read_authing)
@@ -105,9 +105,9 @@ def _instrument(phases: Phases, planned: list[Operation]) -> None:
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    from sync_core.authing.planner import Mode
+    from sync_core.engine.reconciler import RunRequest
     from sync_core.metrics import Metrics
-    from sync_core.planner import Mode
-    from sync_core.reconciler import RunRequest
     from sync_core.runtime import build_runtime
     from sync_core.store import migrate, runs
     from sync_core.store.db import make_engine
@@ -150,11 +150,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Plan a first run against the (empty) pool and keep its requests as a seed."""
+    from sync_core.authing.planner import Mode, plan_full
     from sync_core.metrics import Metrics
-    from sync_core.planner import Mode, plan_full
     from sync_core.runtime import build_runtime
-    from sync_core.snapshots import read_authing, read_wecom
     from sync_core.store.db import make_engine
+    from sync_core.wecom.snapshot import read_authing, read_wecom
 
     settings = _settings(args)
     runtime = build_runtime(settings, make_engine(settings.database_url), Metrics())

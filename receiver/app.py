@@ -19,7 +19,7 @@ from sync_core.settings import Settings
 from sync_core.store import migrate
 from sync_core.store.db import make_engine
 from sync_core.store.writer import InboxWriter, WriterClosed
-from sync_core.wecom_crypto import WeComCrypto
+from sync_core.wecom.crypto import WeComCrypto
 
 from . import routes_authing, routes_health, routes_ops, routes_runs, routes_wecom
 from .context import AppContext

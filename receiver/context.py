@@ -11,7 +11,7 @@ from starlette.requests import Request
 from sync_core.metrics import Metrics
 from sync_core.settings import Settings
 from sync_core.store.writer import InboxWriter
-from sync_core.wecom_crypto import WeComCrypto
+from sync_core.wecom.crypto import WeComCrypto
 
 
 @dataclass

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from simulators.wecom.app import WeComSimulator
     from sync_core import logs
     from sync_core.settings import Settings
-    from sync_core.wecom_crypto import generate_aes_key
+    from sync_core.wecom.crypto import generate_aes_key
 
     from .app import create_app
 

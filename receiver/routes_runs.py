@@ -10,8 +10,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sync_core.planner import Mode
-from sync_core.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
+from sync_core.authing.planner import Mode
+from sync_core.engine.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
 from sync_core.store import runs
 
 from .context import AppContext
@@ -135,7 +135,7 @@ async def _parse(request: Request) -> RunRequest:
 def _check_file(excel: ExcelInput) -> None:
     """A malformed file is the caller's mistake: a 400 naming the row and column, before a
     run exists. (The run reads it again, with WeCom's department tree beside it.)"""
-    from sync_core.excel_source import ExcelOptions, ExcelSourceError, read_address_book
+    from sync_core.excel.source import ExcelOptions, ExcelSourceError, read_address_book
 
     try:
         read_address_book(excel.data, excel.filename, ExcelOptions(

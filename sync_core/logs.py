@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from .errors import RedactingFilter
+from sync_core.errors import RedactingFilter
 
 
 def configure(level: str = "INFO") -> None:

@@ -9,16 +9,16 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from .mapping import MappingPolicy, UsernameSource
-from .metrics import Metrics
-from .planner import Mode, Policy
-from .reconciler import Reconciler, RequestError, RunRequest
-from .scheduler import Scheduler
-from .settings import Settings
-from .store.runs import RunConflict
-from .upstream_sync import ReadCooldown, UpstreamSync
-from .upstreams import Upstreams, build_upstreams
-from .worker import Worker
+from sync_core.authing.mapping import MappingPolicy, UsernameSource
+from sync_core.authing.planner import Mode, Policy
+from sync_core.engine.entity_sync import ReadCooldown, UpstreamSync
+from sync_core.engine.reconciler import Reconciler, RequestError, RunRequest
+from sync_core.engine.scheduler import Scheduler
+from sync_core.engine.worker import Worker
+from sync_core.metrics import Metrics
+from sync_core.remotes import Upstreams, build_upstreams
+from sync_core.settings import Settings
+from sync_core.store.runs import RunConflict
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from sync_core.access_token import TokenCache, secret_digest
 from sync_core.errors import AuthError, TransientError
+from sync_core.http.token import TokenCache, secret_digest
 from tests.upstream_fakes import FakeTime
 
 

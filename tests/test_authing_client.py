@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sync_core.authing_client import EXTENSION_FIELDS, AuthingClient, scoped_userpool_id
+from sync_core.authing.client import EXTENSION_FIELDS, AuthingClient, scoped_userpool_id
 from sync_core.errors import (
     AuthError,
     BadRequestError,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from sync_core.errors import AuthError, BadRequestError, PermanentError, TransientError
-from sync_core.http_retry import (
+from sync_core.http.retry import (
     RateLimiter,
     RetryPolicy,
     Upstream,

@@ -9,15 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync_core.mapping import MappingPolicy, UsernameSource, map_department, map_user
-from sync_core.model import (
-    AuthingDepartment,
-    AuthingMembership,
-    AuthingUser,
-    WeComDepartment,
-    WeComUser,
-)
-from sync_core.planner import (
+from sync_core.authing.mapping import MappingPolicy, UsernameSource, map_department, map_user
+from sync_core.authing.planner import (
     DESTRUCTIVE,
     Action,
     Change,
@@ -36,6 +29,13 @@ from sync_core.planner import (
     resolve_refs,
 )
 from sync_core.settings import Settings, UserDeletePolicy
+from sync_core.wecom.model import (
+    AuthingDepartment,
+    AuthingMembership,
+    AuthingUser,
+    WeComDepartment,
+    WeComUser,
+)
 
 POLICY = Policy(organization_code="wecom", root_department_id="root-id")
 

@@ -12,9 +12,9 @@ from typing import Any
 from simulators.authing.app import AuthingSimulator
 from simulators.generate import generate_directory
 from simulators.wecom.app import WeComSimulator
+from sync_core.authing.planner import Mode
+from sync_core.engine.reconciler import RunRequest
 from sync_core.metrics import Metrics
-from sync_core.planner import Mode
-from sync_core.reconciler import RunRequest
 from sync_core.runtime import SyncRuntime, build_runtime
 from sync_core.store import migrate, runs
 from sync_core.store.db import make_engine

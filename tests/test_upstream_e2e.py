@@ -87,7 +87,7 @@ def test_user_event_before_its_department_creates_the_department(sqlite_url: str
 
 
 def test_duplicate_deliveries_apply_once(sqlite_url: str, keys: CallbackKeys) -> None:
-    from sync_core.wecom_crypto import WeComCrypto
+    from sync_core.wecom.crypto import WeComCrypto
 
     from .helpers import signed_post
 

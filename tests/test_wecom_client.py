@@ -20,7 +20,7 @@ from sync_core.errors import (
     SyncError,
     TransientError,
 )
-from sync_core.wecom_client import WeComClient
+from sync_core.wecom.client import WeComClient
 from tests.upstream_fakes import FakeTime, Recorder, body, sequence
 
 SECRET = "corp-secret-do-not-leak-1234567890"

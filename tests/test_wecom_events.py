@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sync_core.wecom_events import (
+from sync_core.wecom.envelope import MalformedDocument
+from sync_core.wecom.events import (
     BatchJobResult,
     EntityKind,
     OtherMessage,
@@ -16,7 +17,6 @@ from sync_core.wecom_events import (
     parse_event,
     to_payload,
 )
-from sync_core.wecom_xml import MalformedDocument
 
 HEAD = ("<xml><ToUserName><![CDATA[wwcorp]]></ToUserName>"
         "<FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1403610513</CreateTime>"
@@ -212,7 +212,7 @@ def test_dedupe_key_is_stable_per_message() -> None:
 def test_payload_round_trips_to_the_same_event(xml: str) -> None:
     from dataclasses import replace
 
-    from sync_core.wecom_events import Header, change_from_payload
+    from sync_core.wecom.events import Header, change_from_payload
 
     event = parse_event(xml.encode())
     rebuilt = change_from_payload(to_payload(event))

@@ -33,9 +33,9 @@ from datetime import datetime, timedelta, tzinfo
 from croniter import croniter
 from sqlalchemy import Engine
 
-from .settings import Direction, Settings
-from .store import leases, runs
-from .store.models import utcnow
+from sync_core.settings import Direction, Settings
+from sync_core.store import leases, runs
+from sync_core.store.models import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from .authing_client import AuthingClient
-from .errors import ConflictError, NotFoundError, PermanentError, RestrictedError
-from .executor import Executor, ItemStatus, Outcome
-from .http_retry import gather_pair
-from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
-from .operations import Action, Kind, Operation
-from .planner import DepartmentIndex, Policy, plan_department, plan_user
-from .run_items import written
-from .store.links import LinkRow
-from .wecom_client import WeComClient
-from .wecom_events import PARTY_CHANGES, USER_CHANGES, change_from_payload
+from sync_core.authing.client import AuthingClient
+from sync_core.authing.planner import DepartmentIndex, Policy, plan_department, plan_user
+from sync_core.directory.operations import Action, Kind, Operation
+from sync_core.engine.executor import Executor, ItemStatus, Outcome
+from sync_core.engine.run_log import written
+from sync_core.errors import ConflictError, NotFoundError, PermanentError, RestrictedError
+from sync_core.http.retry import gather_pair
+from sync_core.store.links import LinkRow
+from sync_core.wecom.client import WeComClient
+from sync_core.wecom.events import PARTY_CHANGES, USER_CHANGES, change_from_payload
+from sync_core.wecom.model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,7 @@ class UpstreamSync:
     async def _unmanaged_match(self, desired: WeComUser) -> AuthingUser | None:
         """An Authing account without externalId that would collide on a unique field:
         handed to the planner, which refuses to take it over unless adopt_existing."""
-        from .mapping import map_user
+        from sync_core.authing.mapping import map_user
 
         want = map_user(desired, self.policy.mapping)
         for unique in ("email", "phone", "username"):

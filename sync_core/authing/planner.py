@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .mapping import (
+from sync_core.authing.mapping import (
     USER_ID_FIELD,
     DesiredUser,
     MappingPolicy,
@@ -33,8 +33,7 @@ from .mapping import (
     map_department,
     map_user,
 )
-from .model import AuthingDepartment, AuthingMembership, AuthingUser, WeComDepartment, WeComUser
-from .operations import (
+from sync_core.directory.operations import (
     DESTRUCTIVE,
     Action,
     Change,
@@ -48,10 +47,17 @@ from .operations import (
     deletion_guard,
     resolve_refs,
 )
-from .settings import UserDeletePolicy
+from sync_core.settings import UserDeletePolicy
+from sync_core.wecom.model import (
+    AuthingDepartment,
+    AuthingMembership,
+    AuthingUser,
+    WeComDepartment,
+    WeComUser,
+)
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from sync_core.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,21 +29,21 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from . import run_items
-from .authing_client import BATCH_LIMIT
-from .errors import NotFoundError, RestrictedError, StopSync, SyncError
-from .executor import Executor, ItemStatus, Outcome, batchable, unapplied
-from .http_retry import chunked
-from .model import WeComDepartment
-from .operations import DESTRUCTIVE, Kind, Operation, deletion_guard
-from .planner import Mode, count_managed, plan_full
-from .run_items import written
-from .settings import Settings
-from .snapshots import SourceSnapshot, read_authing, read_wecom
-from .store import links, runs
-from .store.links import LinkRow
-from .store.models import RunStatus, utcnow
-from .upstream_sync import UpstreamSync
+from sync_core.authing.client import BATCH_LIMIT
+from sync_core.authing.planner import Mode, count_managed, plan_full
+from sync_core.directory.operations import DESTRUCTIVE, Kind, Operation, deletion_guard
+from sync_core.engine import run_log as run_items
+from sync_core.engine.entity_sync import UpstreamSync
+from sync_core.engine.executor import Executor, ItemStatus, Outcome, batchable, unapplied
+from sync_core.engine.run_log import written
+from sync_core.errors import NotFoundError, RestrictedError, StopSync, SyncError
+from sync_core.http.retry import chunked
+from sync_core.settings import Settings
+from sync_core.store import links, runs
+from sync_core.store.links import LinkRow
+from sync_core.store.models import RunStatus, utcnow
+from sync_core.wecom.model import WeComDepartment
+from sync_core.wecom.snapshot import SourceSnapshot, read_authing, read_wecom
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -207,7 +207,7 @@ class Reconciler:
         """The API gives structure where it may be read; the file gives attributes. With
         no readable API the file stands alone, and whatever it cannot establish (the
         department tree, rows outside the chosen window) rules out deletes."""
-        from .excel_source import ExcelOptions, merge_sources, read_address_book
+        from sync_core.excel.source import ExcelOptions, merge_sources, read_address_book
 
         structure: SourceSnapshot | None = None
         try:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from . import excel_columns as cols
-from .excel_columns import Column, ExcelSourceError, HeaderRow
-from .excel_departments import DepartmentResolver
-from .model import WeComUser
+from sync_core.excel import columns as cols
+from sync_core.excel.columns import Column, ExcelSourceError, HeaderRow
+from sync_core.excel.departments import DepartmentResolver
+from sync_core.wecom.model import WeComUser
 
 # Columns that are one attribute each, parsed the same way everywhere: column → (keyword,
 # parser). Status words are combined after parsing (``combine_status``).

@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .authing_client import AuthingClient
-from .errors import NotFoundError, StopSync, SyncError
-from .operations import (
+from sync_core.authing.client import AuthingClient
+from sync_core.directory.operations import (
     Action,
     DepartmentRef,
     Kind,
@@ -19,6 +18,7 @@ from .operations import (
     UnresolvedDepartment,
     resolve_refs,
 )
+from sync_core.errors import NotFoundError, StopSync, SyncError
 
 log = logging.getLogger(__name__)
 BATCH_CREATE = "create-users-batch"

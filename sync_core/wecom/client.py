@@ -17,8 +17,7 @@ from typing import Any, Unpack
 import httpx
 from pydantic import SecretStr
 
-from .api_base import ClientOptions, TokenAuthClient
-from .errors import (
+from sync_core.errors import (
     WECOM_TOKEN_EXPIRED,
     AuthError,
     BadRequestError,
@@ -26,7 +25,8 @@ from .errors import (
     from_wecom,
     redact,
 )
-from .http_retry import chunked, json_object
+from sync_core.http.client import ClientOptions, TokenAuthClient
+from sync_core.http.retry import chunked, json_object
 
 DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
 # WeCom allows 1万次/分 per corp and API; the default leaves room for the corp's other users.

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import fields
 
-from .model import WeComDepartment, WeComUser
+from sync_core.wecom.model import WeComDepartment, WeComUser
 
 _STRUCTURE = frozenset({"userid", "renamed_from", "department", "main_department",
                         "is_leader_in_dept", "direct_leader", "open_userid"})

@@ -28,7 +28,13 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from .errors import AuthError, PermanentError, SyncError, TransientError, install_log_redaction
+from sync_core.errors import (
+    AuthError,
+    PermanentError,
+    SyncError,
+    TransientError,
+    install_log_redaction,
+)
 
 T = TypeVar("T")
 A = TypeVar("A")

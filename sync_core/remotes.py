@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from .authing_client import AuthingClient
-from .http_retry import CallObserver
-from .settings import Settings
-from .wecom_client import WeComClient
+from sync_core.authing.client import AuthingClient
+from sync_core.http.retry import CallObserver
+from sync_core.settings import Settings
+from sync_core.wecom.client import WeComClient
 
 
 @dataclass

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from .executor import ItemStatus, Outcome
-from .operations import DESTRUCTIVE, Action, Change, Kind, Operation, Request
-from .store.links import LinkRow
+from sync_core.directory.operations import DESTRUCTIVE, Action, Change, Kind, Operation, Request
+from sync_core.engine.executor import ItemStatus, Outcome
+from sync_core.store.links import LinkRow
 
 STAGED = "staged"  # a delete held back by the deletion guard, awaiting approval
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 
-from .errors import StopSync
+from sync_core.errors import StopSync
 
 Clock = Callable[[], float]
 TokenFetch = Callable[[], Awaitable[tuple[str, float]]]

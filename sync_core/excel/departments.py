@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .excel_columns import normalize_path
-from .model import WeComDepartment
+from sync_core.excel.columns import normalize_path
+from sync_core.wecom.model import WeComDepartment
 
 ROOT_ID = 1
 

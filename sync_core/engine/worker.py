@@ -25,14 +25,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from .errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
-from .metrics import Metrics
-from .settings import Settings
-from .store import links, queue
-from .store.links import LinkRow
-from .store.models import EventSource, utcnow
-from .upstream_sync import EntityResult, UpstreamSync
-from .wecom_events import EntityKind
+from sync_core.engine.entity_sync import EntityResult, UpstreamSync
+from sync_core.errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
+from sync_core.metrics import Metrics
+from sync_core.settings import Settings
+from sync_core.store import links, queue
+from sync_core.store.links import LinkRow
+from sync_core.store.models import EventSource, utcnow
+from sync_core.wecom.events import EntityKind
 
 log = logging.getLogger(__name__)
 

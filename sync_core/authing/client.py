@@ -26,9 +26,9 @@ from typing import Any, Unpack
 import httpx
 from pydantic import SecretStr
 
-from .api_base import ClientOptions, TokenAuthClient
-from .errors import AuthError, BadRequestError, NotFoundError, PermanentError, from_authing
-from .http_retry import chunked, gather_or_cancel, json_object, parse_retry_after
+from sync_core.errors import AuthError, BadRequestError, NotFoundError, PermanentError, from_authing
+from sync_core.http.client import ClientOptions, TokenAuthClient
+from sync_core.http.retry import chunked, gather_or_cancel, json_object, parse_retry_after
 
 DEFAULT_BASE_URL = "https://api.authing.cn"
 PAGE_LIMIT = 50  # "limit must less than 50"

@@ -15,9 +15,9 @@ from typing import Any, ClassVar, TypedDict
 import httpx
 from pydantic import SecretStr
 
-from .access_token import TokenCache, secret_digest
-from .errors import DryRunRejected
-from .http_retry import CallObserver, Clock, RetryPolicy, Sleep, Upstream
+from sync_core.errors import DryRunRejected
+from sync_core.http.retry import CallObserver, Clock, RetryPolicy, Sleep, Upstream
+from sync_core.http.token import TokenCache, secret_digest
 
 
 class ClientOptions(TypedDict, total=False):

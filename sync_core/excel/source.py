@@ -24,12 +24,12 @@ from typing import TypeVar
 
 from openpyxl import load_workbook
 
-from . import excel_columns as cols
-from .excel_columns import DepartmentColumn, ExcelSourceError, HeaderRow
-from .excel_departments import DepartmentResolver
-from .excel_merge import merge_sources
-from .excel_rows import UserRows
-from .model import WeComDepartment, WeComUser
+from sync_core.excel import columns as cols
+from sync_core.excel.columns import DepartmentColumn, ExcelSourceError, HeaderRow
+from sync_core.excel.departments import DepartmentResolver
+from sync_core.excel.merge import merge_sources
+from sync_core.excel.rows import UserRows
+from sync_core.wecom.model import WeComDepartment, WeComUser
 
 _T = TypeVar("_T")
 

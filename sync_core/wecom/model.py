@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .wecom_events import ExtAttr, PartyChange, UserChange
+from sync_core.wecom.events import ExtAttr, PartyChange, UserChange
 
 # user/get withholds these from apps created after 2022-06-20 and may answer "" for them;
 # an empty value from the API is therefore unknown, not "cleared". Gender "0" (undefined)

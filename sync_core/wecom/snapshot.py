@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .authing_client import AuthingClient
-from .errors import RestrictedError, StopSync, SyncError
-from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
-from .planner import Policy
-from .wecom_client import WeComClient
+from sync_core.authing.client import AuthingClient
+from sync_core.authing.planner import Policy
+from sync_core.errors import RestrictedError, StopSync, SyncError
+from sync_core.wecom.client import WeComClient
+from sync_core.wecom.model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

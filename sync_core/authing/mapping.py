@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .model import WeComDepartment, WeComUser
+from sync_core.wecom.model import WeComDepartment, WeComUser
 
 USER_ID_FIELD = "wechatwork_user_id"
 USER_DEPARTMENTS_FIELD = "wechatwork_department_ids"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from .wecom_xml import MalformedDocument, message_fields
+from sync_core.wecom.envelope import MalformedDocument, message_fields
 
 
 class EntityKind(StrEnum):
