@@ -1,4 +1,5 @@
-"""Build the WeCom and Authing clients from settings: one httpx.AsyncClient per upstream."""
+"""Build the WeCom and Authing clients (the remotes) from settings: one httpx.AsyncClient
+per remote."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sync_core.wecom.client import WeComClient
 
 
 @dataclass
-class Upstreams:
+class Remotes:
     wecom: WeComClient
     authing: AuthingClient
     _clients: tuple[httpx.AsyncClient, ...]
@@ -23,8 +24,8 @@ class Upstreams:
             await client.aclose()
 
 
-def build_upstreams(settings: Settings, *, observer: CallObserver | None = None,
-                    dry_run: bool = False) -> Upstreams:
+def build_remotes(settings: Settings, *, observer: CallObserver | None = None,
+                    dry_run: bool = False) -> Remotes:
     """Requires the contact secret and the Authing key pair (SettingsError names the
     first one missing)."""
     settings.require("wecom_corp_id", "wecom_contact_secret", "authing_access_key_id",
@@ -47,4 +48,4 @@ def build_upstreams(settings: Settings, *, observer: CallObserver | None = None,
                             base_url=settings.authing_api_base,
                             max_concurrency=settings.authing_max_concurrency,
                             rate_per_minute=settings.authing_rate_per_minute, **common)  # type: ignore[arg-type]
-    return Upstreams(wecom, authing, (wecom_http, authing_http))
+    return Remotes(wecom, authing, (wecom_http, authing_http))

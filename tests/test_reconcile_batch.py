@@ -122,7 +122,7 @@ async def test_a_refused_batch_falls_back_to_one_create_user_each(tmp_path: Path
 async def test_one_bad_user_fails_alone(tmp_path: Path) -> None:
     with pools(tmp_path, users=20) as p:
         try:
-            await p.runtime.sync.bootstrap()
+            await p.runtime.sync.prepare()
             taken = p.directory.users[3]
             # Someone else's account already holds this email: Authing refuses the batch.
             p.authing.admin.create_user(username="someone-else", email=taken["email"],

@@ -232,7 +232,8 @@ def test_every_write_records_what_it_mirrors(sqlite_url: str, keys: CallbackKeys
         s.settle()
         engine = make_engine(sqlite_url)
         with engine.connect() as conn:
-            rows = {(r.kind, r.key): r for r in conn.execute(text("SELECT * FROM links"))}
+            rows = {(r.kind, r.source_key): r
+                    for r in conn.execute(text("SELECT * FROM links"))}
         engine.dispose()
     assert set(rows) == {("user", "feng"), ("department", "9")}
     assert rows[("user", "feng")].target_id == s.user("feng")["userId"]

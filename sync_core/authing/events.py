@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sync_core.directory.vocabulary import Kind
+
 # Never persisted: the user:created sample carries password hashes and salts.
 _SENSITIVE_KEYS = frozenset({"password", "salt", "token", "tokenExpiredAt", "secret",
                              "accessToken", "refreshToken", "otp", "recoveryCode"})
@@ -23,7 +25,7 @@ class MalformedWebhook(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class WebhookEntry:
-    entity_kind: str
+    entity_kind: Kind
     entity_key: str
     event_type: str
     payload: dict[str, Any]
@@ -64,24 +66,24 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def _entities(event_name: str, data: dict[str, Any]) -> tuple[str, list[str]]:
+def _entities(event_name: str, data: dict[str, Any]) -> tuple[Kind, list[str]]:
     family = event_name.split(":", 1)[0]
     if family == "user" or event_name in ("register", "login"):
         if isinstance(data.get("users"), list):
             keys = [_id(u) for u in data["users"]]
-            return "user", [k for k in keys if k] or ["unknown"]
+            return Kind.USER, [k for k in keys if k] or ["unknown"]
         user = data.get("user") if isinstance(data.get("user"), dict) else data
-        return "user", [_id(user) or "unknown"]
+        return Kind.USER, [_id(user) or "unknown"]
     if family == "organization":
         if isinstance(data.get("nodes"), list):
             keys = [_id(n) for n in data["nodes"]]
-            return "department", [k for k in keys if k] or ["unknown"]
+            return Kind.DEPARTMENT, [k for k in keys if k] or ["unknown"]
         node = data.get("node") if isinstance(data.get("node"), dict) else None
         if node is not None:
-            return "department", [_id(node) or "unknown"]
+            return Kind.DEPARTMENT, [_id(node) or "unknown"]
         org = data.get("organization") if isinstance(data.get("organization"), dict) else {}
-        return "department", [_id(org) or "unknown"]
-    return "other", [event_name]
+        return Kind.DEPARTMENT, [_id(org) or "unknown"]
+    return Kind.OTHER, [event_name]
 
 
 def _id(obj: Any) -> str | None:

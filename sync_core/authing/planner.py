@@ -14,7 +14,7 @@ unresolved ref does not serialise to JSON, so it cannot be sent by mistake.
 Ownership: the planner never silently takes over an Authing object. Users are matched by
 externalId, departments by openDepartmentId within the organization; only objects that are
 ours are deleted, and an unmanaged user that looks like a WeCom user is a conflict unless
-``Policy.adopt_existing``.
+``Binding.adopt_existing``.
 """
 
 from __future__ import annotations
@@ -22,17 +22,18 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sync_core.authing.mapping import (
     USER_ID_FIELD,
     DesiredUser,
-    MappingPolicy,
     Membership,
     UsernameSource,
     map_department,
     map_user,
 )
+from sync_core.authing.model import AuthingDepartment, AuthingMembership, AuthingUser
+from sync_core.binding import Binding
 from sync_core.directory.operations import (
     DESTRUCTIVE,
     Action,
@@ -47,39 +48,9 @@ from sync_core.directory.operations import (
     deletion_guard,
     resolve_refs,
 )
+from sync_core.directory.vocabulary import Cause
 from sync_core.settings import UserDeletePolicy
-from sync_core.wecom.model import (
-    AuthingDepartment,
-    AuthingMembership,
-    AuthingUser,
-    WeComDepartment,
-    WeComUser,
-)
-
-if TYPE_CHECKING:
-    from sync_core.settings import Settings
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """``root_department_id`` is the Authing departmentId of the organization root, which
-    stands for WeCom's root department; the reconciler should pass the real id read from
-    ``get-organization`` (Authing accepts ``"root"`` for a parent, not everywhere)."""
-
-    organization_code: str = "wecom"
-    user_delete_policy: UserDeletePolicy = UserDeletePolicy.RESIGN
-    adopt_existing: bool = False
-    mapping: MappingPolicy = field(default_factory=MappingPolicy)
-    root_department_id: str = "root"
-    root_wecom_id: int = 1
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> Policy:
-        values: dict[str, Any] = {
-            "organization_code": settings.authing_organization_code,
-            "user_delete_policy": settings.user_delete_policy,
-        }
-        return cls(**{**values, **overrides})
+from sync_core.wecom.model import WeComDepartment, WeComUser
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +66,7 @@ class DepartmentIndex:
         object.__setattr__(self, "_wecom_ids", {a: w for w, a in self.authing_ids.items()})
 
     @classmethod
-    def build(cls, departments: Iterable[AuthingDepartment], policy: Policy,
+    def build(cls, departments: Iterable[AuthingDepartment], policy: Binding,
               source: Iterable[WeComDepartment] = ()) -> DepartmentIndex:
         ids: dict[int, str] = {}
         for dept in departments:
@@ -115,7 +86,7 @@ class DepartmentIndex:
 # -- public planning functions -------------------------------------------------------------
 
 
-def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Policy,
+def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Binding,
               index: DepartmentIndex, *, key: str | None = None) -> tuple[Operation, ...]:
     """One user. ``desired`` None = deleted in WeCom; ``actual`` None = not in Authing.
 
@@ -131,12 +102,13 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Pol
         return _after_departments(_plan_user_create(want, policy, index), policy, index)
     problem = _ownership_problem(want, actual, policy)
     if problem is not None:
-        return (_skip(Kind.USER, want.external_id, problem, actual.user_id),)
+        return (_skip(Kind.USER, want.external_id, problem, actual.user_id,
+                      cause=Cause.CONFLICT),)
     return _after_departments(_plan_user_update(want, actual, policy, index), policy, index)
 
 
 def plan_department(desired: WeComDepartment | None, actual: AuthingDepartment | None,
-                    policy: Policy, index: DepartmentIndex, *,
+                    policy: Binding, index: DepartmentIndex, *,
                     key: str | None = None) -> tuple[Operation, ...]:
     """One department: create under its parent, rename, move, or delete when empty."""
     if desired is None:
@@ -152,13 +124,14 @@ def plan_department(desired: WeComDepartment | None, actual: AuthingDepartment |
     if _managed_wecom_id(actual, policy) != desired.id:
         reason = (f"conflict: Authing department {actual.department_id} is not linked to "
                   f"WeCom department {desired.id} in organization {policy.organization_code}")
-        return (_skip(Kind.DEPARTMENT, str(desired.id), reason, actual.department_id),)
+        return (_skip(Kind.DEPARTMENT, str(desired.id), reason, actual.department_id,
+                      cause=Cause.CONFLICT),)
     return (_plan_department_update(desired, actual, policy, index),)
 
 
 def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[WeComDepartment],
               actual_users: Iterable[AuthingUser], actual_departments: Iterable[AuthingDepartment],
-              policy: Policy, mode: Mode = Mode.CREATE_UPDATE) -> tuple[Operation, ...]:
+              policy: Binding, mode: Mode = Mode.CREATE_UPDATE) -> tuple[Operation, ...]:
     """Everything, for the reconciler. Order: departments created or moved parent-first,
     users created or updated, users removed, departments deleted children-first."""
     users, depts = list(desired_users), {d.id: d for d in desired_departments}
@@ -178,7 +151,8 @@ def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[
             parent = dept.parent_id
             if (parent is not None and parent not in depts and index.authing_id(parent) is None):
                 reason = f"parent department {parent} is neither in WeCom nor in Authing"
-                dept_ops.append(_skip(Kind.DEPARTMENT, str(dept.id), reason))
+                dept_ops.append(_skip(Kind.DEPARTMENT, str(dept.id), reason,
+                                      cause=Cause.INCOMPLETE))
                 continue
             dept_ops += plan_department(dept, ours.get(dept.id), policy, index)
 
@@ -196,7 +170,7 @@ def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[
 
 
 def count_managed(actual_users: Iterable[AuthingUser],
-                  actual_departments: Iterable[AuthingDepartment], policy: Policy) -> int:
+                  actual_departments: Iterable[AuthingDepartment], policy: Binding) -> int:
     """How many Authing objects are ours: the base of the guard's percentage."""
     depts = list(actual_departments)
     index = DepartmentIndex.build(depts, policy)
@@ -205,7 +179,7 @@ def count_managed(actual_users: Iterable[AuthingUser],
                        (None, policy.root_wecom_id))
 
 
-def is_managed_user(user: AuthingUser, policy: Policy, index: DepartmentIndex) -> bool:
+def is_managed_user(user: AuthingUser, policy: Binding, index: DepartmentIndex) -> bool:
     """Ours: has an externalId and shows it was written by us (our extension field, or a
     department of our organization). With neither read, the externalId alone decides."""
     if not user.external_id:
@@ -221,7 +195,7 @@ def is_managed_user(user: AuthingUser, policy: Policy, index: DepartmentIndex) -
 # -- users ---------------------------------------------------------------------------------
 
 
-def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy: Policy,
+def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy: Binding,
                        index: DepartmentIndex, mode: Mode) -> tuple[list[Operation], set[str]]:
     by_external = {u.external_id: u for u in actual if u.external_id}
     unmanaged = _UnmanagedLookup([u for u in actual if not u.external_id])
@@ -237,7 +211,8 @@ def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy
             if hit is not None and not policy.adopt_existing:
                 reason = (f"conflict: unmanaged Authing user {hit[0].user_id} has the same "
                           f"{hit[1]} and no externalId; set adopt_existing to take it over")
-                ops.append(_skip(Kind.USER, user.userid, reason, hit[0].user_id))
+                ops.append(_skip(Kind.USER, user.userid, reason, hit[0].user_id,
+                                 cause=Cause.CONFLICT))
                 continue
             if hit is not None:
                 match = hit[0]
@@ -266,7 +241,7 @@ class _UnmanagedLookup:
         return None
 
 
-def _ownership_problem(want: DesiredUser, actual: AuthingUser, policy: Policy) -> str | None:
+def _ownership_problem(want: DesiredUser, actual: AuthingUser, policy: Binding) -> str | None:
     if actual.external_id and actual.external_id in (want.external_id, want.renamed_from):
         return None
     if not actual.external_id:
@@ -278,16 +253,17 @@ def _ownership_problem(want: DesiredUser, actual: AuthingUser, policy: Policy) -
             f"{actual.external_id!r}")
 
 
-def _plan_user_create(want: DesiredUser, policy: Policy, index: DepartmentIndex) -> Operation:
+def _plan_user_create(want: DesiredUser, policy: Binding, index: DepartmentIndex) -> Operation:
     key = want.external_id
     values = {**dict(want.create_only), **dict(want.fields)}
     body: dict[str, Any] = {"externalId": key}
     body.update((k, v) for k, v in values.items() if v)
     if body.get("status") == "Resigned":
-        return _skip(Kind.USER, key, "resigned in WeCom (status 5): no account is created")
+        return _skip(Kind.USER, key, "resigned in WeCom (status 5): no account is created",
+                     cause=Cause.POLICY)
     if not any(body.get(k) for k in ("username", "phone", "email")):
         return _skip(Kind.USER, key, "cannot create: Authing needs a username, phone or "
-                                     "email and WeCom sent none")
+                                     "email and WeCom sent none", cause=Cause.INCOMPLETE)
     changes = [Change(k, None, v) for k, v in body.items()]
     custom = {k: v for k, v in want.custom_data if v}
     body["customData"] = custom
@@ -303,7 +279,7 @@ def _plan_user_create(want: DesiredUser, policy: Policy, index: DepartmentIndex)
     return Operation(Kind.USER, key, Action.CREATE, None, tuple(changes), tuple(requests), needs)
 
 
-def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Policy,
+def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Binding,
                       index: DepartmentIndex) -> Operation:
     changes, body = _profile_changes(want, actual, policy)
     custom_changes, custom = _custom_changes(want.custom_data, actual.custom_data)
@@ -331,7 +307,7 @@ _USER_ATTRS = {"name": "name", "username": "username", "phone": "phone",
 
 
 def _profile_changes(want: DesiredUser, actual: AuthingUser,
-                     policy: Policy) -> tuple[list[Change], dict[str, Any]]:
+                     policy: Binding) -> tuple[list[Change], dict[str, Any]]:
     changes: list[Change] = []
     body: dict[str, Any] = {}
     if actual.external_id != want.external_id:  # rename or adoption
@@ -353,13 +329,15 @@ def _profile_changes(want: DesiredUser, actual: AuthingUser,
     return changes, body
 
 
-def _plan_user_gone(actual: AuthingUser, policy: Policy, index: DepartmentIndex) -> Operation:
+def _plan_user_gone(actual: AuthingUser, policy: Binding, index: DepartmentIndex) -> Operation:
     key, uid = actual.external_id or actual.user_id, actual.user_id
     if not is_managed_user(actual, policy, index):
-        return _skip(Kind.USER, key, "not managed by wecom-sync: left alone", uid)
+        return _skip(Kind.USER, key, "not managed by wecom-sync: left alone", uid,
+                     cause=Cause.NOT_MANAGED)
     rule = policy.user_delete_policy
     if rule is UserDeletePolicy.IGNORE:
-        return _skip(Kind.USER, key, "deleted in WeCom; user_delete_policy is ignore", uid)
+        return _skip(Kind.USER, key, "deleted in WeCom; user_delete_policy is ignore", uid,
+                     cause=Cause.POLICY)
     if rule is UserDeletePolicy.DELETE:
         return Operation(Kind.USER, key, Action.DELETE, uid, (Change("externalId", key, None),),
                          (Request("delete-users-batch", {"userIds": (uid,)}),))
@@ -377,7 +355,7 @@ def _plan_user_gone(actual: AuthingUser, policy: Policy, index: DepartmentIndex)
 
 
 def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | None,
-                     policy: Policy, index: DepartmentIndex,
+                     policy: Binding, index: DepartmentIndex,
                      ) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...], Change] | None:
     """The set-user-departments items, or None when WeCom did not say or nothing changes.
 
@@ -427,7 +405,7 @@ def _render(memberships: Mapping[int, tuple[bool, bool]]) -> str:
     return ";".join(one(d, *flags) for d, flags in sorted(memberships.items()))
 
 
-def _membership_wecom_id(m: AuthingMembership, policy: Policy,
+def _membership_wecom_id(m: AuthingMembership, policy: Binding,
                          index: DepartmentIndex) -> int | None:
     if m.organization_code and m.organization_code != policy.organization_code:
         return None
@@ -437,7 +415,7 @@ def _membership_wecom_id(m: AuthingMembership, policy: Policy,
     return wecom_id
 
 
-def _after_departments(op: Operation, policy: Policy,
+def _after_departments(op: Operation, policy: Binding,
                        index: DepartmentIndex) -> tuple[Operation, ...]:
     """Prefix the creates of missing departments ``op`` needs that ``index.source`` knows,
     parent-first; anything unknown stays in ``op.needs`` for the executor."""
@@ -459,15 +437,15 @@ def _after_departments(op: Operation, policy: Policy,
 # -- departments ---------------------------------------------------------------------------
 
 
-def _plan_department_create(desired: WeComDepartment, policy: Policy,
+def _plan_department_create(desired: WeComDepartment, policy: Binding,
                             index: DepartmentIndex) -> Operation:
     want = map_department(desired)
     key = want.open_department_id
     if not want.name:
         return _skip(Kind.DEPARTMENT, key, "department name unknown (WeCom sent only ids); "
-                                           "read it from WeCom first")
+                                           "read it from WeCom first", cause=Cause.INCOMPLETE)
     if want.parent_id is None:
-        return _skip(Kind.DEPARTMENT, key, "parent department unknown")
+        return _skip(Kind.DEPARTMENT, key, "parent department unknown", cause=Cause.INCOMPLETE)
     parent = _dept_ref(want.parent_id, index)
     body = {"organizationCode": policy.organization_code, "name": want.name,
             "parentDepartmentId": parent, "openDepartmentId": key,
@@ -480,7 +458,7 @@ def _plan_department_create(desired: WeComDepartment, policy: Policy,
 
 
 def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
-                            policy: Policy, index: DepartmentIndex) -> Operation:
+                            policy: Binding, index: DepartmentIndex) -> Operation:
     want = map_department(desired)
     changes: list[Change] = []
     body: dict[str, Any] = {}
@@ -510,17 +488,20 @@ def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
                      tuple(changes), (request,), needs)
 
 
-def _plan_department_gone(actual: AuthingDepartment, policy: Policy, members: int,
+def _plan_department_gone(actual: AuthingDepartment, policy: Binding, members: int,
                           children: int) -> Operation:
     wecom_id = _managed_wecom_id(actual, policy)
     key, did = actual.open_department_id or actual.department_id, actual.department_id
     if wecom_id is None:
-        return _skip(Kind.DEPARTMENT, key, "not managed by wecom-sync: left alone", did)
+        return _skip(Kind.DEPARTMENT, key, "not managed by wecom-sync: left alone", did,
+                     cause=Cause.NOT_MANAGED)
     if wecom_id == policy.root_wecom_id:
-        return _skip(Kind.DEPARTMENT, key, "the organization root is never deleted", did)
+        return _skip(Kind.DEPARTMENT, key, "the organization root is never deleted", did,
+                     cause=Cause.PROTECTED)
     if members > 0 or children > 0:
         return _skip(Kind.DEPARTMENT, key, f"blocked: department is not empty ({members} "
-                                           f"members, {children} child departments)", did)
+                                           f"members, {children} child departments)", did,
+                     cause=Cause.BLOCKED)
     request = Request("delete-department", {"organizationCode": policy.organization_code,
                                             "departmentId": did})
     return Operation(Kind.DEPARTMENT, key, Action.DELETE, did,
@@ -529,7 +510,7 @@ def _plan_department_gone(actual: AuthingDepartment, policy: Policy, members: in
 
 def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[AuthingDepartment],
                              users: list[AuthingUser], planned: list[Operation],
-                             policy: Policy) -> list[Operation]:
+                             policy: Binding) -> list[Operation]:
     """Deepest first, each only when nothing is left in it once ``planned`` has run."""
     by_target = {op.target: op for op in planned if op.kind is Kind.USER and op.target}
     members: Counter[str] = Counter()
@@ -570,7 +551,7 @@ def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[Auth
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _managed_wecom_id(dept: AuthingDepartment, policy: Policy) -> int | None:
+def _managed_wecom_id(dept: AuthingDepartment, policy: Binding) -> int | None:
     """The WeCom id of an Authing department of our organization, else None."""
     if dept.organization_code not in (None, policy.organization_code):
         return None
@@ -617,13 +598,14 @@ def _same(old: Any, new: Any) -> bool:
     return str(old) == str(new)
 
 
-def _skip(kind: Kind, key: str, reason: str, target: str | None = None) -> Operation:
-    return Operation(kind, key, Action.SKIP, target, reason=reason)
+def _skip(kind: Kind, key: str, reason: str, target: str | None = None, *,
+          cause: Cause) -> Operation:
+    return Operation(kind, key, Action.SKIP, target, reason=reason, cause=cause)
 
 
 __all__ = [
     "DESTRUCTIVE", "Action", "Change", "DepartmentIndex", "DepartmentRef", "GuardVerdict",
-    "Kind", "Mode", "Operation", "Policy", "Request", "UnresolvedDepartment", "deletion_guard",
+    "Kind", "Mode", "Operation", "Request", "UnresolvedDepartment", "deletion_guard",
     "count_managed", "is_managed_user", "plan_department", "plan_full", "plan_user",
     "resolve_refs",
 ]

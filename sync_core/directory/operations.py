@@ -14,10 +14,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-
-class Kind(StrEnum):
-    USER = "user"
-    DEPARTMENT = "department"
+from sync_core.directory.vocabulary import Cause, Kind
 
 
 class Action(StrEnum):
@@ -71,7 +68,8 @@ class Operation:
     ``key``: WeCom userid or department id. ``target``: the Authing userId/departmentId
     acted on, when it exists at plan time. ``changes``: (field, old, new) for the report.
     ``needs``: WeCom department ids the bodies still name by DepartmentRef. ``reason``: why
-    a skip was planned. No requests means nothing is written.
+    a skip was planned, for people; ``cause``: the same as an enum, for code. No requests
+    means nothing is written.
     """
 
     kind: Kind
@@ -82,6 +80,7 @@ class Operation:
     requests: tuple[Request, ...] = ()
     needs: tuple[str, ...] = ()
     reason: str | None = None
+    cause: Cause | None = None
 
     @property
     def writes(self) -> bool:

@@ -1,35 +1,29 @@
-"""Incremental WeCom → Authing sync of one entity: the worker's unit of work.
+"""Incremental sync of one entity through a direction's ports: the worker's unit of work.
 
-An event is a hint. The entity is re-read from WeCom where the API allows it; when WeCom
-refuses the read (48009 restricted, 60020 untrusted IP, 48002 no permission) the events'
-own fields are used for a cool-down period, and that is said in logs and metrics. The
-current Authing state is read, the pure planner decides, the executor applies.
+An event is a hint. The source reader re-reads the entity (or folds the events' fields when
+the source refuses reads) while the target reader reads the target side; the echo check
+settles a state the opposite direction wrote itself; the direction's pure planner decides;
+the executor applies through the target writer.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sync_core.authing.client import AuthingClient
-from sync_core.authing.planner import DepartmentIndex, Policy, plan_department, plan_user
-from sync_core.directory.operations import Action, Kind, Operation
+from sync_core.directory.operations import Action, Operation
+from sync_core.directory.vocabulary import Cause, Kind
+from sync_core.engine.echo import EchoCheck
 from sync_core.engine.executor import Executor, ItemStatus, Outcome
+from sync_core.engine.ports import Ports, ReadFrom
 from sync_core.engine.run_log import written
-from sync_core.errors import ConflictError, NotFoundError, PermanentError, RestrictedError
+from sync_core.errors import ConflictError, PermanentError
 from sync_core.http.retry import gather_pair
 from sync_core.store.links import LinkRow
-from sync_core.wecom.client import WeComClient
-from sync_core.wecom.events import PARTY_CHANGES, USER_CHANGES, change_from_payload
-from sync_core.wecom.model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
 
 log = logging.getLogger(__name__)
-
-BLOCKED_PREFIX = "blocked:"
-CONFLICT_PREFIX = "conflict:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +31,13 @@ class EntityResult:
     kind: Kind
     key: str
     outcomes: tuple[Outcome, ...]
-    read_from: str  # "api": re-read from WeCom; "event": the events' own fields
-    # Canonical WeCom state per (kind, key) the plan was made from: what a write mirrors.
-    states: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+    read_from: ReadFrom
+    # Per (kind, key) written: the essence the target shows after the write.
+    essences: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+    echo: bool = False  # the source state is what the opposite direction last wrote
 
     def links(self) -> list[LinkRow]:
-        return written(self.outcomes, self.states)
+        return written(self.outcomes, lambda kind, key: self.essences.get((kind, key)))
 
     @property
     def failures(self) -> tuple[Outcome, ...]:
@@ -52,13 +47,13 @@ class EntityResult:
     def blocked(self) -> tuple[Outcome, ...]:
         """Skips that may clear by themselves (a department that still has members)."""
         return tuple(o for o in self.outcomes if o.status is ItemStatus.SKIPPED
-                     and (o.op.reason or "").startswith(BLOCKED_PREFIX))
+                     and o.op.cause is Cause.BLOCKED)
 
     @property
     def conflicts(self) -> tuple[Outcome, ...]:
         """Skips the planner made to protect an account we do not own."""
         return tuple(o for o in self.outcomes if o.status is ItemStatus.SKIPPED
-                     and (o.op.reason or "").startswith(CONFLICT_PREFIX))
+                     and o.op.cause is Cause.CONFLICT)
 
     @property
     def writes(self) -> int:
@@ -76,108 +71,85 @@ class EntityResult:
                 text += f": {o.error_text}"
             parts.append(text)
         head = f"from {self.read_from}"
+        if self.echo:
+            return f"{head}; echo of our own write: nothing to do"
         return f"{head}; " + "; ".join(parts) if parts else f"{head}; nothing to do"
 
 
-class ReadCooldown:
-    """After WeCom refuses a read, don't ask again until the cool-down has passed."""
+class EntitySync:
+    """One direction of one binding, one entity at a time. ``prepare`` (the target's
+    bootstrap) completes the binding once; it is then passed down to every read and plan."""
 
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.seconds = seconds
-        self._clock = clock
-        self._until = 0.0
-
-    @property
-    def active(self) -> bool:
-        return self._clock() < self._until
-
-    def trip(self, exc: RestrictedError) -> None:
-        if not self.active:
-            log.warning("WeCom refused a read (%s); applying events from their own fields "
-                        "for %.0f s", exc, self.seconds)
-        self._until = self._clock() + self.seconds
-
-
-class UpstreamSync:
-    def __init__(self, wecom: WeComClient, authing: AuthingClient, policy: Policy, *,
-                 cooldown: ReadCooldown, on_event_fields: Callable[[str], None] | None = None,
-                 ) -> None:
-        self.wecom = wecom
-        self.authing = authing
-        self.policy = policy
-        self.cooldown = cooldown
-        self._on_event_fields = on_event_fields or (lambda kind: None)
-        self._executor = Executor(authing)
-        # WeCom department id → Authing departmentId, learnt from reads and creates. Saves a
-        # get-department per user event; dropped for a department when its own event is
+    def __init__(self, ports: Ports, *, echo: EchoCheck | None = None) -> None:
+        self.ports = ports
+        self.binding = ports.binding
+        self.echo = echo
+        self.source, self.target, self.planner = ports.source, ports.target, ports.planner
+        self._executor = Executor(ports.writer)
+        # Source department key → target id, learnt from reads and creates. Saves a
+        # target read per user event; dropped for a department when its own event is
         # handled, and wholesale whenever an entity fails (a stale id is one cause).
-        self._dept_ids: dict[int, str] = {}
+        self._dept_ids: dict[str, str] = {}
 
-    async def bootstrap(self, organization_name: str = "WeCom") -> None:
-        """Make sure the organization and the extension fields exist; learn the root id."""
-        org = await self.authing.get_organization()
-        if org is None:
-            org = await self.authing.create_organization(organization_name,
-                                                         open_department_id="1")
-            log.info("created Authing organization %s", self.policy.organization_code)
-        root = org.get("departmentId")
-        if root:
-            self.policy = replace(self.policy, root_department_id=str(root))
-        defined = await self.authing.ensure_custom_fields()
-        if defined:
-            log.info("defined Authing custom fields: %s", ", ".join(defined))
+    async def prepare(self) -> None:
+        self.binding = await self.target.bootstrap(self.ports.binding)
 
     # -- users --------------------------------------------------------------------------
 
-    async def sync_user(self, key: str, payloads: Sequence[dict[str, Any]]) -> EntityResult:
-        hints = [change_from_payload(p) for p in payloads
-                 if p.get("change_type") in USER_CHANGES]
-        renamed_to: str | None = next(
-            (new for h in reversed(hints) if (new := getattr(h, "new_user_id", None))), None)
-        current = renamed_to or key
-        states: dict[tuple[str, str], Any] = {}
+    async def sync_user(self, key: str, payloads: Sequence[Mapping[str, Any]]) -> EntityResult:
+        hints = self.source.hints(Kind.USER, payloads)
+        current = hints.renamed_to or key
+        essences: dict[tuple[str, str], Any] = {}
         done: list[Outcome] = []
-        if renamed_to is None and any(h.change_type == "create_user" for h in hints):
-            desired, read_from = await self._desired_user(current, key, hints)
-            states[("user", current)] = desired
+        if hints.renamed_to is None and hints.announced:
+            desired, read_from = await self.source.read_user(current, key, hints)
+            if await self._echo(Kind.USER, current, desired):
+                return EntityResult(Kind.USER, current, (), read_from, echo=True)
             if desired is not None:
-                # Announced as new: the create is itself the existence check (externalId is
-                # unique in the pool), so only a refused create pays for reading Authing.
-                outcomes = await self._plan_user(desired, None, current, states)
+                # Announced as new: the create is itself the existence check (the target
+                # keeps the source key unique), so only a refused create reads the target.
+                outcomes = await self._plan_user(desired, None, current, essences)
                 if not _create_failed(outcomes, PermanentError):
                     return self._result(EntityResult(Kind.USER, current, tuple(outcomes),
-                                                     read_from, states))
+                                                     read_from, essences))
                 done = [o for o in outcomes if o.status is ItemStatus.APPLIED]
-            actual = await self._actual_user([key])
+            actual = await self.target.user([key], self.binding)
         else:
-            # WeCom's record and Authing's are independent reads: made side by side, they
-            # cost one round trip of latency instead of two or three.
+            # The source's record and the target's are independent reads: made side by
+            # side, they cost one round trip of latency instead of two or three.
             (desired, read_from), actual = await gather_pair(
-                self._desired_user(current, key, hints),
-                self._actual_user([key, current] if renamed_to else [key]))
-            states[("user", current)] = desired
-        outcomes = done + await self._plan_user(desired, actual, current, states)
+                self.source.read_user(current, key, hints),
+                self.target.user([key, current] if hints.renamed_to else [key],
+                                 self.binding))
+            if await self._echo(Kind.USER, current, desired):
+                return EntityResult(Kind.USER, current, (), read_from, echo=True)
+        outcomes = done + await self._plan_user(desired, actual, current, essences)
         if actual is None and desired is not None and _create_failed(outcomes, ConflictError):
             # Only a create that collides pays for the search: the account in the way is
             # handed to the planner, which refuses to take it over unless adopt_existing.
-            unmanaged = await self._unmanaged_match(desired)
+            unmanaged = await self.target.colliding_user(desired, self.binding)
             if unmanaged is not None:
                 done = [o for o in outcomes if o.status is ItemStatus.APPLIED]
-                outcomes = done + await self._plan_user(desired, unmanaged, current, states)
+                outcomes = done + await self._plan_user(desired, unmanaged, current, essences)
         return self._result(EntityResult(Kind.USER, current, tuple(outcomes), read_from,
-                                         states))
+                                         essences))
 
-    async def _plan_user(self, desired: WeComUser | None, actual: AuthingUser | None,
-                         key: str, states: dict[tuple[str, str], Any]) -> list[Outcome]:
-        index = await self._index(self._user_departments(desired, actual))
-        states.update({("department", str(d.id)): d for d in index.source.values()})
-        ops = plan_user(desired, actual, self.policy, index, key=key)
+    async def _plan_user(self, desired: Any, actual: Any, key: str,
+                         essences: dict[tuple[str, str], Any]) -> list[Outcome]:
+        index, source = await self._index(
+            self.planner.user_departments(desired, actual, self.binding))
+        essences[(Kind.USER, key)] = self.planner.essence(Kind.USER, desired, actual,
+                                                          self.binding)
+        for dept_key, dept in source.items():
+            essences[(Kind.DEPARTMENT, str(dept_key))] = self.planner.essence(
+                Kind.DEPARTMENT, dept, None, self.binding)
+        ops = self.planner.plan_user(desired, actual, self.binding, index, key)
         return await self._apply(ops, index)
 
-    async def _apply(self, ops: Sequence[Operation], index: DepartmentIndex) -> list[Outcome]:
-        ids = _seed_ids(index)
+    async def _apply(self, ops: Sequence[Operation], index: Any) -> list[Outcome]:
+        ids = self.planner.seed(index)
         outcomes = await self._executor.apply(ops, ids)
-        self._dept_ids.update({int(w): a for w, a in ids.items() if w.isdigit()})
+        self._dept_ids.update(ids)
         return outcomes
 
     def _result(self, result: EntityResult) -> EntityResult:
@@ -185,174 +157,71 @@ class UpstreamSync:
             self._dept_ids.clear()
         return result
 
-    async def _desired_user(self, current: str, original: str,
-                            hints: list[Any]) -> tuple[WeComUser | None, str]:
-        if not self.cooldown.active:
-            try:
-                user = WeComUser.from_api(await self.wecom.user_get(current))
-            except NotFoundError:  # 60111: confirmed gone (or out of the app's scope)
-                return None, "api"
-            except RestrictedError as exc:
-                self.cooldown.trip(exc)
-            else:
-                if current != original:
-                    user = replace(user, renamed_from=original)
-                return user, "api"
-        self._on_event_fields("user")
-        if not hints:
-            raise RestrictedError("WeCom refuses reads and no event carries the user's "
-                                  "fields; will retry after the cool-down")
-        return _fold_users(hints), "event"
-
-    async def _actual_user(self, external_ids: Iterable[str]) -> AuthingUser | None:
-        """The linked Authing user with its memberships, read side by side (memberships by
-        externalId); when the user is absent the second read is wasted, never wrong."""
-        for external_id in dict.fromkeys(external_ids):
-            dto, items = await gather_pair(
-                self.authing.get_user(external_id=external_id),
-                self._memberships_or_none(external_id))
-            if dto is not None:
-                return (AuthingUser.from_dto(dto, items) if items is not None
-                        else await self._with_memberships(dto))
-        return None
-
-    async def _memberships_or_none(self, external_id: str) -> list[dict[str, Any]] | None:
-        """None when Authing will not answer by externalId for any permanent reason (no
-        such user, above all): the caller then takes the one-after-the-other path."""
-        try:
-            return await self.authing.get_user_departments(external_id, id_type="external_id")
-        except PermanentError:
-            return None
-
-    async def _unmanaged_match(self, desired: WeComUser) -> AuthingUser | None:
-        """An Authing account without externalId that would collide on a unique field:
-        handed to the planner, which refuses to take it over unless adopt_existing."""
-        from sync_core.authing.mapping import map_user
-
-        want = map_user(desired, self.policy.mapping)
-        for unique in ("email", "phone", "username"):
-            value = want.get(unique)
-            if not value:
-                continue
-            for dto in await self.authing.find_users(unique, str(value)):
-                if not dto.get("externalId"):
-                    return await self._with_memberships(dto)
-        return None
-
-    async def _with_memberships(self, dto: dict[str, Any]) -> AuthingUser:
-        items = await self.authing.get_user_departments(str(dto["userId"]))
-        return AuthingUser.from_dto(dto, items)
-
-    def _user_departments(self, desired: WeComUser | None,
-                          actual: AuthingUser | None) -> tuple[set[int], dict[int, str]]:
-        wanted = set(desired.department or ()) if desired else set()
-        known: dict[int, str] = {}
-        for m in (actual.memberships or ()) if actual else ():
-            if (m.organization_code in (None, self.policy.organization_code)
-                    and m.open_department_id and m.open_department_id.isdigit()):
-                known[int(m.open_department_id)] = m.department_id
-        return wanted, known
+    async def _echo(self, kind: Kind, key: str, desired: Any) -> bool:
+        if self.echo is None or desired is None:
+            return False
+        return await self.echo.is_echo(kind, key, self.planner.source_essence(kind, desired))
 
     # -- departments --------------------------------------------------------------------
 
     async def sync_department(self, key: str,
-                              payloads: Sequence[dict[str, Any]]) -> EntityResult:
-        hints = [change_from_payload(p) for p in payloads
-                 if p.get("change_type") in PARTY_CHANGES]
-        dept_id = int(key)
-        self._dept_ids.pop(dept_id, None)
-        desired, read_from = await self._desired_department(dept_id, hints)
-        dto = await self.authing.get_department(open_department_id=key)
-        actual = AuthingDepartment.from_dto(dto) if dto else None
-        wanted = {desired.parent_id} if desired and desired.parent_id else set()
-        index = await self._index((wanted, {}))
-        ops = plan_department(desired, actual, self.policy, index, key=key)
+                              payloads: Sequence[Mapping[str, Any]]) -> EntityResult:
+        hints = self.source.hints(Kind.DEPARTMENT, payloads)
+        self._dept_ids.pop(key, None)
+        desired, read_from = await self.source.read_department(key, hints)
+        if await self._echo(Kind.DEPARTMENT, key, desired):
+            return EntityResult(Kind.DEPARTMENT, key, (), read_from, echo=True)
+        actual = await self.target.department(key, self.binding)
+        parent = self.planner.parent(desired) if desired is not None else None
+        index, source = await self._index(({parent} if parent else set(), {}))
+        ops = self.planner.plan_department(desired, actual, self.binding, index, key)
         outcomes = await self._apply(ops, index)
         if desired is None:
-            self._dept_ids.pop(dept_id, None)
-        states: dict[tuple[str, str], Any] = {("department", str(d.id)): d
-                                              for d in index.source.values()}
-        states[("department", key)] = desired
+            self._dept_ids.pop(key, None)
+        essences: dict[tuple[str, str], Any] = {
+            (Kind.DEPARTMENT, str(k)): self.planner.essence(Kind.DEPARTMENT, d, None,
+                                                            self.binding)
+            for k, d in source.items()}
+        essences[(Kind.DEPARTMENT, key)] = self.planner.essence(Kind.DEPARTMENT, desired,
+                                                                actual, self.binding)
         return self._result(EntityResult(Kind.DEPARTMENT, key, tuple(outcomes), read_from,
-                                         states))
-
-    async def _desired_department(self, dept_id: int, hints: list[Any]
-                                  ) -> tuple[WeComDepartment | None, str]:
-        if not self.cooldown.active:
-            try:
-                return WeComDepartment.from_api(await self.wecom.department_get(dept_id)), "api"
-            except NotFoundError:
-                return None, "api"
-            except RestrictedError as exc:
-                self.cooldown.trip(exc)
-        self._on_event_fields("department")
-        if not hints:
-            raise RestrictedError("WeCom refuses reads and no event carries the department's "
-                                  "fields; will retry after the cool-down")
-        state: WeComDepartment | None = None
-        for hint in hints:
-            if hint.change_type == "delete_party":
-                state = None
-            else:
-                state = _merge(state, WeComDepartment.from_event(hint))
-        return state, "event"
+                                         essences))
 
     # -- the department index -------------------------------------------------------------
 
-    async def _index(self, needs: tuple[set[int], dict[int, str]]) -> DepartmentIndex:
-        """Authing ids for the WeCom departments an operation names, and WeCom's own
-        record of any that Authing lacks (with their missing ancestors), so the planner can
-        create them parent-first."""
+    async def _index(self, needs: tuple[set[str], dict[str, str]]
+                     ) -> tuple[Any, dict[str, Any]]:
+        """Target ids for the source departments an operation names, and the source's own
+        record of any that the target lacks (with their missing ancestors), so the planner
+        can create them parent-first."""
         wanted, known = needs
+        root_key, root_id = self.planner.root(self.binding)
         ids = {**{d: self._dept_ids[d] for d in wanted if d in self._dept_ids}, **known,
-               self.policy.root_wecom_id: self.policy.root_department_id}
-        source: dict[int, WeComDepartment] = {}
+               root_key: root_id}
+        source: dict[str, Any] = {}
         pending = [d for d in wanted if d not in ids]
         while pending:
-            dept_id = pending.pop()
-            if dept_id in ids or dept_id in source:
+            dept_key = pending.pop()
+            if dept_key in ids or dept_key in source:
                 continue
-            dto = await self.authing.get_department(open_department_id=str(dept_id))
-            if dto and dto.get("departmentId"):
-                ids[dept_id] = str(dto["departmentId"])
+            target_id = await self.target.department_id(dept_key, self.binding)
+            if target_id is not None:
+                ids[dept_key] = target_id
                 continue
-            try:
-                dept = WeComDepartment.from_api(await self.wecom.department_get(dept_id))
-            except (NotFoundError, RestrictedError):
+            dept = await self.source.department(dept_key)
+            if dept is None:
                 continue  # stays unresolved: the executor reports which department is missing
-            source[dept_id] = dept
-            if dept.parent_id and dept.parent_id not in ids:
-                pending.append(dept.parent_id)
-        return DepartmentIndex(authing_ids=ids, source=source)
+            source[dept_key] = dept
+            parent = self.planner.parent(dept)
+            if parent and parent not in ids:
+                pending.append(parent)
+        return self.planner.index(ids, source), source
 
 
 def _create_failed(outcomes: Sequence[Outcome], error: type[Exception]) -> bool:
     """Whether a user create failed with ``error``. Any PermanentError after a create made
     without reading first means the user may exist after all (the message need not say so
-    in a way we recognise): the caller reads Authing and plans again."""
+    in a way we recognise): the caller reads the target and plans again."""
     return any(o.status is ItemStatus.FAILED and o.op.kind is Kind.USER
                and o.op.action is Action.CREATE and isinstance(o.error, error)
                for o in outcomes)
-
-
-def _seed_ids(index: DepartmentIndex) -> dict[str, str]:
-    return {str(w): a for w, a in index.authing_ids.items()}
-
-
-def _merge(old: Any, new: Any) -> Any:
-    """Fields the newer record knows win; fields it does not know keep their old value."""
-    if old is None:
-        return new
-    return replace(old, **{f.name: getattr(new, f.name) for f in fields(new)
-                           if getattr(new, f.name) is not None})
-
-
-def _fold_users(hints: list[Any]) -> WeComUser | None:
-    state: WeComUser | None = None
-    for hint in hints:
-        if hint.change_type == "delete_user":
-            state = None
-        else:
-            state = _merge(state, WeComUser.from_event(hint))
-    return state
-

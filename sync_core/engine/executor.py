@@ -1,27 +1,24 @@
-"""Carry out planned operations against Authing. Not supposed to raise: each operation
-gets an ``Outcome``; only ``StopSync`` (credentials refused, dry run breached) aborts."""
+"""Carry out planned operations through a direction's ``TargetWriter``. Not supposed to
+raise: each operation gets an ``Outcome``; only ``StopSync`` (credentials refused, dry run
+breached) aborts."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
-from sync_core.authing.client import AuthingClient
 from sync_core.directory.operations import (
     Action,
-    DepartmentRef,
-    Kind,
     Operation,
     UnresolvedDepartment,
     resolve_refs,
 )
+from sync_core.engine.ports import TargetWriter
 from sync_core.errors import NotFoundError, StopSync, SyncError
 
 log = logging.getLogger(__name__)
-BATCH_CREATE = "create-users-batch"
 
 
 class ItemStatus(StrEnum):
@@ -45,24 +42,6 @@ class Outcome:
         return f"{type(self.error).__name__}: {self.error}"
 
 
-def batchable(op: Operation) -> bool:
-    """A user create that ``Executor.create_users`` may batch: its first request is a
-    create-user with nothing left to resolve (memberships come after, by externalId)."""
-    return (op.kind is Kind.USER and op.action is Action.CREATE and bool(op.requests)
-            and op.requests[0].endpoint == "create-user"
-            and not _has_ref(op.requests[0].body))
-
-
-def _has_ref(value: Any) -> bool:
-    if isinstance(value, DepartmentRef):
-        return True
-    if isinstance(value, Mapping):
-        return any(_has_ref(v) for v in value.values())
-    if isinstance(value, tuple | list):
-        return any(_has_ref(v) for v in value)
-    return False
-
-
 def unapplied(op: Operation) -> Outcome:
     """What an operation amounts to without running it (dry runs, no-op plans)."""
     if op.action is Action.SKIP:
@@ -73,11 +52,11 @@ def unapplied(op: Operation) -> Outcome:
 
 
 class Executor:
-    """``ids`` maps WeCom department id (str) → Authing departmentId. It is filled as
+    """``ids`` maps a source department key (str) → its target id. It is filled as
     departments are created or looked up, so later operations can resolve their refs."""
 
-    def __init__(self, authing: AuthingClient) -> None:
-        self._authing = authing
+    def __init__(self, writer: TargetWriter) -> None:
+        self._writer = writer
 
     async def apply(self, ops: Sequence[Operation],
                     ids: MutableMapping[str, str] | None = None) -> list[Outcome]:
@@ -92,59 +71,27 @@ class Executor:
             return unapplied(op)
         try:
             if op.needs:
-                await self._look_up(op.needs, ids)
+                await self._writer.look_up(op.needs, ids)
                 op = resolve_refs(op, ids)
             for request in op.requests[sent:]:
-                result = await self._authing.send_planned(request.endpoint, request.body)
-                self._remember(request.endpoint, request.body, result, ids)
+                await self._writer.write(request, ids)
         except StopSync:
             raise
         except UnresolvedDepartment as exc:
-            return Outcome(op, ItemStatus.FAILED, NotFoundError(str(exc), upstream="authing"))
+            missing = NotFoundError(str(exc), upstream=self._writer.remote)
+            return Outcome(op, ItemStatus.FAILED, missing)
         except SyncError as exc:
             log.warning("%s %s %s failed: %s", op.kind, op.key, op.action, exc)
             return Outcome(op, ItemStatus.FAILED, exc)
         return Outcome(op, ItemStatus.APPLIED)
 
+    def batchable(self, op: Operation) -> bool:
+        """Whether ``create_users`` may carry ``op``'s first request."""
+        return self._writer.batchable(op)
+
     async def create_users(self, ops: Sequence[Operation]) -> list[int]:
-        """Create the users of ``ops`` (each ``batchable``, at most BATCH_LIMIT) with one
-        create-users-batch call instead of one create-user each; the same bodies, so the
-        same users. Answers, per op, how many of its requests were carried out (1 or 0),
-        for ``apply_one(op, ids, sent=...)`` to send the rest.
-
-        Authing validates a batch in full, so one bad user refuses all: those go one by
-        one, and only the bad one fails. After an ambiguous failure (a timeout, a 5xx) the
-        users found by externalId count as created."""
-        bodies = [op.requests[0].body for op in ops]
-        try:
-            await self._authing.send_planned(BATCH_CREATE, {"list": bodies})
-        except StopSync:
-            raise
-        except SyncError as exc:
-            log.warning("%s of %d users failed (%s); creating them one by one",
-                        BATCH_CREATE, len(ops), exc)
-            if not getattr(exc, "maybe_applied", False):
-                return [0] * len(ops)
-            try:
-                found = await self._authing.get_users_by_external_ids(op.key for op in ops)
-            except StopSync:
-                raise
-            except SyncError:
-                found = {}
-            return [1 if op.key in found else 0 for op in ops]
-        return [1] * len(ops)
-
-    async def _look_up(self, needs: Sequence[str], ids: MutableMapping[str, str]) -> None:
-        for open_id in needs:
-            if open_id not in ids:
-                dept = await self._authing.get_department(open_department_id=open_id)
-                if dept and dept.get("departmentId"):
-                    ids[open_id] = str(dept["departmentId"])
-
-    @staticmethod
-    def _remember(endpoint: str, body: Any, result: Any,
-                  ids: MutableMapping[str, str]) -> None:
-        if endpoint == "create-department" and isinstance(result, dict):
-            open_id = body.get("openDepartmentId")
-            if open_id and result.get("departmentId"):
-                ids[str(open_id)] = str(result["departmentId"])
+        """Create the users of ``ops`` (each ``batchable``, at most the writer's
+        ``batch_limit``) with one batch call instead of one call each; the same bodies, so
+        the same users. Answers, per op, how many of its requests were carried out (1 or
+        0), for ``apply_one(op, ids, sent=...)`` to send the rest."""
+        return await self._writer.create_batch(ops)

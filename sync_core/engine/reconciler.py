@@ -25,25 +25,26 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 
-from sync_core.authing.client import BATCH_LIMIT
-from sync_core.authing.planner import Mode, count_managed, plan_full
-from sync_core.directory.operations import DESTRUCTIVE, Kind, Operation, deletion_guard
+from sync_core.directory.operations import DESTRUCTIVE, Mode, Operation, deletion_guard
+from sync_core.directory.vocabulary import Kind
 from sync_core.engine import run_log as run_items
-from sync_core.engine.entity_sync import UpstreamSync
-from sync_core.engine.executor import Executor, ItemStatus, Outcome, batchable, unapplied
+from sync_core.engine.entity_sync import EntitySync
+from sync_core.engine.executor import Executor, ItemStatus, Outcome, unapplied
+from sync_core.engine.ports import Planner, SourceSnapshot, TargetSnapshot
 from sync_core.engine.run_log import written
-from sync_core.errors import NotFoundError, RestrictedError, StopSync, SyncError
+from sync_core.errors import StopSync, SyncError
 from sync_core.http.retry import chunked
 from sync_core.settings import Settings
 from sync_core.store import links, runs
 from sync_core.store.links import LinkRow
 from sync_core.store.models import RunStatus, utcnow
-from sync_core.wecom.model import WeComDepartment
-from sync_core.wecom.snapshot import SourceSnapshot, read_authing, read_wecom
+
+if TYPE_CHECKING:
+    from sync_core.binding import Binding
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,15 +73,22 @@ class RequestError(ValueError):
     """The run request itself is invalid (bad mode, missing file): a 400, not a run."""
 
 
+# Reads the exported address book (with the source's structure where readable).
+ExcelReader = Callable[[ExcelInput], Awaitable[SourceSnapshot]]
+
+
 Progress = Callable[[int, int], None]
 
 
 class Reconciler:
-    def __init__(self, settings: Settings, engine: Engine, sync: UpstreamSync, *,
-                 owner: str | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, settings: Settings, engine: Engine, sync: EntitySync, *,
+                 excel: ExcelReader | None = None, owner: str | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
         self.engine = engine
         self.sync = sync
+        self.ports = sync.ports
+        self._excel = excel
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:reconciler"
         self._clock = clock
         self._lease = timedelta(seconds=max(60.0, settings.worker_lease_seconds))
@@ -89,11 +97,13 @@ class Reconciler:
     # -- entry points -------------------------------------------------------------------
 
     def validate(self, request: RunRequest) -> None:
-        if request.direction != "upstream":
-            raise RequestError("only the upstream direction (WeCom → Authing) can be "
-                               "reconciled by this version")
+        if request.direction != self.ports.direction:
+            raise RequestError(f"only the {self.ports.direction} direction "
+                               f"({self.ports.description}) can be reconciled by this version")
         if request.source not in ("api", "excel"):
             raise RequestError("source must be api or excel")
+        if request.source == "excel" and self._excel is None:
+            raise RequestError("this direction has no Excel source")
         if request.source == "excel" and request.excel is None:
             raise RequestError("an excel run needs the exported address book file")
 
@@ -158,16 +168,16 @@ class Reconciler:
     async def _run(self, run_id: int, request: RunRequest, progress: Progress | None
                    ) -> tuple[RunStatus, list[dict[str, Any]], str | None]:
         _settled(None)  # the process's long-lived objects (modules, app) to begin with
-        await self.sync.bootstrap()
+        await self.sync.prepare()
+        planner = self.ports.planner
         source = _settled(await self._read_source(request))
         for note in source.notes:
             await asyncio.to_thread(self._note, run_id, note)
-        target = _settled(await read_authing(self.sync.authing, self.sync.policy))
-        policy = self.sync.policy
+        target = _settled(await self.ports.target.snapshot(self.sync.binding))
+        binding = self.sync.binding
         if target.root_department_id:
-            policy = replace(policy, root_department_id=target.root_department_id)
-        ops = _settled(list(plan_full(source.users, source.departments, target.users,
-                                      target.departments, policy, Mode(request.mode))))
+            binding = replace(binding, root_department_id=target.root_department_id)
+        ops = _settled(list(planner.plan_all(source, target, binding, Mode(request.mode))))
         if not source.complete:
             reason = ("not deleted: the source read was incomplete (" +
                       "; ".join(source.problems[:3]) +
@@ -175,7 +185,7 @@ class Reconciler:
                        else "") + ")")
             ops = run_items.withhold_deletes(ops, reason)
             await asyncio.to_thread(self._note, run_id, reason)
-        managed = count_managed(target.users, target.departments, policy)
+        managed = planner.managed(target, binding)
         guard = deletion_guard(ops, managed, self.settings.delete_threshold_percent,
                                self.settings.delete_threshold_count)
         if request.dry_run:
@@ -185,10 +195,10 @@ class Reconciler:
             return RunStatus.SUCCEEDED, items, None
         staged = [op for op in ops if op.action in DESTRUCTIVE] if guard.blocked else []
         to_apply = [op for op in ops if op not in staged] if staged else ops
-        outcomes = await self._apply(run_id, to_apply, source.departments, progress)
-        states = {**{("user", u.userid): u for u in source.users},
-                  **{("department", str(d.id)): d for d in source.departments}}
-        await asyncio.to_thread(self._record_links, written(outcomes, states))
+        outcomes = await self._apply(run_id, to_apply, planner.depths(source.departments),
+                                     progress)
+        await asyncio.to_thread(self._record_links,
+                                written(outcomes, _essences(planner, source, target, binding)))
         items = [run_items.item_of(o) for o in outcomes]
         items += [run_items.staged_item(op) for op in staged]
         if guard.blocked:
@@ -198,47 +208,16 @@ class Reconciler:
 
     async def _read_source(self, request: RunRequest) -> SourceSnapshot:
         if request.source == "api":
-            return await read_wecom(self.sync.wecom,
-                                    concurrency=self.settings.wecom_max_concurrency)
-        assert request.excel is not None
-        return await self._read_excel(request.excel)
-
-    async def _read_excel(self, excel: ExcelInput) -> SourceSnapshot:
-        """The API gives structure where it may be read; the file gives attributes. With
-        no readable API the file stands alone, and whatever it cannot establish (the
-        department tree, rows outside the chosen window) rules out deletes."""
-        from sync_core.excel.source import ExcelOptions, merge_sources, read_address_book
-
-        structure: SourceSnapshot | None = None
-        try:
-            structure = await read_wecom(self.sync.wecom,
-                                         concurrency=self.settings.wecom_max_concurrency)
-        except SyncError as exc:  # incl. refused reads (60020, 48002): the file's purpose
-            log.info("WeCom API not readable, using the Excel file alone: %s", exc)
-        options = ExcelOptions(sheet=excel.sheet, start_row=excel.start_row,
-                               end_row=excel.end_row)
-        book = await asyncio.to_thread(read_address_book, excel.data, excel.filename, options)
-        notes = tuple(book.warnings)
-        if structure is not None and structure.complete:
-            users = merge_sources(structure.users, structure.departments, book.users)
-            return SourceSnapshot(tuple(users), structure.departments, (),
-                                  (*structure.notes, *notes))
-        problems = [] if structure is None else list(structure.problems)
-        if book.departments is None:
-            problems.append("the file names departments by path and no department tree "
-                            "could be read: memberships are left as they are")
-        if not book.complete:
-            problems.append("the chosen sheet or rows leave out part of the file")
-        return SourceSnapshot(book.users, book.departments or (), tuple(problems), notes)
+            return await self.ports.source.snapshot()
+        assert request.excel is not None and self._excel is not None
+        return await self._excel(request.excel)
 
     # -- applying -----------------------------------------------------------------------
 
-    async def _apply(self, run_id: int, ops: Sequence[Operation],
-                     departments: Sequence[WeComDepartment],
+    async def _apply(self, run_id: int, ops: Sequence[Operation], depth: dict[str, int],
                      progress: Progress | None) -> list[Outcome]:
-        executor = Executor(self.sync.authing)
+        executor = Executor(self.ports.writer)
         ids: dict[str, str] = {}
-        depth = _depths(departments)
         gate = asyncio.Semaphore(self.settings.authing_max_concurrency)
         # Operations that write nothing (all of them, in a no-op run) need no task.
         results = [unapplied(op) for op in ops]
@@ -263,12 +242,12 @@ class Reconciler:
 
         for phase in _phases(ops, depth):
             writes = [(i, op) for i, op in phase if op.writes]
-            creates = [(i, op) for i, op in writes if batchable(op)]
+            creates = [(i, op) for i, op in writes if executor.batchable(op)]
             if len(creates) < 2:  # a batch of one saves nothing
                 creates = []
             batched = {i for i, _ in creates}
             await asyncio.gather(
-                *(created(group) for group in chunked(creates, BATCH_LIMIT)),
+                *(created(group) for group in chunked(creates, self.ports.writer.batch_limit)),
                 *(one(i, op) for i, op in writes if i not in batched))
         await asyncio.to_thread(self._progress, run_id, done, total)
         return results
@@ -277,15 +256,16 @@ class Reconciler:
         heartbeat = asyncio.create_task(self._heartbeat(run_id))
         try:
             staged = await asyncio.to_thread(self._items, run_id, run_items.STAGED)
-            executor = Executor(self.sync.authing)
+            executor = Executor(self.ports.writer)
             for item in staged:
                 op = run_items.operation_from_json(item["operation"])
-                if await self._present_in_source(op):
+                if await self.ports.source.present(op.kind, op.key):
                     status, error = ItemStatus.SKIPPED, "not applied: present again in WeCom"
                 else:
                     outcome = await executor.apply_one(op, {})
                     status, error = outcome.status, outcome.error_text
-                    await asyncio.to_thread(self._record_links, written([outcome], {}))
+                    await asyncio.to_thread(self._record_links,
+                                            written([outcome], lambda kind, key: None))
                 await asyncio.to_thread(self._db, lambda c, i=item, s=status, e=error:
                                         runs.update_item(c, item_id=i["id"], status=str(s),
                                                          error=e))
@@ -303,24 +283,6 @@ class Reconciler:
                 now=self._clock(), error=reason))
         finally:
             heartbeat.cancel()
-
-    async def _present_in_source(self, op: Operation) -> bool:
-        """Approval re-checks absence: a user or department back in WeCom is not deleted."""
-        wecom = self.sync.wecom
-        try:
-            if op.kind is Kind.USER:
-                await wecom.user_get(op.key)
-            else:
-                await wecom.department_get(int(op.key))
-        except NotFoundError:
-            return False
-        except RestrictedError:
-            if op.kind is Kind.USER:
-                return any([row async for row in wecom.user_list_id()
-                            if str(row["userid"]) == op.key])
-            rows = await wecom.department_simplelist()
-            return any(str(r.get("id")) == op.key for r in rows)
-        return True
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -347,7 +309,7 @@ class Reconciler:
 
     def _record_links(self, rows: list[LinkRow]) -> None:
         if rows:
-            self._db(lambda c: links.record(c, direction="upstream", rows=rows,
+            self._db(lambda c: links.record(c, direction=self.ports.direction, rows=rows,
                                             now=self._clock()))
 
     def _note(self, run_id: int, note: str) -> None:
@@ -377,19 +339,26 @@ def _settled(value: T) -> T:
     return value
 
 
-def _depths(departments: Sequence[WeComDepartment]) -> dict[str, int]:
-    parents = {d.id: d.parent_id for d in departments}
-    depth: dict[int, int] = {}
+def _essences(planner: Planner, source: SourceSnapshot, target: TargetSnapshot,
+              binding: Binding) -> Callable[[str, str], Any]:
+    """What the target shows after each write, computed only for the entities written."""
+    def by_key(kind: Kind, records: Sequence[Any], side: Callable[[Kind, Any], str | None]
+               ) -> dict[str | None, Any]:
+        return {side(kind, r): r for r in records}
 
-    def of(dept_id: int, seen: int = 0) -> int:
-        if dept_id in depth:
-            return depth[dept_id]
-        parent = parents.get(dept_id)
-        value = 0 if parent is None or seen > 32 else of(parent, seen + 1) + 1
-        depth[dept_id] = value
-        return value
+    desired = {Kind.USER: by_key(Kind.USER, source.users, planner.source_key),
+               Kind.DEPARTMENT: by_key(Kind.DEPARTMENT, source.departments,
+                                       planner.source_key)}
+    actual = {Kind.USER: by_key(Kind.USER, target.users, planner.linked_key),
+              Kind.DEPARTMENT: by_key(Kind.DEPARTMENT, target.departments,
+                                      planner.linked_key)}
 
-    return {str(d): of(d) for d in parents}
+    def essence(kind: str, key: str) -> Any:
+        which = Kind(kind)
+        return planner.essence(which, desired[which].get(key), actual[which].get(key),
+                               binding)
+
+    return essence
 
 
 def _phases(ops: Sequence[Operation], depth: dict[str, int]

@@ -4,11 +4,13 @@ so that a blocked run's staged deletes can be applied exactly as they were shown
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+from sync_core.directory.essence import digest
 from sync_core.directory.operations import DESTRUCTIVE, Action, Change, Kind, Operation, Request
+from sync_core.directory.vocabulary import Cause
 from sync_core.engine.executor import ItemStatus, Outcome
 from sync_core.store.links import LinkRow
 
@@ -58,13 +60,14 @@ def count(items: Iterable[dict[str, Any]]) -> dict[str, int]:
 
 def withhold_deletes(ops: Iterable[Operation], reason: str) -> list[Operation]:
     """Turn every destructive operation into a skip carrying ``reason``."""
-    return [replace(op, action=Action.SKIP, requests=(), reason=reason)
+    return [replace(op, action=Action.SKIP, requests=(), reason=reason, cause=Cause.WITHHELD)
             if op.action in DESTRUCTIVE else op for op in ops]
 
 
 def operation_to_json(op: Operation) -> dict[str, Any]:
     return {"kind": str(op.kind), "key": op.key, "action": str(op.action),
             "target": op.target, "reason": op.reason,
+            "cause": None if op.cause is None else str(op.cause),
             "changes": [[c.field, _jsonable(c.old), _jsonable(c.new)] for c in op.changes],
             "requests": [{"endpoint": r.endpoint, "body": dict(r.body)} for r in op.requests]}
 
@@ -73,6 +76,7 @@ def operation_from_json(data: dict[str, Any]) -> Operation:
     return Operation(
         kind=Kind(data["kind"]), key=str(data["key"]), action=Action(data["action"]),
         target=data.get("target"), reason=data.get("reason"),
+        cause=Cause(data["cause"]) if data.get("cause") else None,
         changes=tuple(Change(*c) for c in data.get("changes") or ()),
         requests=tuple(Request(r["endpoint"], r["body"]) for r in data.get("requests") or ()))
 
@@ -87,9 +91,10 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def written(outcomes: Iterable[Outcome], states: Mapping[tuple[str, str], Any]) -> list[LinkRow]:
-    """Link rows for the operations that were applied and wrote something; ``states`` maps
-    (kind, key) to the canonical source state (absent: the entity is gone)."""
+def written(outcomes: Iterable[Outcome],
+            essence: Callable[[str, str], Any]) -> list[LinkRow]:
+    """Link rows for the operations that were applied and wrote something; ``essence``
+    answers, for (kind, key), what the target shows after the write (None: deleted)."""
     return [LinkRow(str(o.op.kind), o.op.key, o.op.target,
-                    states.get((str(o.op.kind), o.op.key)))
+                    digest(essence(str(o.op.kind), o.op.key)))
             for o in outcomes if o.status is ItemStatus.APPLIED and o.op.writes]

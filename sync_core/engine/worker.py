@@ -18,21 +18,22 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from sync_core.engine.entity_sync import EntityResult, UpstreamSync
+from sync_core.directory.vocabulary import Kind
+from sync_core.engine.entity_sync import EntityResult, EntitySync
 from sync_core.errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
 from sync_core.metrics import Metrics
 from sync_core.settings import Settings
 from sync_core.store import links, queue
 from sync_core.store.links import LinkRow
-from sync_core.store.models import EventSource, utcnow
-from sync_core.wecom.events import EntityKind
+from sync_core.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +41,34 @@ log = logging.getLogger(__name__)
 RECONCILE_JOB_TYPES = frozenset({"sync_user", "replace_user", "replace_party"})
 
 
+class Settle(StrEnum):
+    """What becomes of a claim's events (the inbox statuses they move to)."""
+
+    DONE = "done"
+    RETRY = "retry"  # failed, due again after a backoff
+    DEAD = "dead"  # kept for an operator to replay
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    status: str  # done | retry | dead
+    status: Settle
     text: str
     retry_after: float | None = None
     links: tuple[LinkRow, ...] = ()  # what was written, recorded with the settlement
+    direction: str = ""  # of the links
 
 
 class Worker:
-    def __init__(self, settings: Settings, engine: Engine, upstream: UpstreamSync,
-                 metrics: Metrics, *, wake: asyncio.Event | None = None,
+    def __init__(self, settings: Settings, engine: Engine,
+                 directions: Mapping[str, EntitySync], metrics: Metrics, *,
+                 wake: asyncio.Event | None = None,
                  owner: str | None = None, clock: Callable[[], datetime] = utcnow,
                  on_batch_job: Callable[[dict[str, Any]], Awaitable[str]] | None = None,
                  ) -> None:
         self.settings = settings
         self.engine = engine
-        self.upstream = upstream
+        # Inbox event source → the direction that applies its events.
+        self.directions = dict(directions)
         self.metrics = metrics
         self.wake = wake or asyncio.Event()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -91,7 +103,8 @@ class Worker:
         delay = 1.0
         while not self.ready:
             try:
-                await self.upstream.bootstrap()
+                for sync in {id(s): s for s in self.directions.values()}.values():
+                    await sync.prepare()
                 self.ready = True
             except SyncError as exc:
                 log.error("Authing bootstrap failed (will retry in %.0f s): %s", delay, exc)
@@ -178,10 +191,11 @@ class Worker:
             verdict = await self._decide(claim)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the event
             log.exception("worker bug on %s:%s", claim.entity_kind, claim.entity_key)
-            verdict = Verdict("retry", f"internal error: {type(exc).__name__}: {exc}")
-        if verdict.status == "retry" and claim.attempts >= self.settings.worker_max_attempts:
-            verdict = Verdict("dead", f"gave up after {claim.attempts} attempts: "
-                                      f"{verdict.text}")
+            verdict = Verdict(Settle.RETRY, f"internal error: {type(exc).__name__}: {exc}")
+        if (verdict.status is Settle.RETRY
+                and claim.attempts >= self.settings.worker_max_attempts):
+            verdict = replace(verdict, status=Settle.DEAD,
+                              text=f"gave up after {claim.attempts} attempts: {verdict.text}")
         self._finished.append((claim, verdict))  # settled by the loop's next cycle
 
     def _report(self, claim: queue.Claim, verdict: Verdict) -> None:
@@ -189,7 +203,7 @@ class Worker:
                  verdict.status, verdict.text)
         self.metrics.worker_events.labels(claim.source, claim.entity_kind,
                                           verdict.status).inc(len(claim.ids))
-        if verdict.status == "done":
+        if verdict.status is Settle.DONE:
             received = min(_aware(e.received_at) for e in claim.events)
             self.metrics.apply_seconds.labels(claim.entity_kind).observe(
                 (self._clock() - received).total_seconds())
@@ -199,30 +213,31 @@ class Worker:
         try:
             result = await self._dispatch(claim, payloads)
         except TransientError as exc:
-            return Verdict("retry", _reason(exc), exc.retry_after)
+            return Verdict(Settle.RETRY, _reason(exc), exc.retry_after)
         except StopSync as exc:
             # Wrong credentials or a refused read: every entity would fail alike; keep the
             # events and retry slowly rather than bury them all in the dead letters.
-            return Verdict("retry", _reason(exc), 60.0)
+            return Verdict(Settle.RETRY, _reason(exc), 60.0)
         except PermanentError as exc:
-            return Verdict("dead", _reason(exc))
+            return Verdict(Settle.DEAD, _reason(exc))
         if isinstance(result, str):
-            return Verdict("done", result)
-        return _judge(result)
+            return Verdict(Settle.DONE, result)
+        return replace(judge(result), direction=self.directions[claim.source].ports.direction)
 
     async def _dispatch(self, claim: queue.Claim,
                         payloads: list[dict[str, Any]]) -> EntityResult | str:
         kind = claim.entity_kind
-        if claim.source not in (EventSource.WECOM.value, EventSource.OPS.value):
+        sync = self.directions.get(claim.source)
+        if sync is None:
             raise PermanentError(f"no handler for {claim.source} events")
-        if kind == EntityKind.USER:
-            return await self.upstream.sync_user(claim.entity_key, payloads)
-        if kind == EntityKind.DEPARTMENT:
-            return await self.upstream.sync_department(claim.entity_key, payloads)
-        if kind == EntityKind.TAG:
+        if kind == Kind.USER:
+            return await sync.sync_user(claim.entity_key, payloads)
+        if kind == Kind.DEPARTMENT:
+            return await sync.sync_department(claim.entity_key, payloads)
+        if kind == Kind.TAG:
             self.metrics.ignored.labels("update_tag").inc(len(payloads))
             return f"update_tag stored and ignored ({len(payloads)} event(s))"
-        if kind == EntityKind.JOB:
+        if kind == Kind.JOB:
             return await self._batch_job(payloads[-1])
         types = sorted({str(p.get("change_type")) for p in payloads})
         for event_type in types:
@@ -249,8 +264,7 @@ class Worker:
             if not limit:
                 return []
             return queue.claim(conn, owner=self.owner, now=now, lease=self._lease,
-                               max_entities=limit,
-                               sources=(EventSource.WECOM.value, EventSource.OPS.value))
+                               max_entities=limit, sources=tuple(self.directions))
 
     def _renew(self, ids: tuple[int, ...]) -> None:
         with self.engine.begin() as conn:
@@ -259,11 +273,11 @@ class Worker:
     def _settle(self, conn: Connection, claim: queue.Claim, verdict: Verdict,
                 now: datetime) -> None:
         if verdict.links:  # whatever the verdict: the writes happened
-            links.record(conn, direction="upstream", rows=verdict.links, now=now)
-        if verdict.status == "done":
+            links.record(conn, direction=verdict.direction, rows=verdict.links, now=now)
+        if verdict.status is Settle.DONE:
             queue.complete(conn, owner=self.owner, ids=claim.ids, now=now,
                            outcome=verdict.text)
-        elif verdict.status == "dead":
+        elif verdict.status is Settle.DEAD:
             queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
                        retry_at=None)
         else:
@@ -280,7 +294,10 @@ def backoff(attempts: int, cap: float, at_least: float | None = None) -> float:
     return max(delay, at_least or 0.0)
 
 
-def _judge(result: EntityResult) -> Verdict:
+def judge(result: EntityResult) -> Verdict:
+    """The verdict on one entity sync (pure): failures that may pass (transient, a conflict
+    a re-plan resolves, refused credentials) and blocked skips are retried; other failures
+    and conflicts are dead; the rest is done. The writes made are recorded in every case."""
     summary, written = result.summary(), tuple(result.links())
     failures = result.failures
     if failures:
@@ -288,13 +305,13 @@ def _judge(result: EntityResult) -> Verdict:
         if all(isinstance(e, TransientError | ConflictError | StopSync) for e in errors):
             hint = max((e.retry_after or 0 for e in errors if isinstance(e, TransientError)),
                        default=0) or None
-            return Verdict("retry", summary, hint, written)
-        return Verdict("dead", summary, links=written)
+            return Verdict(Settle.RETRY, summary, hint, written)
+        return Verdict(Settle.DEAD, summary, links=written)
     if result.conflicts:
-        return Verdict("dead", summary, links=written)
+        return Verdict(Settle.DEAD, summary, links=written)
     if result.blocked:
-        return Verdict("retry", summary, links=written)
-    return Verdict("done", summary, links=written)
+        return Verdict(Settle.RETRY, summary, links=written)
+    return Verdict(Settle.DONE, summary, links=written)
 
 
 def _brief(exc: Exception) -> str:

@@ -9,20 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, fields
-from enum import StrEnum
 from typing import Any
 
+from sync_core.directory.vocabulary import Kind
 from sync_core.wecom.envelope import MalformedDocument, message_fields
-
-
-class EntityKind(StrEnum):
-    USER = "user"
-    DEPARTMENT = "department"
-    TAG = "tag"
-    JOB = "job"
-    SUITE = "suite"
-    OTHER = "other"
-
 
 USER_CHANGES = frozenset({"create_user", "update_user", "delete_user"})
 PARTY_CHANGES = frozenset({"create_party", "update_party", "delete_party"})
@@ -80,7 +70,7 @@ class UserChange:
     ext_attr: tuple[ExtAttr, ...] | None = None
     header: Header = field(default_factory=Header)
 
-    kind = EntityKind.USER
+    kind = Kind.USER
 
     @property
     def entity_key(self) -> str:
@@ -96,7 +86,7 @@ class PartyChange:
     order: int | None = None
     header: Header = field(default_factory=Header)
 
-    kind = EntityKind.DEPARTMENT
+    kind = Kind.DEPARTMENT
 
     @property
     def entity_key(self) -> str:
@@ -113,7 +103,7 @@ class TagChange:
     change_type: str = "update_tag"
     header: Header = field(default_factory=Header)
 
-    kind = EntityKind.TAG
+    kind = Kind.TAG
 
     @property
     def entity_key(self) -> str:
@@ -128,7 +118,7 @@ class BatchJobResult:
     err_msg: str | None = None
     header: Header = field(default_factory=Header)
 
-    kind = EntityKind.JOB
+    kind = Kind.JOB
     change_type = "batch_job_result"
 
     @property
@@ -149,7 +139,7 @@ class SuiteCommand:
     extra_info: str | None = None
     header: Header = field(default_factory=Header)
 
-    kind = EntityKind.SUITE
+    kind = Kind.SUITE
 
     @property
     def change_type(self) -> str:
@@ -168,7 +158,7 @@ class OtherMessage:
     fields: dict[str, Any]
     header: Header = field(default_factory=Header)
 
-    kind = EntityKind.OTHER
+    kind = Kind.OTHER
 
     @property
     def entity_key(self) -> str:
@@ -402,8 +392,8 @@ def change_from_payload(payload: dict[str, Any]) -> UserChange | PartyChange:
     inbox so the worker can apply it from its own fields when the API may not be read."""
     kind = payload.get("kind")
     cls: type[UserChange] | type[PartyChange]
-    cls = UserChange if kind == EntityKind.USER else PartyChange
-    if kind not in (EntityKind.USER, EntityKind.DEPARTMENT):
+    cls = UserChange if kind == Kind.USER else PartyChange
+    if kind not in (Kind.USER, Kind.DEPARTMENT):
         raise ValueError(f"not a contact change payload: kind={kind!r}")
     names = {f.name for f in fields(cls)} - {"header"}
     values: dict[str, Any] = {k: v for k, v in payload.items() if k in names}

@@ -1,9 +1,8 @@
-"""Whole-directory reads for the reconciler: WeCom (the desired state) and Authing (actual).
+"""The whole WeCom directory for the reconciler (the desired state of upstream).
 
-A WeCom read that loses a page is still returned, marked incomplete with the reason: the
+A read that loses a page is still returned, marked incomplete with the reason: the
 reconciler may create and update from it but must not delete, since an absence could be
-the lost page. An Authing read that fails raises: without the full actual state a plan
-would create duplicates.
+the lost page.
 """
 
 from __future__ import annotations
@@ -14,33 +13,13 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sync_core.authing.client import AuthingClient
-from sync_core.authing.planner import Policy
+from sync_core.engine.ports import SourceSnapshot
 from sync_core.errors import RestrictedError, StopSync, SyncError
 from sync_core.wecom.client import WeComClient
-from sync_core.wecom.model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
+from sync_core.wecom.model import WeComDepartment, WeComUser
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class SourceSnapshot:
-    users: tuple[WeComUser, ...]
-    departments: tuple[WeComDepartment, ...]
-    problems: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    @property
-    def complete(self) -> bool:
-        return not self.problems
-
-
-@dataclass(frozen=True, slots=True)
-class TargetSnapshot:
-    users: tuple[AuthingUser, ...]
-    departments: tuple[AuthingDepartment, ...]
-    root_department_id: str | None = None
 
 
 @dataclass
@@ -49,9 +28,6 @@ class _Problems:
 
     def add(self, what: str, exc: Exception) -> None:
         self.items.append(f"{what}: {type(exc).__name__}: {exc}")
-
-
-# -- WeCom ------------------------------------------------------------------------------
 
 
 async def read_wecom(client: WeComClient, *, concurrency: int = 8) -> SourceSnapshot:
@@ -140,46 +116,6 @@ async def _users_by_department(client: WeComClient, department_ids: list[int],
             # A user in several departments appears on each one's page: same record.
             users.setdefault(user.userid, user)
     return list(users.values())
-
-
-# -- Authing ----------------------------------------------------------------------------
-
-
-async def read_authing(client: AuthingClient, policy: Policy) -> TargetSnapshot:
-    """Every user of the pool and every department of the organization, with memberships
-    rebuilt from ``departmentIds``, ``mainDepartmentId`` and each department's
-    ``leaderUserIds`` (one call per 50 users rather than one per user)."""
-    org = await client.get_organization()
-    root = str(org["departmentId"]) if org and org.get("departmentId") else None
-    raw_depts = await client.get_all_departments()
-    departments = [AuthingDepartment.from_dto(d) for d in raw_depts]
-    by_id: dict[str, dict[str, Any]] = {str(d["departmentId"]): d for d in raw_depts}
-    if root is not None:
-        by_id.setdefault(root, {"departmentId": root, "openDepartmentId":
-                                str(policy.root_wecom_id), "leaderUserIds":
-                                (org or {}).get("leaderUserIds") or []})
-    users = [AuthingUser.from_dto(dto, _memberships(dto, by_id, policy))
-             async for dto in client.list_users()]
-    return TargetSnapshot(tuple(users), tuple(departments), root)
-
-
-def _memberships(dto: dict[str, Any], departments: dict[str, dict[str, Any]],
-                 policy: Policy) -> list[dict[str, Any]] | None:
-    ids = dto.get("departmentIds")
-    if ids is None:
-        return None
-    main = dto.get("mainDepartmentId")
-    items = []
-    for dept_id in ids:
-        dept = departments.get(str(dept_id))
-        items.append({
-            "departmentId": str(dept_id),
-            "openDepartmentId": dept.get("openDepartmentId") if dept else None,
-            "organizationCode": policy.organization_code if dept else None,
-            "isLeader": bool(dept and dto.get("userId") in (dept.get("leaderUserIds") or ())),
-            "isMainDepartment": main is not None and str(main) == str(dept_id),
-        })
-    return items
 
 
 async def bounded(jobs: Iterable[Awaitable[T]], limit: int) -> list[T]:

@@ -1,0 +1,93 @@
+"""Authing as the target of a direction, as read (the ``TargetReader`` port of upstream).
+
+A WeCom user is the Authing user whose ``externalId`` is the userid; a department is the one
+whose ``openDepartmentId`` is the WeCom id, in the binding's organization (see
+reference/authing-api.md, "Users" and "Organizations").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from sync_core.authing.client import AuthingClient
+from sync_core.authing.mapping import map_user
+from sync_core.authing.model import AuthingDepartment, AuthingUser
+from sync_core.authing.snapshot import read_authing
+from sync_core.binding import Binding
+from sync_core.engine.ports import TargetSnapshot
+from sync_core.errors import PermanentError
+from sync_core.http.retry import gather_pair
+from sync_core.wecom.model import WeComUser
+
+log = logging.getLogger(__name__)
+
+
+class AuthingTarget:
+    def __init__(self, client: AuthingClient, organization_name: str = "WeCom") -> None:
+        self.client = client
+        self.organization_name = organization_name
+
+    async def bootstrap(self, binding: Binding) -> Binding:
+        """Make sure the organization and the extension fields exist; answer the binding
+        with the organization's real root departmentId."""
+        org = await self.client.get_organization()
+        if org is None:
+            org = await self.client.create_organization(
+                self.organization_name, open_department_id=str(binding.root_wecom_id))
+            log.info("created Authing organization %s", binding.organization_code)
+        defined = await self.client.ensure_custom_fields()
+        if defined:
+            log.info("defined Authing custom fields: %s", ", ".join(defined))
+        root = org.get("departmentId")
+        return replace(binding, root_department_id=str(root)) if root else binding
+
+    async def user(self, keys: Sequence[str], binding: Binding) -> AuthingUser | None:
+        """The linked Authing user with its memberships, read side by side (memberships by
+        externalId); when the user is absent the second read is wasted, never wrong."""
+        for external_id in dict.fromkeys(keys):
+            dto, items = await gather_pair(
+                self.client.get_user(external_id=external_id),
+                self._memberships_or_none(external_id))
+            if dto is not None:
+                return (AuthingUser.from_dto(dto, items) if items is not None
+                        else await self._with_memberships(dto))
+        return None
+
+    async def colliding_user(self, desired: WeComUser, binding: Binding) -> AuthingUser | None:
+        """An Authing account without externalId that would collide on a unique field:
+        handed to the planner, which refuses to take it over unless adopt_existing."""
+        want = map_user(desired, binding.mapping)
+        for unique in ("email", "phone", "username"):
+            value = want.get(unique)
+            if not value:
+                continue
+            for dto in await self.client.find_users(unique, str(value)):
+                if not dto.get("externalId"):
+                    return await self._with_memberships(dto)
+        return None
+
+    async def department(self, key: str, binding: Binding) -> AuthingDepartment | None:
+        dto = await self.client.get_department(open_department_id=key)
+        return AuthingDepartment.from_dto(dto) if dto else None
+
+    async def department_id(self, key: str, binding: Binding) -> str | None:
+        dto = await self.client.get_department(open_department_id=str(key))
+        return str(dto["departmentId"]) if dto and dto.get("departmentId") else None
+
+    async def snapshot(self, binding: Binding) -> TargetSnapshot:
+        return await read_authing(self.client, binding)
+
+    async def _memberships_or_none(self, external_id: str) -> list[dict[str, Any]] | None:
+        """None when Authing will not answer by externalId for any permanent reason (no
+        such user, above all): the caller then takes the one-after-the-other path."""
+        try:
+            return await self.client.get_user_departments(external_id, id_type="external_id")
+        except PermanentError:
+            return None
+
+    async def _with_memberships(self, dto: dict[str, Any]) -> AuthingUser:
+        items = await self.client.get_user_departments(str(dto["userId"]))
+        return AuthingUser.from_dto(dto, items)

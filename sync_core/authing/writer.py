@@ -1,0 +1,81 @@
+"""Authing as the target of a direction, written (the ``TargetWriter`` port of upstream).
+
+A planned ``Request`` here is one Authing v3 call (``endpoint`` after ``/api/v3/``), sent
+through the client's dry-run choke point. Users to create may go 50 at a time in one
+``create-users-batch`` (reference/authing-api.md, "Batch limits"), with the same bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import Any
+
+from sync_core.authing.client import BATCH_LIMIT, AuthingClient
+from sync_core.directory.operations import Action, DepartmentRef, Kind, Operation, Request
+from sync_core.errors import StopSync, SyncError
+
+log = logging.getLogger(__name__)
+BATCH_CREATE = "create-users-batch"
+
+
+class AuthingWriter:
+    remote = "authing"
+    batch_limit = BATCH_LIMIT
+
+    def __init__(self, client: AuthingClient) -> None:
+        self.client = client
+
+    def batchable(self, op: Operation) -> bool:
+        """A user create whose first request is a create-user with nothing left to resolve
+        (memberships come after, by externalId)."""
+        return (op.kind is Kind.USER and op.action is Action.CREATE and bool(op.requests)
+                and op.requests[0].endpoint == "create-user"
+                and not _has_ref(op.requests[0].body))
+
+    async def write(self, request: Request, ids: MutableMapping[str, str]) -> None:
+        result = await self.client.send_planned(request.endpoint, request.body)
+        if request.endpoint == "create-department" and isinstance(result, dict):
+            open_id = request.body.get("openDepartmentId")
+            if open_id and result.get("departmentId"):
+                ids[str(open_id)] = str(result["departmentId"])
+
+    async def create_batch(self, ops: Sequence[Operation]) -> list[int]:
+        """Authing validates a batch in full, so one bad user refuses all: those go one by
+        one (the answer says 0 for them), and only the bad one fails. After an ambiguous
+        failure (a timeout, a 5xx) the users found by externalId count as created."""
+        bodies = [op.requests[0].body for op in ops]
+        try:
+            await self.client.send_planned(BATCH_CREATE, {"list": bodies})
+        except StopSync:
+            raise
+        except SyncError as exc:
+            log.warning("%s of %d users failed (%s); creating them one by one",
+                        BATCH_CREATE, len(ops), exc)
+            if not getattr(exc, "maybe_applied", False):
+                return [0] * len(ops)
+            try:
+                found = await self.client.get_users_by_external_ids(op.key for op in ops)
+            except StopSync:
+                raise
+            except SyncError:
+                found = {}
+            return [1 if op.key in found else 0 for op in ops]
+        return [1] * len(ops)
+
+    async def look_up(self, keys: Sequence[str], ids: MutableMapping[str, str]) -> None:
+        for open_id in keys:
+            if open_id not in ids:
+                dept = await self.client.get_department(open_department_id=open_id)
+                if dept and dept.get("departmentId"):
+                    ids[open_id] = str(dept["departmentId"])
+
+
+def _has_ref(value: Any) -> bool:
+    if isinstance(value, DepartmentRef):
+        return True
+    if isinstance(value, Mapping):
+        return any(_has_ref(v) for v in value.values())
+    if isinstance(value, tuple | list):
+        return any(_has_ref(v) for v in value)
+    return False
