@@ -52,7 +52,7 @@ def upstream_ports(settings: Settings, remotes: Remotes, metrics: Metrics) -> Po
         remotes.wecom, cooldown=ReadCooldown(settings.restricted_cooldown_seconds),
         concurrency=settings.wecom_max_concurrency,
         on_event_fields=lambda kind: metrics.event_field_fallbacks.labels(kind).inc())
-    return Ports(Direction.UPSTREAM, "WeCom → Authing", source, AuthingTarget(remotes.authing),
+    return Ports(Direction.UPSTREAM, "WeCom", "Authing", source, AuthingTarget(remotes.authing),
                  AuthingWriter(remotes.authing), UpstreamPlanner(),
                  Binding.from_settings(settings))
 

@@ -8,7 +8,7 @@ import pytest
 
 from sync_core.errors import AuthError, TransientError
 from sync_core.http.token import TokenCache, secret_digest
-from tests.upstream_fakes import FakeTime
+from tests.remote_fakes import FakeTime
 
 
 class Fetcher:

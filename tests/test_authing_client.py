@@ -20,7 +20,7 @@ from sync_core.errors import (
     PermanentError,
     TransientError,
 )
-from tests.upstream_fakes import FakeTime, Recorder, body, sequence
+from tests.remote_fakes import FakeTime, Recorder, body, sequence
 
 KEY_ID = "pool-key-id"
 SECRET = "pool-secret-do-not-leak-0987654321"

@@ -51,7 +51,7 @@ EXTENSION_FIELDS: tuple[tuple[str, str, str], ...] = (
 class AuthingClient(TokenAuthClient):
     """The Authing management API for one user pool and one organization."""
 
-    upstream_name = "authing"
+    remote_name = "authing"
     path_prefix = "/api/v3/"
 
     def __init__(self, http: httpx.AsyncClient, access_key_id: str,
@@ -72,7 +72,7 @@ class AuthingClient(TokenAuthClient):
 
     async def _fetch_token(self) -> tuple[str, float]:
         async def attempt() -> tuple[str, float]:
-            response = await self._upstream.send(
+            response = await self._remote.send(
                 "POST", self._base + _TOKEN_ENDPOINT, endpoint=_TOKEN_ENDPOINT,
                 json={"accessKeyId": self.access_key_id, "accessKeySecret": self._secret})
             try:
@@ -81,20 +81,20 @@ class AuthingClient(TokenAuthClient):
                 # A refused key is a configuration error, whatever statusCode says.
                 raise AuthError(f"management token refused: {exc.message}", code=exc.code,
                                 status=exc.status, request_id=exc.request_id,
-                                upstream="authing", endpoint=_TOKEN_ENDPOINT) from exc
+                                remote="authing", endpoint=_TOKEN_ENDPOINT) from exc
             token = data.get("access_token") if isinstance(data, dict) else None
             if not isinstance(token, str) or not token:
                 raise AuthError("get-management-token returned no access_token",
-                                upstream="authing", endpoint=_TOKEN_ENDPOINT)
+                                remote="authing", endpoint=_TOKEN_ENDPOINT)
             return token, float(data.get("expires_in") or 7200)
 
-        return await self._upstream.observed(_TOKEN_ENDPOINT, attempt)
+        return await self._remote.observed(_TOKEN_ENDPOINT, attempt)
 
     async def _exchange(self, method: str, endpoint: str, token: str,
                         params: Mapping[str, Any] | None, body: Any) -> httpx.Response:
         headers = {"authorization": f"Bearer {token}",
                    "x-authing-userpool-id": scoped_userpool_id(token) or self.access_key_id}
-        return await self._upstream.send(method, self._base + endpoint, endpoint=endpoint,
+        return await self._remote.send(method, self._base + endpoint, endpoint=endpoint,
                                          params=params, json=body, headers=headers)
 
     def _token_rejected(self, endpoint: str, response: httpx.Response) -> bool:
@@ -135,13 +135,13 @@ class AuthingClient(TokenAuthClient):
     def _decode(self, endpoint: str, response: httpx.Response) -> Any:
         body = self._parsed.pop(response, None)
         if not isinstance(body, dict):
-            body = json_object(response, upstream="authing", endpoint=endpoint)
+            body = json_object(response, remote="authing", endpoint=endpoint)
         status = body.get("statusCode")
         if status is None and response.status_code != 200:
             status = response.status_code
         if not isinstance(status, int):
             raise PermanentError(f"response without a statusCode (HTTP {response.status_code})",
-                                 upstream="authing", endpoint=endpoint)
+                                 remote="authing", endpoint=endpoint)
         if status == 200:
             return body.get("data")
         raise from_authing(status, str(body.get("message") or ""), api_code=body.get("apiCode"),
@@ -157,7 +157,7 @@ class AuthingClient(TokenAuthClient):
         total = int(first.get("totalCount") or 0) if isinstance(first, dict) else 0
         seen: set[Any] = set()
         batches: list[Any] = [first]
-        window = self._upstream.max_concurrency
+        window = self._remote.max_concurrency
         next_page = 2
         last_page = math.ceil(total / PAGE_LIMIT)
         while batches:
@@ -177,8 +177,10 @@ class AuthingClient(TokenAuthClient):
                        user_id: str | None = None) -> dict[str, Any] | None:
         """The user with custom data and department ids, or None when absent."""
         ident, id_type = _one_of(user_id=user_id, external_id=external_id)
-        return await self._get_or_none("get-user", userId=ident, userIdType=id_type,
-                                       withCustomData=True, withDepartmentIds=True)
+        user: dict[str, Any] | None = await self._get_or_none(
+            "get-user", userId=ident, userIdType=id_type, withCustomData=True,
+            withDepartmentIds=True)
+        return user
 
     async def get_users_by_external_ids(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """``{externalId: user}`` for those of ``ids`` that exist; 50 ids per list-users
@@ -262,7 +264,7 @@ class AuthingClient(TokenAuthClient):
         (``{departmentId, isLeader?, isMainDepartment?}``), at most 50."""
         if len(departments) > BATCH_LIMIT:
             raise BadRequestError(f"{len(departments)} departments exceed Authing's limit of "
-                                  f"{BATCH_LIMIT}", upstream="authing",
+                                  f"{BATCH_LIMIT}", remote="authing",
                                   endpoint="set-user-departments")
         await self._write("set-user-departments", {
             "userId": user_id, "departments": [dict(d) for d in departments],
@@ -279,8 +281,9 @@ class AuthingClient(TokenAuthClient):
     # -- organization and departments -----------------------------------------------------
 
     async def get_organization(self, code: str | None = None) -> dict[str, Any] | None:
-        return await self._get_or_none("get-organization",
-                                       organizationCode=code or self.organization_code)
+        org: dict[str, Any] | None = await self._get_or_none(
+            "get-organization", organizationCode=code or self.organization_code)
+        return org
 
     async def create_organization(self, name: str, *, code: str | None = None,
                                   open_department_id: str = "1",
@@ -294,10 +297,11 @@ class AuthingClient(TokenAuthClient):
                              department_id: str | None = None) -> dict[str, Any] | None:
         ident, id_type = _one_of(department_id=department_id,
                                  open_department_id=open_department_id)
-        return await self._get_or_none("get-department",
+        dept: dict[str, Any] | None = await self._get_or_none("get-department",
                                        organizationCode=self.organization_code,
                                        departmentId=ident, departmentIdType=id_type,
                                        withCustomData=True)
+        return dept
 
     async def get_all_departments(self) -> list[dict[str, Any]]:
         """Every department of the organization below its root, with custom data."""

@@ -71,9 +71,10 @@ def read_department(dept: AuthingDepartment, binding: Binding) -> dict[str, Any]
 
 def written_department(want: DesiredDepartment, actual: AuthingDepartment | None,
                        binding: Binding) -> dict[str, Any]:
-    essence = (read_department(actual, binding) if actual is not None else
-               {"openDepartmentId": None, "name": None,
-                "customData": dict.fromkeys((DEPARTMENT_ID_FIELD, PARENT_DEPARTMENT_FIELD))})
+    essence: dict[str, Any] = (
+        read_department(actual, binding) if actual is not None else
+        {"openDepartmentId": None, "name": None,
+         "customData": dict.fromkeys((DEPARTMENT_ID_FIELD, PARENT_DEPARTMENT_FIELD))})
     essence["openDepartmentId"] = want.open_department_id
     if want.name:
         essence["name"] = want.name

@@ -40,7 +40,6 @@ from sync_core.directory.operations import (
     Change,
     DepartmentRef,
     GuardVerdict,
-    Kind,
     Mode,
     Operation,
     Request,
@@ -48,7 +47,7 @@ from sync_core.directory.operations import (
     deletion_guard,
     resolve_refs,
 )
-from sync_core.directory.vocabulary import Cause
+from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.settings import UserDeletePolicy
 from sync_core.wecom.model import WeComDepartment, WeComUser
 

@@ -12,7 +12,8 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from sync_core.authing.client import BATCH_LIMIT, AuthingClient
-from sync_core.directory.operations import Action, DepartmentRef, Kind, Operation, Request
+from sync_core.directory.operations import Action, DepartmentRef, Operation, Request
+from sync_core.directory.vocabulary import Kind
 from sync_core.errors import StopSync, SyncError
 
 log = logging.getLogger(__name__)

@@ -78,7 +78,7 @@ class Executor:
         except StopSync:
             raise
         except UnresolvedDepartment as exc:
-            missing = NotFoundError(str(exc), upstream=self._writer.remote)
+            missing = NotFoundError(str(exc), remote=self._writer.remote)
             return Outcome(op, ItemStatus.FAILED, missing)
         except SyncError as exc:
             log.warning("%s %s %s failed: %s", op.kind, op.key, op.action, exc)

@@ -197,9 +197,14 @@ class Ports:
     """One direction of one binding."""
 
     direction: Direction
-    description: str  # for people: "WeCom → Authing"
+    source_name: str  # for people: "WeCom"
+    target_name: str
     source: SourceReader
     target: TargetReader
     writer: TargetWriter
     planner: Planner
     binding: Binding
+
+    @property
+    def description(self) -> str:
+        return f"{self.source_name} → {self.target_name}"

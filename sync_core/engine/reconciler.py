@@ -131,9 +131,11 @@ class Reconciler:
             raise LookupError(f"no run {run_id}")
         if run["status"] != RunStatus.BLOCKED:
             raise RequestError(f"run {run_id} is {run['status']}, not blocked")
-        await asyncio.to_thread(self._db, lambda c: (
-            runs.start(c, run_id=run_id, now=self._clock()),
-            runs.take(c, run_id=run_id, owner=self.owner, until=self._clock() + self._lease)))
+        def resume(conn: Any) -> None:
+            runs.start(conn, run_id=run_id, now=self._clock())
+            runs.take(conn, run_id=run_id, owner=self.owner, until=self._clock() + self._lease)
+
+        await asyncio.to_thread(self._db, resume)
         self._spawn(self._apply_staged(run_id, run))
 
     async def wait(self) -> None:
@@ -259,21 +261,21 @@ class Reconciler:
             executor = Executor(self.ports.writer)
             for item in staged:
                 op = run_items.operation_from_json(item["operation"])
+                error: str | None
                 if await self.ports.source.present(op.kind, op.key):
-                    status, error = ItemStatus.SKIPPED, "not applied: present again in WeCom"
+                    status = ItemStatus.SKIPPED
+                    error = f"not applied: present again in {self.ports.source_name}"
                 else:
                     outcome = await executor.apply_one(op, {})
                     status, error = outcome.status, outcome.error_text
                     await asyncio.to_thread(self._record_links,
                                             written([outcome], lambda kind, key: None))
-                await asyncio.to_thread(self._db, lambda c, i=item, s=status, e=error:
-                                        runs.update_item(c, item_id=i["id"], status=str(s),
-                                                         error=e))
+                await asyncio.to_thread(self._update_item, item["id"], status, error)
             everything = await asyncio.to_thread(self._items, run_id, None)
             failed = any(i["status"] == ItemStatus.FAILED for i in everything)
-            status = RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED
+            final = RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED
             await asyncio.to_thread(self._db, lambda c: runs.finish(
-                c, run_id=run_id, status=status, counters=run_items.count(everything),
+                c, run_id=run_id, status=final, counters=run_items.count(everything),
                 now=self._clock(), error=None))
         except Exception as exc:  # noqa: BLE001 - the run record must say what happened
             log.exception("approving run %s failed", run_id)
@@ -311,6 +313,9 @@ class Reconciler:
         if rows:
             self._db(lambda c: links.record(c, direction=self.ports.direction, rows=rows,
                                             now=self._clock()))
+
+    def _update_item(self, item_id: int, status: ItemStatus, error: str | None) -> None:
+        self._db(lambda c: runs.update_item(c, item_id=item_id, status=str(status), error=error))
 
     def _note(self, run_id: int, note: str) -> None:
         self._db(lambda c: runs.add_note(c, run_id=run_id, note=note))

@@ -9,8 +9,8 @@ from dataclasses import replace
 from typing import Any
 
 from sync_core.directory.essence import digest
-from sync_core.directory.operations import DESTRUCTIVE, Action, Change, Kind, Operation, Request
-from sync_core.directory.vocabulary import Cause
+from sync_core.directory.operations import DESTRUCTIVE, Action, Change, Operation, Request
+from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.engine.executor import ItemStatus, Outcome
 from sync_core.store.links import LinkRow
 

@@ -94,7 +94,7 @@ class DepartmentResolver:
 def _top_of(dept: WeComDepartment, by_id: dict[int, WeComDepartment]) -> int:
     current, seen = dept, {dept.id}
     while current.parent_id in by_id and current.parent_id not in seen:
-        current = by_id[current.parent_id]  # type: ignore[index]
+        current = by_id[current.parent_id]
         seen.add(current.id)
     return current.id
 

@@ -1,5 +1,5 @@
 """What the WeCom and Authing clients share: a cached access token that is refreshed once
-when the upstream rejects it, the call machinery of ``http_retry``, and the dry-run choke
+when the remote rejects it, the call machinery of ``http_retry``, and the dry-run choke
 point. Each client supplies how to fetch a token, attach it, spot a rejected token and
 read its envelope.
 """
@@ -16,7 +16,7 @@ import httpx
 from pydantic import SecretStr
 
 from sync_core.errors import DryRunRejected
-from sync_core.http.retry import CallObserver, Clock, RetryPolicy, Sleep, Upstream
+from sync_core.http.retry import CallObserver, Clock, Remote, RetryPolicy, Sleep
 from sync_core.http.token import TokenCache, secret_digest
 
 
@@ -46,7 +46,7 @@ class TokenAuthClient(ABC):
     credentials; ``observer`` is told each attempt's outcome; ``dry_run`` refuses writes.
     """
 
-    upstream_name: ClassVar[str]
+    remote_name: ClassVar[str]
     path_prefix: ClassVar[str]
 
     def __init__(self, http: httpx.AsyncClient, identity: str, secret: str | SecretStr, *,
@@ -60,10 +60,10 @@ class TokenAuthClient(ABC):
         self._secret = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
         self._base = base_url.rstrip("/") + self.path_prefix
         self._tokens = token_cache if token_cache is not None else TokenCache(clock=clock)
-        self._token_key = (self.upstream_name, self._base, identity,
+        self._token_key = (self.remote_name, self._base, identity,
                            secret_digest(self._secret))
-        self._upstream = Upstream(
-            self.upstream_name, http, timeout=timeout, max_concurrency=max_concurrency,
+        self._remote = Remote(
+            self.remote_name, http, timeout=timeout, max_concurrency=max_concurrency,
             rate_per_minute=rate_per_minute,
             retry=RetryPolicy(attempts=retry_attempts, total_seconds=retry_total_seconds),
             observer=observer, clock=clock, sleep=sleep)
@@ -79,7 +79,7 @@ class TokenAuthClient(ABC):
 
     @abstractmethod
     def _token_rejected(self, endpoint: str, response: httpx.Response) -> bool:
-        """Whether the upstream refused the token (expired or revoked early)."""
+        """Whether the remote refused the token (expired or revoked early)."""
 
     @abstractmethod
     def _decode(self, endpoint: str, response: httpx.Response) -> Any:
@@ -91,9 +91,9 @@ class TokenAuthClient(ABC):
     async def _request(self, method: str, endpoint: str, *,
                        params: Mapping[str, Any] | None = None, body: Any = None,
                        idempotent: bool = True) -> Any:
-        """One API call, retried when transient (see ``Upstream.call`` for ``idempotent``).
+        """One API call, retried when transient (see ``Remote.call`` for ``idempotent``).
         A rejected token is replaced once and the request sent again; a second rejection
-        is decoded into the upstream's auth error."""
+        is decoded into the remote's auth error."""
 
         async def attempt() -> Any:
             token = await self._token()
@@ -104,10 +104,10 @@ class TokenAuthClient(ABC):
                                                 params, body)
             return self._decode(endpoint, response)
 
-        return await self._upstream.call(endpoint, attempt, idempotent=idempotent)
+        return await self._remote.call(endpoint, attempt, idempotent=idempotent)
 
     def _refuse_in_dry_run(self, method: str, endpoint: str) -> None:
         """The second guard of a dry run: every write passes here before any I/O."""
         if self.dry_run:
             raise DryRunRejected(f"dry run: refused {method} {endpoint}",
-                                 upstream=self.upstream_name, endpoint=endpoint)
+                                 remote=self.remote_name, endpoint=endpoint)

@@ -1,9 +1,9 @@
-"""How both API clients talk to an upstream: timeouts, a concurrency cap, a client-side
+"""How both API clients talk to a remote: timeouts, a concurrency cap, a client-side
 rate limit, bounded retries of transient errors, and one metrics hook.
 
-``Upstream.send`` is the only place an httpx exception can enter; it becomes a
-``TransientError`` there. ``Upstream.call`` retries an attempt on ``TransientError``
-only, with exponential backoff and jitter, never waiting less than the upstream's
+``Remote.send`` is the only place an httpx exception can enter; it becomes a
+``TransientError`` there. ``Remote.call`` retries an attempt on ``TransientError``
+only, with exponential backoff and jitter, never waiting less than the remote's
 ``retry_after`` hint, and gives up after ``attempts`` tries or before a wait would push
 it past ``total_seconds``. Tests pass a ``sleep`` that does not sleep.
 """
@@ -52,7 +52,7 @@ class CallObserver(Protocol):
     """Told about every attempt: ``outcome`` is ``"ok"`` or the error's ``kind``
     (``transient``, ``not_found``, ``conflict``, ``bad_request``, ``auth``, ...)."""
 
-    def __call__(self, upstream: str, endpoint: str, outcome: str, seconds: float) -> None: ...
+    def __call__(self, remote: str, endpoint: str, outcome: str, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ class RateLimiter:
 
     Each caller reserves the next free send slot (a generic cell rate algorithm, so no
     lock and no float drift from topping a bucket up in tiny steps) and sleeps until it.
-    ``pause`` holds every caller back until a time, after the upstream said it is
+    ``pause`` holds every caller back until a time, after the remote said it is
     throttling us (WeCom 45009 blocks the whole corp for 60 s; HTTP 429 Retry-After).
     """
 
@@ -110,7 +110,7 @@ class RateLimiter:
 
 
 def chunked(items: Sequence[T], size: int) -> list[list[T]]:
-    """Batches no larger than an upstream's limit: ``chunked([1, 2, 3], 2)`` → ``[[1, 2], [3]]``."""
+    """Batches no larger than a remote's limit: ``chunked([1, 2, 3], 2)`` → ``[[1, 2], [3]]``."""
     if size < 1:
         raise ValueError(f"chunk size must be >= 1, got {size}")
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
@@ -151,7 +151,7 @@ def parse_retry_after(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def json_object(response: httpx.Response, *, upstream: str, endpoint: str) -> dict[str, Any]:
+def json_object(response: httpx.Response, *, remote: str, endpoint: str) -> dict[str, Any]:
     """The response body as a JSON object, or the error an unreadable body stands for:
     HTTP 429/5xx (a proxy or an overloaded server) is transient, anything else permanent,
     so that a wrong base URL answering 404 pages is never mistaken for "entity absent"."""
@@ -166,15 +166,15 @@ def json_object(response: httpx.Response, *, upstream: str, endpoint: str) -> di
                f"{response.headers.get('content-type', 'without content type')}")
     if status == 429 or status >= 500:
         raise TransientError(message, retry_after=parse_retry_after(response),
-                             maybe_applied=status != 429, status=status, upstream=upstream,
+                             maybe_applied=status != 429, status=status, remote=remote,
                              endpoint=endpoint)
     if status in (401, 403):
-        raise AuthError(message, status=status, upstream=upstream, endpoint=endpoint)
-    raise PermanentError(message, status=status, upstream=upstream, endpoint=endpoint)
+        raise AuthError(message, status=status, remote=remote, endpoint=endpoint)
+    raise PermanentError(message, status=status, remote=remote, endpoint=endpoint)
 
 
-class Upstream:
-    """One upstream (``wecom`` or ``authing``) behind one injected ``httpx.AsyncClient``."""
+class Remote:
+    """One remote API (``wecom`` or ``authing``) behind one injected ``httpx.AsyncClient``."""
 
     def __init__(self, name: str, http: httpx.AsyncClient, *,
                  timeout: float | httpx.Timeout, max_concurrency: int,
@@ -211,7 +211,7 @@ class Upstream:
                 what = "timed out" if isinstance(exc, httpx.TimeoutException) else "network error"
                 raise TransientError(f"{what} ({type(exc).__name__})",
                                      maybe_applied=not isinstance(exc, _NEVER_SENT),
-                                     upstream=self.name, endpoint=endpoint) from exc
+                                     remote=self.name, endpoint=endpoint) from exc
 
     async def observed(self, endpoint: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run one attempt, report its outcome, and pause the limiter on a throttle hint."""
@@ -233,7 +233,7 @@ class Upstream:
         TransientError propagates when they are exhausted, any other error at once.
 
         A non-idempotent attempt (a create) is repeated only after errors that prove the
-        upstream did not act (``maybe_applied`` False); after a read timeout or a 5xx the
+        remote did not act (``maybe_applied`` False); after a read timeout or a 5xx the
         error goes to the caller, which re-reads before deciding, instead of risking a
         duplicate."""
         policy = self._retry

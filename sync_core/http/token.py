@@ -1,4 +1,4 @@
-"""Cached upstream access tokens: refreshed early, fetched once however many callers wait.
+"""Cached access tokens of the remotes: refreshed early, fetched once however many callers wait.
 
 WeCom bans an IP for an hour after repeated wrong-secret ``gettoken`` calls and throttles
 frequent ones (reference/wecom-platform.md §3.1), so concurrent callers must share one
@@ -39,7 +39,7 @@ class TokenCache:
     A token is used until ``refresh_margin`` seconds before it expires (at most half its
     lifetime early, so short-lived tokens still get used). A fetch that fails with
     ``StopSync`` (wrong secret, banned IP) is remembered for ``failure_ttl`` seconds and
-    re-raised without calling the upstream again.
+    re-raised without calling the remote again.
     """
 
     def __init__(self, *, clock: Clock = time.monotonic, refresh_margin: float = 300.0,
@@ -74,7 +74,7 @@ class TokenCache:
         return await asyncio.shield(task)
 
     def invalidate(self, key: Hashable, stale: str) -> None:
-        """Drop ``stale`` after the upstream rejected it; a newer token is kept, so callers
+        """Drop ``stale`` after the remote rejected it; a newer token is kept, so callers
         that were all rejected with the same token trigger one refresh, not one each."""
         entry = self._entries.get(key)
         if entry is not None and entry.value == stale:

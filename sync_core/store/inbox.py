@@ -94,9 +94,9 @@ def list_events(session: Session, *, status: str | None = None, source: str | No
     """Newest first; ``before_id`` pages backwards."""
     query = select(InboxEvent).order_by(col(InboxEvent.id).desc()).limit(limit)
     if status:
-        query = query.where(InboxEvent.status == status)
+        query = query.where(col(InboxEvent.status) == status)
     if source:
-        query = query.where(InboxEvent.source == source)
+        query = query.where(col(InboxEvent.source) == source)
     if before_id is not None:
         query = query.where(col(InboxEvent.id) < before_id)
     return list(session.scalars(query))
@@ -110,7 +110,7 @@ def count_by_status(session: Session) -> dict[str, int]:
     from sqlalchemy import func
 
     rows = session.execute(
-        select(InboxEvent.status, func.count()).group_by(InboxEvent.status))
+        select(col(InboxEvent.status), func.count()).group_by(col(InboxEvent.status)))
     return {status: int(n) for status, n in rows}
 
 

@@ -47,7 +47,7 @@ class WeComClient(TokenAuthClient):
     whatever else calls WeCom with it.
     """
 
-    upstream_name = "wecom"
+    remote_name = "wecom"
     path_prefix = "/cgi-bin/"
 
     def __init__(self, http: httpx.AsyncClient, corp_id: str, secret: str | SecretStr,
@@ -64,25 +64,25 @@ class WeComClient(TokenAuthClient):
 
     async def get_token(self) -> str:
         """A valid access token (cached), retried like any other call."""
-        return await self._upstream.call("gettoken", self._token)
+        return await self._remote.call("gettoken", self._token)
 
     async def _fetch_token(self) -> tuple[str, float]:
         async def attempt() -> tuple[str, float]:
-            response = await self._upstream.send(
+            response = await self._remote.send(
                 "GET", self._base + "gettoken", endpoint="gettoken",
                 params={"corpid": self.corp_id, "corpsecret": self._secret})
             payload = self._decode("gettoken", response)
             token = payload.get("access_token")
             if not isinstance(token, str) or not token:
-                raise AuthError("gettoken returned no access_token", upstream="wecom",
+                raise AuthError("gettoken returned no access_token", remote="wecom",
                                 endpoint="gettoken")
             return token, float(payload.get("expires_in") or 7200)
 
-        return await self._upstream.observed("gettoken", attempt)
+        return await self._remote.observed("gettoken", attempt)
 
     async def _exchange(self, method: str, endpoint: str, token: str,
                         params: Mapping[str, Any] | None, body: Any) -> httpx.Response:
-        return await self._upstream.send(method, self._base + endpoint, endpoint=endpoint,
+        return await self._remote.send(method, self._base + endpoint, endpoint=endpoint,
                                          json=body,
                                          params={**(params or {}), "access_token": token})
 
@@ -101,22 +101,22 @@ class WeComClient(TokenAuthClient):
         return payload
 
     def _token_rejected(self, endpoint: str, response: httpx.Response) -> bool:
-        payload = json_object(response, upstream="wecom", endpoint=endpoint)
+        payload = json_object(response, remote="wecom", endpoint=endpoint)
         return payload.get("errcode") in WECOM_TOKEN_EXPIRED
 
     def _decode(self, endpoint: str, response: httpx.Response) -> dict[str, Any]:
-        payload = json_object(response, upstream="wecom", endpoint=endpoint)
+        payload = json_object(response, remote="wecom", endpoint=endpoint)
         errcode = payload.get("errcode", 0)
         errmsg = redact(str(payload.get("errmsg", "")), self._secret)
         if not isinstance(errcode, int):
-            raise PermanentError(f"errcode is not an integer: {errcode!r}", upstream="wecom",
+            raise PermanentError(f"errcode is not an integer: {errcode!r}", remote="wecom",
                                  endpoint=endpoint)
         if errcode != 0:
             raise from_wecom(errcode, errmsg, endpoint=endpoint)
         if _WRONG_JSON in errmsg.lower():
             # errcode 0, yet WeCom may have ignored the mistyped field: not a success.
             raise BadRequestError(f"accepted with a warning, may not have applied: {errmsg}",
-                                  code=0, upstream="wecom", endpoint=endpoint)
+                                  code=0, remote="wecom", endpoint=endpoint)
         return payload
 
     # -- departments -------------------------------------------------------------------
@@ -145,7 +145,7 @@ class WeComClient(TokenAuthClient):
         new_id = payload.get("id", body.get("id"))
         if not isinstance(new_id, int):
             raise PermanentError(f"department/create answered without an id: {new_id!r}",
-                                 upstream="wecom", endpoint="department/create")
+                                 remote="wecom", endpoint="department/create")
         return new_id
 
     async def department_update(self, body: Mapping[str, Any]) -> None:
@@ -178,7 +178,7 @@ class WeComClient(TokenAuthClient):
                 return
             if next_cursor == cursor:
                 raise PermanentError("user/list_id returned the same cursor twice",
-                                     upstream="wecom", endpoint="user/list_id")
+                                     remote="wecom", endpoint="user/list_id")
             cursor = next_cursor
 
     async def user_get(self, userid: str) -> dict[str, Any]:

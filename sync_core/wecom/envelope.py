@@ -31,7 +31,9 @@ class Envelope:
 
 def parse_xml(data: bytes) -> Element:
     try:
-        return fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root: Element = fromstring(data, forbid_dtd=True, forbid_entities=True,
+                                   forbid_external=True)
+        return root
     except DefusedXmlException as exc:
         raise MalformedDocument("XML with a DTD or entities is refused") from exc
     except (_XmlSyntaxError, ValueError) as exc:

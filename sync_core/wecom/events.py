@@ -209,7 +209,7 @@ def parse_event(plaintext: bytes) -> WeComEvent:
 def to_payload(event: WeComEvent) -> dict[str, Any]:
     """JSON-ready dict with only the fields WeCom sent."""
     out: dict[str, Any] = {"kind": str(event.kind), "change_type": event.change_type}
-    for f in fields(event):  # type: ignore[arg-type]
+    for f in fields(event):
         value = getattr(event, f.name)
         if value is None or f.name == "change_type":
             continue
