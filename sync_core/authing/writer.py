@@ -34,35 +34,44 @@ class AuthingWriter:
                 and op.requests[0].endpoint == "create-user"
                 and not _has_ref(op.requests[0].body))
 
-    async def write(self, request: Request, ids: MutableMapping[str, str]) -> None:
+    async def write(self, request: Request, ids: MutableMapping[str, str]) -> str | None:
         result = await self.client.send_planned(request.endpoint, request.body)
-        if request.endpoint == "create-department" and isinstance(result, dict):
+        if not isinstance(result, dict):
+            return None
+        if request.endpoint == "create-department":
             open_id = request.body.get("openDepartmentId")
             if open_id and result.get("departmentId"):
                 ids[str(open_id)] = str(result["departmentId"])
+                return str(result["departmentId"])
+        if request.endpoint == "create-user" and result.get("userId"):
+            return str(result["userId"])
+        return None
 
-    async def create_batch(self, ops: Sequence[Operation]) -> list[int]:
+    async def create_batch(self, ops: Sequence[Operation]) -> list[tuple[int, str | None]]:
         """Authing validates a batch in full, so one bad user refuses all: those go one by
         one (the answer says 0 for them), and only the bad one fails. After an ambiguous
         failure (a timeout, a 5xx) the users found by externalId count as created."""
         bodies = [op.requests[0].body for op in ops]
         try:
-            await self.client.send_planned(BATCH_CREATE, {"list": bodies})
+            created = await self.client.send_planned(BATCH_CREATE, {"list": bodies})
         except StopSync:
             raise
         except SyncError as exc:
             log.warning("%s of %d users failed (%s); creating them one by one",
                         BATCH_CREATE, len(ops), exc)
             if not getattr(exc, "maybe_applied", False):
-                return [0] * len(ops)
+                return [(0, None)] * len(ops)
             try:
                 found = await self.client.get_users_by_external_ids(op.key for op in ops)
             except StopSync:
                 raise
             except SyncError:
                 found = {}
-            return [1 if op.key in found else 0 for op in ops]
-        return [1] * len(ops)
+            return [(1, _user_id(found[op.key])) if op.key in found else (0, None)
+                    for op in ops]
+        ids = {str(u.get("externalId")): _user_id(u) for u in created or ()
+               if isinstance(u, dict)}
+        return [(1, ids.get(op.key)) for op in ops]
 
     async def look_up(self, keys: Sequence[str], ids: MutableMapping[str, str]) -> None:
         for open_id in keys:
@@ -70,6 +79,10 @@ class AuthingWriter:
                 dept = await self.client.get_department(open_department_id=open_id)
                 if dept and dept.get("departmentId"):
                     ids[open_id] = str(dept["departmentId"])
+
+
+def _user_id(dto: Mapping[str, Any]) -> str | None:
+    return str(dto["userId"]) if dto.get("userId") else None
 
 
 def _has_ref(value: Any) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from sync_core.directory.operations import (
@@ -64,9 +64,10 @@ class Executor:
         return [await self.apply_one(op, known) for op in ops]
 
     async def apply_one(self, op: Operation, ids: MutableMapping[str, str], *,
-                        sent: int = 0) -> Outcome:
+                        sent: int = 0, created: str | None = None) -> Outcome:
         """``sent``: how many of the leading requests were already carried out (a user
-        created by ``create_users``); the rest are sent here."""
+        created by ``create_users``, ``created`` its target id); the rest are sent here.
+        An operation that creates its entity comes out with the new id as its target."""
         if not op.writes:
             return unapplied(op)
         try:
@@ -74,7 +75,9 @@ class Executor:
                 await self._writer.look_up(op.needs, ids)
                 op = resolve_refs(op, ids)
             for request in op.requests[sent:]:
-                await self._writer.write(request, ids)
+                created = await self._writer.write(request, ids) or created
+            if op.target is None and created is not None:
+                op = replace(op, target=created)
         except StopSync:
             raise
         except UnresolvedDepartment as exc:
@@ -89,9 +92,10 @@ class Executor:
         """Whether ``create_users`` may carry ``op``'s first request."""
         return self._writer.batchable(op)
 
-    async def create_users(self, ops: Sequence[Operation]) -> list[int]:
+    async def create_users(self, ops: Sequence[Operation]) -> list[tuple[int, str | None]]:
         """Create the users of ``ops`` (each ``batchable``, at most the writer's
         ``batch_limit``) with one batch call instead of one call each; the same bodies, so
         the same users. Answers, per op, how many of its requests were carried out (1 or
-        0), for ``apply_one(op, ids, sent=...)`` to send the rest."""
+        0) and the id created, for ``apply_one(op, ids, sent=..., created=...)`` to send
+        the rest."""
         return await self._writer.create_batch(ops)

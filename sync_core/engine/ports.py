@@ -123,11 +123,14 @@ class TargetWriter(Protocol):
         """Whether ``create_batch`` may carry the first request of ``op``."""
         ...
 
-    async def write(self, request: Any, ids: MutableMapping[str, str]) -> None: ...
+    async def write(self, request: Any, ids: MutableMapping[str, str]) -> str | None:
+        """Carry out one request; answers the target id of the entity it created, if any
+        (read from the write's own answer: the link table learns it with no extra read)."""
+        ...
 
-    async def create_batch(self, ops: Sequence[Operation]) -> list[int]:
+    async def create_batch(self, ops: Sequence[Operation]) -> list[tuple[int, str | None]]:
         """Create the entities of ``ops`` in one call; per op, how many of its requests
-        were carried out (1 or 0)."""
+        were carried out (1 or 0) and the target id created, when the answer says."""
         ...
 
     async def look_up(self, keys: Sequence[str], ids: MutableMapping[str, str]) -> None:

@@ -226,10 +226,11 @@ class Reconciler:
         done = 0
         total = sum(1 for op in ops if op.writes)
 
-        async def one(index: int, op: Operation, sent: int = 0) -> None:
+        async def one(index: int, op: Operation, sent: int = 0,
+                      created: str | None = None) -> None:
             nonlocal done
             async with gate:
-                results[index] = await executor.apply_one(op, ids, sent=sent)
+                results[index] = await executor.apply_one(op, ids, sent=sent, created=created)
             done += 1
             if progress:
                 progress(done, total)
@@ -239,8 +240,8 @@ class Reconciler:
         async def created(group: list[tuple[int, Operation]]) -> None:
             async with gate:
                 sent = await executor.create_users([op for _, op in group])
-            await asyncio.gather(*(one(i, op, n) for (i, op), n in zip(group, sent,
-                                                                        strict=True)))
+            await asyncio.gather(*(one(i, op, n, target) for (i, op), (n, target)
+                                   in zip(group, sent, strict=True)))
 
         for phase in _phases(ops, depth):
             writes = [(i, op) for i, op in phase if op.writes]
