@@ -53,7 +53,8 @@ def upstream_ports(settings: Settings, remotes: Remotes, metrics: Metrics) -> Po
         concurrency=settings.wecom_max_concurrency,
         on_event_fields=lambda kind: metrics.event_field_fallbacks.labels(kind).inc())
     return Ports(Direction.UPSTREAM, "WeCom", "Authing", source, AuthingTarget(remotes.authing),
-                 AuthingWriter(remotes.authing), UpstreamPlanner(),
+                 AuthingWriter(remotes.authing, concurrency=settings.authing_max_concurrency),
+                 UpstreamPlanner(),
                  Binding.from_settings(settings))
 
 

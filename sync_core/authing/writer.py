@@ -24,8 +24,9 @@ class AuthingWriter:
     remote = "authing"
     batch_limit = BATCH_LIMIT
 
-    def __init__(self, client: AuthingClient) -> None:
+    def __init__(self, client: AuthingClient, *, concurrency: int = 8) -> None:
         self.client = client
+        self.concurrency = concurrency
 
     def batchable(self, op: Operation) -> bool:
         """A user create whose first request is a create-user with nothing left to resolve

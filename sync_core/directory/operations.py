@@ -1,9 +1,10 @@
 """Operations: what the planner decides and the executor carries out (pure data).
 
-One ``Operation`` is one run item (kind, key, action) with, in order, the Authing v3
-requests that apply it. Where an Authing ``departmentId`` is not known at plan time, the
-body holds a ``DepartmentRef`` and ``needs`` lists the WeCom department id; the executor
-substitutes the real id with ``resolve_refs``. A body with an unresolved ref does not
+One ``Operation`` is one run item (kind, key, action) with, in order, the target requests
+that apply it (their shape is the target writer's business). Where the target id of a
+department is not known at plan time, the body holds a ``DepartmentRef`` and ``needs``
+lists the source department key; the executor substitutes the real id with
+``resolve_refs``. A body with an unresolved ref does not
 serialise to JSON, so it cannot be sent by mistake.
 """
 
@@ -48,14 +49,14 @@ class Change(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class DepartmentRef:
-    """Stands for the Authing departmentId of WeCom department ``open_department_id``."""
+    """Stands for the target id of the source department ``open_department_id``."""
 
     open_department_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One Authing v3 call: ``endpoint`` is the path after ``/api/v3/``."""
+    """One call to the target: ``endpoint`` names it for the target writer."""
 
     endpoint: str
     body: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -63,13 +64,13 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """One run item and the Authing requests that carry it out, in order.
+    """One run item and the target requests that carry it out, in order.
 
-    ``key``: WeCom userid or department id. ``target``: the Authing userId/departmentId
-    acted on, when it exists at plan time. ``changes``: (field, old, new) for the report.
-    ``needs``: WeCom department ids the bodies still name by DepartmentRef. ``reason``: why
-    a skip was planned, for people; ``cause``: the same as an enum, for code. No requests
-    means nothing is written.
+    ``key``: the source key of the user or department. ``target``: the target id acted
+    on, when it exists at plan time (or once the write created it). ``changes``: (field,
+    old, new) for the report. ``needs``: source department keys the bodies still name by
+    DepartmentRef. ``reason``: why a skip was planned, for people; ``cause``: the same as
+    an enum, for code. No requests means nothing is written.
     """
 
     kind: Kind
@@ -96,7 +97,7 @@ class GuardVerdict:
 
 
 class UnresolvedDepartment(LookupError):
-    """An operation refers to a WeCom department that has no Authing id yet."""
+    """An operation refers to a source department that has no target id yet."""
 
 
 def deletion_guard(ops: Iterable[Operation], managed_count: int, threshold_percent: float,
@@ -124,7 +125,7 @@ def resolve_refs(op: Operation, ids: Mapping[str, str]) -> Operation:
         if isinstance(value, DepartmentRef):
             if value.open_department_id not in ids:
                 raise UnresolvedDepartment(
-                    f"WeCom department {value.open_department_id} has no Authing id")
+                    f"department {value.open_department_id} has no id in the target")
             return ids[value.open_department_id]
         if isinstance(value, Mapping):
             return {k: sub(v) for k, v in value.items()}

@@ -9,8 +9,8 @@ from enum import StrEnum
 class Direction(StrEnum):
     """Which way a binding syncs. Inside a direction the two sides are source and target."""
 
-    UPSTREAM = "upstream"  # WeCom (API or exported address book) → Authing
-    DOWNSTREAM = "downstream"  # Authing → WeCom
+    UPSTREAM = "upstream"  # from the corp directory into the identity platform
+    DOWNSTREAM = "downstream"  # back from the identity platform into the corp directory
 
 
 class Kind(StrEnum):

@@ -1,7 +1,7 @@
 """The echo check: is the state an event shows the echo of our own write?
 
-A write by one direction makes the other side send an event about it (WeCom calls back,
-Authing fires a webhook). Before it plans, entity sync asks here whether the source state
+A write by one direction makes the other side send an event about it (a callback, a
+webhook). Before it plans, entity sync asks here whether the source state
 it read is exactly what the opposite direction last wrote to that entity; if so the event
 is settled without a plan. The answer comes from the link table, by target id, comparing
 essence digests (``directory.essence``). A failed read answers "no": planning an echo

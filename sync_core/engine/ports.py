@@ -3,9 +3,8 @@
 
 The engine (entity sync, executor, worker, reconciler) sees records only through these
 protocols: it never names a platform, an endpoint or a field. Records are opaque to it
-(``Any``); the planner is the one that knows their shape. Upstream wires WeCom (or its
-exported address book) as the source and Authing as the target; downstream will wire the
-reverse with the same engine.
+(``Any``); the planner is the one that knows their shape. ``sync_core.runtime`` wires the
+platforms into these ports, one ``Ports`` per direction of a binding.
 """
 
 from __future__ import annotations
@@ -117,7 +116,8 @@ class TargetWriter(Protocol):
     key (as str) to its target id; writes that create a department add to it."""
 
     remote: str
-    batch_limit: int
+    batch_limit: int  # user creates per batch call
+    concurrency: int  # writes in flight during a reconcile
 
     def batchable(self, op: Operation) -> bool:
         """Whether ``create_batch`` may carry the first request of ``op``."""
@@ -200,7 +200,7 @@ class Ports:
     """One direction of one binding."""
 
     direction: Direction
-    source_name: str  # for people: "WeCom"
+    source_name: str  # for people, in messages
     target_name: str
     source: SourceReader
     target: TargetReader

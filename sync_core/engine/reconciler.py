@@ -1,18 +1,19 @@
 """The full-compare reconciler: read both sides, plan everything, guard deletes, apply.
 
-Callbacks get lost and, since 2022, a department rename sends none; this is what makes the
-directory converge anyway. A run reads the whole WeCom directory (API or exported Excel)
-and the whole Authing organization, plans with the same pure planner as incremental sync,
-and applies in dependency order with bounded concurrency:
+Events get lost (and some changes send none); this is what makes the target converge
+anyway. A run reads the whole source (through the direction's ``SourceReader``, or an
+uploaded file) and the whole target (``TargetReader``), plans with the direction's planner
+(the same as incremental sync), and applies through the ``TargetWriter`` in dependency order
+with bounded concurrency:
 
     departments (parents first) → users → user removals → department deletes (children first)
 
-Users to create go to Authing 50 at a time (create-users-batch, the same bodies), then each
-gets its own set-user-departments, as batch creation sets no main department or leader.
+Users to create go to the target ``batch_limit`` at a time in one call where the writer
+can batch them (the same bodies); the rest of each user's requests follow one by one.
 
 Safety: an incomplete source read makes no deletes; deletes beyond the thresholds stage
 the run as ``blocked`` until an operator approves, and approval re-checks each object is
-still absent from WeCom. A dry run records the same items with nothing applied.
+still absent from the source. A dry run records the same items with nothing applied.
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ class Reconciler:
                      progress: Progress | None) -> list[Outcome]:
         executor = Executor(self.ports.writer)
         ids: dict[str, str] = {}
-        gate = asyncio.Semaphore(self.settings.authing_max_concurrency)
+        gate = asyncio.Semaphore(self.ports.writer.concurrency)
         # Operations that write nothing (all of them, in a no-op run) need no task.
         results = [unapplied(op) for op in ops]
         done = 0
@@ -371,8 +372,8 @@ def _phases(ops: Sequence[Operation], depth: dict[str, int]
             ) -> list[list[tuple[int, Operation]]]:
     """Groups that may run concurrently, in the order the planner requires: department
     upserts level by level, then users, then user removals, then department deletes one
-    at a time in the planner's children-first order (gone from WeCom, their depth is only
-    known to the planner)."""
+    at a time in the planner's children-first order (gone from the source, their depth is
+    only known to the planner)."""
     upserts: dict[int, list[tuple[int, Operation]]] = {}
     deletes: list[list[tuple[int, Operation]]] = []
     users: list[tuple[int, Operation]] = []

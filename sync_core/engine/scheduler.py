@@ -33,7 +33,8 @@ from datetime import datetime, timedelta, tzinfo
 from croniter import croniter
 from sqlalchemy import Engine
 
-from sync_core.settings import Direction, Settings
+from sync_core.directory.vocabulary import Direction
+from sync_core.settings import DirectionSetting, Settings
 from sync_core.store import leases, runs
 from sync_core.store.models import utcnow
 
@@ -75,8 +76,8 @@ def due(cron: str, last: datetime | None, now: datetime) -> bool:
 def scheduled_directions(settings: Settings) -> dict[str, str]:
     """Direction → cron for every direction this service syncs that has a schedule."""
     wanted = {
-        Direction.UPSTREAM.value: (Direction.UPSTREAM, Direction.BOTH),
-        Direction.DOWNSTREAM.value: (Direction.DOWNSTREAM, Direction.BOTH),
+        Direction.UPSTREAM.value: (DirectionSetting.UPSTREAM, DirectionSetting.BOTH),
+        Direction.DOWNSTREAM.value: (DirectionSetting.DOWNSTREAM, DirectionSetting.BOTH),
     }
     crons = {
         Direction.UPSTREAM.value: settings.upstream_reconcile_cron.strip(),

@@ -107,7 +107,7 @@ class Worker:
                     await sync.prepare()
                 self.ready = True
             except SyncError as exc:
-                log.error("Authing bootstrap failed (will retry in %.0f s): %s", delay, exc)
+                log.error("target bootstrap failed (will retry in %.0f s): %s", delay, exc)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                     return False

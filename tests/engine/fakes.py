@@ -117,6 +117,7 @@ class FakeWriter:
     raise. Every call is logged in ``calls`` as (name, keys)."""
 
     remote = "fake"
+    concurrency = 4
 
     def __init__(self, target: FakeTarget, *, batch_limit: int = 3) -> None:
         self.target = target
