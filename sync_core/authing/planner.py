@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sync_core.authing.essence import USER_ATTRS
 from sync_core.authing.mapping import (
     USER_ID_FIELD,
     DesiredUser,
@@ -300,9 +301,7 @@ def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Binding,
                      tuple(requests), needs)
 
 
-_USER_ATTRS = {"name": "name", "username": "username", "phone": "phone",
-               "phoneCountryCode": "phone_country_code", "email": "email", "gender": "gender",
-               "status": "status", "photo": "photo"}
+_USER_ATTRS = USER_ATTRS
 
 
 def _profile_changes(want: DesiredUser, actual: AuthingUser,
