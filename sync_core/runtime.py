@@ -17,7 +17,6 @@ from sync_core.authing.writer import AuthingWriter
 from sync_core.binding import Binding
 from sync_core.directory.operations import Mode
 from sync_core.directory.vocabulary import Direction
-from sync_core.engine.echo import EchoCheck
 from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.ports import Ports, SourceSnapshot
 from sync_core.engine.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
@@ -63,7 +62,7 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
     """Raises SettingsError naming the first missing credential."""
     remotes = build_remotes(settings, observer=metrics.observe_call, dry_run=dry_run)
     ports = upstream_ports(settings, remotes, metrics)
-    sync = EntitySync(ports, echo=EchoCheck(engine, ports.direction))
+    sync = EntitySync(ports)
 
     async def excel(upload: ExcelInput) -> SourceSnapshot:
         return await read_excel(ports.source, upload)

@@ -1,52 +1,37 @@
 """The echo check: is the state an event shows the echo of our own write?
 
 A write by one direction makes the other side send an event about it (a callback, a
-webhook). Before it plans, entity sync asks here whether the source state
-it read is exactly what the opposite direction last wrote to that entity; if so the event
-is settled without a plan. The answer comes from the link table, by target id, comparing
-essence digests (``directory.essence``). A failed read answers "no": planning an echo
-costs reads, never a wrong write, as the plan then finds nothing to change.
+webhook). The worker reads, in the same transaction that claims the entities, what the
+opposite direction last wrote to each of them (the link table, by target id: one statement
+per claim, not per entity); entity sync then compares that digest with the essence of the
+source state it read, before it plans. Equal: the event is our own write coming back, and
+it is settled with nothing planned. No row, or another state: a real change, planned as
+usual (an echo that is missed costs reads, never a wrong write).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 
 from sync_core.directory.essence import digest
-from sync_core.directory.vocabulary import Direction, Kind
+from sync_core.directory.vocabulary import Direction
 from sync_core.store import links
-
-log = logging.getLogger(__name__)
 
 
 def opposite(direction: Direction) -> Direction:
     return Direction.DOWNSTREAM if direction is Direction.UPSTREAM else Direction.UPSTREAM
 
 
-class EchoCheck:
-    def __init__(self, engine: Engine, direction: Direction) -> None:
-        self.engine = engine
-        self.direction = direction
+def written_by_opposite(conn: Connection, direction: Direction,
+                        entities: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """For (kind, key) entities of ``direction``'s source, the essence digests the opposite
+    direction's last writes left on them (only those that have one)."""
+    return links.digests_by_target(conn, direction=opposite(direction), entities=entities)
 
-    async def is_echo(self, kind: Kind, key: str, essence: Any) -> bool:
-        """``key``: the entity's key on this direction's source side, which is the target
-        side of the opposite direction; ``essence``: the source state, as that side shows
-        it."""
-        wanted = digest(essence)
-        if wanted is None:
-            return False
-        try:
-            return await asyncio.to_thread(self._read, kind, key, wanted)
-        except Exception as exc:  # noqa: BLE001 - a database outage must not stop the sync
-            log.warning("echo check for %s %s failed (%s); planning it", kind, key,
-                        type(exc).__name__)
-            return False
 
-    def _read(self, kind: Kind, key: str, wanted: str) -> bool:
-        with self.engine.connect() as conn:
-            return links.last_wrote(conn, direction=opposite(self.direction), kind=str(kind),
-                                    target_id=key, essence_hash=wanted)
+def is_echo(essence: Any, written: str | None) -> bool:
+    """Whether a source state with this essence is what was last written (``written``)."""
+    return written is not None and digest(essence) == written

@@ -15,7 +15,7 @@ from typing import Any
 
 from sync_core.directory.operations import Action, Operation
 from sync_core.directory.vocabulary import Cause, Kind
-from sync_core.engine.echo import EchoCheck
+from sync_core.engine.echo import is_echo
 from sync_core.engine.executor import Executor, ItemStatus, Outcome
 from sync_core.engine.ports import Ports, ReadFrom
 from sync_core.engine.run_log import written
@@ -80,10 +80,9 @@ class EntitySync:
     """One direction of one binding, one entity at a time. ``prepare`` (the target's
     bootstrap) completes the binding once; it is then passed down to every read and plan."""
 
-    def __init__(self, ports: Ports, *, echo: EchoCheck | None = None) -> None:
+    def __init__(self, ports: Ports) -> None:
         self.ports = ports
         self.binding = ports.binding
-        self.echo = echo
         self.source, self.target, self.planner = ports.source, ports.target, ports.planner
         self._executor = Executor(ports.writer)
         # Source department key → target id, learnt from reads and creates. Saves a
@@ -96,14 +95,17 @@ class EntitySync:
 
     # -- users --------------------------------------------------------------------------
 
-    async def sync_user(self, key: str, payloads: Sequence[Mapping[str, Any]]) -> EntityResult:
+    async def sync_user(self, key: str, payloads: Sequence[Mapping[str, Any]], *,
+                        echo_of: str | None = None) -> EntityResult:
+        """``echo_of``: the essence digest the opposite direction last wrote to this entity
+        (``engine.echo``); a source state with that essence is settled unplanned."""
         hints = self.source.hints(Kind.USER, payloads)
         current = hints.renamed_to or key
         essences: dict[tuple[str, str], Any] = {}
         done: list[Outcome] = []
         if hints.renamed_to is None and hints.announced:
             desired, read_from = await self.source.read_user(current, key, hints)
-            if await self._echo(Kind.USER, current, desired):
+            if self._echo(Kind.USER, desired, echo_of):
                 return EntityResult(Kind.USER, current, (), read_from, echo=True)
             if desired is not None:
                 # Announced as new: the create is itself the existence check (the target
@@ -121,7 +123,7 @@ class EntitySync:
                 self.source.read_user(current, key, hints),
                 self.target.user([key, current] if hints.renamed_to else [key],
                                  self.binding))
-            if await self._echo(Kind.USER, current, desired):
+            if self._echo(Kind.USER, desired, echo_of):
                 return EntityResult(Kind.USER, current, (), read_from, echo=True)
         outcomes = done + await self._plan_user(desired, actual, current, essences)
         if actual is None and desired is not None and _create_failed(outcomes, ConflictError):
@@ -157,19 +159,19 @@ class EntitySync:
             self._dept_ids.clear()
         return result
 
-    async def _echo(self, kind: Kind, key: str, desired: Any) -> bool:
-        if self.echo is None or desired is None:
+    def _echo(self, kind: Kind, desired: Any, echo_of: str | None) -> bool:
+        if echo_of is None or desired is None:
             return False
-        return await self.echo.is_echo(kind, key, self.planner.source_essence(kind, desired))
+        return is_echo(self.planner.source_essence(kind, desired), echo_of)
 
     # -- departments --------------------------------------------------------------------
 
-    async def sync_department(self, key: str,
-                              payloads: Sequence[Mapping[str, Any]]) -> EntityResult:
+    async def sync_department(self, key: str, payloads: Sequence[Mapping[str, Any]], *,
+                              echo_of: str | None = None) -> EntityResult:
         hints = self.source.hints(Kind.DEPARTMENT, payloads)
         self._dept_ids.pop(key, None)
         desired, read_from = await self.source.read_department(key, hints)
-        if await self._echo(Kind.DEPARTMENT, key, desired):
+        if self._echo(Kind.DEPARTMENT, desired, echo_of):
             return EntityResult(Kind.DEPARTMENT, key, (), read_from, echo=True)
         actual = await self.target.department(key, self.binding)
         parent = self.planner.parent(desired) if desired is not None else None

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from sync_core.directory.vocabulary import Kind
+from sync_core.engine.echo import written_by_opposite
 from sync_core.engine.entity_sync import EntityResult, EntitySync
 from sync_core.errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
 from sync_core.metrics import Metrics
@@ -76,6 +77,9 @@ class Worker:
         self._on_batch_job = on_batch_job
         self._in_flight: dict[asyncio.Task[None], queue.Claim] = {}
         self._finished: list[tuple[queue.Claim, Verdict]] = []  # applied, not yet settled
+        # (source, kind, key) → what the opposite direction last wrote there, read with
+        # the claim (engine.echo); taken by the entity's sync.
+        self._echoes: dict[tuple[str, str, str], str] = {}
         self._db_failures = 0
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
         self.ready = False
@@ -230,10 +234,11 @@ class Worker:
         sync = self.directions.get(claim.source)
         if sync is None:
             raise PermanentError(f"no handler for {claim.source} events")
+        echo_of = self._echoes.pop((claim.source, kind, claim.entity_key), None)
         if kind == Kind.USER:
-            return await sync.sync_user(claim.entity_key, payloads)
+            return await sync.sync_user(claim.entity_key, payloads, echo_of=echo_of)
         if kind == Kind.DEPARTMENT:
-            return await sync.sync_department(claim.entity_key, payloads)
+            return await sync.sync_department(claim.entity_key, payloads, echo_of=echo_of)
         if kind == Kind.TAG:
             self.metrics.ignored.labels("update_tag").inc(len(payloads))
             return f"update_tag stored and ignored ({len(payloads)} event(s))"
@@ -263,8 +268,22 @@ class Worker:
                 self._settle(conn, claim, verdict, now)
             if not limit:
                 return []
-            return queue.claim(conn, owner=self.owner, now=now, lease=self._lease,
-                               max_entities=limit, sources=tuple(self.directions))
+            claims = queue.claim(conn, owner=self.owner, now=now, lease=self._lease,
+                                 max_entities=limit, sources=tuple(self.directions))
+            self._read_echoes(conn, claims)
+            return claims
+
+    def _read_echoes(self, conn: Connection, claims: list[queue.Claim]) -> None:
+        """Before any of them is planned: what the opposite direction last wrote to the
+        claimed entities, one statement per direction (engine.echo)."""
+        synced = (Kind.USER.value, Kind.DEPARTMENT.value)
+        for source, sync in self.directions.items():
+            entities = [(c.entity_kind, c.entity_key) for c in claims
+                        if c.source == source and c.entity_kind in synced]
+            if entities:
+                found = written_by_opposite(conn, sync.ports.direction, entities)
+                self._echoes.update({(source, kind, key): digest
+                                     for (kind, key), digest in found.items()})
 
     def _renew(self, ids: tuple[int, ...]) -> None:
         with self.engine.begin() as conn:

@@ -64,6 +64,20 @@ def by_target(conn: Connection, *, direction: str, kind: str, target_id: str) ->
     return None if row is None else LinkRow(*row)
 
 
+def digests_by_target(conn: Connection, *, direction: str,
+                      entities: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(kind, target id) → essence digest, for the given entities that have one: one
+    statement for any number of entities (the worker's claim)."""
+    wanted = set(entities)
+    if not wanted:
+        return {}
+    rows = conn.execute(select(_T.c.kind, _T.c.target_id, _T.c.essence_hash).where(
+        _T.c.direction == direction, _T.c.essence_hash.is_not(None),
+        _T.c.target_id.in_(sorted({key for _, key in wanted}))))
+    return {(kind, target): digest for kind, target, digest in rows
+            if (kind, target) in wanted}
+
+
 def last_wrote(conn: Connection, *, direction: str, kind: str, target_id: str,
                essence_hash: str | None) -> bool:
     """Is this target state what we last wrote? True when ``direction``'s last write to

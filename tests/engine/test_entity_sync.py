@@ -4,16 +4,10 @@ against the link table."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
-
 from sync_core.directory.essence import digest
-from sync_core.directory.vocabulary import Direction, Kind
-from sync_core.engine.echo import EchoCheck
 from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.executor import ItemStatus
 from sync_core.errors import BadRequestError, TransientError
-from sync_core.store import links
-from sync_core.store.models import utcnow
 from tests.engine.fakes import Department, Stored, User, fake_direction
 
 
@@ -101,18 +95,18 @@ async def test_a_department_delete_blocked_by_members_is_a_blocked_skip() -> Non
     assert result.blocked and not result.failures and "busy" in d.target.departments
 
 
-async def test_the_echo_of_the_opposite_directions_write_is_not_planned(engine: Engine) -> None:
+async def test_the_echo_of_the_opposite_directions_write_is_not_planned() -> None:
     d = fake_direction()
     d.source.users["ann"] = User("ann", "Ann")
     d.target.users["ann"] = Stored("t-1", User("ann", "Old"))
-    with engine.begin() as conn:  # downstream wrote "Ann" to the entity upstream reads
-        links.record(conn, direction=Direction.DOWNSTREAM, now=utcnow(), rows=[
-            links.LinkRow(Kind.USER, "t-ann", "ann", digest({"name": "Ann"}))])
-    sync = EntitySync(d.ports, echo=EchoCheck(engine, Direction.UPSTREAM))
-    echo = await sync.sync_user("ann", [{}])
+    sync = EntitySync(d.ports)
+    written = digest({"name": "Ann"})  # what the opposite direction wrote to "ann"
+    echo = await sync.sync_user("ann", [{}], echo_of=written)
     assert echo.echo and echo.outcomes == () and echo.links() == []
     assert d.target.users["ann"].record.name == "Old"
     # A state that differs from what was written is a real change, and is applied.
     d.source.users["ann"] = User("ann", "Ann Lee")
-    real = await sync.sync_user("ann", [{}])
+    real = await sync.sync_user("ann", [{}], echo_of=written)
     assert not real.echo and d.target.users["ann"].record.name == "Ann Lee"
+    d.source.departments["5"] = Department("5", "法务")
+    assert (await sync.sync_department("5", [{}], echo_of=digest({"name": "法务"}))).echo

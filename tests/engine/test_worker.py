@@ -7,7 +7,7 @@ import random
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
 
 from sync_core.directory.operations import Action, Operation
 from sync_core.directory.vocabulary import Cause, Kind
@@ -142,3 +142,27 @@ async def test_a_retry_past_the_attempt_budget_goes_dead_with_the_reason() -> No
     (_, second), (_, third) = worker._finished
     assert second.status is Settle.RETRY
     assert third.status is Settle.DEAD and third.text.startswith("gave up after 3 attempts")
+
+
+async def test_the_worker_reads_what_the_opposite_direction_wrote_with_the_claim(
+        engine: Engine) -> None:
+    from sync_core.directory.essence import digest
+    from sync_core.store import links
+    from sync_core.store.inbox import NewEvent, insert_new
+
+    d = fake_direction()
+    d.source.users.update({"ann": User("ann", "Ann"), "bob": User("bob", "Bob")})
+    sync = EntitySync(d.ports)
+    worker = Worker(make_settings("sqlite://"), engine, {"wecom": sync}, Metrics())
+    with engine.begin() as conn:
+        insert_new(conn, [NewEvent(source="wecom", dedupe_key=k, entity_kind="user",
+                                   entity_key=k, event_type="update_user", payload={},
+                                   received_at=utcnow()) for k in ("ann", "bob")])
+        # Downstream wrote "Ann" into the entity upstream reads as "ann"; nothing to "bob".
+        links.record(conn, direction="downstream", now=utcnow(), rows=[
+            links.LinkRow("user", "authing-ann", "ann", digest({"name": "Ann"})),
+            links.LinkRow("user", "authing-bob", "bob", None)])
+    claims = worker._settle_and_claim([], 8)
+    verdicts = {c.entity_key: await worker._decide(c) for c in claims}
+    assert "echo of our own write" in verdicts["ann"].text and "ann" not in d.target.users
+    assert verdicts["bob"].status is Settle.DONE and "bob" in d.target.users
