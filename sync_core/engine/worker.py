@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from sync_core.directory.vocabulary import Kind
+from sync_core.directory.vocabulary import Direction, Kind
 from sync_core.engine.echo import written_by_opposite
 from sync_core.engine.entity_sync import EntityResult, EntitySync
 from sync_core.errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
@@ -56,7 +56,7 @@ class Verdict:
     text: str
     retry_after: float | None = None
     links: tuple[LinkRow, ...] = ()  # what was written, recorded with the settlement
-    direction: str = ""  # of the links
+    direction: Direction | None = None  # of the links
 
 
 class Worker:
@@ -291,7 +291,7 @@ class Worker:
 
     def _settle(self, conn: Connection, claim: queue.Claim, verdict: Verdict,
                 now: datetime) -> None:
-        if verdict.links:  # whatever the verdict: the writes happened
+        if verdict.links and verdict.direction is not None:  # whatever the verdict
             links.record(conn, direction=verdict.direction, rows=verdict.links, now=now)
         if verdict.status is Settle.DONE:
             queue.complete(conn, owner=self.owner, ids=claim.ids, now=now,
