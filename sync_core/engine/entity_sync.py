@@ -8,8 +8,9 @@ the executor applies through the target writer.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +33,17 @@ class EntityResult:
     key: str
     outcomes: tuple[Outcome, ...]
     read_from: ReadFrom
-    # Per (kind, key) written: the essence the target shows after the write.
-    essences: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+    # Per (kind, key) planned: what the target shows after the write, computed only for
+    # the entities that were written (``links``).
+    essences: Mapping[tuple[str, str], Callable[[], Any]] = field(default_factory=dict)
     echo: bool = False  # the source state is what the opposite direction last wrote
 
     def links(self) -> list[LinkRow]:
-        return written(self.outcomes, lambda kind, key: self.essences.get((kind, key)))
+        return written(self.outcomes, self._essence)
+
+    def _essence(self, kind: str, key: str) -> Any:
+        essence = self.essences.get((kind, key))
+        return None if essence is None else essence()
 
     @property
     def failures(self) -> tuple[Outcome, ...]:
@@ -101,7 +107,7 @@ class EntitySync:
         (``engine.echo``); a source state with that essence is settled unplanned."""
         hints = self.source.hints(Kind.USER, payloads)
         current = hints.renamed_to or key
-        essences: dict[tuple[str, str], Any] = {}
+        essences: dict[tuple[str, str], Callable[[], Any]] = {}
         done: list[Outcome] = []
         if hints.renamed_to is None and hints.announced:
             desired, read_from = await self.source.read_user(current, key, hints)
@@ -137,14 +143,12 @@ class EntitySync:
                                          essences))
 
     async def _plan_user(self, desired: Any, actual: Any, key: str,
-                         essences: dict[tuple[str, str], Any]) -> list[Outcome]:
+                         essences: dict[tuple[str, str], Callable[[], Any]]) -> list[Outcome]:
         index, source = await self._index(
             self.planner.user_departments(desired, actual, self.binding))
-        essences[(Kind.USER, key)] = self.planner.essence(Kind.USER, desired, actual,
-                                                          self.binding)
+        essences[(Kind.USER, key)] = self._essence(Kind.USER, desired, actual)
         for dept_key, dept in source.items():
-            essences[(Kind.DEPARTMENT, str(dept_key))] = self.planner.essence(
-                Kind.DEPARTMENT, dept, None, self.binding)
+            essences[(Kind.DEPARTMENT, dept_key)] = self._essence(Kind.DEPARTMENT, dept, None)
         ops = self.planner.plan_user(desired, actual, self.binding, index, key)
         return await self._apply(ops, index)
 
@@ -158,6 +162,9 @@ class EntitySync:
         if result.failures:
             self._dept_ids.clear()
         return result
+
+    def _essence(self, kind: Kind, desired: Any, actual: Any) -> Callable[[], Any]:
+        return functools.partial(self.planner.essence, kind, desired, actual, self.binding)
 
     def _echo(self, kind: Kind, desired: Any, echo_of: str | None) -> bool:
         if echo_of is None or desired is None:
@@ -180,12 +187,10 @@ class EntitySync:
         outcomes = await self._apply(ops, index)
         if desired is None:
             self._dept_ids.pop(key, None)
-        essences: dict[tuple[str, str], Any] = {
-            (Kind.DEPARTMENT, str(k)): self.planner.essence(Kind.DEPARTMENT, d, None,
-                                                            self.binding)
+        essences: dict[tuple[str, str], Callable[[], Any]] = {
+            (Kind.DEPARTMENT, k): self._essence(Kind.DEPARTMENT, d, None)
             for k, d in source.items()}
-        essences[(Kind.DEPARTMENT, key)] = self.planner.essence(Kind.DEPARTMENT, desired,
-                                                                actual, self.binding)
+        essences[(Kind.DEPARTMENT, key)] = self._essence(Kind.DEPARTMENT, desired, actual)
         return self._result(EntityResult(Kind.DEPARTMENT, key, tuple(outcomes), read_from,
                                          essences))
 

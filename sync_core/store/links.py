@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import Link
@@ -71,11 +71,21 @@ def digests_by_target(conn: Connection, *, direction: str,
     wanted = set(entities)
     if not wanted:
         return {}
-    rows = conn.execute(select(_T.c.kind, _T.c.target_id, _T.c.essence_hash).where(
-        _T.c.direction == direction, _T.c.essence_hash.is_not(None),
-        _T.c.target_id.in_(sorted({key for _, key in wanted}))))
+    rows = conn.execute(_by_targets(), {
+        "direction": direction, "kinds": sorted({kind for kind, _ in wanted}),
+        "targets": sorted({key for _, key in wanted})})
     return {(kind, target): digest for kind, target, digest in rows
             if (kind, target) in wanted}
+
+
+@functools.cache
+def _by_targets() -> Any:
+    """Built once; the lists are expanding parameters, so one cached compilation."""
+    return select(_T.c.kind, _T.c.target_id, _T.c.essence_hash).where(
+        _T.c.direction == bindparam("direction"),
+        _T.c.kind.in_(bindparam("kinds", expanding=True)),
+        _T.c.target_id.in_(bindparam("targets", expanding=True)),
+        _T.c.essence_hash.is_not(None))
 
 
 def last_wrote(conn: Connection, *, direction: str, kind: str, target_id: str,

@@ -31,7 +31,7 @@ from tests.engine.fakes import User, fake_direction
 
 def _result(*outcomes: Outcome, echo: bool = False) -> EntityResult:
     return EntityResult(Kind.USER, "ann", outcomes, ReadFrom.API,
-                        {(Kind.USER, "ann"): {"name": "Ann"}}, echo=echo)
+                        {(Kind.USER, "ann"): lambda: {"name": "Ann"}}, echo=echo)
 
 
 def _applied() -> Outcome:
