@@ -13,6 +13,7 @@ from sync_core.store.db import ping
 from sync_core.store.inbox import count_by_status
 
 from .context import ctx
+from .failures import report_database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +23,11 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    c = ctx(request)
     try:
-        await run_in_threadpool(ping, ctx(request).engine)
+        await run_in_threadpool(ping, c.engine)
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-        log.warning("readiness check failed: %s", type(exc).__name__)
+        report_database_unavailable(c.throttle, exc)
         return JSONResponse({"status": "unavailable", "database": "unreachable"},
                             status_code=503)
     return JSONResponse({"status": "ready", "database": "ok"})
