@@ -26,8 +26,10 @@ class ParamError(ValueError):
 
 def integer(low: int = 1, high: int = MAX_ID) -> Parser:
     def parse(name: str, raw: str) -> int:
-        # isdigit() alone accepts "²" and other Unicode digits that int() refuses.
-        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        # isdigit() alone accepts "²" and other Unicode digits that int() refuses, and
+        # int() refuses more than 4300 digits.
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)) \
+                or not low <= int(raw) <= high:
             raise ParamError(f"{name} must be an integer from {low} to {high}")
         return int(raw)
 

@@ -62,8 +62,10 @@ async def receive(request: Request) -> Response:
     q, error = _params(request, "msg_signature", "timestamp", "nonce")
     if error:
         return _count(c, "bad_request", error)
-    if not q["timestamp"].isdigit():
-        return _count(c, "bad_request", reject(400, "timestamp is not an integer"))
+    stamp = q["timestamp"]
+    # Seconds since 1970 fit in 12 digits for 30000 years; longer ones would overflow.
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        return _count(c, "bad_request", reject(400, "timestamp is not a Unix time in seconds"))
     try:
         body = await read_body(request, c.settings.callback_max_body_bytes)
         envelope = parse_envelope(body)
