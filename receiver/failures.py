@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sync_core.errors import AuthError, SyncError, TransientError
@@ -46,6 +47,8 @@ class AnswerFailures:
 
         try:
             await self.app(scope, receive, tracked)
+        except ClientDisconnect:
+            return  # nobody is left to answer
         except Exception as exc:
             if started:  # too late to answer; uvicorn must end the response
                 raise
