@@ -3,6 +3,9 @@ of each remote on our credentials, without calling a remote on each probe."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
 import pytest
 
@@ -12,6 +15,7 @@ from simulators.server import BackgroundServer, free_port
 from simulators.wecom.app import WeComSimulator
 from sync_core.authing_client import AuthingClient
 from sync_core.errors import AuthError, RestrictedError
+from sync_core.settings import Settings
 from sync_core.wecom_client import WeComClient
 
 from .conftest import CallbackKeys, make_settings
@@ -22,19 +26,25 @@ from .upstream_fakes import FakeTime, Recorder, sequence
 WRONG = "wrong-authing-secret-0123456789"
 
 
-def test_readyz_is_unavailable_while_authing_refuses_the_secret(sqlite_url: str,
-                                                                keys: CallbackKeys) -> None:
+@contextmanager
+def simulated(db_url: str, keys: CallbackKeys, authing_secret: str) -> Iterator[Settings]:
+    """Both simulators, and settings pointing at them with ``authing_secret``."""
     wecom = WeComSimulator(corp_id=keys.corp_id)
     authing = AuthingSimulator(userpool_id="pool-ready", secret="the-right-secret")
     with wecom, authing:
-        settings = make_settings(
-            sqlite_url, keys, wecom_contact_secret="contact-sync-secret",
+        yield make_settings(
+            db_url, keys, wecom_contact_secret="contact-sync-secret",
             wecom_api_base=wecom.url, authing_api_base=authing.url,
-            authing_access_key_id="pool-ready", authing_access_key_secret=WRONG,
+            authing_access_key_id="pool-ready", authing_access_key_secret=authing_secret,
             worker_poll_seconds=0.1)
-        with BackgroundServer(create_app(settings, with_worker=True)) as srv:
-            ready = eventually(lambda: (r := httpx.get(f"{srv.url}/readyz")).status_code == 503
-                               and r)
+
+
+def test_readyz_is_unavailable_while_authing_refuses_the_secret(sqlite_url: str,
+                                                                keys: CallbackKeys) -> None:
+    with simulated(sqlite_url, keys, WRONG) as settings, \
+            BackgroundServer(create_app(settings, with_worker=True)) as srv:
+        ready = eventually(lambda: (r := httpx.get(f"{srv.url}/readyz")).status_code == 503
+                           and r)
     body = ready.json()
     assert body["status"] == "unavailable" and body["database"] == "ok"
     assert body["authing"] == "credentials refused" and "authing" in body["authing_error"]
@@ -44,14 +54,7 @@ def test_readyz_is_unavailable_while_authing_refuses_the_secret(sqlite_url: str,
 
 def test_readyz_is_ready_when_both_remotes_accept_us(sqlite_url: str,
                                                      keys: CallbackKeys) -> None:
-    wecom = WeComSimulator(corp_id=keys.corp_id)
-    authing = AuthingSimulator(userpool_id="pool-ready", secret="the-right-secret")
-    with wecom, authing:
-        settings = make_settings(
-            sqlite_url, keys, wecom_contact_secret="contact-sync-secret",
-            wecom_api_base=wecom.url, authing_api_base=authing.url,
-            authing_access_key_id="pool-ready", authing_access_key_secret="the-right-secret",
-            worker_poll_seconds=0.1)
+    with simulated(sqlite_url, keys, "the-right-secret") as settings:
         app = create_app(settings, with_worker=True)
         with BackgroundServer(app) as srv:
             eventually(lambda: app.state.runtime.worker.ready, 20)

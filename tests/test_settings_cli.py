@@ -131,3 +131,22 @@ def test_log_level_is_any_case_and_log_format_json(tmp_path: Path) -> None:
     s = Settings(_env_file=None, log_level="debug", log_format="json")  # type: ignore[call-arg]
     assert (s.log_level, s.log_format) == ("DEBUG", "json")
     assert Settings(_env_file=None).log_format == "text"  # type: ignore[call-arg]
+
+
+def test_json_log_lines_are_one_object_each() -> None:
+    import json
+    import logging
+
+    from sync_core.logs import JsonFormatter
+
+    try:
+        raise KeyError("boom")
+    except KeyError as exc:
+        record = logging.LogRecord("wecom_sync", logging.ERROR, __file__, 1,
+                                   "database unavailable: %s", ("refused",), (type(exc), exc,
+                                                                             exc.__traceback__))
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    out = json.loads(line)
+    assert out["level"] == "ERROR" and out["message"] == "database unavailable: refused"
+    assert "KeyError" in out["exception"] and out["logger"] == "wecom_sync"
