@@ -94,9 +94,9 @@ def list_events(session: Session, *, status: str | None = None, source: str | No
                 limit: int = 100, before_id: int | None = None) -> list[InboxEvent]:
     """Newest first; each given filter must match exactly; ``before_id`` pages backwards."""
     query = select(InboxEvent).order_by(col(InboxEvent.id).desc()).limit(limit)
-    for column, value in ((InboxEvent.status, status), (InboxEvent.source, source),
-                          (InboxEvent.entity_kind, entity_kind),
-                          (InboxEvent.entity_key, entity_key)):
+    for column, value in ((col(InboxEvent.status), status), (col(InboxEvent.source), source),
+                          (col(InboxEvent.entity_kind), entity_kind),
+                          (col(InboxEvent.entity_key), entity_key)):
         if value:
             query = query.where(column == value)
     if before_id is not None:
