@@ -25,6 +25,10 @@ class Kind(StrEnum):
     OTHER = "other"
 
 
+# The kinds a direction syncs: the only ones of operations, run items and links.
+SYNCED_KINDS = (Kind.USER, Kind.DEPARTMENT)
+
+
 class Cause(StrEnum):
     """Why the planner (or a run) made an operation a skip. The worker decides on these:
     a conflict is dead until an operator acts, a blocked skip is retried, the rest are

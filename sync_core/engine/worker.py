@@ -26,13 +26,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from sync_core.directory.vocabulary import Direction, Kind
+from sync_core.directory.vocabulary import SYNCED_KINDS, Direction, Kind
 from sync_core.engine.echo import written_by_opposite
 from sync_core.engine.entity_sync import EntityResult, EntitySync
 from sync_core.errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
 from sync_core.metrics import Metrics
 from sync_core.settings import Settings
 from sync_core.store import links, queue
+from sync_core.store.db import describe
 from sync_core.store.links import LinkRow
 from sync_core.store.models import utcnow
 
@@ -134,7 +135,7 @@ class Worker:
             self._db_failures += 1
             delay = min(60.0, 2.0 ** self._db_failures)
             log.error("worker: database step failed (%s); %d settlement(s) kept, retrying "
-                      "in %.0f s", _brief(exc), len(settling), delay)
+                      "in %.0f s", describe(exc), len(settling), delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             return 0
@@ -276,10 +277,9 @@ class Worker:
     def _read_echoes(self, conn: Connection, claims: list[queue.Claim]) -> None:
         """Before any of them is planned: what the opposite direction last wrote to the
         claimed entities, one statement per direction (engine.echo)."""
-        synced = (Kind.USER.value, Kind.DEPARTMENT.value)
         for source, sync in self.directions.items():
             entities = [(c.entity_kind, c.entity_key) for c in claims
-                        if c.source == source and c.entity_kind in synced]
+                        if c.source == source and c.entity_kind in SYNCED_KINDS]
             if entities:
                 found = written_by_opposite(conn, sync.ports.direction, entities)
                 self._echoes.update({(source, kind, key): digest
@@ -331,13 +331,6 @@ def judge(result: EntityResult) -> Verdict:
     if result.blocked:
         return Verdict(Settle.RETRY, summary, links=written)
     return Verdict(Settle.DONE, summary, links=written)
-
-
-def _brief(exc: Exception) -> str:
-    """The driver's own message, without the SQL and parameters SQLAlchemy appends."""
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    return f"{type(cause).__name__}: {text[:200]}"
 
 
 def _reason(exc: SyncError) -> str:
