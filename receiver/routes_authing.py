@@ -9,7 +9,8 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sync_core.authing.events import MalformedWebhook, parse_delivery
+from sync_core.authing.events import MalformedWebhook, handled, parse_delivery
+from sync_core.settings import DirectionSetting
 from sync_core.store.inbox import NewEvent
 from sync_core.store.models import EventSource, utcnow
 from sync_core.wecom.envelope import MalformedDocument, decode_utf8, json_object
@@ -45,6 +46,17 @@ async def receive(request: Request) -> Response:
         c.metrics.callbacks.labels(ROUTE, "bad_request").inc()
         return reject(400, str(exc))
 
+    event_name = str(body.get("eventName"))
+    if not handled(event_name):
+        # Counted, answered, dropped: nothing we apply (login, role:*, ...).
+        c.metrics.ignored.labels(event_name[:64]).inc()
+        c.metrics.callbacks.labels(ROUTE, "ignored").inc()
+        return JSONResponse({"ok": True, "stored": 0, "ignored": event_name})
+    # With downstream off, a webhook is recorded as settled, never queued: switching
+    # downstream on later must not replay a stale backlog as writes.
+    settled = (None if c.settings.direction in (DirectionSetting.DOWNSTREAM,
+                                                DirectionSetting.BOTH)
+               else "downstream off (WECOM_SYNC_DIRECTION=upstream): recorded, not applied")
     stored = 0
     for entry in entries:
         result = await c.writer.submit(NewEvent(
@@ -55,6 +67,7 @@ async def receive(request: Request) -> Response:
             event_type=entry.event_type,
             payload=entry.payload,
             received_at=utcnow(),
+            settled=settled,
         ))
         stored += not result.duplicate
     c.metrics.callbacks.labels(ROUTE, "stored" if stored else "duplicate").inc()

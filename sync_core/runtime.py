@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from sync_core.authing.source import AuthingSource
 from sync_core.authing.target import AuthingTarget
 from sync_core.authing.upstream import UpstreamPlanner
 from sync_core.authing.writer import AuthingWriter
@@ -25,10 +26,12 @@ from sync_core.engine.worker import Worker
 from sync_core.excel.snapshot import read_excel
 from sync_core.metrics import Metrics
 from sync_core.remotes import Remotes, build_remotes
-from sync_core.settings import Settings
+from sync_core.settings import DirectionSetting, DownstreamUpdatePolicy, Settings
 from sync_core.store.models import EventSource
 from sync_core.store.runs import RunConflict
+from sync_core.wecom.downstream import DownstreamPlanner, DownstreamPolicy
 from sync_core.wecom.source import ReadCooldown, WeComSource
+from sync_core.wecom.target import LinkIds, WeComTarget, WeComWriter
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ class SyncRuntime:
     worker: Worker
     reconciler: Reconciler
     scheduler: Scheduler
+    downstream: EntitySync | None = None  # when WECOM_SYNC_DIRECTION is downstream or both
 
     async def aclose(self) -> None:
         await self.remotes.aclose()
@@ -55,6 +59,22 @@ def upstream_ports(settings: Settings, remotes: Remotes, metrics: Metrics) -> Po
                  AuthingWriter(remotes.authing, concurrency=settings.authing_max_concurrency),
                  UpstreamPlanner(),
                  Binding.from_settings(settings))
+
+
+def downstream_ports(settings: Settings, remotes: Remotes, engine: Engine) -> Ports:
+    """Authing (re-read on every webhook) → WeCom (through the contact-sync secret)."""
+    binding = Binding.from_settings(settings)
+    policy = DownstreamPolicy(
+        update=settings.downstream_update_policy is DownstreamUpdatePolicy.OVERWRITE,
+        ignore=frozenset(settings.downstream_ignore_fields),
+        userid_source=settings.downstream_userid_source)
+    target = WeComTarget(remotes.wecom, remotes.authing, LinkIds(engine),
+                         userid_source=settings.downstream_userid_source,
+                         concurrency=settings.wecom_max_concurrency)
+    writer = WeComWriter(remotes.wecom, remotes.authing, target, binding,
+                         concurrency=settings.wecom_max_concurrency)
+    return Ports(Direction.DOWNSTREAM, "Authing", "WeCom", AuthingSource(remotes.authing, binding),
+                 target, writer, DownstreamPlanner(policy, binding), binding)
 
 
 def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
@@ -89,9 +109,13 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
             return None
 
     # WeCom callbacks and the operator's injected events go upstream; Authing webhooks
-    # wait in the inbox for the downstream direction.
+    # downstream, when it runs (otherwise the route records them as settled).
     directions = {EventSource.WECOM.value: sync, EventSource.OPS.value: sync}
+    downstream: EntitySync | None = None
+    if settings.direction in (DirectionSetting.DOWNSTREAM, DirectionSetting.BOTH):
+        downstream = EntitySync(downstream_ports(settings, remotes, engine))
+        directions[EventSource.AUTHING.value] = downstream
     worker = Worker(settings, engine, directions, metrics, wake=wake,
                     on_batch_job=on_batch_job)
     scheduler = Scheduler(settings, engine, scheduled)
-    return SyncRuntime(remotes, sync, worker, reconciler, scheduler)
+    return SyncRuntime(remotes, sync, worker, reconciler, scheduler, downstream)

@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     downstream_reconcile_cron: str = "0 6 * * *"
     downstream_update_policy: DownstreamUpdatePolicy = DownstreamUpdatePolicy.OVERWRITE
     downstream_ignore_fields: Annotated[tuple[str, ...], NoDecode] = ()
+    # The WeCom userid of an Authing user without externalId or wechatwork_user_id.
+    downstream_userid_source: str = Field(default="username", pattern="^(username|email)$")
 
     # Inbox group commit: how many events one transaction may carry, and how long the
     # writer waits for company before committing a lone event.

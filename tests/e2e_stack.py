@@ -18,6 +18,7 @@ from .conftest import CallbackKeys, make_settings
 
 OPS = {"Authorization": "Bearer ops-test-token"}
 ORG = "wecom"
+HOOK_SECRET = "hook-secret"
 
 
 @dataclass
@@ -60,10 +61,18 @@ class Stack:
     # -- waiting -------------------------------------------------------------------------
 
     def settle(self, timeout: float = 30.0) -> None:
-        """Callbacks delivered, and no event left pending or waiting to retry."""
-        self.wecom.pusher.flush(timeout)
-        eventually(lambda: not self.events(status="pending")
-                   and not self.events(status="failed"), timeout,
+        """Callbacks and webhooks delivered, and no event left pending or waiting to retry
+        (repeated until quiet: applying an event may cause new deliveries)."""
+        def quiet() -> bool:
+            self.wecom.pusher.flush(timeout)
+            self.authing.webhooks.drain(timeout)
+            if self.events(status="pending") or self.events(status="failed"):
+                return False
+            self.wecom.pusher.flush(timeout)
+            self.authing.webhooks.drain(timeout)
+            return not self.events(status="pending")
+
+        eventually(quiet, timeout,
                    lambda: f"open events: {self.events(status='pending')}"
                            f" {self.events(status='failed')}")
 
@@ -96,12 +105,15 @@ def running_stack(db_url: str, keys: CallbackKeys, *, trimmed: bool = False,
             wecom_contact_secret="contact-sync-secret", wecom_api_base=wecom.url,
             authing_api_base=authing.url, authing_access_key_id="pool-e2e",
             authing_access_key_secret="pool-secret", worker_poll_seconds=0.1,
+            authing_webhook_secret=HOOK_SECRET,
             worker_backoff_cap_seconds=1, http_timeout_seconds=5, retry_total_seconds=20,
             **settings)
         app = create_app(config, with_worker=True)
         with BackgroundServer(app) as receiver:
             wecom.set_callback(f"{receiver.url}/wecom/callback", token=keys.token,
                                encoding_aes_key=keys.aes_key, trimmed=trimmed)
+            if config.direction != "upstream":
+                authing.admin.add_webhook(f"{receiver.url}/authing/webhook", HOOK_SECRET)
             stack = Stack(wecom, authing, receiver, keys)
             # The worker has created the organization and defined the custom fields.
             eventually(lambda: app.state.runtime.worker.ready, 20)

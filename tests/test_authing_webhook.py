@@ -16,8 +16,8 @@ OPS = {"Authorization": "Bearer ops-test-token"}
 SECRET = "hook-secret"
 
 
-def _settings(url: str):  # type: ignore[no-untyped-def]
-    return make_settings(url, authing_webhook_secret=SECRET)
+def _settings(url: str, direction: str = "downstream"):  # type: ignore[no-untyped-def]
+    return make_settings(url, authing_webhook_secret=SECRET, direction=direction)
 
 
 def test_webhook_is_stored_once_per_delivery(db_url: str) -> None:
@@ -81,3 +81,35 @@ def test_sensitive_fields_are_never_stored() -> None:
 def test_delivery_without_event_name_is_malformed() -> None:
     with pytest.raises(MalformedWebhook):
         parse_delivery({"data": {}})
+
+
+def test_upstream_only_records_webhooks_as_settled(db_url: str) -> None:
+    """Downstream off: the webhook (often the echo of our own write) is answered and
+    recorded, never queued; switching downstream on later replays nothing."""
+    body = {"eventName": "user:updated", "data": {"user": {"id": "u-9"}}}
+    with running_receiver(_settings(db_url, "upstream")) as srv:
+        response = httpx.post(f"{srv.url}/authing/webhook", json=body,
+                              headers={"x-authing-webhook-secret": SECRET})
+        events = httpx.get(f"{srv.url}/ops/events", headers=OPS,
+                           params={"source": "authing"}).json()["events"]
+    assert response.status_code == 200 and response.json()["stored"] == 1
+    assert [(e["entity_key"], e["status"]) for e in events] == [("u-9", "done")]
+
+
+@pytest.mark.parametrize("event", ["login", "role:created", "user.updated", "test"])
+def test_an_event_we_do_not_apply_is_counted_and_dropped(sqlite_url: str, event: str) -> None:
+    with running_receiver(_settings(sqlite_url)) as srv:
+        response = httpx.post(f"{srv.url}/authing/webhook",
+                              json={"eventName": event, "data": {"id": "x"}},
+                              headers={"x-authing-webhook-secret": SECRET})
+        events = httpx.get(f"{srv.url}/ops/events", headers=OPS).json()["events"]
+        metrics = httpx.get(f"{srv.url}/metrics").text
+    assert response.status_code == 200 and response.json()["ignored"] == event
+    assert events == []
+    assert f'wecom_sync_ignored_events_total{{event_type="{event}"}} 1.0' in metrics
+
+
+def test_member_events_are_about_the_user() -> None:
+    [entry] = parse_delivery({"eventName": "organization:member-added",
+                              "data": {"node": {"id": "d1"}, "user": {"id": "u1"}}})
+    assert (entry.entity_kind, entry.entity_key) == ("user", "u1")

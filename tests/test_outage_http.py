@@ -154,7 +154,7 @@ def test_a_database_outage_is_an_answer_not_a_traceback(pg_url: str, keys: Callb
 
             answers = [callback(f"u{i}") for i in range(12)]
             answers += [_exchange(conn, "POST", "/authing/webhook",
-                                  b'{"eventName":"user.updated","data":{"userId":"a1"}}',
+                                  b'{"eventName":"user:updated","data":{"userId":"a1"}}',
                                   {"x-authing-webhook-secret": "hook-secret",
                                    "content-type": "application/json"}) for _ in range(3)]
             answers += [_exchange(conn, "GET", path, headers=OPS) for path in

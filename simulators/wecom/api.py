@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from . import errors
+from .changes import Change
 from .errors import ApiError
 from .model import ROOT_ID
 from .state import MAX_LIST_ID_LIMIT, Directory
@@ -41,6 +42,9 @@ class ApiSwitches:
 
     restricted_reads: bool = False  # user/get, user/list, department/list answer 48009
     withhold_sensitive: bool = False  # no mobile, email, avatar, gender... in user views
+    # Another app of the corp with its own callback URL sees the contact-sync secret's
+    # writes (reference §3.6, last point): they are then called back like admin changes.
+    callback_api_writes: bool = False
 
 
 class Access:
@@ -92,10 +96,18 @@ Handler = Callable[[Call], dict[str, Any]]
 
 
 class ContactsApi:
-    def __init__(self, directory: Directory, tokens: TokenStore, switches: ApiSwitches) -> None:
+    def __init__(self, directory: Directory, tokens: TokenStore, switches: ApiSwitches,
+                 publish: Callable[[list[Change]], None] | None = None) -> None:
         self.directory = directory
         self.tokens = tokens
         self.switches = switches
+        self._publish = publish
+
+    def _written(self, changes: list[Change]) -> None:
+        """Called back only when another app listens (``callback_api_writes``)."""
+        if self.switches.callback_api_writes and self._publish is not None and changes:
+            with self.directory.lock:
+                self._publish(changes)
 
     def routes(self) -> list[Route]:
         table: list[tuple[str, str | None, Handler]] = [
@@ -152,17 +164,18 @@ class ContactsApi:
 
     def department_create(self, call: Call) -> dict[str, Any]:
         values, wrong = read_fields(call.body(), DEPARTMENT_FIELDS)
-        dept_id, _ = self.directory.create_department(values)
+        dept_id, changes = self.directory.create_department(values)
+        self._written(changes)
         return {"errcode": 0, "errmsg": _ok("created", wrong), "id": dept_id}
 
     def department_update(self, call: Call) -> dict[str, Any]:
         values, wrong = read_fields(call.body(), DEPARTMENT_FIELDS)
-        self.directory.update_department(values)
+        self._written(self.directory.update_department(values))
         return {"errcode": 0, "errmsg": _ok("updated", wrong)}
 
     def department_delete(self, call: Call) -> dict[str, Any]:
         dept_id = call.required_id("id")
-        self.directory.delete_department(dept_id)
+        self._written(self.directory.delete_department(dept_id))
         return {"errcode": 0, "errmsg": "deleted"}
 
     def department_list(self, call: Call) -> dict[str, Any]:
@@ -188,26 +201,26 @@ class ContactsApi:
     def user_create(self, call: Call) -> dict[str, Any]:
         values, wrong = read_fields(call.body(), USER_FIELDS)
         values.pop("new_userid", None)
-        self.directory.create_user(values)
+        self._written(self.directory.create_user(values))
         return {"errcode": 0, "errmsg": _ok("created", wrong)}
 
     def user_update(self, call: Call) -> dict[str, Any]:
         values, wrong = read_fields(call.body(), USER_FIELDS)
         if not values.get("userid"):
             raise ApiError(errors.MISSING_USERID)
-        self.directory.update_user(values)
+        self._written(self.directory.update_user(values))
         return {"errcode": 0, "errmsg": _ok("updated", wrong)}
 
     def user_delete(self, call: Call) -> dict[str, Any]:
         userid = call.query("userid")
         if not userid:
             raise ApiError(errors.MISSING_USERID)
-        self.directory.delete_user(userid)
+        self._written(self.directory.delete_user(userid))
         return {"errcode": 0, "errmsg": "deleted"}
 
     def user_batchdelete(self, call: Call) -> dict[str, Any]:
         values, wrong = read_fields(call.body(), _BATCH_DELETE_FIELDS)
-        self.directory.batch_delete_users(values.get("useridlist", []))
+        self._written(self.directory.batch_delete_users(values.get("useridlist", [])))
         return {"errcode": 0, "errmsg": _ok("deleted", wrong)}
 
     def user_get(self, call: Call) -> dict[str, Any]:

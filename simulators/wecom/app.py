@@ -80,7 +80,7 @@ class WeComSimulator:
         self.admin = Admin(self.state, self.pusher)
         if seed_users or seed_departments:
             self.admin.seed(users=seed_users, departments=max(seed_departments, 1), seed=seed)
-        api = ContactsApi(self.state, self.tokens, self.switches)
+        api = ContactsApi(self.state, self.tokens, self.switches, self.pusher.publish)
         self.app = CgiGuard(Starlette(routes=[*api.routes(), *admin_routes(self)]),
                             self.faults, self.limits)
         self._host, self._port = host, port

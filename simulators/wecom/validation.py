@@ -52,7 +52,7 @@ MAX_ORDER = 2**32 - 1  # order "值范围是[0, 2^32)"
 _USERID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-@.]*$")
 _MOBILE_RE = re.compile(r"^[0-9+\-]{1,32}$")
 _EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$")
-_DEPT_NAME_FORBIDDEN = set('\\:?"<>|')
+_DEPT_NAME_FORBIDDEN = set('\\:*?"<>|')
 
 
 def wrong_format_suffix(errmsg: str) -> str:
@@ -149,7 +149,7 @@ def check_extattr(extattr: Mapping[str, Any]) -> None:
 
 
 def check_department_name(name: str) -> None:
-    """1-32 characters, none of ``\\:?"<>|``."""
+    """1-32 characters, none of ``\\:*?"<>|``."""
     if not name or len(name) > 32:
         raise ApiError(errors.DEPT_NAME_LENGTH)
     bad = _DEPT_NAME_FORBIDDEN.intersection(name)

@@ -20,6 +20,20 @@ _SENSITIVE_KEYS = frozenset({"password", "salt", "token", "tokenExpiredAt", "sec
                              "accessToken", "refreshToken", "otp", "recoveryCode"})
 
 
+# The events the downstream direction applies (reference/authing-api.md §4.1, §4.3): a
+# member event is about its user. The two tree-wide events start a downstream reconcile.
+USER_EVENTS = frozenset({"user:created", "user:updated", "user:deleted", "user:udv-changed",
+                         "organization:member-added", "organization:member-removed"})
+DEPARTMENT_EVENTS = frozenset({"organization:node-added", "organization:node-updated",
+                               "organization:node-moved", "organization:node-deleted"})
+RECONCILE_EVENTS = frozenset({"organization:imported", "organization:tree-updated"})
+HANDLED_EVENTS = USER_EVENTS | DEPARTMENT_EVENTS | RECONCILE_EVENTS
+
+
+def handled(event_name: str) -> bool:
+    return event_name in HANDLED_EVENTS
+
+
 class MalformedWebhook(ValueError):
     """The delivery is not ``{eventName, data}`` with the fields its event needs."""
 
@@ -71,6 +85,8 @@ def scrub(value: Any) -> Any:
 
 def _entities(event_name: str, data: dict[str, Any]) -> tuple[Kind, list[str]]:
     family = event_name.split(":", 1)[0]
+    if event_name in ("organization:member-added", "organization:member-removed"):
+        return Kind.USER, [_id(data.get("user")) or "unknown"]
     if family == "user" or event_name in ("register", "login"):
         if isinstance(data.get("users"), list):
             keys = [_id(u) for u in data["users"]]

@@ -41,3 +41,4 @@ class Cause(StrEnum):
     INCOMPLETE = "incomplete"  # the source did not say enough to write (no name, no parent)
     PROTECTED = "protected"  # the organization root is never deleted
     WITHHELD = "withheld"  # a delete held back because the source read was incomplete
+    INVALID = "invalid"  # the source record breaks a rule of the target: fixed at the source

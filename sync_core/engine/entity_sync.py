@@ -62,6 +62,12 @@ class EntityResult:
                      and o.op.cause is Cause.CONFLICT)
 
     @property
+    def invalid(self) -> tuple[Outcome, ...]:
+        """Skips for a source record that breaks a rule of the target (fixed at the source)."""
+        return tuple(o for o in self.outcomes if o.status is ItemStatus.SKIPPED
+                     and o.op.cause is Cause.INVALID)
+
+    @property
     def writes(self) -> int:
         return sum(len(o.op.requests) for o in self.outcomes if o.status is ItemStatus.APPLIED)
 

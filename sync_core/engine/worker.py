@@ -326,7 +326,7 @@ def judge(result: EntityResult) -> Verdict:
                        default=0) or None
             return Verdict(Settle.RETRY, summary, hint, written)
         return Verdict(Settle.DEAD, summary, links=written)
-    if result.conflicts:
+    if result.conflicts or result.invalid:
         return Verdict(Settle.DEAD, summary, links=written)
     if result.blocked:
         return Verdict(Settle.RETRY, summary, links=written)

@@ -26,6 +26,9 @@ class NewEvent:
     event_type: str
     payload: dict[str, Any]
     received_at: datetime
+    # Settled on arrival (``done`` with this outcome) instead of queued: an event no
+    # running direction applies, kept for the record but never replayed as a write.
+    settled: str | None = None
 
     def row(self) -> dict[str, Any]:
         return {
@@ -36,10 +39,13 @@ class NewEvent:
             "entity_key": self.entity_key[:255],
             "event_type": self.event_type[:64],
             "payload": self.payload,
-            "status": EventStatus.PENDING.value,
+            "status": (EventStatus.PENDING if self.settled is None
+                       else EventStatus.DONE).value,
             "attempts": 0,
             "next_attempt_at": self.received_at,
             "last_error": None,
+            "processed_at": None if self.settled is None else self.received_at,
+            "outcome": self.settled,
         }
 
 
@@ -69,11 +75,13 @@ def insert_new(conn: Connection, events: Sequence[NewEvent]) -> set[tuple[str, s
 # it once, instead of once per distinct multi-row VALUES shape.
 _PG_INSERT = text("""
     INSERT INTO inbox_events (source, dedupe_key, received_at, entity_kind, entity_key,
-                              event_type, payload, status, attempts, next_attempt_at)
-    SELECT s, k, r, ek, ey, et, p::json, 'pending', 0, r
+                              event_type, payload, status, attempts, next_attempt_at,
+                              processed_at, outcome)
+    SELECT s, k, r, ek, ey, et, p::json, st, 0, r, pa, o
     FROM unnest(CAST(:s AS text[]), CAST(:k AS text[]), CAST(:r AS timestamptz[]),
                 CAST(:ek AS text[]), CAST(:ey AS text[]), CAST(:et AS text[]),
-                CAST(:p AS text[])) AS t(s, k, r, ek, ey, et, p)
+                CAST(:p AS text[]), CAST(:st AS text[]), CAST(:pa AS timestamptz[]),
+                CAST(:o AS text[])) AS t(s, k, r, ek, ey, et, p, st, pa, o)
     ON CONFLICT ON CONSTRAINT uq_inbox_source_dedupe DO NOTHING
     RETURNING source, dedupe_key
 """)
@@ -85,6 +93,8 @@ def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[
         "r": [r["received_at"] for r in rows], "ek": [r["entity_kind"] for r in rows],
         "ey": [r["entity_key"] for r in rows], "et": [r["event_type"] for r in rows],
         "p": [json.dumps(r["payload"], ensure_ascii=False) for r in rows],
+        "st": [r["status"] for r in rows], "pa": [r["processed_at"] for r in rows],
+        "o": [r["outcome"] for r in rows],
     })
     return {(row.source, row.dedupe_key) for row in result}
 

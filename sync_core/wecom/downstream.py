@@ -1,0 +1,315 @@
+"""The mapping of the downstream direction (Authing → WeCom) as the engine's ``Planner``
+port: Authing and WeCom records become canonical ones (``directory.model``), WeCom's rules
+(``wecom.rules``) are checked, and the shared pure planner (``directory.planner``) decides;
+``WeComRender`` turns its decisions into WeCom requests (and the write-backs to Authing of
+the ids WeCom gave).
+
+Identity: the WeCom userid is the Authing ``externalId``, else customData
+``wechatwork_user_id``, else the configured rule (``username`` or the email's local part).
+A department is the WeCom department whose id Authing holds as ``openDepartmentId`` (or
+customData ``wechatwork_department_id``); the organization root is WeCom's root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sync_core.authing import essence as authing_essence
+from sync_core.authing.mapping import DEPARTMENT_ID_FIELD, USER_ID_FIELD
+from sync_core.authing.model import AuthingDepartment, AuthingUser
+from sync_core.binding import Binding
+from sync_core.directory import planner
+from sync_core.directory.model import Department, User
+from sync_core.directory.operations import Action, Mode, Operation, Request
+from sync_core.directory.vocabulary import Kind
+from sync_core.engine.ports import SourceSnapshot, TargetSnapshot
+from sync_core.wecom import essence as wecom_essence
+from sync_core.wecom import rules
+from sync_core.wecom.model import WeComDepartment, WeComUser
+
+SOURCE_KEY = "_source_key"  # in a request body: the Authing key, never sent to WeCom
+WRITE_BACK_USER = "authing/update-user"
+WRITE_BACK_DEPARTMENT = "authing/update-department"
+
+_GENDER_TO_CANONICAL = {"M": "male", "F": "female", "U": "unknown"}
+_CANONICAL_TO_WECOM = {"male": "1", "female": "2", "unknown": "0"}
+_WECOM_TO_CANONICAL = {1: "male", 2: "female"}
+ENABLED_STATUSES = frozenset({"Activated"})
+WECOM_DISABLED = 2  # status: 已禁用
+
+
+@dataclass(frozen=True, slots=True)
+class DownstreamPolicy:
+    update: bool = True
+    ignore: frozenset[str] = frozenset()
+    userid_source: str = "username"  # username | email
+
+
+@dataclass(frozen=True, slots=True)
+class DownstreamIndex:
+    """Authing department key → WeCom id (as text), and the Authing records of departments
+    WeCom lacks (to create on the way)."""
+
+    ids: dict[str, str] = field(default_factory=dict)
+    source: dict[str, AuthingDepartment] = field(default_factory=dict)
+
+
+def wecom_userid(user: AuthingUser, rule: str) -> str | None:
+    """externalId, else customData wechatwork_user_id, else ``rule``."""
+    chosen = user.external_id or user.custom().get(USER_ID_FIELD)
+    if chosen:
+        return str(chosen)
+    if rule == "email":
+        return user.email.split("@", 1)[0] if user.email and "@" in user.email else None
+    return user.username
+
+
+def wecom_department_id(dept: AuthingDepartment) -> str | None:
+    """The WeCom id Authing holds for ``dept``, if it is a number."""
+    for value in (dept.open_department_id, dept.custom().get(DEPARTMENT_ID_FIELD)):
+        if value is not None and str(value).isdigit():
+            return str(int(str(value)))
+    return None
+
+
+def memberships(user: AuthingUser, binding: Binding) -> tuple[str, ...]:
+    """The user's Authing departments in the binding's organization."""
+    return tuple(dict.fromkeys(
+        m.department_id for m in user.memberships or ()
+        if m.organization_code in (None, binding.organization_code)))
+
+
+def canonical_source_user(user: AuthingUser, binding: Binding, rule: str) -> User:
+    phone = (user.phone or "").replace(" ", "") or None
+    return User(
+        key=user.user_id, target_id=wecom_userid(user, rule),
+        fields={"name": user.name or None, "mobile": phone, "email": user.email,
+                "gender": _GENDER_TO_CANONICAL.get(user.gender or "")},
+        departments=memberships(user, binding) if user.memberships is not None else None,
+        enabled=None if user.status is None else user.status in ENABLED_STATUSES)
+
+
+def canonical_target_user(user: WeComUser, key: str) -> User:
+    gender = _WECOM_TO_CANONICAL.get(user.gender) if user.gender is not None else None
+    return User(
+        key=key, target_id=user.userid,
+        fields={"name": user.name, "mobile": user.mobile, "email": user.email,
+                "gender": gender},
+        departments=None if user.department is None else tuple(str(d) for d in user.department),
+        enabled=None if user.status is None else user.status != WECOM_DISABLED)
+
+
+class WeComRender:
+    """WeCom requests for the planner's decisions (``directory.planner.Render``)."""
+
+    def create_user(self, user: User, fields: Mapping[str, Any],
+                    departments: Sequence[Any]) -> tuple[Request, ...]:
+        body = {"userid": user.target_id, **_wecom_fields(fields),
+                "department": list(departments), "to_invite": False}
+        if user.enabled is False:
+            body["enable"] = 0
+        return (Request("user/create", body),)
+
+    def update_user(self, target_id: str, fields: Mapping[str, Any],
+                    departments: Sequence[Any] | None,
+                    enabled: bool | None) -> tuple[Request, ...]:
+        body: dict[str, Any] = {"userid": target_id, **_wecom_fields(fields)}
+        if departments is not None:
+            body["department"] = list(departments)
+        if enabled is not None:
+            body["enable"] = 1 if enabled else 0
+        return (Request("user/update", body),)
+
+    def delete_user(self, target_id: str) -> tuple[Request, ...]:
+        return (Request("user/delete", {"userid": target_id}),)
+
+    def create_department(self, department: Department, parent: Any) -> tuple[Request, ...]:
+        return (Request("department/create", {"name": department.name, "parentid": parent,
+                                              SOURCE_KEY: department.key}),)
+
+    def update_department(self, target_id: str, name: str | None,
+                          parent: Any) -> tuple[Request, ...]:
+        body: dict[str, Any] = {"id": target_id}
+        if name is not None:
+            body["name"] = name
+        if parent is not None:
+            body["parentid"] = parent
+        return (Request("department/update", body),)
+
+    def delete_department(self, target_id: str) -> tuple[Request, ...]:
+        return (Request("department/delete", {"id": target_id}),)
+
+
+def _wecom_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    body = {k: v for k, v in fields.items() if k in ("name", "mobile", "email", "position")}
+    if fields.get("gender") is not None:
+        body["gender"] = _CANONICAL_TO_WECOM[fields["gender"]]
+    return body
+
+
+class DownstreamPlanner:
+    """``binding`` here gives the organization and custom fields for ``source_essence``
+    (the one port method without a binding); plans use the binding they are passed."""
+
+    def __init__(self, policy: DownstreamPolicy, binding: Binding) -> None:
+        self.policy = policy
+        self.binding = binding
+        self.render = WeComRender()
+
+    def _policy(self, binding: Binding) -> planner.Policy:
+        return planner.Policy(update=self.policy.update, ignore=self.policy.ignore,
+                              delete=str(binding.user_delete_policy))
+
+    def index(self, ids: Mapping[str, str], source: Mapping[str, Any]) -> DownstreamIndex:
+        return DownstreamIndex(dict(ids), dict(source))
+
+    def root(self, binding: Binding) -> tuple[str, str]:
+        return binding.root_department_id, str(binding.root_wecom_id)
+
+    def seed(self, index: DownstreamIndex) -> dict[str, str]:
+        return dict(index.ids)
+
+    def plan_user(self, desired: AuthingUser | None, actual: WeComUser | None,
+                  binding: Binding, index: DownstreamIndex, key: str) -> tuple[Operation, ...]:
+        want = canonical_source_user(desired, binding, self.policy.userid_source) \
+            if desired is not None else None
+        have = canonical_target_user(actual, key) if actual is not None else None
+        problems: list[str] = []
+        if want is not None:
+            problems = rules.user_problems(want.target_id, want.fields.get("name"),
+                                           want.departments or ())
+        ops = list(planner.plan_user(want, have, self._ids(index, binding),
+                                     self._policy(binding), self.render, key=key,
+                                     problems=problems))
+        if desired is not None and want is not None and not problems:
+            ops = [self._with_user_write_back(op, desired, want) for op in ops]
+        ops = [*self._parents_first(index, binding), *ops] if index.source else ops
+        return tuple(ops)
+
+    def _with_user_write_back(self, op: Operation, desired: AuthingUser,
+                              want: User) -> Operation:
+        """The chosen userid goes back to Authing (externalId and wechatwork_user_id)
+        once the member exists in WeCom, when Authing does not hold it yet."""
+        userid = want.target_id
+        custom = desired.custom()
+        if op.action not in (Action.CREATE, Action.UPDATE, Action.UNCHANGED) or (
+                desired.external_id == userid and custom.get(USER_ID_FIELD) == userid):
+            return op
+        body = {"userId": desired.user_id, "externalId": userid,
+                "customData": {**custom, USER_ID_FIELD: userid}}
+        return replace(op, requests=(*op.requests, Request(WRITE_BACK_USER, body)))
+
+    def _parents_first(self, index: DownstreamIndex, binding: Binding) -> list[Operation]:
+        """Creates for the departments WeCom lacks that the entity needs, parents first."""
+        ids = self._ids(index, binding)
+        ordered = sorted(index.source.values(),
+                         key=lambda d: _depth(d.department_id, index.source))
+        ops: list[Operation] = []
+        for dept in ordered:
+            ops.extend(self._plan_department(dept, None, binding, ids, dept.department_id))
+        return ops
+
+    def plan_department(self, desired: AuthingDepartment | None,
+                        actual: WeComDepartment | None, binding: Binding,
+                        index: DownstreamIndex, key: str) -> tuple[Operation, ...]:
+        ops = self._plan_department(desired, actual, binding, self._ids(index, binding), key)
+        return (*self._parents_first(index, binding), *ops) if index.source else ops
+
+    def _plan_department(self, desired: AuthingDepartment | None,
+                         actual: WeComDepartment | None, binding: Binding,
+                         ids: Mapping[str, str], key: str) -> tuple[Operation, ...]:
+        want = None
+        problems: list[str] = []
+        if desired is not None:
+            is_root = (desired.department_id == binding.root_department_id
+                       or not desired.parent_department_id)
+            want = Department(key, wecom_department_id(desired),
+                              rules.department_name(desired.name),
+                              None if is_root else desired.parent_department_id)
+            if not is_root:
+                problems = rules.department_problems(want.name)
+        have = None if actual is None else Department(
+            key, str(actual.id), actual.name,
+            None if actual.parent_id is None else str(actual.parent_id))
+        ops = planner.plan_department(want, have, ids, self._policy(binding), self.render,
+                                      key=key, problems=problems)
+        if desired is None or not ops or ops[0].action is not Action.CREATE:
+            return ops
+        body = {"organizationCode": binding.organization_code,
+                "departmentId": desired.department_id, SOURCE_KEY: key,
+                "customData": desired.custom()}
+        op = ops[0]
+        return (replace(op, requests=(*op.requests, Request(WRITE_BACK_DEPARTMENT, body))),
+                *ops[1:])
+
+    def _ids(self, index: DownstreamIndex, binding: Binding) -> dict[str, str]:
+        root_key, root_id = self.root(binding)
+        return {**index.ids, root_key: root_id}
+
+    def plan_all(self, source: SourceSnapshot, target: TargetSnapshot, binding: Binding,
+                 mode: Mode) -> tuple[Operation, ...]:
+        raise NotImplementedError("the downstream reconcile is not built yet")
+
+    def managed(self, target: TargetSnapshot, binding: Binding) -> int:
+        return len(target.users) + len(target.departments)
+
+    def user_departments(self, desired: AuthingUser | None, actual: WeComUser | None,
+                         binding: Binding) -> tuple[set[str], dict[str, str]]:
+        return (set(memberships(desired, binding)) if desired is not None else set()), {}
+
+    def parent(self, department: AuthingDepartment) -> str | None:
+        return department.parent_department_id or None
+
+    def source_key(self, kind: Kind, record: AuthingUser | AuthingDepartment) -> str:
+        return record.user_id if isinstance(record, AuthingUser) else record.department_id
+
+    def linked_key(self, kind: Kind, record: WeComUser | WeComDepartment) -> str | None:
+        return None  # WeCom holds no Authing key: the link table does
+
+    def depths(self, departments: Iterable[AuthingDepartment]) -> dict[str, int]:
+        source = {d.department_id: d for d in departments}
+        return {key: _depth(key, source) for key in source}
+
+    def essence(self, kind: Kind, desired: Any, actual: Any,
+                binding: Binding) -> dict[str, Any] | None:
+        """What WeCom will show after the write, in ``wecom.essence`` form: the echo
+        check of the upstream direction compares a WeCom callback's state with it."""
+        if desired is None:
+            return None
+        if kind is Kind.USER:
+            want = canonical_source_user(desired, binding, self.policy.userid_source)
+            return wecom_essence.user(_written_user(want, actual, self.policy))
+        return None
+
+    def source_essence(self, kind: Kind, record: Any) -> dict[str, Any] | None:
+        if record is None:
+            return None
+        if kind is Kind.USER:
+            return authing_essence.read_user(record, self.binding)
+        return authing_essence.read_department(record, self.binding)
+
+
+def _written_user(want: User, actual: WeComUser | None, policy: DownstreamPolicy) -> WeComUser:
+    base = actual or WeComUser(userid=want.target_id or want.key)
+    if actual is not None and not policy.update:
+        return actual
+    values: dict[str, Any] = {}
+    for name in ("name", "mobile", "email"):
+        if name not in policy.ignore and want.fields.get(name) is not None:
+            values[name] = want.fields[name]
+    gender = want.fields.get("gender")
+    if "gender" not in policy.ignore and gender in ("male", "female"):
+        values["gender"] = 1 if gender == "male" else 2
+    return replace(base, **values)
+
+
+def _depth(key: str, source: Mapping[str, AuthingDepartment]) -> int:
+    depth, seen = 0, {key}
+    parent = source[key].parent_department_id if key in source else None
+    while parent is not None and parent in source and parent not in seen:
+        seen.add(parent)
+        depth += 1
+        parent = source[parent].parent_department_id
+    return depth

@@ -1,0 +1,226 @@
+"""WeCom as the target of a direction (the downstream ``TargetReader`` and ``TargetWriter``).
+
+Writes go through the contact-sync secret (reference/wecom-platform.md §3.2, §3.3):
+``user/create|update|delete``, ``department/create|update|delete``; the ids WeCom gives are
+written back to Authing (``authing/update-*`` requests). WeCom holds no Authing key, so the
+WeCom id of an Authing entity comes from the link table (what either direction recorded),
+else from Authing's own record (``externalId``, ``openDepartmentId``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import Engine
+
+from sync_core.authing.client import AuthingClient
+from sync_core.authing.mapping import DEPARTMENT_ID_FIELD
+from sync_core.authing.model import AuthingDepartment, AuthingUser
+from sync_core.binding import Binding
+from sync_core.directory.operations import Operation, Request
+from sync_core.directory.vocabulary import Direction, Kind
+from sync_core.engine.ports import TargetSnapshot
+from sync_core.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from sync_core.store import links
+from sync_core.wecom.client import WeComClient
+from sync_core.wecom.downstream import (
+    SOURCE_KEY,
+    WRITE_BACK_DEPARTMENT,
+    WRITE_BACK_USER,
+    wecom_department_id,
+    wecom_userid,
+)
+from sync_core.wecom.model import WeComDepartment, WeComUser
+from sync_core.wecom.snapshot import read_wecom
+
+# A uniqueness errcode → the field it is about (reference §3.4).
+UNIQUE_FIELDS = {60102: "userid", 60104: "mobile", 60106: "email", 60008: "department"}
+NOT_EMPTY = frozenset({60005, 60006})  # department/delete: members, child departments
+
+
+class LinkIds:
+    """The WeCom id of an Authing entity, from the link table: what downstream wrote (by
+    source key), else what upstream wrote (the Authing id is its target id)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _lookup(self, kind: Kind, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = links.by_source(conn, direction=Direction.DOWNSTREAM, kind=kind, key=key)
+            if row is not None and row.target_id:
+                return row.target_id
+            row = links.by_target(conn, direction=Direction.UPSTREAM, kind=kind, target_id=key)
+            return row.source_key if row is not None else None
+
+    async def wecom_id(self, kind: Kind, key: str) -> str | None:
+        return await asyncio.to_thread(self._lookup, kind, key)
+
+
+class WeComTarget:
+    def __init__(self, client: WeComClient, authing: AuthingClient, ids: LinkIds, *,
+                 userid_source: str = "username", concurrency: int = 8) -> None:
+        self.client = client
+        self.authing = authing
+        self.ids = ids
+        self.userid_source = userid_source
+        self.concurrency = concurrency
+
+    async def bootstrap(self, binding: Binding) -> Binding:
+        """The Authing organization's root stands for WeCom's root department."""
+        org = await self.authing.get_organization()
+        root = (org or {}).get("departmentId")
+        if root:
+            return replace(binding, root_department_id=str(root))
+        return binding
+
+    async def user(self, keys: Sequence[str], binding: Binding) -> WeComUser | None:
+        for key in dict.fromkeys(keys):
+            userid = await self.ids.wecom_id(Kind.USER, key)
+            if userid is not None:
+                return await self._user(userid)
+        return None
+
+    async def _user(self, userid: str) -> WeComUser | None:
+        try:
+            return WeComUser.from_api(await self.client.user_get(userid))
+        except NotFoundError:
+            return None
+
+    async def colliding_user(self, desired: AuthingUser, binding: Binding) -> WeComUser | None:
+        """The WeCom member that already holds the userid the Authing user maps to: that
+        userid is the identity link, so the member is this user's."""
+        userid = wecom_userid(desired, self.userid_source)
+        return await self._user(userid) if userid else None
+
+    async def department(self, key: str, binding: Binding) -> WeComDepartment | None:
+        dept_id = await self.department_id(key, binding)
+        if dept_id is None:
+            return None
+        try:
+            return WeComDepartment.from_api(await self.client.department_get(int(dept_id)))
+        except NotFoundError:
+            return None
+
+    async def department_id(self, key: str, binding: Binding) -> str | None:
+        if key == binding.root_department_id:
+            return str(binding.root_wecom_id)
+        linked = await self.ids.wecom_id(Kind.DEPARTMENT, key)
+        if linked is not None:
+            return linked
+        dto = await self.authing.get_department(department_id=key)
+        return wecom_department_id(AuthingDepartment.from_dto(dto)) if dto else None
+
+    async def snapshot(self, binding: Binding) -> TargetSnapshot:
+        snap = await read_wecom(self.client, concurrency=self.concurrency)
+        return TargetSnapshot(snap.users, snap.departments, str(binding.root_wecom_id))
+
+
+class WeComWriter:
+    """Carries out WeCom requests (and the write-backs to Authing). Department ids travel
+    as text in the engine and as integers to WeCom."""
+
+    remote = "wecom"
+    batch_limit = 1  # WeCom has no batch create for members
+
+    def __init__(self, client: WeComClient, authing: AuthingClient, target: WeComTarget,
+                 binding: Binding, *, concurrency: int = 8) -> None:
+        self.client = client
+        self.authing = authing
+        self.target = target
+        self.binding = binding
+        self.concurrency = concurrency
+
+    def batchable(self, op: Operation) -> bool:
+        return False
+
+    async def create_batch(self, ops: Sequence[Operation]) -> list[tuple[int, str | None]]:
+        return [(0, None)] * len(ops)
+
+    async def write(self, request: Request, ids: MutableMapping[str, str]) -> str | None:
+        body = dict(request.body)
+        endpoint = request.endpoint
+        try:
+            return await self._write(endpoint, body, ids)
+        except ConflictError as exc:
+            raise _named(exc, body) from exc
+
+    async def _write(self, endpoint: str, body: dict[str, Any],
+                     ids: MutableMapping[str, str]) -> str | None:
+        if endpoint == "department/create":
+            source = str(body.pop(SOURCE_KEY))
+            new_id = str(await self.client.department_create(_ints(body)))
+            ids[source] = new_id
+            return new_id
+        if endpoint == "department/update":
+            await self.client.department_update(_ints(body))
+        elif endpoint == "department/delete":
+            try:
+                await self.client.department_delete(int(body["id"]))
+            except NotFoundError:
+                pass  # already gone
+            except PermanentError as exc:
+                if exc.code not in NOT_EMPTY:
+                    raise
+                # Deleted once empty: its members and children go first (their own events).
+                raise TransientError(f"WeCom department {body['id']} is not empty yet: "
+                                     f"{exc.message}", retry_after=30.0, maybe_applied=False,
+                                     code=exc.code, remote="wecom",
+                                     endpoint="department/delete") from exc
+        elif endpoint == "user/create":
+            await self.client.user_create(_ints(body))
+            return str(body["userid"])
+        elif endpoint == "user/update":
+            await self.client.user_update(_ints(body))
+        elif endpoint == "user/delete":
+            with contextlib.suppress(NotFoundError):  # 60111: already gone (reference §3.6)
+                await self.client.user_delete(str(body["userid"]))
+        elif endpoint == WRITE_BACK_USER:
+            await self.authing.send_planned("update-user", body)
+        elif endpoint == WRITE_BACK_DEPARTMENT:
+            # update-department has no openDepartmentId (reference/authing-api.md §2.5):
+            # the id goes to customData, which the resolver reads as well.
+            wecom_id = ids[str(body.pop(SOURCE_KEY))]
+            body["customData"] = {**body.get("customData", {}), DEPARTMENT_ID_FIELD: wecom_id}
+            await self.authing.send_planned("update-department", body)
+        else:
+            raise ValueError(f"unknown WeCom request {endpoint}")
+        return None
+
+    async def look_up(self, keys: Sequence[str], ids: MutableMapping[str, str]) -> None:
+        for key in keys:
+            if key not in ids:
+                found = await self.target.department_id(key, self.binding)
+                if found is not None:
+                    ids[key] = found
+
+
+def _ints(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Department ids as WeCom wants them: integers (a string is silently not applied)."""
+    out = dict(body)
+    for name in ("parentid", "id", "main_department"):
+        if out.get(name) is not None:
+            out[name] = int(out[name])
+    if out.get("department") is not None:
+        out["department"] = [int(d) for d in out["department"]]
+    return out
+
+
+def _named(exc: ConflictError, body: Mapping[str, Any]) -> PermanentError:
+    """A uniqueness error that names the field, the value and, where WeCom says it (its
+    errmsg, kept), the other holder. A taken userid stays a ConflictError (entity sync
+    then reads the member that holds it); a taken mobile or email is permanent for this
+    user until someone changes one of the two records."""
+    code = exc.code
+    field = UNIQUE_FIELDS.get(code) if isinstance(code, int) else None
+    if field is None:
+        return exc
+    value = body.get("name" if field == "department" else field)
+    holder = "department" if field == "department" else "member"
+    text = f"another WeCom {holder} already has this {field} {value!r}: {exc.message}"
+    cls = ConflictError if field == "userid" else PermanentError
+    return cls(text, code=code, remote="wecom", endpoint=exc.endpoint)

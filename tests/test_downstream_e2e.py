@@ -1,0 +1,103 @@
+"""Downstream, end to end over real HTTP: the Authing simulator pushes webhooks to a
+running receiver, whose worker re-reads Authing and writes to the WeCom simulator.
+Assertions are on the WeCom simulator's state and its call counters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from simulators.wecom.errors import ApiError
+
+from .conftest import CallbackKeys
+from .e2e_stack import ORG, Stack, running_stack
+
+
+@contextmanager
+def downstream(url: str, keys: CallbackKeys, **settings: Any) -> Iterator[Stack]:
+    settings.setdefault("direction", "downstream")
+    with running_stack(url, keys, **settings) as s:
+        yield s
+
+
+def root(s: Stack) -> str:
+    with s.authing.state.lock:
+        return s.authing.state.orgs[ORG].root_id
+
+
+def wecom_user(s: Stack, userid: str) -> dict[str, Any] | None:
+    with s.wecom.state.lock:
+        try:
+            return s.wecom.state.users.find(userid).view(withhold_sensitive=False)
+        except ApiError:
+            return None
+
+
+def wecom_departments(s: Stack) -> dict[int, Any]:
+    with s.wecom.state.lock:
+        return {d.id: d for d in s.wecom.state.departments.walk() if d.id != 1}
+
+
+def wecom_id(s: Stack, department_id: str) -> int:
+    with s.authing.state.lock:
+        custom = dict(s.authing.state.departments[department_id].custom_data)
+    written = custom.get("wechatwork_department_id")
+    assert written is not None and str(written).isdigit(), "the WeCom id is written back"
+    return int(written)
+
+
+def writes(s: Stack) -> int:
+    return int(s.wecom.stats.total_writes)
+
+
+def test_every_event_type_reaches_wecom(sqlite_url: str, keys: CallbackKeys) -> None:
+    with downstream(sqlite_url, keys) as s:
+        a = s.authing.admin
+        rd = a.create_department(ORG, "研发部", root(s))["departmentId"]
+        s.settle()
+        rd_id = wecom_id(s, rd)
+        assert wecom_departments(s)[rd_id].name == "研发部"
+
+        user = a.create_user(username="lisi", name="李四", email="lisi@example.com",
+                             phone="13900000001")
+        a.set_user_departments(user["userId"], [{"departmentId": rd}])
+        s.settle()
+        member = wecom_user(s, "lisi")
+        assert member is not None and member["name"] == "李四"
+        assert member["department"] == [rd_id] and member["email"] == "lisi@example.com"
+        assert member["mobile"] == "13900000001"
+        back = a.get_user(user["userId"])
+        assert back is not None and back["externalId"] == "lisi"
+        assert back["customData"]["wechatwork_user_id"] == "lisi"
+
+        a.update_user(user["userId"], name="李四光")  # user:updated
+        s.settle()
+        assert wecom_user(s, "lisi")["name"] == "李四光"  # type: ignore[index]
+
+        a.update_department(ORG, rd, name="研发中心")  # node-updated
+        qa = a.create_department(ORG, "测试部", root(s))["departmentId"]  # node-added
+        s.settle()
+        assert wecom_departments(s)[rd_id].name == "研发中心"
+        qa_id = wecom_id(s, qa)
+        a.update_department(ORG, qa, parentDepartmentId=rd)  # node-moved
+        s.settle()
+        assert wecom_departments(s)[qa_id].parentid == rd_id
+
+        a.set_user_departments(user["userId"], [{"departmentId": qa}])  # member-added/removed
+        s.settle()
+        assert wecom_user(s, "lisi")["department"] == [qa_id]  # type: ignore[index]
+
+        a.delete_user(user["userId"])  # user:deleted, default policy resign: disabled
+        s.settle()
+        gone = wecom_user(s, "lisi")
+        assert gone is not None and gone["status"] == 2  # 已禁用
+
+        temp = a.create_department(ORG, "临时组", qa)["departmentId"]
+        s.settle()
+        temp_id = wecom_id(s, temp)
+        assert wecom_departments(s)[temp_id].parentid == qa_id
+        a.delete_department(ORG, temp)  # node-deleted
+        s.settle()
+        assert temp_id not in wecom_departments(s)
+        assert not s.events(status="dead"), s.events(status="dead")
