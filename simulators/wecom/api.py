@@ -97,7 +97,7 @@ Handler = Callable[[Call], dict[str, Any]]
 
 class ContactsApi:
     def __init__(self, directory: Directory, tokens: TokenStore, switches: ApiSwitches,
-                 publish: Callable[[list[Change]], None] | None = None) -> None:
+                 publish: Callable[[list[Change]], object] | None = None) -> None:
         self.directory = directory
         self.tokens = tokens
         self.switches = switches
