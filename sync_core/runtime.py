@@ -49,13 +49,16 @@ class SyncRuntime:
         await self.remotes.aclose()
 
 
-def upstream_ports(settings: Settings, remotes: Remotes, metrics: Metrics) -> Ports:
+def upstream_ports(settings: Settings, remotes: Remotes, metrics: Metrics,
+                   engine: Engine | None = None) -> Ports:
     """WeCom (API, or the events' fields while reads are refused) → Authing."""
     source = WeComSource(
         remotes.wecom, cooldown=ReadCooldown(settings.restricted_cooldown_seconds),
         concurrency=settings.wecom_max_concurrency,
         on_event_fields=lambda kind: metrics.event_field_fallbacks.labels(kind).inc())
-    return Ports(Direction.UPSTREAM, "WeCom", "Authing", source, AuthingTarget(remotes.authing),
+    linked = LinkIds(engine).authing_id if engine is not None else None
+    return Ports(Direction.UPSTREAM, "WeCom", "Authing", source,
+                 AuthingTarget(remotes.authing, linked=linked),
                  AuthingWriter(remotes.authing, concurrency=settings.authing_max_concurrency),
                  UpstreamPlanner(),
                  Binding.from_settings(settings))
@@ -81,7 +84,7 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
                   wake: asyncio.Event | None = None, dry_run: bool = False) -> SyncRuntime:
     """Raises SettingsError naming the first missing credential."""
     remotes = build_remotes(settings, observer=metrics.observe_call, dry_run=dry_run)
-    ports = upstream_ports(settings, remotes, metrics)
+    ports = upstream_ports(settings, remotes, metrics, engine)
     sync = EntitySync(ports)
 
     async def excel(upload: ExcelInput) -> SourceSnapshot:
@@ -113,7 +116,9 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
     directions = {EventSource.WECOM.value: sync, EventSource.OPS.value: sync}
     downstream: EntitySync | None = None
     if settings.direction in (DirectionSetting.DOWNSTREAM, DirectionSetting.BOTH):
-        downstream = EntitySync(downstream_ports(settings, remotes, engine))
+        # An echo of an upstream write is planned against WeCom all the same: it writes
+        # nothing when WeCom agrees, and repairs a crossing write when it does not.
+        downstream = EntitySync(downstream_ports(settings, remotes, engine), trust_echoes=False)
         directions[EventSource.AUTHING.value] = downstream
     worker = Worker(settings, engine, directions, metrics, wake=wake,
                     on_batch_job=on_batch_job)

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from simulators.wecom.errors import ApiError
 
 from .conftest import CallbackKeys
@@ -48,7 +50,7 @@ def wecom_id(s: Stack, department_id: str) -> int:
 
 
 def writes(s: Stack) -> int:
-    return int(s.wecom.stats.total_writes)
+    return int(s.wecom.faults.stats.total_writes)
 
 
 def test_every_event_type_reaches_wecom(sqlite_url: str, keys: CallbackKeys) -> None:
@@ -100,4 +102,71 @@ def test_every_event_type_reaches_wecom(sqlite_url: str, keys: CallbackKeys) -> 
         a.delete_department(ORG, temp)  # node-deleted
         s.settle()
         assert temp_id not in wecom_departments(s)
-        assert not s.events(status="dead"), s.events(status="dead")
+        assert not s.events(status="dead"), [e["last_error"] for e in s.events(status="dead")]
+
+
+def authing_writes(s: Stack) -> int:
+    return int(s.authing.stats.total_writes)
+
+
+def test_a_wecom_change_comes_back_as_webhooks_and_writes_nothing_to_wecom(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    with downstream(sqlite_url, keys, direction="both") as s:
+        admin = s.wecom.admin
+        admin.create_department("研发部", 1, id=2)
+        admin.create_department("后端组", 2, id=3)
+        admin.create_user("zhangsan", "张三", department=(2, 3), mobile="13800000000",
+                          email="zhangsan@example.com")
+        s.settle()
+        assert s.user("zhangsan") is not None  # upstream applied it
+        assert s.authing.webhooks.received("user:created"), "Authing called us back"
+        admin.update_user("zhangsan", name="张三丰", department=[3])
+        admin.update_department(3, name="后端平台组")
+        s.settle()
+        assert s.user("zhangsan")["name"] == "张三丰"  # type: ignore[index]
+        assert writes(s) == 0, s.wecom.faults.stats
+        assert not s.events(status="dead"), [e["last_error"] for e in s.events(status="dead")]
+
+
+def test_an_authing_change_called_back_by_wecom_writes_nothing_to_authing(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    with downstream(sqlite_url, keys, direction="both") as s:
+        s.wecom.switches.callback_api_writes = True  # another app sees our writes
+        a = s.authing.admin
+        rd = a.create_department(ORG, "销售部", root(s))["departmentId"]
+        user = a.create_user(username="wangwu", name="王五", email="wangwu@example.com")
+        a.set_user_departments(user["userId"], [{"departmentId": rd}])
+        s.settle()
+        assert wecom_user(s, "wangwu") is not None
+        before = authing_writes(s)  # the write-backs of the ids WeCom gave
+        a.update_user(user["userId"], name="王五二")
+        s.settle()
+        assert wecom_user(s, "wangwu")["name"] == "王五二"  # type: ignore[index]
+        assert s.wecom.pusher.deliveries, "WeCom called our writes back"
+        assert authing_writes(s) == before, s.authing.stats
+        assert not s.events(status="dead"), [e["last_error"] for e in s.events(status="dead")]
+
+
+@pytest.mark.parametrize("callbacks", [False, True], ids=["no-callback", "callback"])
+def test_a_change_on_both_sides_at_once_converges_without_oscillating(
+        sqlite_url: str, keys: CallbackKeys, callbacks: bool) -> None:
+    with downstream(sqlite_url, keys, direction="both") as s:
+        s.wecom.switches.callback_api_writes = callbacks
+        s.wecom.admin.create_department("研发部", 1, id=2)
+        s.wecom.admin.create_user("zhaoliu", "赵六", department=(2,), mobile="13800000006")
+        s.settle()
+        uid = s.user("zhaoliu")["userId"]  # type: ignore[index]
+        w0, a0 = writes(s), authing_writes(s)
+        for round_ in range(3):
+            s.wecom.admin.update_user("zhaoliu", name=f"企微-{round_}")
+            s.authing.admin.update_user(uid, name=f"认证-{round_}")
+            s.settle()
+            wecom_name = wecom_user(s, "zhaoliu")["name"]  # type: ignore[index]
+            assert s.user("zhaoliu")["name"] == wecom_name  # type: ignore[index]
+            assert wecom_name in (f"企微-{round_}", f"认证-{round_}")
+        # Bounded: each conflict costs at most a couple of writes per side, then quiet.
+        assert writes(s) - w0 <= 6 and authing_writes(s) - a0 <= 6
+        quiet_w, quiet_a = writes(s), authing_writes(s)
+        s.settle()
+        assert (writes(s), authing_writes(s)) == (quiet_w, quiet_a)
+        assert not s.events(status="dead"), [e["last_error"] for e in s.events(status="dead")]

@@ -26,6 +26,7 @@ from typing import Any
 
 from sync_core.authing.essence import USER_ATTRS
 from sync_core.authing.mapping import (
+    DEPARTMENT_ID_FIELD,
     USER_ID_FIELD,
     DesiredUser,
     Membership,
@@ -550,10 +551,12 @@ def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[Auth
 
 
 def _managed_wecom_id(dept: AuthingDepartment, policy: Binding) -> int | None:
-    """The WeCom id of an Authing department of our organization, else None."""
+    """The WeCom id of an Authing department of our organization, else None: its
+    ``openDepartmentId``, or the wechatwork_department_id the downstream direction writes
+    back to a department it created in WeCom (Authing cannot set openDepartmentId then)."""
     if dept.organization_code not in (None, policy.organization_code):
         return None
-    open_id = dept.open_department_id or ""
+    open_id = dept.open_department_id or str(dept.custom().get(DEPARTMENT_ID_FIELD) or "")
     return int(open_id) if open_id.isdigit() else None
 
 

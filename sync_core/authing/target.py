@@ -8,7 +8,7 @@ reference/authing-api.md, "Users" and "Organizations").
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -17,18 +17,26 @@ from sync_core.authing.mapping import map_user
 from sync_core.authing.model import AuthingDepartment, AuthingUser
 from sync_core.authing.snapshot import read_authing
 from sync_core.binding import Binding
+from sync_core.directory.vocabulary import Kind
 from sync_core.engine.ports import TargetSnapshot
 from sync_core.errors import PermanentError
 from sync_core.http.retry import gather_pair
 from sync_core.wecom.model import WeComUser
 
 log = logging.getLogger(__name__)
+# (kind, WeCom id) → the Authing id the downstream direction linked to it, if any.
+Linked = Callable[[Kind, str], Awaitable[str | None]]
 
 
 class AuthingTarget:
-    def __init__(self, client: AuthingClient, organization_name: str = "WeCom") -> None:
+    def __init__(self, client: AuthingClient, organization_name: str = "WeCom", *,
+                 linked: Linked | None = None) -> None:
+        """``linked``: the Authing id the downstream direction recorded for a WeCom id (a
+        department it created in WeCom for an Authing one, which Authing cannot mark with
+        ``openDepartmentId`` afterwards)."""
         self.client = client
         self.organization_name = organization_name
+        self.linked = linked
 
     async def bootstrap(self, binding: Binding) -> Binding:
         """Make sure the organization and the extension fields exist; answer the binding
@@ -70,12 +78,20 @@ class AuthingTarget:
         return None
 
     async def department(self, key: str, binding: Binding) -> AuthingDepartment | None:
-        dto = await self.client.get_department(open_department_id=key)
+        dto = await self._department(key)
         return AuthingDepartment.from_dto(dto) if dto else None
 
     async def department_id(self, key: str, binding: Binding) -> str | None:
-        dto = await self.client.get_department(open_department_id=str(key))
+        dto = await self._department(key)
         return str(dto["departmentId"]) if dto and dto.get("departmentId") else None
+
+    async def _department(self, key: str) -> dict[str, Any] | None:
+        dto = await self.client.get_department(open_department_id=str(key))
+        if dto is None and self.linked is not None:
+            authing_id = await self.linked(Kind.DEPARTMENT, str(key))
+            if authing_id is not None:
+                dto = await self.client.get_department(department_id=authing_id)
+        return dto
 
     async def snapshot(self, binding: Binding) -> TargetSnapshot:
         return await read_authing(self.client, binding)

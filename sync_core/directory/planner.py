@@ -54,7 +54,7 @@ class Render(Protocol):
 
 def _resolve(keys: Sequence[str], ids: Mapping[str, str]) -> tuple[list[Any], tuple[str, ...]]:
     """Target ids for source department ``keys``: known ones as ids, the rest as refs."""
-    resolved = [ids[k] if k in ids else DepartmentRef(k) for k in keys]
+    resolved = list(dict.fromkeys(ids[k] if k in ids else DepartmentRef(k) for k in keys))
     return resolved, tuple(k for k in keys if k not in ids)
 
 

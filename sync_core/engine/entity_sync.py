@@ -92,8 +92,13 @@ class EntitySync:
     """One direction of one binding, one entity at a time. ``prepare`` (the target's
     bootstrap) completes the binding once; it is then passed down to every read and plan."""
 
-    def __init__(self, ports: Ports) -> None:
+    def __init__(self, ports: Ports, *, trust_echoes: bool = True) -> None:
+        """``trust_echoes``: settle an echo unplanned (saves the target read). False: an
+        echo is still planned against the target, which then writes only where the target
+        differs; a direction whose target the opposite direction may have changed since
+        (a crossing write) converges that way instead of keeping the divergence."""
         self.ports = ports
+        self.trust_echoes = trust_echoes
         self.binding = ports.binding
         self.source, self.target, self.planner = ports.source, ports.target, ports.planner
         self._executor = Executor(ports.writer)
@@ -173,7 +178,7 @@ class EntitySync:
         return functools.partial(self.planner.essence, kind, desired, actual, self.binding)
 
     def _echo(self, kind: Kind, desired: Any, echo_of: str | None) -> bool:
-        if echo_of is None or desired is None:
+        if echo_of is None or desired is None or not self.trust_echoes:
             return False
         return is_echo(self.planner.source_essence(kind, desired), echo_of)
 

@@ -168,3 +168,12 @@ def replay(conn: Connection, *, event_id: int, now: datetime) -> bool:
         status=EventStatus.PENDING.value, attempts=0, next_attempt_at=now,
         lease_owner=None, lease_until=None, processed_at=None))
     return bool(result.rowcount)
+
+
+def has_open(conn: Connection, *, sources: tuple[str, ...], kind: str, key: str) -> bool:
+    """Whether ``sources`` hold an open event (pending, claimed or due to retry) about
+    entity (``kind``, ``key``): one indexed probe."""
+    row = conn.execute(select(_T.c.id).where(
+        _T.c.source.in_(sources), _T.c.entity_kind == kind, _T.c.entity_key == key,
+        _T.c.status.in_(_OPEN)).limit(1)).first()
+    return row is not None

@@ -30,6 +30,7 @@ from sync_core.wecom import rules
 from sync_core.wecom.model import WeComDepartment, WeComUser
 
 SOURCE_KEY = "_source_key"  # in a request body: the Authing key, never sent to WeCom
+PARENT_KEY = "_parent_key"  # in a department write-back: the parent's Authing key
 WRITE_BACK_USER = "authing/update-user"
 WRITE_BACK_DEPARTMENT = "authing/update-department"
 
@@ -239,7 +240,7 @@ class DownstreamPlanner:
             return ops
         body = {"organizationCode": binding.organization_code,
                 "departmentId": desired.department_id, SOURCE_KEY: key,
-                "customData": desired.custom()}
+                PARENT_KEY: desired.parent_department_id, "customData": desired.custom()}
         op = ops[0]
         return (replace(op, requests=(*op.requests, Request(WRITE_BACK_DEPARTMENT, body))),
                 *ops[1:])

@@ -18,16 +18,18 @@ from typing import Any
 from sqlalchemy import Engine
 
 from sync_core.authing.client import AuthingClient
-from sync_core.authing.mapping import DEPARTMENT_ID_FIELD
+from sync_core.authing.mapping import DEPARTMENT_ID_FIELD, PARENT_DEPARTMENT_FIELD, USER_ID_FIELD
 from sync_core.authing.model import AuthingDepartment, AuthingUser
 from sync_core.binding import Binding
 from sync_core.directory.operations import Operation, Request
 from sync_core.directory.vocabulary import Direction, Kind
 from sync_core.engine.ports import TargetSnapshot
 from sync_core.errors import ConflictError, NotFoundError, PermanentError, TransientError
-from sync_core.store import links
+from sync_core.store import links, queue
+from sync_core.store.models import EventSource
 from sync_core.wecom.client import WeComClient
 from sync_core.wecom.downstream import (
+    PARENT_KEY,
     SOURCE_KEY,
     WRITE_BACK_DEPARTMENT,
     WRITE_BACK_USER,
@@ -39,6 +41,7 @@ from sync_core.wecom.snapshot import read_wecom
 
 # A uniqueness errcode → the field it is about (reference §3.4).
 UNIQUE_FIELDS = {60102: "userid", 60104: "mobile", 60106: "email", 60008: "department"}
+UPSTREAM_SOURCES = (EventSource.WECOM.value, EventSource.OPS.value)
 NOT_EMPTY = frozenset({60005, 60006})  # department/delete: members, child departments
 
 
@@ -60,6 +63,29 @@ class LinkIds:
     async def wecom_id(self, kind: Kind, key: str) -> str | None:
         return await asyncio.to_thread(self._lookup, kind, key)
 
+    def _authing_id(self, kind: Kind, wecom_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = links.by_target(conn, direction=Direction.DOWNSTREAM, kind=kind,
+                                  target_id=wecom_id)
+            return row.source_key if row is not None else None
+
+    async def authing_id(self, kind: Kind, wecom_id: str) -> str | None:
+        """The Authing entity downstream linked to WeCom id ``wecom_id``, if any."""
+        return await asyncio.to_thread(self._authing_id, kind, wecom_id)
+
+    def _busy(self, kind: Kind, wecom_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return queue.has_open(conn, sources=UPSTREAM_SOURCES, kind=kind, key=wecom_id)
+
+    async def check_settled(self, kind: Kind, wecom_id: str) -> None:
+        """Raises TransientError while the upstream direction holds an open event about
+        the same WeCom entity: its writes to Authing may be half done, and a half-written
+        Authing record must not be pushed back to WeCom. Upstream goes first; this entity
+        is retried after it (the conflict rule, README)."""
+        if await asyncio.to_thread(self._busy, kind, wecom_id):
+            raise TransientError(f"WeCom {kind} {wecom_id} has unapplied upstream changes: "
+                                 "retried after them", retry_after=1.0, maybe_applied=False)
+
 
 class WeComTarget:
     def __init__(self, client: WeComClient, authing: AuthingClient, ids: LinkIds, *,
@@ -79,9 +105,19 @@ class WeComTarget:
         return binding
 
     async def user(self, keys: Sequence[str], binding: Binding) -> WeComUser | None:
+        """The member linked to Authing user ``keys[0]``: by the link table, else (first
+        sight) by the userid Authing already holds for it (externalId or
+        wechatwork_user_id), so that a member created by the upstream direction, or one
+        that existed before, is found rather than created twice."""
         for key in dict.fromkeys(keys):
             userid = await self.ids.wecom_id(Kind.USER, key)
+            if userid is None:
+                dto = await self.authing.get_user(user_id=key)
+                held = AuthingUser.from_dto(dto) if dto else None
+                userid = (held.external_id or held.custom().get(USER_ID_FIELD)
+                          if held is not None else None)
             if userid is not None:
+                await self.ids.check_settled(Kind.USER, userid)
                 return await self._user(userid)
         return None
 
@@ -101,6 +137,7 @@ class WeComTarget:
         dept_id = await self.department_id(key, binding)
         if dept_id is None:
             return None
+        await self.ids.check_settled(Kind.DEPARTMENT, dept_id)
         try:
             return WeComDepartment.from_api(await self.client.department_get(int(dept_id)))
         except NotFoundError:
@@ -184,8 +221,12 @@ class WeComWriter:
         elif endpoint == WRITE_BACK_DEPARTMENT:
             # update-department has no openDepartmentId (reference/authing-api.md §2.5):
             # the id goes to customData, which the resolver reads as well.
+            # The parent's id too, as the upstream mapping writes it: a WeCom callback
+            # about this department then finds nothing to change in Authing.
             wecom_id = ids[str(body.pop(SOURCE_KEY))]
-            body["customData"] = {**body.get("customData", {}), DEPARTMENT_ID_FIELD: wecom_id}
+            parent_id = ids.get(str(body.pop(PARENT_KEY)), str(self.binding.root_wecom_id))
+            body["customData"] = {**body.get("customData", {}), DEPARTMENT_ID_FIELD: wecom_id,
+                                  PARENT_DEPARTMENT_FIELD: parent_id}
             await self.authing.send_planned("update-department", body)
         else:
             raise ValueError(f"unknown WeCom request {endpoint}")
@@ -213,8 +254,10 @@ def _ints(body: Mapping[str, Any]) -> dict[str, Any]:
 def _named(exc: ConflictError, body: Mapping[str, Any]) -> PermanentError:
     """A uniqueness error that names the field, the value and, where WeCom says it (its
     errmsg, kept), the other holder. A taken userid stays a ConflictError (entity sync
-    then reads the member that holds it); a taken mobile or email is permanent for this
-    user until someone changes one of the two records."""
+    then reads the member that holds it), and so does a department name (most often the
+    same department created a moment ago for another entity's event: a re-plan finds it
+    linked); a taken mobile or email is permanent for this user until someone changes one
+    of the two records."""
     code = exc.code
     field = UNIQUE_FIELDS.get(code) if isinstance(code, int) else None
     if field is None:
@@ -222,5 +265,5 @@ def _named(exc: ConflictError, body: Mapping[str, Any]) -> PermanentError:
     value = body.get("name" if field == "department" else field)
     holder = "department" if field == "department" else "member"
     text = f"another WeCom {holder} already has this {field} {value!r}: {exc.message}"
-    cls = ConflictError if field == "userid" else PermanentError
+    cls = ConflictError if field in ("userid", "department") else PermanentError
     return cls(text, code=code, remote="wecom", endpoint=exc.endpoint)
