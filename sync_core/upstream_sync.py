@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .authing_client import AuthingClient
-from .errors import ConflictError, NotFoundError, PermanentError, RestrictedError
+from .errors import ConflictError, NotFoundError, PermanentError, RestrictedError, UnfitError
 from .executor import Executor, ItemStatus, Outcome
 from .http_retry import gather_pair
 from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
@@ -332,6 +332,7 @@ def _create_failed(outcomes: Sequence[Outcome], error: type[Exception]) -> bool:
     in a way we recognise): the caller reads Authing and plans again."""
     return any(o.status is ItemStatus.FAILED and o.op.kind is Kind.USER
                and o.op.action is Action.CREATE and isinstance(o.error, error)
+               and not isinstance(o.error, UnfitError)  # created; a value did not fit
                for o in outcomes)
 
 
