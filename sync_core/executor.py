@@ -54,12 +54,10 @@ def batchable(op: Operation) -> bool:
             and not _has_ref(op.requests[0].body))
 
 
-def _unfit(op: Operation) -> Outcome | None:
-    """The failure of an operation that carries values Authing cannot take (whatever else
+def _unfit(op: Operation, status: ItemStatus) -> Outcome:
+    """The outcome of an operation that carries values Authing cannot take (whatever else
     it wrote stays written): one error naming each value and the limit."""
-    if not op.unfit:
-        return None
-    return Outcome(op, ItemStatus.FAILED, UnfitError("; ".join(op.unfit), upstream="authing"))
+    return Outcome(op, status, UnfitError("; ".join(op.unfit), upstream="authing"))
 
 
 def _has_ref(value: Any) -> bool:
@@ -74,8 +72,8 @@ def _has_ref(value: Any) -> bool:
 
 def unapplied(op: Operation) -> Outcome:
     """What an operation amounts to without running it (dry runs, no-op plans)."""
-    if not op.writes and (unfit := _unfit(op)) is not None:
-        return unfit
+    if op.unfit:  # what would be written is planned; the values that cannot fit fail
+        return _unfit(op, ItemStatus.PLANNED if op.writes else ItemStatus.FAILED)
     if op.action is Action.SKIP:
         return Outcome(op, ItemStatus.SKIPPED)
     if not op.writes:
@@ -120,7 +118,7 @@ class Executor:
         except SyncError as exc:
             log.warning("%s %s %s failed: %s", op.kind, op.key, op.action, exc)
             return Outcome(op, ItemStatus.FAILED, exc)
-        return _unfit(op) or Outcome(op, ItemStatus.APPLIED)
+        return _unfit(op, ItemStatus.FAILED) if op.unfit else Outcome(op, ItemStatus.APPLIED)
 
     async def _with_user_ids(self, body: Mapping[str, Any],
                              users: dict[str, str]) -> Mapping[str, Any]:

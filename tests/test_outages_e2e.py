@@ -78,6 +78,20 @@ def test_transient_failures_past_the_window_end_dead_with_the_reason(
         assert dead[0]["entity_key"] == "zhao"
         assert "transient failures lasting more than" in dead[0]["last_error"]
         assert "retry_window_hours" in dead[0]["last_error"]
+        assert dead[0]["attempts"] > FAST["worker_max_attempts"]
+
+
+def test_a_permanent_error_still_ends_at_once(sqlite_url: str, keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys, **FAST) as s:
+        s.wecom.admin.create_user("sun", "孙", department=(1,), email="sun@example.com")
+        s.settle()
+        s.authing.admin.fail("update-user", http_status=200, times=1, payload={
+            "statusCode": 400, "message": "参数 name 格式错误", "apiCode": 2231})
+        s.wecom.admin.update_user("sun", name="孙二")
+        s.wecom.pusher.flush()
+        dead = eventually(lambda: s.events(status="dead"), 30)
+        assert dead[0]["entity_key"] == "sun" and dead[0]["attempts"] == 1
+        assert "BadRequestError" in dead[0]["last_error"]
 
 
 def test_a_reconcile_rides_out_outages_on_both_sides(db_url: str, keys: CallbackKeys) -> None:
