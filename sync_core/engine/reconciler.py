@@ -11,6 +11,11 @@ with bounded concurrency:
 Users to create go to the target ``batch_limit`` at a time in one call where the writer
 can batch them (the same bodies); the rest of each user's requests follow one by one.
 
+Outages: a transient failure (5xx, 429, timeout, refused connection) that outlasts a call's
+own retries does not end the run. Reads are repeated, and writes re-planned from a fresh
+target read and applied again, with capped backoff, until ``retry_window_hours`` after
+the first such failure; only then does the run fail (a read) or end ``partial`` (writes).
+
 Safety: an incomplete source read makes no deletes; deletes beyond the thresholds stage
 the run as ``blocked`` until an operator approves, and approval re-checks each object is
 still absent from the source. A dry run records the same items with nothing applied.
@@ -37,8 +42,8 @@ from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.executor import Executor, ItemStatus, Outcome, unapplied
 from sync_core.engine.ports import Planner, SourceSnapshot, TargetSnapshot
 from sync_core.engine.run_log import written
-from sync_core.errors import StopSync, SyncError
-from sync_core.http.retry import chunked
+from sync_core.errors import StopSync, SyncError, TransientError
+from sync_core.http.retry import backoff, chunked
 from sync_core.settings import Settings
 from sync_core.store import links, runs
 from sync_core.store.links import LinkRow
@@ -171,35 +176,38 @@ class Reconciler:
     async def _run(self, run_id: int, request: RunRequest, progress: Progress | None
                    ) -> tuple[RunStatus, list[dict[str, Any]], str | None]:
         _settled(None)  # the process's long-lived objects (modules, app) to begin with
-        await self.sync.prepare()
+        outage = Outage(timedelta(hours=self.settings.retry_window_hours),
+                        self.settings.worker_backoff_cap_seconds, self._clock)
+        await outage.ride_out(f"{self.ports.target_name} bootstrap", self.sync.prepare)
         planner = self.ports.planner
-        source = _settled(await self._read_source(request))
+        source = _settled(await self._read_source_through(request, outage))
         for note in source.notes:
             await asyncio.to_thread(self._note, run_id, note)
-        target = _settled(await self.ports.target.snapshot(self.sync.binding))
-        binding = self.sync.binding
-        if target.root_department_id:
-            binding = replace(binding, root_department_id=target.root_department_id)
-        ops = _settled(list(planner.plan_all(source, target, binding, Mode(request.mode))))
+        target, binding = await self._read_target(outage)
+        ops = _settled(self._plan(source, target, binding, request))
         if not source.complete:
-            reason = ("not deleted: the source read was incomplete (" +
-                      "; ".join(source.problems[:3]) +
-                      (f"; and {len(source.problems) - 3} more" if len(source.problems) > 3
-                       else "") + ")")
-            ops = run_items.withhold_deletes(ops, reason)
-            await asyncio.to_thread(self._note, run_id, reason)
+            await asyncio.to_thread(self._note, run_id, _withheld(source))
         managed = planner.managed(target, binding)
         guard = deletion_guard(ops, managed, self.settings.delete_threshold_percent,
                                self.settings.delete_threshold_count)
         if request.dry_run:
-            items = [run_items.item_of(unapplied(op)) for op in ops]
+            items = [run_items.item_of(unapplied(op, self.ports.writer.remote)) for op in ops]
             if guard.blocked:
                 await asyncio.to_thread(self._note, run_id, f"would block: {guard.reason}")
             return RunStatus.SUCCEEDED, items, None
         staged = [op for op in ops if op.action in DESTRUCTIVE] if guard.blocked else []
         to_apply = [op for op in ops if op not in staged] if staged else ops
-        outcomes = await self._apply(run_id, to_apply, planner.depths(source.departments),
-                                     progress)
+        depths = planner.depths(source.departments)
+        outcomes = await self._apply(run_id, to_apply, depths, progress)
+        while _transient(outcomes) and await outage.wait(f"{self.ports.target_name} writes",
+                                                         _hint(outcomes)):
+            # Level-triggered: re-read the target and plan again, so a write that landed
+            # before its answer was lost is not repeated, and whatever it held up follows.
+            target, binding = await self._read_target(outage)
+            held = {(op.kind, op.key) for op in staged}
+            again = [op for op in self._plan(source, target, binding, request)
+                     if (op.kind, op.key) not in held]
+            outcomes = _merge(outcomes, await self._apply(run_id, again, depths, progress))
         await asyncio.to_thread(self._record_links,
                                 written(outcomes, _essences(planner, source, target, binding)))
         items = [run_items.item_of(o) for o in outcomes]
@@ -208,6 +216,29 @@ class Reconciler:
             return RunStatus.BLOCKED, items, f"blocked: {guard.reason}"
         failed = any(o.status is ItemStatus.FAILED for o in outcomes)
         return (RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED), items, None
+
+    async def _read_source_through(self, request: RunRequest,
+                                   outage: Outage) -> SourceSnapshot:
+        """The source, read again while an outage spoils it (within the time budget); after
+        that, what could be read (incomplete: no deletes)."""
+        what = f"{self.ports.source_name} read"
+        while True:
+            source = await outage.ride_out(what, lambda: self._read_source(request))
+            if not source.retryable or not await outage.wait(what, None):
+                return source
+
+    async def _read_target(self, outage: Outage) -> tuple[TargetSnapshot, Binding]:
+        target = await outage.ride_out(f"{self.ports.target_name} read",
+                                       lambda: self.ports.target.snapshot(self.sync.binding))
+        binding = self.sync.binding
+        if target.root_department_id:
+            binding = replace(binding, root_department_id=target.root_department_id)
+        return _settled(target), binding
+
+    def _plan(self, source: SourceSnapshot, target: TargetSnapshot, binding: Binding,
+              request: RunRequest) -> list[Operation]:
+        ops = list(self.ports.planner.plan_all(source, target, binding, Mode(request.mode)))
+        return ops if source.complete else run_items.withhold_deletes(ops, _withheld(source))
 
     async def _read_source(self, request: RunRequest) -> SourceSnapshot:
         if request.source == "api":
@@ -223,7 +254,7 @@ class Reconciler:
         ids: dict[str, str] = {}
         gate = asyncio.Semaphore(self.ports.writer.concurrency)
         # Operations that write nothing (all of them, in a no-op run) need no task.
-        results = [unapplied(op) for op in ops]
+        results = [unapplied(op, self.ports.writer.remote) for op in ops]
         done = 0
         total = sum(1 for op in ops if op.writes)
 
@@ -334,6 +365,75 @@ class Reconciler:
             runs.finish(conn, run_id=run_id, status=status, counters=run_items.count(items),
                         now=self._clock(), error=error)
         log.info("run %s %s: %s", run_id, status, run_items.count(items))
+
+
+class Outage:
+    """A run's time budget for transient failures (upstream outages, throttling): from the
+    first one, waits with capped exponential backoff and jitter (never below Retry-After)
+    until ``window`` has passed. Permanent errors never come here."""
+
+    def __init__(self, window: timedelta, cap_seconds: float,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.window = window
+        self.cap = cap_seconds
+        self._clock = clock
+        self._since: datetime | None = None
+        self.waits = 0
+
+    async def wait(self, what: str, retry_after: float | None) -> bool:
+        """Sleep before the next try and answer True; False once the window is spent."""
+        now = self._clock()
+        self._since = self._since or now
+        if now - self._since >= self.window:
+            log.error("%s: transient failures for more than %s; giving up", what, self.window)
+            return False
+        self.waits += 1
+        delay = backoff(self.waits, self.cap, retry_after)
+        log.warning("%s failed transiently; trying again in %.1f s", what, delay)
+        await asyncio.sleep(delay)
+        return True
+
+    async def ride_out(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, repeated after each TransientError while the window lasts."""
+        while True:
+            try:
+                return await call()
+            except TransientError as exc:
+                if not await self.wait(what, exc.retry_after):
+                    raise
+
+
+def _transient(outcomes: Sequence[Outcome]) -> bool:
+    return any(o.status is ItemStatus.FAILED and isinstance(o.error, TransientError)
+               for o in outcomes)
+
+
+def _hint(outcomes: Sequence[Outcome]) -> float | None:
+    return max((o.error.retry_after or 0.0 for o in outcomes
+                if isinstance(o.error, TransientError)), default=0.0) or None
+
+
+def _merge(first: list[Outcome], again: list[Outcome]) -> list[Outcome]:
+    """The first pass's outcomes, with each failed one replaced by what the next pass did
+    for that object. A failed write that the next plan finds already done landed after
+    all (its answer was lost): applied."""
+    later = {(o.op.kind, o.op.key): o for o in again}
+    merged = []
+    for outcome in first:
+        redo = later.get((outcome.op.kind, outcome.op.key))
+        if outcome.status is not ItemStatus.FAILED or redo is None:
+            merged.append(outcome)
+        elif redo.status is ItemStatus.UNCHANGED:
+            merged.append(Outcome(outcome.op, ItemStatus.APPLIED))
+        else:
+            merged.append(redo)
+    return merged
+
+
+def _withheld(source: SourceSnapshot) -> str:
+    return ("not deleted: the source read was incomplete (" + "; ".join(source.problems[:3]) +
+            (f"; and {len(source.problems) - 3} more" if len(source.problems) > 3 else "") +
+            ")")
 
 
 def _settled(value: T) -> T:
