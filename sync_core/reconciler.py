@@ -422,10 +422,15 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - the run must end either way
             log.exception("run %s: its items could not be recorded", run_id)
             reason = f"its {len(items)} items could not be recorded ({brief(exc)})"
-            with self.engine.begin() as conn:
-                runs.finish(conn, run_id=run_id, status=RunStatus.FAILED, counters=counters,
-                            now=self._clock(),
-                            error=f"{error}; {reason}" if error else reason)
+            try:
+                with self.engine.begin() as conn:
+                    runs.finish(conn, run_id=run_id, status=RunStatus.FAILED,
+                                counters=counters, now=self._clock(),
+                                error=f"{error}; {reason}" if error else reason)
+            except Exception:  # noqa: BLE001 - nothing more to do from here
+                log.exception("run %s could not be ended; it is failed when its lease "
+                              "expires", run_id)
+                return
         log.info("run %s %s: %s", run_id, status, counters)
 
 
