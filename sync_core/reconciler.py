@@ -330,10 +330,13 @@ class Reconciler:
         except asyncio.CancelledError:
             # Each staged item was recorded as it was applied; the rest were not applied.
             reason = self._stopping or "interrupted"
-            await asyncio.to_thread(self._db, lambda c: [
-                runs.update_item(c, item_id=i["id"], status=ItemStatus.SKIPPED,
-                                 error=f"not applied: {reason}")
-                for i in runs.items(c, run_id, status=run_items.STAGED)])
+
+            def not_applied(conn: Any) -> None:
+                for left in runs.items(conn, run_id, status=run_items.STAGED):
+                    runs.update_item(conn, item_id=left["id"], status=ItemStatus.SKIPPED,
+                                     error=f"not applied: {reason}")
+
+            await asyncio.to_thread(self._db, not_applied)
             everything = await asyncio.to_thread(self._items, run_id, None)
             done = any(i["status"] == ItemStatus.APPLIED and i["action"] in _DESTRUCTIVE
                        for i in everything)
