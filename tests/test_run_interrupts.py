@@ -243,10 +243,13 @@ def test_reconcile_stops_on_sigterm_like_pid_1(sqlite_url: str) -> None:
 
 # -- serve and worker, stopped while a run is in progress ------------------------------------
 
-def test_stopping_serve_ends_a_run_started_through_the_ops_api(db_url: str) -> None:
+@pytest.mark.parametrize("worker", [True, False], ids=["serve", "serve-no-worker"])
+def test_stopping_serve_ends_a_run_started_through_the_ops_api(db_url: str,
+                                                                worker: bool) -> None:
     with simulators(db_url) as sims:
         port = free_port()
-        serve = Proc(["serve", "--host", "127.0.0.1", "--port", str(port)], sims.env())
+        serve = Proc(["serve", "--host", "127.0.0.1", "--port", str(port),
+                      *([] if worker else ["--no-worker"])], sims.env())
         with processes(serve):
             url = f"http://127.0.0.1:{port}"
             eventually(lambda: _ready(url), 60, serve.stderr)
