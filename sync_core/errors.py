@@ -260,11 +260,3 @@ def from_authing(status: int, message: str, *, api_code: int | str | None = None
         return ConflictError(message, **context)
     return BadRequestError(message, **context)
 
-
-def brief(exc: BaseException) -> str:
-    """``"OperationalError: disk I/O error"``: the driver's own message for a database
-    error, without the SQL and parameters SQLAlchemy appends (they may hold personal data);
-    any other exception's type and first line, at most 200 characters."""
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    return f"{type(cause).__name__}: {text[:200]}"

@@ -35,7 +35,7 @@ from sqlalchemy import Engine
 
 from . import run_items
 from .authing_client import BATCH_LIMIT
-from .errors import NotFoundError, RestrictedError, StopSync, SyncError, brief
+from .errors import NotFoundError, RestrictedError, StopSync, SyncError
 from .executor import Executor, ItemStatus, Outcome, batchable, unapplied
 from .http_retry import chunked
 from .model import WeComDepartment
@@ -45,6 +45,7 @@ from .run_items import written
 from .settings import Settings
 from .snapshots import SourceSnapshot, read_authing, read_wecom
 from .store import links, runs
+from .store.db import describe
 from .store.links import LinkRow
 from .store.models import RunStatus, utcnow
 from .upstream_sync import UpstreamSync
@@ -169,7 +170,7 @@ class Reconciler:
             log.warning("run %s: %s", run_id, error)
         except Exception as exc:  # noqa: BLE001 - a bug must still end the run visibly
             log.exception("reconcile run %s crashed", run_id)
-            status, items, error = RunStatus.FAILED, [], f"internal error: {brief(exc)}"
+            status, items, error = RunStatus.FAILED, [], f"internal error: {describe(exc)}"
         finally:
             heartbeat.cancel()
         try:
@@ -424,7 +425,7 @@ class Reconciler:
                             now=self._clock(), error=error)
         except Exception as exc:  # noqa: BLE001 - the run must end either way
             log.exception("run %s: its items could not be recorded", run_id)
-            reason = f"its {len(items)} items could not be recorded ({brief(exc)})"
+            reason = f"its {len(items)} items could not be recorded ({describe(exc)})"
             try:
                 with self.engine.begin() as conn:
                     runs.finish(conn, run_id=run_id, status=RunStatus.FAILED,

@@ -25,10 +25,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from .errors import ConflictError, PermanentError, StopSync, SyncError, TransientError, brief
+from .errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
 from .metrics import Metrics
 from .settings import Settings
 from .store import links, queue
+from .store.db import describe
 from .store.links import LinkRow
 from .store.models import EventSource, utcnow
 from .upstream_sync import EntityResult, UpstreamSync
@@ -117,7 +118,7 @@ class Worker:
             self._db_failures += 1
             delay = min(60.0, 2.0 ** self._db_failures)
             log.error("worker: database step failed (%s); %d settlement(s) kept, retrying "
-                      "in %.0f s", brief(exc), len(settling), delay)
+                      "in %.0f s", describe(exc), len(settling), delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             return 0
