@@ -259,4 +259,3 @@ def from_authing(status: int, message: str, *, api_code: int | str | None = None
             or _AUTHING_CONFLICT_TEXT.search(message or ""):
         return ConflictError(message, **context)
     return BadRequestError(message, **context)
-
