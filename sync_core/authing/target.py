@@ -19,7 +19,7 @@ from sync_core.authing.snapshot import read_authing
 from sync_core.binding import Binding
 from sync_core.directory.vocabulary import Kind
 from sync_core.engine.ports import TargetSnapshot
-from sync_core.errors import PermanentError
+from sync_core.errors import PermanentError, SyncError
 from sync_core.http.retry import gather_pair
 from sync_core.wecom.model import WeComUser
 
@@ -43,9 +43,16 @@ class AuthingTarget:
         with the organization's real root departmentId."""
         org = await self.client.get_organization()
         if org is None:
-            org = await self.client.create_organization(
-                self.organization_name, open_department_id=str(binding.root_wecom_id))
-            log.info("created Authing organization %s", binding.organization_code)
+            try:
+                org = await self.client.create_organization(
+                    self.organization_name, open_department_id=str(binding.root_wecom_id))
+            except SyncError:
+                # Another process may have created it a moment ago (code is unique).
+                org = await self.client.get_organization()
+                if org is None:
+                    raise
+            else:
+                log.info("created Authing organization %s", binding.organization_code)
         defined = await self.client.ensure_custom_fields()
         if defined:
             log.info("defined Authing custom fields: %s", ", ".join(defined))

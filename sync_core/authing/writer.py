@@ -12,9 +12,9 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from sync_core.authing.client import BATCH_LIMIT, AuthingClient
-from sync_core.directory.operations import Action, DepartmentRef, Operation, Request
+from sync_core.directory.operations import Action, DepartmentRef, Operation, Request, UserRef
 from sync_core.directory.vocabulary import Kind
-from sync_core.errors import StopSync, SyncError
+from sync_core.errors import NotFoundError, StopSync, SyncError
 
 log = logging.getLogger(__name__)
 BATCH_CREATE = "create-users-batch"
@@ -35,18 +35,35 @@ class AuthingWriter:
                 and op.requests[0].endpoint == "create-user"
                 and not _has_ref(op.requests[0].body))
 
-    async def write(self, request: Request, ids: MutableMapping[str, str]) -> str | None:
-        result = await self.client.send_planned(request.endpoint, request.body)
+    async def write(self, request: Request, ids: MutableMapping[str, str],
+                    made: MutableMapping[str, str]) -> None:
+        body = await self._with_user_ids(request.body, made)
+        result = await self.client.send_planned(request.endpoint, body)
         if not isinstance(result, dict):
-            return None
+            return
         if request.endpoint == "create-department":
-            open_id = request.body.get("openDepartmentId")
+            open_id = body.get("openDepartmentId")
             if open_id and result.get("departmentId"):
-                ids[str(open_id)] = str(result["departmentId"])
-                return str(result["departmentId"])
+                ids[str(open_id)] = made[str(open_id)] = str(result["departmentId"])
         if request.endpoint == "create-user" and result.get("userId"):
-            return str(result["userId"])
-        return None
+            made[str(body.get("externalId"))] = str(result["userId"])
+
+    async def _with_user_ids(self, body: Mapping[str, Any],
+                             made: MutableMapping[str, str]) -> Mapping[str, Any]:
+        """``body`` with each UserRef in ``userIds`` replaced by the user's Authing id: the
+        one this operation's create returned, else read by externalId."""
+        refs = [u for u in body.get("userIds") or () if isinstance(u, UserRef)]
+        for ref in refs:
+            if ref.external_id not in made:
+                found = await self.client.get_user(external_id=ref.external_id)
+                if not found or not found.get("userId"):
+                    raise NotFoundError(f"no Authing user with externalId "
+                                        f"{ref.external_id!r}", remote=self.remote)
+                made[ref.external_id] = str(found["userId"])
+        if not refs:
+            return body
+        return {**body, "userIds": tuple(made[u.external_id] if isinstance(u, UserRef) else u
+                                         for u in body["userIds"])}
 
     async def create_batch(self, ops: Sequence[Operation]) -> list[tuple[int, str | None]]:
         """Authing validates a batch in full, so one bad user refuses all: those go one by

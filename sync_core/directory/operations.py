@@ -55,6 +55,15 @@ class DepartmentRef:
 
 
 @dataclass(frozen=True, slots=True)
+class UserRef:
+    """Stands for the target id of the user whose source key is ``external_id``, for target
+    calls that cannot name a user by its source key, on a user created in the same
+    operation; the target writer substitutes it."""
+
+    external_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     """One call to the target: ``endpoint`` names it for the target writer."""
 
@@ -70,7 +79,9 @@ class Operation:
     on, when it exists at plan time (or once the write created it). ``changes``: (field,
     old, new) for the report. ``needs``: source department keys the bodies still name by
     DepartmentRef. ``reason``: why a skip was planned, for people; ``cause``: the same as
-    an enum, for code. No requests means nothing is written.
+    an enum, for code. No requests means nothing is written. ``unfit``: values the source
+    allows that no target call can take (each a reason naming the value and the limit):
+    the requests write everything else, then the operation fails with these reasons.
     """
 
     kind: Kind
@@ -82,6 +93,7 @@ class Operation:
     needs: tuple[str, ...] = ()
     reason: str | None = None
     cause: Cause | None = None
+    unfit: tuple[str, ...] = ()
 
     @property
     def writes(self) -> bool:

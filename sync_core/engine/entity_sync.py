@@ -8,6 +8,7 @@ the executor applies through the target writer.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ from sync_core.engine.echo import is_echo
 from sync_core.engine.executor import Executor, ItemStatus, Outcome
 from sync_core.engine.ports import Ports, ReadFrom
 from sync_core.engine.run_log import written
-from sync_core.errors import ConflictError, PermanentError
+from sync_core.errors import ConflictError, PermanentError, UnfitError
 from sync_core.http.retry import gather_pair
 from sync_core.store.links import LinkRow
 
@@ -106,9 +107,12 @@ class EntitySync:
         # target read per user event; dropped for a department when its own event is
         # handled, and wholesale whenever an entity fails (a stale id is one cause).
         self._dept_ids: dict[str, str] = {}
+        self._preparing = asyncio.Lock()
 
     async def prepare(self) -> None:
-        self.binding = await self.target.bootstrap(self.ports.binding)
+        # The worker and a run of the same process prepare at start-up side by side.
+        async with self._preparing:
+            self.binding = await self.target.bootstrap(self.ports.binding)
 
     # -- users --------------------------------------------------------------------------
 
@@ -242,4 +246,5 @@ def _create_failed(outcomes: Sequence[Outcome], error: type[Exception]) -> bool:
     in a way we recognise): the caller reads the target and plans again."""
     return any(o.status is ItemStatus.FAILED and o.op.kind is Kind.USER
                and o.op.action is Action.CREATE and isinstance(o.error, error)
+               and not isinstance(o.error, UnfitError)  # created; a value did not fit
                for o in outcomes)

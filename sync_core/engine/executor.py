@@ -16,7 +16,7 @@ from sync_core.directory.operations import (
     resolve_refs,
 )
 from sync_core.engine.ports import TargetWriter
-from sync_core.errors import NotFoundError, StopSync, SyncError
+from sync_core.errors import NotFoundError, StopSync, SyncError, UnfitError
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,22 @@ class Outcome:
         return f"{type(self.error).__name__}: {self.error}"
 
 
-def unapplied(op: Operation) -> Outcome:
-    """What an operation amounts to without running it (dry runs, no-op plans)."""
+def unapplied(op: Operation, remote: str | None = None) -> Outcome:
+    """What an operation amounts to without running it (dry runs, no-op plans); values
+    that cannot fit the target (``remote``) fail, whatever else is planned."""
+    if op.unfit:
+        return _unfit(op, ItemStatus.PLANNED if op.writes else ItemStatus.FAILED, remote)
     if op.action is Action.SKIP:
         return Outcome(op, ItemStatus.SKIPPED)
     if not op.writes:
         return Outcome(op, ItemStatus.UNCHANGED)
     return Outcome(op, ItemStatus.PLANNED)
+
+
+def _unfit(op: Operation, status: ItemStatus, remote: str | None) -> Outcome:
+    """An operation that carries values the target cannot take (whatever else it wrote
+    stays written): one error naming each value and the limit."""
+    return Outcome(op, status, UnfitError("; ".join(op.unfit), remote=remote))
 
 
 class Executor:
@@ -69,15 +78,16 @@ class Executor:
         created by ``create_users``, ``created`` its target id); the rest are sent here.
         An operation that creates its entity comes out with the new id as its target."""
         if not op.writes:
-            return unapplied(op)
+            return self.unapplied(op)
+        made: dict[str, str] = {} if created is None else {op.key: created}
         try:
             if op.needs:
                 await self._writer.look_up(op.needs, ids)
                 op = resolve_refs(op, ids)
             for request in op.requests[sent:]:
-                created = await self._writer.write(request, ids) or created
-            if op.target is None and created is not None:
-                op = replace(op, target=created)
+                await self._writer.write(request, ids, made)
+            if op.target is None and op.key in made:
+                op = replace(op, target=made[op.key])
         except StopSync:
             raise
         except UnresolvedDepartment as exc:
@@ -86,7 +96,12 @@ class Executor:
         except SyncError as exc:
             log.warning("%s %s %s failed: %s", op.kind, op.key, op.action, exc)
             return Outcome(op, ItemStatus.FAILED, exc)
+        if op.unfit:
+            return _unfit(op, ItemStatus.FAILED, self._writer.remote)
         return Outcome(op, ItemStatus.APPLIED)
+
+    def unapplied(self, op: Operation) -> Outcome:
+        return unapplied(op, self._writer.remote)
 
     def batchable(self, op: Operation) -> bool:
         """Whether ``create_users`` may carry ``op``'s first request."""

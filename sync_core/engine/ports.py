@@ -47,6 +47,8 @@ class SourceSnapshot:
     departments: tuple[Any, ...]
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # Some problem was a transient failure (an outage): the same read may succeed later.
+    retryable: bool = False
 
     @property
     def complete(self) -> bool:
@@ -123,9 +125,11 @@ class TargetWriter(Protocol):
         """Whether ``create_batch`` may carry the first request of ``op``."""
         ...
 
-    async def write(self, request: Any, ids: MutableMapping[str, str]) -> str | None:
-        """Carry out one request; answers the target id of the entity it created, if any
-        (read from the write's own answer: the link table learns it with no extra read)."""
+    async def write(self, request: Any, ids: MutableMapping[str, str],
+                    made: MutableMapping[str, str]) -> None:
+        """Carry out one request. ``made``: what the operation's requests have created so
+        far (source key → target id, from the writes' own answers), for later requests of
+        the same operation and for the link table."""
         ...
 
     async def create_batch(self, ops: Sequence[Operation]) -> list[tuple[int, str | None]]:

@@ -5,9 +5,13 @@ together and in order (see ``store.queue``). Every claim carries a lease that a 
 renews, so a crashed worker's events return to the queue. Outcomes:
 
 - applied (or nothing to do) → ``done`` with a one-line summary;
-- transient failure, a conflict that a re-plan resolves, a department not yet empty,
-  refused credentials → ``failed`` with exponential backoff and jitter;
-- a permanent error, or too many attempts → ``dead`` with a readable reason (replayable).
+- transient failure (an upstream outage: 5xx, 429, timeouts, connection errors) →
+  ``failed`` with capped exponential backoff and jitter, never sooner than the upstream's
+  Retry-After; it spends time, not attempts: the entity gives up only when its transient
+  failures have lasted ``retry_window_hours``;
+- a conflict that a re-plan resolves, a department not yet empty, refused credentials →
+  ``failed`` with the same backoff, counted against ``worker_max_attempts``;
+- a permanent error, or a spent budget → ``dead`` with a readable reason (replayable).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -30,6 +33,7 @@ from sync_core.directory.vocabulary import SYNCED_KINDS, Direction, Kind
 from sync_core.engine.echo import written_by_opposite
 from sync_core.engine.entity_sync import EntityResult, EntitySync
 from sync_core.errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
+from sync_core.http.retry import backoff
 from sync_core.metrics import Metrics
 from sync_core.settings import Settings
 from sync_core.store import links, queue
@@ -57,6 +61,7 @@ class Verdict:
     text: str
     retry_after: float | None = None
     links: tuple[LinkRow, ...] = ()  # what was written, recorded with the settlement
+    transient: bool = False  # a retry caused only by transient failures (time budget)
     direction: Direction | None = None  # of the links
 
 
@@ -197,11 +202,25 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the event
             log.exception("worker bug on %s:%s", claim.entity_kind, claim.entity_key)
             verdict = Verdict(Settle.RETRY, f"internal error: {type(exc).__name__}: {exc}")
-        if (verdict.status is Settle.RETRY
-                and claim.attempts >= self.settings.worker_max_attempts):
-            verdict = replace(verdict, status=Settle.DEAD,
-                              text=f"gave up after {claim.attempts} attempts: {verdict.text}")
-        self._finished.append((claim, verdict))  # settled by the loop's next cycle
+        self._finished.append((claim, self._budget(claim, verdict)))  # settled next cycle
+
+    def _budget(self, claim: queue.Claim, verdict: Verdict) -> Verdict:
+        """A retry becomes ``dead`` once its budget is spent: transient failures spend the
+        time window since the entity's first one, other retries spend attempts."""
+        if verdict.status is not Settle.RETRY:
+            return verdict
+        if verdict.transient:
+            since = claim.transient_since
+            window = timedelta(hours=self.settings.retry_window_hours)
+            if since is not None and self._clock() - _aware(since) >= window:
+                return replace(verdict, status=Settle.DEAD, text=(
+                    f"gave up after transient failures lasting more than "
+                    f"{_hours(window)} (retry_window_hours): {verdict.text}"))
+            return verdict
+        if claim.counted_attempts >= self.settings.worker_max_attempts:
+            return replace(verdict, status=Settle.DEAD, text=(
+                f"gave up after {claim.counted_attempts} attempts: {verdict.text}"))
+        return verdict
 
     def _report(self, claim: queue.Claim, verdict: Verdict) -> None:
         log.info("%s %s:%s → %s: %s", claim.source, claim.entity_kind, claim.entity_key,
@@ -218,7 +237,7 @@ class Worker:
         try:
             result = await self._dispatch(claim, payloads)
         except TransientError as exc:
-            return Verdict(Settle.RETRY, _reason(exc), exc.retry_after)
+            return Verdict(Settle.RETRY, _reason(exc), exc.retry_after, transient=True)
         except StopSync as exc:
             # Wrong credentials or a refused read: every entity would fail alike; keep the
             # events and retry slowly rather than bury them all in the dead letters.
@@ -271,19 +290,28 @@ class Worker:
                 return []
             claims = queue.claim(conn, owner=self.owner, now=now, lease=self._lease,
                                  max_entities=limit, sources=tuple(self.directions))
-            self._read_echoes(conn, claims)
-            return claims
+        self._read_echoes(claims)
+        return claims
 
-    def _read_echoes(self, conn: Connection, claims: list[queue.Claim]) -> None:
+    def _read_echoes(self, claims: list[queue.Claim]) -> None:
         """Before any of them is planned: what the opposite direction last wrote to the
-        claimed entities, one statement per direction (engine.echo)."""
-        for source, sync in self.directions.items():
-            entities = [(c.entity_kind, c.entity_key) for c in claims
-                        if c.source == source and c.entity_kind in SYNCED_KINDS]
-            if entities:
-                found = written_by_opposite(conn, sync.ports.direction, entities)
-                self._echoes.update({(source, kind, key): digest
-                                     for (kind, key), digest in found.items()})
+        claimed entities, one statement per direction (engine.echo). Read apart from the
+        claim, so that a failure only costs the check: the entities are planned as usual."""
+        wanted = {source: [(c.entity_kind, c.entity_key) for c in claims
+                           if c.source == source and c.entity_kind in SYNCED_KINDS]
+                  for source in self.directions}
+        if not any(wanted.values()):
+            return
+        try:
+            with self.engine.connect() as conn:
+                for source, entities in wanted.items():
+                    if entities:
+                        direction = self.directions[source].ports.direction
+                        found = written_by_opposite(conn, direction, entities)
+                        self._echoes.update({(source, kind, key): digest
+                                             for (kind, key), digest in found.items()})
+        except Exception as exc:  # noqa: BLE001 - an echo missed costs reads, never writes
+            log.warning("worker: echo check skipped (%s)", describe(exc))
 
     def _renew(self, ids: tuple[int, ...]) -> None:
         with self.engine.begin() as conn:
@@ -302,15 +330,9 @@ class Worker:
         else:
             delay = backoff(claim.attempts, self.settings.worker_backoff_cap_seconds,
                             verdict.retry_after)
+            since = (claim.transient_since or now) if verdict.transient else None
             queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
-                       retry_at=now + timedelta(seconds=delay))
-
-
-def backoff(attempts: int, cap: float, at_least: float | None = None) -> float:
-    """Exponential (2, 4, 8 … s) with full jitter on the upper half, never below a hint."""
-    base = min(cap, 2.0 ** max(attempts, 1))
-    delay = base / 2 + random.uniform(0, base / 2)
-    return max(delay, at_least or 0.0)
+                       retry_at=now + timedelta(seconds=delay), transient_since=since)
 
 
 def judge(result: EntityResult) -> Verdict:
@@ -324,13 +346,19 @@ def judge(result: EntityResult) -> Verdict:
         if all(isinstance(e, TransientError | ConflictError | StopSync) for e in errors):
             hint = max((e.retry_after or 0 for e in errors if isinstance(e, TransientError)),
                        default=0) or None
-            return Verdict(Settle.RETRY, summary, hint, written)
+            transient = all(isinstance(e, TransientError) for e in errors)
+            return Verdict(Settle.RETRY, summary, hint, written, transient)
         return Verdict(Settle.DEAD, summary, links=written)
     if result.conflicts or result.invalid:
         return Verdict(Settle.DEAD, summary, links=written)
     if result.blocked:
         return Verdict(Settle.RETRY, summary, links=written)
     return Verdict(Settle.DONE, summary, links=written)
+
+
+def _hours(window: timedelta) -> str:
+    hours = window.total_seconds() / 3600
+    return f"{hours:g} h" if hours >= 1 else f"{window.total_seconds():g} s"
 
 
 def _reason(exc: SyncError) -> str:

@@ -108,7 +108,7 @@ class WeComRender:
     def create_user(self, user: User, fields: Mapping[str, Any],
                     departments: Sequence[Any]) -> tuple[Request, ...]:
         body = {"userid": user.target_id, **_wecom_fields(fields),
-                "department": list(departments), "to_invite": False}
+                "department": list(departments), "to_invite": False, SOURCE_KEY: user.key}
         if user.enabled is False:
             body["enable"] = 0
         return (Request("user/create", body),)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sync_core.engine.ports import SourceSnapshot
-from sync_core.errors import RestrictedError, StopSync, SyncError
+from sync_core.errors import RestrictedError, StopSync, SyncError, TransientError
 from sync_core.wecom.client import WeComClient
 from sync_core.wecom.model import WeComDepartment, WeComUser
 
@@ -25,9 +25,11 @@ T = TypeVar("T")
 @dataclass
 class _Problems:
     items: list[str] = field(default_factory=list)
+    transient: bool = False
 
     def add(self, what: str, exc: Exception) -> None:
         self.items.append(f"{what}: {type(exc).__name__}: {exc}")
+        self.transient = self.transient or isinstance(exc, TransientError)
 
 
 async def read_wecom(client: WeComClient, *, concurrency: int = 8) -> SourceSnapshot:
@@ -40,7 +42,8 @@ async def read_wecom(client: WeComClient, *, concurrency: int = 8) -> SourceSnap
     departments = await _wecom_departments(client, concurrency, problems, notes)
     users = await _wecom_users(client, [d.id for d in departments], concurrency, problems,
                                notes)
-    return SourceSnapshot(tuple(users), tuple(departments), tuple(problems.items), tuple(notes))
+    return SourceSnapshot(tuple(users), tuple(departments), tuple(problems.items), tuple(notes),
+                          problems.transient)
 
 
 async def _wecom_departments(client: WeComClient, concurrency: int, problems: _Problems,

@@ -178,22 +178,21 @@ class WeComWriter:
     async def create_batch(self, ops: Sequence[Operation]) -> list[tuple[int, str | None]]:
         return [(0, None)] * len(ops)
 
-    async def write(self, request: Request, ids: MutableMapping[str, str]) -> str | None:
+    async def write(self, request: Request, ids: MutableMapping[str, str],
+                    made: MutableMapping[str, str]) -> None:
         body = dict(request.body)
         endpoint = request.endpoint
         try:
-            return await self._write(endpoint, body, ids)
+            await self._write(endpoint, body, ids, made)
         except ConflictError as exc:
             raise _named(exc, body) from exc
 
-    async def _write(self, endpoint: str, body: dict[str, Any],
-                     ids: MutableMapping[str, str]) -> str | None:
+    async def _write(self, endpoint: str, body: dict[str, Any], ids: MutableMapping[str, str],
+                     made: MutableMapping[str, str]) -> None:
         if endpoint == "department/create":
             source = str(body.pop(SOURCE_KEY))
-            new_id = str(await self.client.department_create(_ints(body)))
-            ids[source] = new_id
-            return new_id
-        if endpoint == "department/update":
+            ids[source] = made[source] = str(await self.client.department_create(_ints(body)))
+        elif endpoint == "department/update":
             await self.client.department_update(_ints(body))
         elif endpoint == "department/delete":
             try:
@@ -209,8 +208,9 @@ class WeComWriter:
                                      code=exc.code, remote="wecom",
                                      endpoint="department/delete") from exc
         elif endpoint == "user/create":
+            source = str(body.pop(SOURCE_KEY))
             await self.client.user_create(_ints(body))
-            return str(body["userid"])
+            made[source] = str(body["userid"])
         elif endpoint == "user/update":
             await self.client.user_update(_ints(body))
         elif endpoint == "user/delete":
@@ -230,7 +230,6 @@ class WeComWriter:
             await self.authing.send_planned("update-department", body)
         else:
             raise ValueError(f"unknown WeCom request {endpoint}")
-        return None
 
     async def look_up(self, keys: Sequence[str], ids: MutableMapping[str, str]) -> None:
         for key in keys:

@@ -131,7 +131,8 @@ class FakeWriter:
         return (op.kind is Kind.USER and op.action is Action.CREATE
                 and op.requests[0].endpoint == "create")
 
-    async def write(self, request: Request, ids: MutableMapping[str, str]) -> str | None:
+    async def write(self, request: Request, ids: MutableMapping[str, str],
+                    made: MutableMapping[str, str]) -> None:
         body = dict(request.body)
         key = str(body["key"])
         self.calls.append((request.endpoint, (key,)))
@@ -142,15 +143,14 @@ class FakeWriter:
         store = self.target.users if body["kind"] == Kind.USER else self.target.departments
         if request.endpoint == "delete":
             store.pop(key, None)
-            return None
-        if request.endpoint == "create":
+        elif request.endpoint == "create":
             self._ids += 1
             store[key] = Stored(f"t-{self._ids}", body["record"])
+            made[key] = store[key].target_id
             if body["kind"] == Kind.DEPARTMENT:
                 ids[key] = store[key].target_id
-            return store[key].target_id
-        store[key].record = body["record"]
-        return None
+        else:
+            store[key].record = body["record"]
 
     async def create_batch(self, ops: Sequence[Operation]) -> list[tuple[int, str | None]]:
         self.calls.append(("create-batch", tuple(op.key for op in ops)))

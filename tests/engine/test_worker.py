@@ -136,12 +136,27 @@ async def test_kinds_that_are_not_synced_are_settled_without_reads() -> None:
 async def test_a_retry_past_the_attempt_budget_goes_dead_with_the_reason() -> None:
     d, worker = _worker(worker_max_attempts=3)
     d.source.users["ann"] = User("ann", "Ann")
-    d.writer.fail = {"ann": TransientError("target down")}
+    d.writer.fail = {"ann": ConflictError("re-plan")}
     await worker._process(_claim("wecom", "user", "ann", attempts=2))
     await worker._process(_claim("wecom", "user", "ann", attempts=3))
     (_, second), (_, third) = worker._finished
     assert second.status is Settle.RETRY
     assert third.status is Settle.DEAD and third.text.startswith("gave up after 3 attempts")
+
+
+async def test_transient_failures_spend_time_not_attempts() -> None:
+    d, worker = _worker(worker_max_attempts=3, retry_window_hours=1)
+    d.source.users["ann"] = User("ann", "Ann")
+    d.writer.fail = {"ann": TransientError("target down")}
+    fresh = _claim("wecom", "user", "ann", attempts=9)
+    old = Claim("wecom", "user", "ann", (ClaimedEvent(
+        1, "update", {}, 9, utcnow(), transient_since=utcnow() - timedelta(hours=2),
+        transient_failures=9),))
+    await worker._process(fresh)
+    await worker._process(old)
+    (_, within), (_, spent) = worker._finished
+    assert within.status is Settle.RETRY and within.transient
+    assert spent.status is Settle.DEAD and "retry_window_hours" in spent.text
 
 
 async def test_the_worker_reads_what_the_opposite_direction_wrote_with_the_claim(
