@@ -9,6 +9,7 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from sync_core.settings import DirectionSetting
 from sync_core.store.inbox import NewEvent
 from sync_core.store.models import EventSource, utcnow
 from sync_core.wecom.crypto import ReceiveIdError, SignatureError, WeComCryptoError
@@ -92,6 +93,9 @@ async def receive(request: Request) -> Response:
         event_type=event.change_type,
         payload=to_payload(event),
         received_at=utcnow(),
+        # Upstream off: recorded as settled, never queued (nor replayed later as writes).
+        settled=(None if c.settings.direction is not DirectionSetting.DOWNSTREAM
+                 else "upstream off (WECOM_SYNC_DIRECTION=downstream): recorded, not applied"),
     ))
     if stored.duplicate:
         c.metrics.inbox_duplicates.labels(EventSource.WECOM.value).inc()

@@ -125,7 +125,9 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
 
     # WeCom callbacks and the operator's injected events go upstream; Authing webhooks
     # downstream, when it runs (otherwise the route records them as settled).
-    directions = {EventSource.WECOM.value: sync, EventSource.OPS.value: sync}
+    directions = {EventSource.OPS.value: sync}
+    if settings.direction is not DirectionSetting.DOWNSTREAM:
+        directions[EventSource.WECOM.value] = sync
     downstream: EntitySync | None = None
     if settings.direction in (DirectionSetting.DOWNSTREAM, DirectionSetting.BOTH):
         # An echo of an upstream write is planned against WeCom all the same: it writes

@@ -170,3 +170,86 @@ def test_a_change_on_both_sides_at_once_converges_without_oscillating(
         s.settle()
         assert (writes(s), authing_writes(s)) == (quiet_w, quiet_a)
         assert not s.events(status="dead"), [e["last_error"] for e in s.events(status="dead")]
+
+
+def dead_reasons(s: Stack) -> str:
+    return "\n".join(e["last_error"] or "" for e in s.events(status="dead"))
+
+
+def test_records_wecom_would_refuse_fail_per_item_without_a_wecom_call(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    with downstream(sqlite_url, keys) as s:
+        a = s.authing.admin
+        bad = a.create_department(ORG, "财务*部", root(s))["departmentId"]
+        spaced = a.create_department(ORG, " 市场_部 A ", root(s))["departmentId"]
+        s.settle()
+        assert "holds *" in dead_reasons(s)
+        assert wecom_departments(s)[wecom_id(s, spaced)].name == "市场_部 A"
+        assert s.wecom.faults.stats.writes["department/create"] == 1  # the good one only
+
+        nameless = a.create_user(username="noname", email="noname@example.com")
+        a.set_user_departments(nameless["userId"], [{"departmentId": spaced}])
+        chinese = a.create_user(username="cn", name="中文", externalId="张三")
+        a.set_user_departments(chinese["userId"], [{"departmentId": spaced}])
+        s.settle()
+        reasons = dead_reasons(s)
+        assert "needs a name" in reasons
+        assert "may hold only letters, digits and _-@." in reasons
+        assert s.wecom.faults.stats.writes["user/create"] == 0
+        assert bad  # nothing about it reached WeCom
+
+
+def test_a_taken_mobile_names_the_field(sqlite_url: str, keys: CallbackKeys) -> None:
+    with downstream(sqlite_url, keys) as s:
+        s.wecom.admin.create_user("holder", "占用者", department=(1,), mobile="13700000000")
+        a = s.authing.admin
+        user = a.create_user(username="newbie", name="新人", phone="13700000000")
+        a.set_user_departments(user["userId"], [{"departmentId": root(s)}])
+        s.settle()
+        reason = dead_reasons(s)
+        assert "another WeCom member already has this mobile '13700000000'" in reason
+        assert wecom_user(s, "newbie") is None
+
+
+def test_update_policy_none_creates_only(sqlite_url: str, keys: CallbackKeys) -> None:
+    with downstream(sqlite_url, keys, downstream_update_policy="none") as s:
+        a = s.authing.admin
+        user = a.create_user(username="only", name="仅创建", email="only@example.com")
+        a.set_user_departments(user["userId"], [{"departmentId": root(s)}])
+        s.settle()
+        assert wecom_user(s, "only")["name"] == "仅创建"  # type: ignore[index]
+        a.update_user(user["userId"], name="改名")
+        s.settle()
+        assert wecom_user(s, "only")["name"] == "仅创建"  # type: ignore[index]
+        assert s.wecom.faults.stats.writes["user/update"] == 0
+
+
+def test_ignored_fields_are_never_written(sqlite_url: str, keys: CallbackKeys) -> None:
+    with downstream(sqlite_url, keys, downstream_ignore_fields="mobile,name") as s:
+        s.wecom.admin.create_user("kept", "企微名", department=(1,), email="kept@example.com")
+        a = s.authing.admin
+        user = a.create_user(username="kept", name="认证名", externalId="kept",
+                             phone="13600000000", email="kept2@example.com")
+        a.set_user_departments(user["userId"], [{"departmentId": root(s)}])
+        s.settle()
+        member = wecom_user(s, "kept")
+        assert member is not None and member["name"] == "企微名" and member["mobile"] == ""
+        assert member["email"] == "kept2@example.com"
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ("delete", None), ("suspend", 2), ("resign", 2), ("ignore", 1)])
+def test_a_deleted_authing_user_follows_the_delete_policy(
+        sqlite_url: str, keys: CallbackKeys, policy: str, expected: int | None) -> None:
+    with downstream(sqlite_url, keys, user_delete_policy=policy) as s:
+        s.wecom.admin.create_user("leaver", "离开", department=(1,), email="l@example.com")
+        a = s.authing.admin
+        user = a.create_user(username="leaver", name="离开", externalId="leaver",
+                             email="l@example.com")
+        a.set_user_departments(user["userId"], [{"departmentId": root(s)}])
+        s.settle()
+        a.delete_user(user["userId"])
+        s.settle()
+        member = wecom_user(s, "leaver")
+        assert (member and member["status"]) == expected or (member is None and expected is None)
+        assert not s.events(status="dead"), dead_reasons(s)

@@ -23,7 +23,7 @@ from sync_core.binding import Binding
 from sync_core.directory import planner
 from sync_core.directory.model import Department, User
 from sync_core.directory.operations import Action, Mode, Operation, Request
-from sync_core.directory.vocabulary import Kind
+from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.engine.ports import SourceSnapshot, TargetSnapshot
 from sync_core.wecom import essence as wecom_essence
 from sync_core.wecom import rules
@@ -181,6 +181,11 @@ class DownstreamPlanner:
         if want is not None:
             problems = rules.user_problems(want.target_id, want.fields.get("name"),
                                            want.departments or ())
+            if problems == [rules.NO_DEPARTMENT]:
+                # Authing adds a new user to departments after creating it: retried (and
+                # dead, with this reason, if it never gets one).
+                return (Operation(Kind.USER, key, Action.SKIP, want.target_id,
+                                  reason=rules.NO_DEPARTMENT, cause=Cause.BLOCKED),)
         ops = list(planner.plan_user(want, have, self._ids(index, binding),
                                      self._policy(binding), self.render, key=key,
                                      problems=problems))

@@ -19,6 +19,8 @@ DEPARTMENT_NAME_MAX_CHARS = 32
 DEPARTMENT_NAME_FORBIDDEN = '\\:*?"<>|'
 MAX_DEPARTMENT_LEVELS = 15
 
+NO_DEPARTMENT = ("a WeCom member needs at least one department: the Authing user is in no "
+                 "department of the synced organization")
 _USERID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-@.]*$")
 
 
@@ -43,8 +45,7 @@ def user_problems(userid: str | None, name: str | None,
     elif len(name) > NAME_MAX_CHARS:
         problems.append(f"name is longer than {NAME_MAX_CHARS} characters")
     if not departments:
-        problems.append("a WeCom member needs at least one department: the Authing user "
-                        "is in no department of the synced organization")
+        problems.append(NO_DEPARTMENT)
     elif len(departments) > MAX_MEMBER_DEPARTMENTS:
         problems.append(f"{len(departments)} departments exceed WeCom's limit of "
                         f"{MAX_MEMBER_DEPARTMENTS} per member")
