@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse, Response
 from sync_core.directory.operations import Action, Mode
 from sync_core.directory.vocabulary import SYNCED_KINDS
 from sync_core.engine.executor import ItemStatus
-from sync_core.engine.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
+from sync_core.engine.reconciler import ExcelInput, RequestError, RunRequest
+from sync_core.engine.reconcilers import Reconcilers
 from sync_core.engine.run_log import STAGED
 from sync_core.store import runs
 from sync_core.store.models import RunStatus
@@ -37,7 +38,7 @@ _ITEM_FILTERS = {
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
 
-def _reconciler(request: Request) -> Reconciler | None:
+def _reconciler(request: Request) -> Reconcilers | None:
     runtime = request.app.state.runtime
     return runtime.reconciler if runtime is not None else None
 

@@ -21,6 +21,7 @@ from sync_core.directory.vocabulary import Direction
 from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.ports import Ports, SourceSnapshot
 from sync_core.engine.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
+from sync_core.engine.reconcilers import Reconcilers
 from sync_core.engine.scheduler import Scheduler
 from sync_core.engine.worker import Worker
 from sync_core.excel.snapshot import read_excel
@@ -41,7 +42,7 @@ class SyncRuntime:
     remotes: Remotes
     sync: EntitySync  # the upstream direction
     worker: Worker
-    reconciler: Reconciler
+    reconciler: Reconcilers  # one per direction that runs here
     scheduler: Scheduler
     downstream: EntitySync | None = None  # when WECOM_SYNC_DIRECTION is downstream or both
 
@@ -103,6 +104,7 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
         return await read_excel(ports.source, upload)
 
     reconciler = Reconciler(settings, engine, sync, excel=excel)
+    by_direction = {Direction.UPSTREAM.value: reconciler}
 
     async def on_batch_job(payload: dict[str, Any]) -> str:
         """A batch import rewrote WeCom behind the callbacks' back: reconcile. A full
@@ -118,7 +120,7 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
 
     async def scheduled(direction: str, trigger: str) -> int | None:
         try:
-            return await reconciler.start(RunRequest(direction=direction, trigger=trigger))
+            return await reconcilers.start(RunRequest(direction=direction, trigger=trigger))
         except RequestError as exc:  # e.g. a direction this version cannot reconcile
             log.warning("scheduled %s reconcile skipped: %s", direction, exc)
             return None
@@ -134,7 +136,9 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
         # nothing when WeCom agrees, and repairs a crossing write when it does not.
         downstream = EntitySync(downstream_ports(settings, remotes, engine), trust_echoes=False)
         directions[EventSource.AUTHING.value] = downstream
+        by_direction[Direction.DOWNSTREAM.value] = Reconciler(settings, engine, downstream)
+    reconcilers = Reconcilers(engine, by_direction)
     worker = Worker(settings, engine, directions, metrics, wake=wake,
                     on_batch_job=on_batch_job)
     scheduler = Scheduler(settings, engine, scheduled)
-    return SyncRuntime(remotes, sync, worker, reconciler, scheduler, downstream)
+    return SyncRuntime(remotes, sync, worker, reconcilers, scheduler, downstream)

@@ -62,6 +62,10 @@ class TargetSnapshot:
     users: tuple[Any, ...]
     departments: tuple[Any, ...]
     root_department_id: str | None = None
+    notes: tuple[str, ...] = ()  # remarks for the run record (e.g. which reads were used)
+    # Target ids of the entities this direction wrote (the link table): the ones a
+    # reconcile may delete, when the target holds no mark of ours. None: not given.
+    managed: frozenset[tuple[str, str]] | None = None
 
 
 class SourceReader(Protocol):

@@ -211,6 +211,8 @@ class Reconciler:
         for note in source.notes:
             await asyncio.to_thread(self._note, run_id, note)
         target, binding = await self._read_target(outage)
+        for note in target.notes:
+            await asyncio.to_thread(self._note, run_id, note)
         ops = _settled(self._plan(source, target, binding, request))
         if not source.complete:
             await asyncio.to_thread(self._note, run_id, _withheld(source))

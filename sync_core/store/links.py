@@ -96,3 +96,10 @@ def last_wrote(conn: Connection, *, direction: str, kind: str, target_id: str,
         return False
     row = by_target(conn, direction=direction, kind=kind, target_id=target_id)
     return row is not None and row.essence_hash == essence_hash
+
+
+def written(conn: Connection, *, direction: str) -> list[LinkRow]:
+    """Every link row of ``direction`` (a reconcile's record of what it manages)."""
+    rows = conn.execute(select(_T.c.kind, _T.c.source_key, _T.c.target_id, _T.c.essence_hash)
+                        .where(_T.c.direction == direction))
+    return [LinkRow(*row) for row in rows]

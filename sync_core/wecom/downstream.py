@@ -256,9 +256,57 @@ class DownstreamPlanner:
 
     def plan_all(self, source: SourceSnapshot, target: TargetSnapshot, binding: Binding,
                  mode: Mode) -> tuple[Operation, ...]:
-        raise NotImplementedError("the downstream reconcile is not built yet")
+        """Everything: departments parent-first, then users; with deletes (full,
+        delete_only), the WeCom members and departments downstream wrote (``managed``)
+        that no Authing record maps to any more: users first, departments children-first.
+        """
+        ours = {d.department_id: d for d in source.departments
+                if d.organization_code in (None, binding.organization_code)}
+        wecom_depts = {str(d.id): d for d in target.departments}
+        root_key, root_id = self.root(binding)
+        ids = {root_key: root_id}
+        for key, dept in ours.items():
+            wid = wecom_department_id(dept)
+            if wid is not None and wid in wecom_depts:
+                ids[key] = wid
+        members = {u.userid.lower(): u for u in target.users}
+        ops: list[Operation] = []
+        wanted_users: set[str] = set()
+        for user in source.users:
+            userid = wecom_userid(user, self.policy.userid_source)
+            if userid:
+                wanted_users.add(userid.lower())
+        if mode is not Mode.DELETE_ONLY:
+            for dept in sorted(ours.values(), key=lambda d: _depth(d.department_id, ours)):
+                if dept.department_id == root_key:
+                    continue
+                actual = wecom_depts.get(ids.get(dept.department_id, ""))
+                ops.extend(self._plan_department(dept, actual, binding, ids, dept.department_id))
+            index = DownstreamIndex(ids)
+            for user in source.users:
+                userid = wecom_userid(user, self.policy.userid_source)
+                actual_user = members.get(userid.lower()) if userid else None
+                ops.extend(self.plan_user(user, actual_user, binding, index, user.user_id))
+        if mode is not Mode.CREATE_UPDATE and target.managed is not None:
+            policy = self._policy(binding)
+            for member in target.users:
+                if ((Kind.USER, member.userid) in target.managed
+                        and member.userid.lower() not in wanted_users):
+                    ops.extend(planner.plan_user(None, canonical_target_user(member, member.userid),
+                                                 ids, policy, self.render, key=member.userid))
+            mapped = set(ids.values())
+            parents = {str(d.id): str(d.parent_id) for d in target.departments}
+            gone = [d for d in target.departments if (Kind.DEPARTMENT, str(d.id)) in target.managed
+                    and str(d.id) not in mapped]
+            for dept in sorted(gone, key=lambda d: -_wecom_depth(str(d.id), parents)):
+                ops.extend(planner.plan_department(
+                    None, Department(str(dept.id), str(dept.id), dept.name, None), ids, policy,
+                    self.render, key=str(dept.id)))
+        return tuple(ops)
 
     def managed(self, target: TargetSnapshot, binding: Binding) -> int:
+        if target.managed is not None:
+            return len(target.managed)
         return len(target.users) + len(target.departments)
 
     def user_departments(self, desired: AuthingUser | None, actual: WeComUser | None,
@@ -309,6 +357,16 @@ def _written_user(want: User, actual: WeComUser | None, policy: DownstreamPolicy
     if "gender" not in policy.ignore and gender in ("male", "female"):
         values["gender"] = 1 if gender == "male" else 2
     return replace(base, **values)
+
+
+def _wecom_depth(key: str, parents: Mapping[str, str]) -> int:
+    depth, seen = 0, {key}
+    parent = parents.get(key)
+    while parent is not None and parent in parents and parent not in seen:
+        seen.add(parent)
+        depth += 1
+        parent = parents.get(parent)
+    return depth
 
 
 def _depth(key: str, source: Mapping[str, AuthingDepartment]) -> int:

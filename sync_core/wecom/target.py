@@ -73,6 +73,13 @@ class LinkIds:
         """The Authing entity downstream linked to WeCom id ``wecom_id``, if any."""
         return await asyncio.to_thread(self._authing_id, kind, wecom_id)
 
+    def managed(self) -> frozenset[tuple[str, str]]:
+        """(kind, WeCom id) of every entity the downstream direction wrote and did not
+        delete."""
+        with self.engine.connect() as conn:
+            return frozenset((row.kind, row.target_id) for row in links.written(
+                conn, direction=Direction.DOWNSTREAM) if row.target_id and row.essence_hash)
+
     def _busy(self, kind: Kind, wecom_id: str) -> bool:
         with self.engine.connect() as conn:
             return queue.has_open(conn, sources=UPSTREAM_SOURCES, kind=kind, key=wecom_id)
@@ -153,8 +160,19 @@ class WeComTarget:
         return wecom_department_id(AuthingDepartment.from_dto(dto)) if dto else None
 
     async def snapshot(self, binding: Binding) -> TargetSnapshot:
+        """The whole WeCom directory. Where WeCom refuses detail reads (48009, 60020), the
+        structure comes from ``department/simplelist`` and ``user/list_id``; attributes it
+        did not give stay unknown, so they are not compared (the run's notes say which
+        reads were used). ``managed``: what the link table says downstream wrote."""
         snap = await read_wecom(self.client, concurrency=self.concurrency)
-        return TargetSnapshot(snap.users, snap.departments, str(binding.root_wecom_id))
+        if snap.problems:
+            raise TransientError("WeCom read incomplete: " + "; ".join(snap.problems[:3]),
+                                 remote="wecom", maybe_applied=False)
+        notes = snap.notes or ("WeCom read through department/list and user/list",)
+        managed = await asyncio.to_thread(self.ids.managed)
+        # The organization root stays the binding's (an Authing id): no root id here.
+        return TargetSnapshot(snap.users, snap.departments, None,
+                              tuple(f"WeCom (the actual side): {n}" for n in notes), managed)
 
 
 class WeComWriter:
