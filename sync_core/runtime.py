@@ -110,6 +110,8 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
         """A batch import rewrote WeCom behind the callbacks' back: reconcile. A full
         replace may have removed people, so it reconciles in full (the deletion guard
         still applies); an incremental import only creates and updates."""
+        if payload.get("eventName") is not None:
+            return await tree_changed(payload)
         job_type, job_id = payload.get("job_type"), payload.get("job_id")
         mode = Mode.CREATE_UPDATE if job_type == "sync_user" else Mode.FULL
         try:
@@ -117,6 +119,25 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
         except RunConflict as exc:
             return f"{job_type} job {job_id}: reconcile run {exc.run_id} already active"
         return f"{job_type} job {job_id}: started reconcile run {run_id} ({mode})"
+
+    async def tree_changed(payload: dict[str, Any]) -> str:
+        """organization:imported / tree-updated: a downstream reconcile (creates and
+        updates; deletes are the scheduled full runs'), unless the tree came from WeCom
+        itself (``data.source`` WECHATWORK: pushing it back would be a loop)."""
+        event = payload["eventName"]
+        data = payload.get("data")
+        source = data.get("source") if isinstance(data, dict) else None
+        if str(source or "").upper() == "WECHATWORK":
+            return f"{event} from WeCom's own import: not pushed back"
+        try:
+            run_id = await reconcilers.start(RunRequest(
+                direction=Direction.DOWNSTREAM.value, mode=Mode.CREATE_UPDATE,
+                trigger=event))
+        except RunConflict as exc:
+            return f"{event}: downstream reconcile run {exc.run_id} already active"
+        except RequestError as exc:
+            return f"{event}: {exc}"
+        return f"{event}: started downstream reconcile run {run_id}"
 
     async def scheduled(direction: str, trigger: str) -> int | None:
         try:

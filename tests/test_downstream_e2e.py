@@ -253,3 +253,28 @@ def test_a_deleted_authing_user_follows_the_delete_policy(
         member = wecom_user(s, "leaver")
         assert (member and member["status"]) == expected or (member is None and expected is None)
         assert not s.events(status="dead"), dead_reasons(s)
+
+
+def test_a_tree_wide_authing_change_starts_a_downstream_reconcile(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    import httpx
+
+    from .e2e_stack import HOOK_SECRET, OPS
+
+    with downstream(sqlite_url, keys) as s:
+        def post(source: str) -> None:
+            reply = httpx.post(f"{s.url}/authing/webhook", headers={
+                "x-authing-webhook-secret": HOOK_SECRET}, json={
+                "eventName": "organization:tree-updated",
+                "data": {"organization": {"id": "o1"}, "source": source}})
+            assert reply.status_code == 200, reply.text
+
+        post("WECHATWORK")  # an import from WeCom itself: not pushed back
+        s.settle()
+        runs = httpx.get(f"{s.url}/ops/runs", headers=OPS).json()["runs"]
+        assert runs == []
+        post("EXCEL")
+        s.settle()
+        runs = httpx.get(f"{s.url}/ops/runs", headers=OPS).json()["runs"]
+        assert [(r["direction"], r["trigger"]) for r in runs] == [
+            ("downstream", "organization:tree-updated")]

@@ -85,6 +85,8 @@ def scrub(value: Any) -> Any:
 
 def _entities(event_name: str, data: dict[str, Any]) -> tuple[Kind, list[str]]:
     family = event_name.split(":", 1)[0]
+    if event_name in RECONCILE_EVENTS:  # the whole tree: a downstream reconcile
+        return Kind.JOB, [event_name]
     if event_name in ("organization:member-added", "organization:member-removed"):
         return Kind.USER, [_id(data.get("user")) or "unknown"]
     if family == "user" or event_name in ("register", "login"):

@@ -271,7 +271,9 @@ class Worker:
 
     async def _batch_job(self, payload: dict[str, Any]) -> str:
         job_type, job_id = payload.get("job_type"), payload.get("job_id")
-        if job_type in RECONCILE_JOB_TYPES:
+        # A batch import, or a tree-wide change in the other platform (its own event name):
+        # either rewrote the source behind the per-entity events' back.
+        if job_type in RECONCILE_JOB_TYPES or payload.get("eventName") is not None:
             if self._on_batch_job is not None:
                 return await self._on_batch_job(payload)
             return f"recorded {job_type} job {job_id}: a full reconcile is advised"
