@@ -53,8 +53,8 @@ def writes(s: Stack) -> int:
     return int(s.wecom.faults.stats.total_writes)
 
 
-def test_every_event_type_reaches_wecom(sqlite_url: str, keys: CallbackKeys) -> None:
-    with downstream(sqlite_url, keys) as s:
+def test_every_event_type_reaches_wecom(db_url: str, keys: CallbackKeys) -> None:
+    with downstream(db_url, keys) as s:
         a = s.authing.admin
         rd = a.create_department(ORG, "研发部", root(s))["departmentId"]
         s.settle()
@@ -110,8 +110,8 @@ def authing_writes(s: Stack) -> int:
 
 
 def test_a_wecom_change_comes_back_as_webhooks_and_writes_nothing_to_wecom(
-        sqlite_url: str, keys: CallbackKeys) -> None:
-    with downstream(sqlite_url, keys, direction="both") as s:
+        db_url: str, keys: CallbackKeys) -> None:
+    with downstream(db_url, keys, direction="both") as s:
         admin = s.wecom.admin
         admin.create_department("研发部", 1, id=2)
         admin.create_department("后端组", 2, id=3)
@@ -149,8 +149,8 @@ def test_an_authing_change_called_back_by_wecom_writes_nothing_to_authing(
 
 @pytest.mark.parametrize("callbacks", [False, True], ids=["no-callback", "callback"])
 def test_a_change_on_both_sides_at_once_converges_without_oscillating(
-        sqlite_url: str, keys: CallbackKeys, callbacks: bool) -> None:
-    with downstream(sqlite_url, keys, direction="both") as s:
+        db_url: str, keys: CallbackKeys, callbacks: bool) -> None:
+    with downstream(db_url, keys, direction="both") as s:
         s.wecom.switches.callback_api_writes = callbacks
         s.wecom.admin.create_department("研发部", 1, id=2)
         s.wecom.admin.create_user("zhaoliu", "赵六", department=(2,), mobile="13800000006")
