@@ -132,6 +132,11 @@ def noop_part(args: argparse.Namespace, workdir: Path, report: Report) -> None:
         sims.reset_stats()
         report.noop = child("run", sims, workdir, "noop-run", args, "--mode", "full")
         report.noop["calls"] = sims.stats()
+        # The same directories, the other way: Authing as the source, WeCom the target.
+        sims.reset_stats()
+        report.downstream = child("run", sims, workdir, "noop-downstream", args,
+                                  "--mode", "full", "--direction", "downstream")
+        report.downstream["calls"] = sims.stats()
 
 
 def initial_part(args: argparse.Namespace, workdir: Path, report: Report) -> None:

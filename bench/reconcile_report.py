@@ -41,6 +41,7 @@ class Report:
     seeding: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
     noop: dict[str, Any] = field(default_factory=dict)
+    downstream: dict[str, Any] = field(default_factory=dict)
     initial: dict[str, Any] = field(default_factory=dict)
     recheck: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -68,6 +69,8 @@ class Report:
             "process; each simulator is its own process too.", ""]
         if self.noop:
             out += self._noop()
+        if self.downstream:
+            out += self._downstream()
         if self.initial:
             out += self._initial()
         out += ["### Targets", ""]
@@ -75,6 +78,37 @@ class Report:
         out += ["", "Overall: " + ("all targets met." if self.all_met()
                                    else "at least one target NOT met."), ""]
         return "\n".join(out)
+
+    # -- part 1b: the same directories, downstream ----------------------------------------
+
+    def _downstream(self) -> list[str]:
+        a, run = self.args, self.downstream
+        wecom_writes = sum(run["calls"]["wecom"]["writes"].values())
+        authing_writes = sum(run["calls"]["authing"]["writes"].values())
+        planned = sum(run["planned_writes"].values())
+        read_plan = sum(run["phases"].get(k, 0.0) for k in ("read_wecom", "read_authing",
+                                                            "plan"))
+        out = [f"### 1b. No-op downstream run (Authing → WeCom): the same {a['users']:,} "
+               f"users and {a['departments']:,} departments, 0 ms latency", "",
+               "`direction=downstream`, `mode=full`, right after part 1 on the same "
+               "simulators: Authing as the source, WeCom as the target.", "",
+               "| phase | wall s | CPU s (reconciler process) |", "|---|--:|--:|"]
+        out += _phase_rows(run)
+        out += ["", f"- **read + plan: {read_plan:.1f} s**; whole run {run['wall']:.1f} s; "
+                f"**peak RSS {run['max_rss_mib']:.0f} MiB**",
+                f"- status `{run['status']}`, counters {_counters(run['counters'])}",
+                f"- planned writes: **{planned}** of {run['planned_ops']:,} operations "
+                f"({run['planned_writes']}); WeCom writes during the run: **{wecom_writes}**, "
+                f"Authing writes: {authing_writes}",
+                f"- calls: {_calls(run['calls'])}", ""]
+        self.verdicts += [
+            (read_plan <= NOOP_SECONDS,
+             f"downstream no-op read + plan ≤ {NOOP_SECONDS:.0f} s: measured {read_plan:.1f} s"),
+            (run["max_rss_mib"] <= NOOP_RSS_MIB,
+             f"downstream no-op peak RSS ≤ 1 GiB: measured {run['max_rss_mib']:.0f} MiB"),
+            (wecom_writes == 0 and run["status"] == "succeeded",
+             f"downstream no-op: 0 WeCom writes: {wecom_writes} (status {run['status']})")]
+        return out
 
     # -- part 1 ----------------------------------------------------------------------
 

@@ -46,7 +46,8 @@ def _settings(args: argparse.Namespace) -> Any:
         "authing_api_base": args.authing, "authing_access_key_id": USERPOOL,
         "authing_access_key_secret": POOL_SECRET, "authing_organization_code": ORGANIZATION,
         "wecom_max_concurrency": args.concurrency,
-        "authing_max_concurrency": args.concurrency, "log_level": "WARNING"}
+        "authing_max_concurrency": args.concurrency, "log_level": "WARNING",
+        "direction": "both" if args.direction == "downstream" else "upstream"}
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     # The setting is capped at WeCom's documented 10,000/min per API; "off" lifts the
     # client's pacing (model_copy does not validate) to measure our own cost.
@@ -87,10 +88,13 @@ class Phases:
 
 
 def _instrument(phases: Phases, planned: list[Operation]) -> None:
+    from sync_core.authing.source import AuthingSource
     from sync_core.authing.target import AuthingTarget
     from sync_core.authing.upstream import UpstreamPlanner
     from sync_core.engine import reconciler
+    from sync_core.wecom.downstream import DownstreamPlanner
     from sync_core.wecom.source import WeComSource
+    from sync_core.wecom.target import WeComTarget
 
     WeComSource.snapshot = phases.wrap_async(  # type: ignore[method-assign]
         "read_wecom", WeComSource.snapshot)
@@ -104,6 +108,18 @@ def _instrument(phases: Phases, planned: list[Operation]) -> None:
         return ops
 
     UpstreamPlanner.plan_all = plan_and_keep  # type: ignore[method-assign]
+    down_plan = phases.wrap("plan", DownstreamPlanner.plan_all)
+
+    def down_plan_and_keep(*args: Any, **kwargs: Any) -> Any:
+        ops = down_plan(*args, **kwargs)
+        planned.extend(ops)
+        return ops
+
+    DownstreamPlanner.plan_all = down_plan_and_keep  # type: ignore[method-assign]
+    AuthingSource.snapshot = phases.wrap_async(  # type: ignore[method-assign]
+        "read_authing", AuthingSource.snapshot)
+    WeComTarget.snapshot = phases.wrap_async(  # type: ignore[method-assign]
+        "read_wecom", WeComTarget.snapshot)
     cls = reconciler.Reconciler
     cls._apply = phases.wrap_async("apply", cls._apply)  # type: ignore[method-assign]
     cls._finish = phases.wrap("record", cls._finish)  # type: ignore[method-assign]
@@ -123,7 +139,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     phases, planned = Phases(), list[Operation]()
     _instrument(phases, planned)
     runtime = build_runtime(settings, engine, Metrics())
-    request = RunRequest(mode=Mode(args.mode), trigger="bench")
+    request = RunRequest(direction=args.direction, mode=Mode(args.mode), trigger="bench")
     rss_before = _max_rss_mib()
     profile = cProfile.Profile() if args.profile else None
     try:
@@ -272,6 +288,7 @@ def main() -> int:
     parser.add_argument("--authing", required=True)
     parser.add_argument("--db", default="bench-reconcile.db")
     parser.add_argument("--mode", default="full")
+    parser.add_argument("--direction", default="upstream", choices=["upstream", "downstream"])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--wecom-rate", default="off",
                         help="client-side WeCom pacing per minute, or off")
