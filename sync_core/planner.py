@@ -132,7 +132,10 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Pol
 def plan_department(desired: WeComDepartment | None, actual: AuthingDepartment | None,
                     policy: Policy, index: DepartmentIndex, *,
                     key: str | None = None) -> tuple[Operation, ...]:
-    """One department: create under its parent, rename, move, or delete when empty."""
+    """One department: create under its parent, rename, move, or delete when empty.
+
+    A parent missing in Authing that ``index.source`` knows is created first (with its own
+    missing ancestors), as for a user's departments."""
     if desired is None:
         if actual is None:
             return () if key is None else (Operation(Kind.DEPARTMENT, key, Action.UNCHANGED),)
@@ -142,12 +145,14 @@ def plan_department(desired: WeComDepartment | None, actual: AuthingDepartment |
         return (Operation(Kind.DEPARTMENT, str(desired.id), Action.UNCHANGED,
                           target=index.authing_id(desired.id)),)
     if actual is None:
-        return (_plan_department_create(desired, policy, index),)
+        return _after_departments(_plan_department_create(desired, policy, index), policy,
+                                  index)
     if _managed_wecom_id(actual, policy) != desired.id:
         reason = (f"conflict: Authing department {actual.department_id} is not linked to "
                   f"WeCom department {desired.id} in organization {policy.organization_code}")
         return (_skip(Kind.DEPARTMENT, str(desired.id), reason, actual.department_id),)
-    return (_plan_department_update(desired, actual, policy, index),)
+    return _after_departments(_plan_department_update(desired, actual, policy, index), policy,
+                              index)
 
 
 def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[WeComDepartment],

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .authing_client import AuthingClient
-from .errors import ConflictError, NotFoundError, PermanentError, RestrictedError
+from .errors import (
+    ConflictError,
+    MissingDepartment,
+    NotFoundError,
+    PermanentError,
+    RestrictedError,
+    SyncError,
+    WaitingForDependency,
+)
 from .executor import Executor, ItemStatus, Outcome
 from .http_retry import gather_pair
 from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
@@ -178,7 +186,27 @@ class UpstreamSync:
         ids = _seed_ids(index)
         outcomes = await self._executor.apply(ops, ids)
         self._dept_ids.update({int(w): a for w, a in ids.items() if w.isdigit()})
-        return outcomes
+        return [await self._judge_missing(o) for o in outcomes]
+
+    async def _judge_missing(self, outcome: Outcome) -> Outcome:
+        """A department the operation needs is not in Authing: permanent only when WeCom
+        says it is gone (60123, reference §3.4); otherwise its create is still on its way
+        (retried by WeCom, or lost and left to the reconciler) and the entity waits."""
+        error = outcome.error
+        if not isinstance(error, MissingDepartment):
+            return outcome
+        for open_id in error.departments:
+            try:
+                await self.wecom.department_get(int(open_id))
+            except NotFoundError:
+                return Outcome(outcome.op, outcome.status, MissingDepartment(
+                    f"WeCom department {open_id} is gone (WeCom answers not found)",
+                    departments=error.departments, upstream="wecom"))
+            except SyncError:
+                pass  # refused or failing: not known to be gone
+        shown = ", ".join(error.departments)
+        return Outcome(outcome.op, outcome.status, WaitingForDependency(
+            f"waiting for WeCom department {shown}: not in Authing yet"))
 
     def _result(self, result: EntityResult) -> EntityResult:
         if result.failures:

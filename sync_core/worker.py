@@ -7,6 +7,8 @@ renews, so a crashed worker's events return to the queue. Outcomes:
 - applied (or nothing to do) → ``done`` with a one-line summary;
 - transient failure, a conflict that a re-plan resolves, a department not yet empty,
   refused credentials → ``failed`` with exponential backoff and jitter;
+- waiting for a department that is not in Authing yet and not known to be gone →
+  ``failed`` with backoff, for as long as it takes (no attempt limit);
 - a permanent error, or too many attempts → ``dead`` with a readable reason (replayable).
 """
 
@@ -25,7 +27,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from .errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
+from .errors import (
+    ConflictError,
+    PermanentError,
+    StopSync,
+    SyncError,
+    TransientError,
+    WaitingForDependency,
+)
 from .metrics import Metrics
 from .settings import Settings
 from .store import links, queue
@@ -46,6 +55,7 @@ class Verdict:
     text: str
     retry_after: float | None = None
     links: tuple[LinkRow, ...] = ()  # what was written, recorded with the settlement
+    waiting: bool = False  # for a dependency not known to be gone: no attempt limit
 
 
 class Worker:
@@ -179,7 +189,8 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the event
             log.exception("worker bug on %s:%s", claim.entity_kind, claim.entity_key)
             verdict = Verdict("retry", f"internal error: {type(exc).__name__}: {exc}")
-        if verdict.status == "retry" and claim.attempts >= self.settings.worker_max_attempts:
+        if (verdict.status == "retry" and not verdict.waiting
+                and claim.attempts >= self.settings.worker_max_attempts):
             verdict = Verdict("dead", f"gave up after {claim.attempts} attempts: "
                                       f"{verdict.text}")
         self._finished.append((claim, verdict))  # settled by the loop's next cycle
@@ -288,7 +299,8 @@ def _judge(result: EntityResult) -> Verdict:
         if all(isinstance(e, TransientError | ConflictError | StopSync) for e in errors):
             hint = max((e.retry_after or 0 for e in errors if isinstance(e, TransientError)),
                        default=0) or None
-            return Verdict("retry", summary, hint, written)
+            waiting = all(isinstance(e, WaitingForDependency) for e in errors)
+            return Verdict("retry", summary, hint, written, waiting)
         return Verdict("dead", summary, links=written)
     if result.conflicts:
         return Verdict("dead", summary, links=written)

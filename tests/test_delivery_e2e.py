@@ -11,13 +11,14 @@ import time
 from datetime import timedelta
 
 import httpx
+import pytest
 
 from sync_core.store import queue
 from sync_core.store.db import make_engine
 from sync_core.store.models import utcnow
 
 from .conftest import CallbackKeys
-from .e2e_stack import Stack, running_stack
+from .e2e_stack import OPS, Stack, eventually, running_stack
 
 
 def _frozen_second(s: Stack) -> None:
@@ -83,3 +84,65 @@ def test_identical_authing_webhook_after_its_claim_is_stored(db_url: str,
         finally:
             engine.dispose()
         assert [e["entity_key"] for e in s.events(source="authing")] == ["u-7", "u-7"]
+
+
+# -- kind 3: a child that arrives before its parent waits, it is not dead ----------------
+
+
+MODES = [pytest.param(False, id="reads"), pytest.param(True, id="restricted")]
+
+
+@pytest.mark.parametrize("restricted", MODES)
+def test_child_department_before_its_parent(db_url: str, keys: CallbackKeys,
+                                            restricted: bool) -> None:
+    """The parent's create_party is retried by WeCom (held) while its child, a grandchild
+    and a move below it arrive: they read the parent from WeCom and create it first, or,
+    where WeCom refuses reads, wait for it with backoff. None goes dead."""
+    with running_stack(db_url, keys) as s:
+        s.wecom.admin.create_department("销售部", 1, id=40)
+        s.settle()
+        if restricted:
+            s.wecom.fail_next("department/get", errcode=60020, times=10_000)  # untrusted IP
+        s.wecom.pusher.hold_next(1)
+        s.wecom.admin.create_department("华东区", 1, id=41)  # held: its first try failed
+        s.wecom.admin.create_department("上海", 41, id=42)
+        s.wecom.admin.create_department("浦东", 42, id=43)
+        s.wecom.admin.update_department(40, parentid=42)  # an existing one moves below it
+        s.wecom.pusher.flush()
+        eventually(lambda: not s.events(status="pending"), 30)
+        if not restricted:  # re-read: the child created its ancestors first
+            s.settle()
+            assert "41" in s.departments()
+        s.wecom.pusher.release()
+        s.settle(timeout=60)
+        depts = s.departments()
+        assert {k: depts[k].name for k in ("41", "42", "43")} == {
+            "41": "华东区", "42": "上海", "43": "浦东"}
+        assert s.open_id_of(depts["42"].parent_id) == "41"
+        assert s.open_id_of(depts["43"].parent_id) == "42"
+        assert s.open_id_of(depts["40"].parent_id) == "42"
+        assert not s.events(status="dead")
+
+
+def test_child_of_a_lost_parent_waits_for_the_reconcile(db_url: str,
+                                                        keys: CallbackKeys) -> None:
+    """WeCom gave up on the parent's callback and refuses department reads: the child
+    waits (retried past the attempt limit, not dead) until a reconcile has created the
+    parent, then it lands."""
+    with running_stack(db_url, keys, worker_max_attempts=2) as s:
+        s.wecom.fail_next("department/get", errcode=60020, times=10_000)  # untrusted IP
+        s.wecom.pusher.drop_next(1)
+        s.wecom.admin.create_department("华北区", 1, id=51)
+        s.wecom.admin.create_department("北京", 51, id=52)
+        s.wecom.pusher.flush()
+        waiting = eventually(lambda: [e for e in s.events(status="failed")
+                                      if e["entity_key"] == "52" and e["attempts"] >= 3], 60)
+        assert "51" in waiting[0]["last_error"]
+        assert not s.events(status="dead")
+        s.wecom.faults.clear()  # the IP is trusted again; a reconcile runs
+        run = httpx.post(f"{s.url}/ops/reconcile", headers=OPS, json={"mode": "create_update"})
+        assert run.status_code == 202
+        s.settle(timeout=60)
+        depts = s.departments()
+        assert s.open_id_of(depts["52"].parent_id) == "51"
+        assert not s.events(status="dead")
