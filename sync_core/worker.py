@@ -20,7 +20,8 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -76,6 +77,7 @@ class Worker:
         self._finished: list[tuple[queue.Claim, Verdict]] = []  # applied, not yet settled
         self._db_failures = 0
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
+        self._identities = KeyLocks()
         self.ready = False
 
     # -- the loop -----------------------------------------------------------------------
@@ -227,7 +229,11 @@ class Worker:
         if claim.source not in (EventSource.WECOM.value, EventSource.OPS.value):
             raise PermanentError(f"no handler for {claim.source} events")
         if kind == EntityKind.USER:
-            return await self.upstream.sync_user(claim.entity_key, payloads)
+            # The two userids of a rename are two entities to the queue, but one member:
+            # their events never run side by side (in this process).
+            moves = {str(p["new_user_id"]) for p in payloads if p.get("new_user_id")}
+            async with self._identities.hold({claim.entity_key, *moves}):
+                return await self.upstream.sync_user(claim.entity_key, payloads)
         if kind == EntityKind.DEPARTMENT:
             return await self.upstream.sync_department(claim.entity_key, payloads)
         if kind == EntityKind.TAG:
@@ -282,6 +288,31 @@ class Worker:
                             verdict.retry_after)
             queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
                        retry_at=now + timedelta(seconds=delay))
+
+
+class KeyLocks:
+    """Exclusive in-process locks on *sets* of keys (WeCom userids, case-insensitive, as
+    WeCom compares them), taken in sorted order so that two holders cannot deadlock."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._holders: Counter[str] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        ordered = sorted({k.lower() for k in keys})
+        self._holders.update(ordered)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for key in ordered:
+                    await stack.enter_async_context(self._locks.setdefault(key, asyncio.Lock()))
+                yield
+        finally:
+            self._holders.subtract(ordered)
+            for key in ordered:
+                if self._holders[key] <= 0:
+                    del self._holders[key]
+                    self._locks.pop(key, None)
 
 
 def backoff(attempts: int, cap: float, at_least: float | None = None) -> float:

@@ -7,6 +7,7 @@ is the target. Every test runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import timedelta
 
@@ -146,3 +147,133 @@ def test_child_of_a_lost_parent_waits_for_the_reconcile(db_url: str,
         depts = s.departments()
         assert s.open_id_of(depts["52"].parent_id) == "51"
         assert not s.events(status="dead")
+
+
+# -- kind 2: a userid rename moves the account, whatever happens to its callbacks -------
+
+
+def _accounts_of(s: Stack, name: str) -> list[dict[str, object]]:
+    """Every Authing account of the member called ``name`` (status and externalId)."""
+    with s.authing.state.lock:
+        return [{"userId": u.user_id, "externalId": u.profile.get("externalId"),
+                 "status": u.status}
+                for u in s.authing.state.users.values() if u.profile.get("name") == name]
+
+
+def _one_account_moved(s: Stack, name: str, original: str, userid: str) -> None:
+    assert _accounts_of(s, name) == [
+        {"userId": original, "externalId": userid, "status": "Activated"}]
+    assert not s.events(status="dead")
+
+
+def test_overtaken_rename_moves_the_original_account(db_url: str, keys: CallbackKeys) -> None:
+    """zhangsan → zhangsan01, then an edit; mobile and email are withheld. The edit for
+    zhangsan01 arrives first: no second account, and the original carries zhangsan01."""
+    with running_stack(db_url, keys, trimmed=True) as s:
+        s.wecom.configure(withhold_sensitive=True)
+        s.wecom.admin.create_user("zhangsan", "张三", department=(1,), email="zs@example.com")
+        s.settle()
+        original = s.user("zhangsan")["userId"]
+        s.wecom.pusher.hold_next(1)
+        s.wecom.admin.rename_user("zhangsan", "zhangsan01")  # its first delivery failed
+        s.wecom.admin.update_user("zhangsan01", position="经理")
+        s.wecom.pusher.flush()
+        eventually(lambda: [e for e in s.events() if e["entity_key"] == "zhangsan01"
+                            and e["attempts"] >= 1 and e["status"] != "pending"], 30)
+        assert len(_accounts_of(s, "张三")) == 1  # no second account was created
+        s.wecom.pusher.release()
+        s.settle(timeout=60)
+        _one_account_moved(s, "张三", original, "zhangsan01")
+        assert s.user("zhangsan01")["username"] == "zhangsan01"
+
+
+@pytest.mark.parametrize("withheld", [pytest.param(False, id="readable"),
+                                      pytest.param(True, id="withheld")])
+def test_chained_renames_with_the_first_delayed(db_url: str, keys: CallbackKeys,
+                                                withheld: bool) -> None:
+    """dave → dave2 → dave3; the first event meets Authing 503s for a while, so the second
+    (keyed dave2, another entity) runs first. dave's account ends as dave3, active."""
+    with running_stack(db_url, keys, trimmed=withheld) as s:
+        s.wecom.configure(withhold_sensitive=withheld)
+        s.wecom.admin.create_user("dave", "大卫", department=(1,), email="dave@example.com")
+        s.settle()
+        original = s.user("dave")["userId"]
+        s.wecom.pusher.hold_next(1)
+        s.wecom.admin.rename_user("dave", "dave2")
+        s.wecom.admin.rename_user("dave2", "dave3")
+        s.authing.admin.fail("update-user", http_status=503, times=3)
+        s.wecom.pusher.release()
+        s.settle(timeout=90)
+        _one_account_moved(s, "大卫", original, "dave3")
+
+
+ORDERS = list(itertools.permutations(range(3)))
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=["".join(map(str, o)) for o in ORDERS])
+def test_rename_chain_of_three_in_every_order(db_url: str, keys: CallbackKeys,
+                                              order: tuple[int, ...]) -> None:
+    """u0 → u1 → u2 → u3, the three callbacks delivered in every order, payloads trimmed
+    and mobile/email withheld: the original account ends as u3, active, and alone."""
+    with running_stack(db_url, keys, trimmed=True) as s:
+        s.wecom.configure(withhold_sensitive=True)
+        s.wecom.admin.create_user("u0", "链条", department=(1,), email="chain@example.com")
+        s.settle()
+        original = s.user("u0")["userId"]
+        s.wecom.pusher.hold_next(3)
+        for i in range(3):
+            s.wecom.admin.rename_user(f"u{i}", f"u{i + 1}")
+        held = s.wecom.pusher.held
+        for i in order:
+            s.wecom.pusher.release([held[i].seq])
+            s.wecom.pusher.flush()
+            eventually(lambda: not s.events(status="pending"), 30)
+        s.settle(timeout=90)
+        _one_account_moved(s, "链条", original, "u3")
+
+
+def test_lost_rename_is_recognised_by_the_reconciler(db_url: str, keys: CallbackKeys) -> None:
+    """WeCom gives up on a rename callback in a stream of changes; a full reconcile moves
+    the account (matched by its email) instead of creating a second one and resigning it."""
+    with running_stack(db_url, keys) as s:
+        for i in range(4):
+            s.wecom.admin.create_user(f"m{i}", f"成员{i}", department=(1,),
+                                      email=f"m{i}@example.com")
+        s.settle()
+        original = s.user("m1")["userId"]
+        s.wecom.admin.update_user("m0", position="组长")
+        s.wecom.pusher.drop_next(1)
+        s.wecom.admin.rename_user("m1", "m1x")  # lost
+        s.wecom.admin.update_user("m2", position="组员")
+        s.settle()
+        run = httpx.post(f"{s.url}/ops/reconcile", headers=OPS, json={"mode": "full"})
+        assert run.status_code == 202
+        s.settle(timeout=60)
+        done = eventually(lambda: [r for r in httpx.get(f"{s.url}/ops/runs", headers=OPS)
+                                   .json()["runs"] if r["status"] not in ("queued", "running")])
+        assert done[0]["status"] == "succeeded", done[0]
+        _one_account_moved(s, "成员1", original, "m1x")
+        assert s.user("m1x")["email"] == "m1@example.com"
+
+
+def test_lost_rename_with_withheld_fields_is_recognised_by_the_reconciler(
+        db_url: str, keys: CallbackKeys) -> None:
+    """The same with mobile and email withheld: the only evidence is that m1 left WeCom and
+    m1x, unique in name and departments, appeared."""
+    with running_stack(db_url, keys, trimmed=True) as s:
+        s.wecom.configure(withhold_sensitive=True)
+        s.wecom.admin.create_department("研发部", 1, id=2)
+        for i in range(3):
+            s.wecom.admin.create_user(f"w{i}", f"成员{i}", department=(2,),
+                                      email=f"w{i}@example.com")
+        s.settle()
+        original = s.user("w1")["userId"]
+        s.wecom.pusher.drop_next(1)
+        s.wecom.admin.rename_user("w1", "w1x")  # lost
+        s.settle()
+        run = httpx.post(f"{s.url}/ops/reconcile", headers=OPS, json={"mode": "full"})
+        assert run.status_code == 202
+        s.settle(timeout=60)
+        eventually(lambda: [r for r in httpx.get(f"{s.url}/ops/runs", headers=OPS)
+                            .json()["runs"] if r["status"] not in ("queued", "running")])
+        _one_account_moved(s, "成员1", original, "w1x")
