@@ -280,8 +280,8 @@ def match_renames(users: Iterable[WeComUser], actual: Iterable[AuthingUser], pol
     Candidates are managed accounts whose userid is no longer in WeCom and WeCom userids
     that have no account. A pair is the same member when they share an email or mobile
     (WeCom keeps both unique in the corp, reference §3.6), or, where WeCom withholds both
-    (apps created after 2022-06-20), when name and department set agree and no other
-    candidate on either side has the same pair."""
+    (apps created after 2022-06-20), when name and (known, non-empty) department set agree
+    and no other candidate on either side has the same pair."""
     users = list(users)
     present = {u.userid for u in users}
     accounts = [a for a in actual if a.external_id]
@@ -307,10 +307,11 @@ def match_renames(users: Iterable[WeComUser], actual: Iterable[AuthingUser], pol
 
     def account_sign(a: AuthingUser) -> tuple[str, frozenset[int]] | None:
         depts = {_membership_wecom_id(m, policy, index) for m in a.memberships or ()}
-        return (a.name, frozenset(d for d in depts if d is not None)) if a.name else None
+        known = frozenset(d for d in depts if d is not None)
+        return (a.name, known) if a.name and known else None
 
     def user_sign(u: WeComUser) -> tuple[str, frozenset[int]] | None:
-        return (u.name, frozenset(u.department or ())) if u.name else None
+        return (u.name, frozenset(u.department)) if u.name and u.department else None
 
     left = defaultdict(list)
     for a in orphans:

@@ -277,3 +277,29 @@ def test_lost_rename_with_withheld_fields_is_recognised_by_the_reconciler(
         eventually(lambda: [r for r in httpx.get(f"{s.url}/ops/runs", headers=OPS)
                             .json()["runs"] if r["status"] not in ("queued", "running")])
         _one_account_moved(s, "成员1", original, "w1x")
+
+
+@pytest.mark.parametrize("withheld", [pytest.param(False, id="readable"),
+                                      pytest.param(True, id="withheld")])
+def test_edit_after_a_lost_rename(db_url: str, keys: CallbackKeys, withheld: bool) -> None:
+    """WeCom gave up on the rename; the member's next edit is the first word of m9x. With
+    the email readable the worker moves the account (the email proves the member); with
+    mobile and email withheld nothing proves it: no second account is created, the old
+    one is suspended, and the edit goes dead saying why, for an operator or a reconcile."""
+    with running_stack(db_url, keys, trimmed=True, worker_max_attempts=2) as s:
+        s.wecom.configure(withhold_sensitive=withheld)
+        s.wecom.admin.create_user("m9", "九号", department=(1,), email="m9@example.com")
+        s.settle()
+        original = s.user("m9")["userId"]
+        s.wecom.pusher.drop_next(1)
+        s.wecom.admin.rename_user("m9", "m9x")  # lost
+        s.wecom.admin.update_user("m9x", position="主管")
+        if not withheld:
+            s.settle()
+            _one_account_moved(s, "九号", original, "m9x")
+            return
+        dead = eventually(lambda: s.events(status="dead"), 30)
+        assert [e["entity_key"] for e in dead] == ["m9x"]
+        assert "possible rename" in dead[0]["last_error"] and "m9" in dead[0]["last_error"]
+        assert _accounts_of(s, "九号") == [
+            {"userId": original, "externalId": "m9", "status": "Suspended"}]
