@@ -190,7 +190,16 @@ class UpstreamSync:
         if desired is not None and actual is not None and actual.external_id != current:
             desired = replace(desired, renamed_from=actual.external_id)
             states[("user", current)] = desired
-            done += await self._remove_duplicate(current, actual)
+            removal = await self._remove_duplicate(current, actual)
+            if any(o.op.action is Action.SKIP for o in removal):
+                # An account we do not own holds the new userid: the move cannot be made,
+                # and the old identity must not stay active meanwhile.
+                hold = plan_user_hold(actual, self.policy, DepartmentIndex(),
+                                      str(removal[0].op.reason))
+                outcomes = done + removal + await self._executor.apply([hold])
+                return self._result(EntityResult(Kind.USER, current, tuple(outcomes),
+                                                 read_from, states))
+            done += removal
         if suspects:
             return self._result(await self._hold_suspects(desired, current, suspects,
                                                           done, read_from, states))

@@ -141,9 +141,7 @@ def test_child_of_a_lost_parent_waits_for_the_reconcile(db_url: str,
         assert "51" in waiting[0]["last_error"]
         assert not s.events(status="dead")
         s.wecom.faults.clear()  # the IP is trusted again; a reconcile runs
-        run = httpx.post(f"{s.url}/ops/reconcile", headers=OPS, json={"mode": "create_update"})
-        assert run.status_code == 202
-        s.settle(timeout=60)
+        _reconcile(s, "create_update")
         depts = s.departments()
         assert s.open_id_of(depts["52"].parent_id) == "51"
         assert not s.events(status="dead")
@@ -160,6 +158,24 @@ def _accounts_of(s: Stack, name: str) -> list[dict[str, object]]:
                 for u in s.authing.state.users.values() if u.profile.get("name") == name]
 
 
+def _member(s: Stack, userid: str, name: str, *, withheld: bool) -> str:
+    """A member synced to Authing; returns the id of its account. ``withheld``: user/get
+    keeps mobile and email back, as for apps created after 2022-06-20."""
+    s.wecom.configure(withhold_sensitive=withheld)
+    s.wecom.admin.create_user(userid, name, department=(1,), email=f"{userid}@example.com")
+    s.settle()
+    return str(s.user(userid)["userId"])
+
+
+def _reconcile(s: Stack, mode: str) -> dict[str, object]:
+    """Start a run and wait until it and the events it may leave have settled."""
+    assert httpx.post(f"{s.url}/ops/reconcile", headers=OPS,
+                      json={"mode": mode}).status_code == 202
+    s.settle(timeout=60)
+    return eventually(lambda: [r for r in httpx.get(f"{s.url}/ops/runs", headers=OPS)
+                               .json()["runs"] if r["status"] not in ("queued", "running")])[0]
+
+
 def _one_account_moved(s: Stack, name: str, original: str, userid: str) -> None:
     assert _accounts_of(s, name) == [
         {"userId": original, "externalId": userid, "status": "Activated"}]
@@ -170,10 +186,7 @@ def test_overtaken_rename_moves_the_original_account(db_url: str, keys: Callback
     """zhangsan → zhangsan01, then an edit; mobile and email are withheld. The edit for
     zhangsan01 arrives first: no second account, and the original carries zhangsan01."""
     with running_stack(db_url, keys, trimmed=True) as s:
-        s.wecom.configure(withhold_sensitive=True)
-        s.wecom.admin.create_user("zhangsan", "张三", department=(1,), email="zs@example.com")
-        s.settle()
-        original = s.user("zhangsan")["userId"]
+        original = _member(s, "zhangsan", "张三", withheld=True)
         s.wecom.pusher.hold_next(1)
         s.wecom.admin.rename_user("zhangsan", "zhangsan01")  # its first delivery failed
         s.wecom.admin.update_user("zhangsan01", position="经理")
@@ -194,10 +207,7 @@ def test_chained_renames_with_the_first_delayed(db_url: str, keys: CallbackKeys,
     """dave → dave2 → dave3; the first event meets Authing 503s for a while, so the second
     (keyed dave2, another entity) runs first. dave's account ends as dave3, active."""
     with running_stack(db_url, keys, trimmed=withheld) as s:
-        s.wecom.configure(withhold_sensitive=withheld)
-        s.wecom.admin.create_user("dave", "大卫", department=(1,), email="dave@example.com")
-        s.settle()
-        original = s.user("dave")["userId"]
+        original = _member(s, "dave", "大卫", withheld=withheld)
         s.wecom.pusher.hold_next(1)
         s.wecom.admin.rename_user("dave", "dave2")
         s.wecom.admin.rename_user("dave2", "dave3")
@@ -216,10 +226,7 @@ def test_rename_chain_of_three_in_every_order(db_url: str, keys: CallbackKeys,
     """u0 → u1 → u2 → u3, the three callbacks delivered in every order, payloads trimmed
     and mobile/email withheld: the original account ends as u3, active, and alone."""
     with running_stack(db_url, keys, trimmed=True) as s:
-        s.wecom.configure(withhold_sensitive=True)
-        s.wecom.admin.create_user("u0", "链条", department=(1,), email="chain@example.com")
-        s.settle()
-        original = s.user("u0")["userId"]
+        original = _member(s, "u0", "链条", withheld=True)
         s.wecom.pusher.hold_next(3)
         for i in range(3):
             s.wecom.admin.rename_user(f"u{i}", f"u{i + 1}")
@@ -246,12 +253,8 @@ def test_lost_rename_is_recognised_by_the_reconciler(db_url: str, keys: Callback
         s.wecom.admin.rename_user("m1", "m1x")  # lost
         s.wecom.admin.update_user("m2", position="组员")
         s.settle()
-        run = httpx.post(f"{s.url}/ops/reconcile", headers=OPS, json={"mode": "full"})
-        assert run.status_code == 202
-        s.settle(timeout=60)
-        done = eventually(lambda: [r for r in httpx.get(f"{s.url}/ops/runs", headers=OPS)
-                                   .json()["runs"] if r["status"] not in ("queued", "running")])
-        assert done[0]["status"] == "succeeded", done[0]
+        run = _reconcile(s, "full")
+        assert run["status"] == "succeeded", run
         _one_account_moved(s, "成员1", original, "m1x")
         assert s.user("m1x")["email"] == "m1@example.com"
 
@@ -271,11 +274,7 @@ def test_lost_rename_with_withheld_fields_is_recognised_by_the_reconciler(
         s.wecom.pusher.drop_next(1)
         s.wecom.admin.rename_user("w1", "w1x")  # lost
         s.settle()
-        run = httpx.post(f"{s.url}/ops/reconcile", headers=OPS, json={"mode": "full"})
-        assert run.status_code == 202
-        s.settle(timeout=60)
-        eventually(lambda: [r for r in httpx.get(f"{s.url}/ops/runs", headers=OPS)
-                            .json()["runs"] if r["status"] not in ("queued", "running")])
+        assert _reconcile(s, "full")["status"] == "succeeded"
         _one_account_moved(s, "成员1", original, "w1x")
 
 
@@ -287,10 +286,7 @@ def test_edit_after_a_lost_rename(db_url: str, keys: CallbackKeys, withheld: boo
     mobile and email withheld nothing proves it: no second account is created, the old
     one is suspended, and the edit goes dead saying why, for an operator or a reconcile."""
     with running_stack(db_url, keys, trimmed=True, worker_max_attempts=2) as s:
-        s.wecom.configure(withhold_sensitive=withheld)
-        s.wecom.admin.create_user("m9", "九号", department=(1,), email="m9@example.com")
-        s.settle()
-        original = s.user("m9")["userId"]
+        original = _member(s, "m9", "九号", withheld=withheld)
         s.wecom.pusher.drop_next(1)
         s.wecom.admin.rename_user("m9", "m9x")  # lost
         s.wecom.admin.update_user("m9x", position="主管")
@@ -303,3 +299,20 @@ def test_edit_after_a_lost_rename(db_url: str, keys: CallbackKeys, withheld: boo
         assert "possible rename" in dead[0]["last_error"] and "m9" in dead[0]["last_error"]
         assert _accounts_of(s, "九号") == [
             {"userId": original, "externalId": "m9", "status": "Suspended"}]
+
+
+def test_rename_onto_a_userid_held_by_a_foreign_account_is_visible(
+        db_url: str, keys: CallbackKeys) -> None:
+    """Another system's account already carries the new userid: the move cannot be made.
+    It goes dead saying so, the foreign account is untouched and the old one is suspended."""
+    with running_stack(db_url, keys) as s:
+        original = _member(s, "qian", "钱", withheld=False)
+        foreign = s.authing.admin.create_user(externalId="qian01", username="other-qian",
+                                              name="别的系统")["userId"]
+        s.wecom.admin.rename_user("qian", "qian01")
+        dead = eventually(lambda: s.events(status="dead"), 30)
+        assert [e["entity_key"] for e in dead] == ["qian"]
+        assert "conflict" in dead[0]["last_error"] and "qian01" in dead[0]["last_error"]
+        assert _accounts_of(s, "钱") == [
+            {"userId": original, "externalId": "qian", "status": "Suspended"}]
+        assert s.user("qian01")["userId"] == foreign
