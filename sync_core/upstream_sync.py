@@ -156,7 +156,8 @@ class UpstreamSync:
         current = renamed_to or key
         states: dict[tuple[str, str], Any] = {}
         done: list[Outcome] = []
-        if renamed_to is None and any(h.change_type == "create_user" for h in hints):
+        created = renamed_to is None and any(h.change_type == "create_user" for h in hints)
+        if created:
             desired, read_from = await self._desired_user(current, key, hints)
             states[("user", current)] = desired
             if desired is not None:
@@ -175,7 +176,6 @@ class UpstreamSync:
                 self._desired_user(current, key, hints),
                 self._actual_user([key, current] if renamed_to else [key]))
             states[("user", current)] = desired
-        created = renamed_to is None and any(h.change_type == "create_user" for h in hints)
         if desired is None and read_from == "api":
             # Gone under this userid, or renamed on by a callback we hold (maybe not applied).
             moved = await self._renamed_on(current)
