@@ -8,6 +8,7 @@ current Authing state is read, the pure planner decides, the executor applies.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +23,7 @@ from .errors import (
     PermanentError,
     RestrictedError,
     SyncError,
-    TransientError,
+    UnfitError,
     WaitingForDependency,
 )
 from .executor import Executor, ItemStatus, Outcome
@@ -131,14 +132,27 @@ class UpstreamSync:
         # get-department per user event; dropped for a department when its own event is
         # handled, and wholesale whenever an entity fails (a stale id is one cause).
         self._dept_ids: dict[int, str] = {}
+        # The worker and a run of the same process bootstrap at start-up side by side.
+        self._bootstrapping = asyncio.Lock()
 
     async def bootstrap(self, organization_name: str = "WeCom") -> None:
         """Make sure the organization and the extension fields exist; learn the root id."""
+        async with self._bootstrapping:
+            await self._bootstrap(organization_name)
+
+    async def _bootstrap(self, organization_name: str) -> None:
         org = await self.authing.get_organization()
         if org is None:
-            org = await self.authing.create_organization(organization_name,
-                                                         open_department_id="1")
-            log.info("created Authing organization %s", self.policy.organization_code)
+            try:
+                org = await self.authing.create_organization(organization_name,
+                                                             open_department_id="1")
+            except SyncError:
+                # Another process may have created it a moment ago (code is unique).
+                org = await self.authing.get_organization()
+                if org is None:
+                    raise
+            else:
+                log.info("created Authing organization %s", self.policy.organization_code)
         root = org.get("departmentId")
         if root:
             self.policy = replace(self.policy, root_department_id=str(root))
@@ -298,7 +312,9 @@ class UpstreamSync:
         holds = [plan_user_hold(a, self.policy, DepartmentIndex(), reason) for a in suspects]
         outcomes = done + await self._executor.apply(holds)
         waiting = Operation(Kind.USER, current, Action.SKIP, reason=reason)
-        outcomes.append(Outcome(waiting, ItemStatus.FAILED, TransientError(reason)))
+        # Counted against the attempt limit, as a conflict a re-plan may resolve: when the
+        # rename callback never comes, the event goes dead with this reason.
+        outcomes.append(Outcome(waiting, ItemStatus.FAILED, ConflictError(reason)))
         for a in suspects:
             states.setdefault(("user", str(a.external_id)), None)
         return EntityResult(Kind.USER, current, tuple(outcomes), read_from, states)
@@ -488,6 +504,7 @@ def _create_failed(outcomes: Sequence[Outcome], error: type[Exception]) -> bool:
     in a way we recognise): the caller reads Authing and plans again."""
     return any(o.status is ItemStatus.FAILED and o.op.kind is Kind.USER
                and o.op.action is Action.CREATE and isinstance(o.error, error)
+               and not isinstance(o.error, UnfitError)  # created; a value did not fit
                for o in outcomes)
 
 

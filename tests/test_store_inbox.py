@@ -120,7 +120,7 @@ def test_links_record_the_last_written_state(engine) -> None:  # type: ignore[no
 
 
 def test_upgrade_releases_the_keys_of_events_already_claimed(db_url: str) -> None:
-    """Migration 0005_delivery: only an event still waiting for its first claim keeps a
+    """Migration 0006_delivery: only an event still waiting for its first claim keeps a
     key that a redelivery collapses into (issue 11, kind 1)."""
     from sync_core.store import queue
 

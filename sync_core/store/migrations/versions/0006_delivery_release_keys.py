@@ -5,8 +5,8 @@ byte-identical callback arriving after the entity was read is stored as a new hi
 claimed before this revision get the same treatment; only those still waiting for their
 first claim keep a key that a redelivery collapses into.
 
-Revision ID: 0005_delivery
-Revises: 0004
+Revision ID: 0006_delivery
+Revises: 0005_budget
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_delivery"
-down_revision = "0004"
+revision = "0006_delivery"
+down_revision = "0005_budget"
 branch_labels = None
 depends_on = None
 
