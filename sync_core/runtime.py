@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from sync_core.authing.target import AuthingTarget
 from sync_core.authing.upstream import UpstreamPlanner
+from sync_core.authing.upstream_sync import UpstreamSync
 from sync_core.authing.writer import AuthingWriter
 from sync_core.binding import Binding
 from sync_core.directory.operations import Mode
@@ -27,6 +28,7 @@ from sync_core.metrics import Metrics
 from sync_core.remotes import Remotes, build_remotes
 from sync_core.settings import Settings
 from sync_core.store.models import EventSource
+from sync_core.store.renames import RenameLedger
 from sync_core.store.runs import RunConflict
 from sync_core.wecom.source import ReadCooldown, WeComSource
 
@@ -74,7 +76,7 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
     """Raises SettingsError naming the first missing credential."""
     remotes = build_remotes(settings, observer=metrics.observe_call, dry_run=dry_run)
     ports = upstream_ports(settings, remotes, metrics)
-    sync = EntitySync(ports)
+    sync = UpstreamSync(ports, renames=RenameLedger(engine))
 
     async def excel(upload: ExcelInput) -> SourceSnapshot:
         return await read_excel(ports.source, upload)
