@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sync_core.authing.source import AuthingSource
 from sync_core.authing.target import AuthingTarget
 from sync_core.authing.upstream import UpstreamPlanner
+from sync_core.authing.upstream_sync import UpstreamSync
 from sync_core.authing.writer import AuthingWriter
 from sync_core.binding import Binding
 from sync_core.directory.operations import Mode
@@ -29,6 +30,7 @@ from sync_core.metrics import Metrics
 from sync_core.remotes import Remotes, build_remotes
 from sync_core.settings import DirectionSetting, DownstreamUpdatePolicy, Settings
 from sync_core.store.models import EventSource
+from sync_core.store.renames import RenameLedger
 from sync_core.store.runs import RunConflict
 from sync_core.wecom.downstream import DownstreamPlanner, DownstreamPolicy
 from sync_core.wecom.source import ReadCooldown, WeComSource
@@ -98,7 +100,7 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
     """Raises SettingsError naming the first missing credential."""
     remotes = build_remotes(settings, observer=metrics.observe_call, dry_run=dry_run)
     ports = upstream_ports(settings, remotes, metrics, engine)
-    sync = EntitySync(ports)
+    sync = UpstreamSync(ports, renames=RenameLedger(engine))
 
     async def excel(upload: ExcelInput) -> SourceSnapshot:
         return await read_excel(ports.source, upload)
@@ -148,7 +150,7 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
 
     # WeCom callbacks and the operator's injected events go upstream; Authing webhooks
     # downstream, when it runs (otherwise the route records them as settled).
-    directions = {EventSource.OPS.value: sync}
+    directions: dict[str, EntitySync] = {EventSource.OPS.value: sync}
     if settings.direction is not DirectionSetting.DOWNSTREAM:
         directions[EventSource.WECOM.value] = sync
     downstream: EntitySync | None = None

@@ -68,7 +68,7 @@ class AuthingTarget:
                 self._memberships_or_none(external_id))
             if dto is not None:
                 return (AuthingUser.from_dto(dto, items) if items is not None
-                        else await self._with_memberships(dto))
+                        else await self.with_memberships(dto))
         return None
 
     async def colliding_user(self, desired: WeComUser, binding: Binding) -> AuthingUser | None:
@@ -81,7 +81,7 @@ class AuthingTarget:
                 continue
             for dto in await self.client.find_users(unique, str(value)):
                 if not dto.get("externalId"):
-                    return await self._with_memberships(dto)
+                    return await self.with_memberships(dto)
         return None
 
     async def department(self, key: str, binding: Binding) -> AuthingDepartment | None:
@@ -111,6 +111,6 @@ class AuthingTarget:
         except PermanentError:
             return None
 
-    async def _with_memberships(self, dto: dict[str, Any]) -> AuthingUser:
+    async def with_memberships(self, dto: dict[str, Any]) -> AuthingUser:
         items = await self.client.get_user_departments(str(dto["userId"]))
         return AuthingUser.from_dto(dto, items)

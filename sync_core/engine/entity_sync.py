@@ -21,7 +21,14 @@ from sync_core.engine.echo import is_echo
 from sync_core.engine.executor import Executor, ItemStatus, Outcome
 from sync_core.engine.ports import Ports, ReadFrom
 from sync_core.engine.run_log import written
-from sync_core.errors import ConflictError, PermanentError, UnfitError
+from sync_core.errors import (
+    ConflictError,
+    MissingDepartment,
+    PermanentError,
+    SyncError,
+    UnfitError,
+    WaitingForDependency,
+)
 from sync_core.http.retry import gather_pair
 from sync_core.store.links import LinkRow
 
@@ -132,7 +139,7 @@ class EntitySync:
                 # Announced as new: the create is itself the existence check (the target
                 # keeps the source key unique), so only a refused create reads the target.
                 outcomes = await self._plan_user(desired, None, current, essences)
-                if not _create_failed(outcomes, PermanentError):
+                if not create_failed(outcomes, PermanentError):
                     return self._result(EntityResult(Kind.USER, current, tuple(outcomes),
                                                      read_from, essences))
                 done = [o for o in outcomes if o.status is ItemStatus.APPLIED]
@@ -147,7 +154,7 @@ class EntitySync:
             if self._echo(Kind.USER, desired, echo_of):
                 return EntityResult(Kind.USER, current, (), read_from, echo=True)
         outcomes = done + await self._plan_user(desired, actual, current, essences)
-        if actual is None and desired is not None and _create_failed(outcomes, ConflictError):
+        if actual is None and desired is not None and create_failed(outcomes, ConflictError):
             # Only a create that collides pays for the search: the account in the way is
             # handed to the planner, which refuses to take it over unless adopt_existing.
             unmanaged = await self.target.colliding_user(desired, self.binding)
@@ -171,7 +178,28 @@ class EntitySync:
         ids = self.planner.seed(index)
         outcomes = await self._executor.apply(ops, ids)
         self._dept_ids.update(ids)
-        return outcomes
+        return [await self._judge_missing(o) for o in outcomes]
+
+    async def _judge_missing(self, outcome: Outcome) -> Outcome:
+        """A department the operation needs is not in the target: permanent only when the
+        source says it is gone; otherwise its create is still on its way (retried by the
+        source, or lost and left to the reconciler) and the entity waits."""
+        error = outcome.error
+        if not isinstance(error, MissingDepartment):
+            return outcome
+        source = self.ports.source_name
+        for key in error.departments:
+            try:
+                gone = not await self.source.present(Kind.DEPARTMENT, key)
+            except SyncError:
+                continue  # refused or failing: not known to be gone
+            if gone:
+                return Outcome(outcome.op, outcome.status, MissingDepartment(
+                    f"{source} department {key} is gone ({source} answers not found)",
+                    departments=error.departments, remote=source.lower()))
+        shown = ", ".join(error.departments)
+        return Outcome(outcome.op, outcome.status, WaitingForDependency(
+            f"waiting for {source} department {shown}: not in {self.ports.target_name} yet"))
 
     def _result(self, result: EntityResult) -> EntityResult:
         if result.failures:
@@ -240,7 +268,7 @@ class EntitySync:
         return self.planner.index(ids, source), source
 
 
-def _create_failed(outcomes: Sequence[Outcome], error: type[Exception]) -> bool:
+def create_failed(outcomes: Sequence[Outcome], error: type[Exception]) -> bool:
     """Whether a user create failed with ``error``. Any PermanentError after a create made
     without reading first means the user may exist after all (the message need not say so
     in a way we recognise): the caller reads the target and plans again."""

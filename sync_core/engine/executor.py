@@ -16,7 +16,7 @@ from sync_core.directory.operations import (
     resolve_refs,
 )
 from sync_core.engine.ports import TargetWriter
-from sync_core.errors import NotFoundError, StopSync, SyncError, UnfitError
+from sync_core.errors import MissingDepartment, StopSync, SyncError, UnfitError
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,9 @@ class Executor:
         except StopSync:
             raise
         except UnresolvedDepartment as exc:
-            missing = NotFoundError(str(exc), remote=self._writer.remote)
-            return Outcome(op, ItemStatus.FAILED, missing)
+            missing = tuple(d for d in op.needs if d not in ids)
+            return Outcome(op, ItemStatus.FAILED, MissingDepartment(
+                str(exc), departments=missing, remote=self._writer.remote))
         except SyncError as exc:
             log.warning("%s %s %s failed: %s", op.kind, op.key, op.action, exc)
             return Outcome(op, ItemStatus.FAILED, exc)

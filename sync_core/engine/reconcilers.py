@@ -22,7 +22,7 @@ class Reconcilers:
         if reconciler is None:
             runs_here = " and ".join(sorted(self.by_direction))
             raise RequestError(f"the {direction} direction is not running here (this "
-                               f"service reconciles {runs_here}: see WECOM_SYNC_DIRECTION)")
+                               f"service reconciles {runs_here}: see the direction setting)")
         return reconciler
 
     def validate(self, request: RunRequest) -> None:

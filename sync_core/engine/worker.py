@@ -12,6 +12,8 @@ renews, so a crashed worker's events return to the queue. Outcomes:
 - a conflict that a re-plan resolves, a department not yet empty, refused credentials →
   ``failed`` with the same backoff, counted against ``worker_max_attempts``;
 - a permanent error, or a spent budget → ``dead`` with a readable reason (replayable).
+- waiting for a department that is not in the target yet and not known to be gone →
+  ``failed`` with the same backoff, for as long as it takes (no budget);
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -32,7 +35,14 @@ from sqlalchemy import Connection, Engine
 from sync_core.directory.vocabulary import SYNCED_KINDS, Direction, Kind
 from sync_core.engine.echo import written_by_opposite
 from sync_core.engine.entity_sync import EntityResult, EntitySync
-from sync_core.errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
+from sync_core.errors import (
+    ConflictError,
+    PermanentError,
+    StopSync,
+    SyncError,
+    TransientError,
+    WaitingForDependency,
+)
 from sync_core.http.retry import backoff
 from sync_core.metrics import Metrics
 from sync_core.settings import Settings
@@ -62,6 +72,7 @@ class Verdict:
     retry_after: float | None = None
     links: tuple[LinkRow, ...] = ()  # what was written, recorded with the settlement
     transient: bool = False  # a retry caused only by transient failures (time budget)
+    waiting: bool = False  # for a dependency not known to be gone: no budget at all
     direction: Direction | None = None  # of the links
 
 
@@ -88,6 +99,7 @@ class Worker:
         self._echoes: dict[tuple[str, str, str], str] = {}
         self._db_failures = 0
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
+        self._identities = KeyLocks()
         self.ready = False
 
     # -- the loop -----------------------------------------------------------------------
@@ -207,7 +219,7 @@ class Worker:
     def _budget(self, claim: queue.Claim, verdict: Verdict) -> Verdict:
         """A retry becomes ``dead`` once its budget is spent: transient failures spend the
         time window since the entity's first one, other retries spend attempts."""
-        if verdict.status is not Settle.RETRY:
+        if verdict.status is not Settle.RETRY or verdict.waiting:
             return verdict
         if verdict.transient:
             since = claim.transient_since
@@ -256,7 +268,12 @@ class Worker:
             raise PermanentError(f"no handler for {claim.source} events")
         echo_of = self._echoes.pop((claim.source, kind, claim.entity_key), None)
         if kind == Kind.USER:
-            return await sync.sync_user(claim.entity_key, payloads, echo_of=echo_of)
+            # The two keys of a rename are two entities to the queue, but one person:
+            # their events never run side by side (in this process).
+            renamed_to = sync.source.hints(Kind.USER, payloads).renamed_to
+            keys = {claim.entity_key, *([renamed_to] if renamed_to else [])}
+            async with self._identities.hold(keys):
+                return await sync.sync_user(claim.entity_key, payloads, echo_of=echo_of)
         if kind == Kind.DEPARTMENT:
             return await sync.sync_department(claim.entity_key, payloads, echo_of=echo_of)
         if kind == Kind.TAG:
@@ -337,10 +354,36 @@ class Worker:
                        retry_at=now + timedelta(seconds=delay), transient_since=since)
 
 
+class KeyLocks:
+    """Exclusive in-process locks on *sets* of keys (case-insensitive, as the source
+    compares user keys), taken in sorted order so that two holders cannot deadlock."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._holders: Counter[str] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        ordered = sorted({k.lower() for k in keys})
+        self._holders.update(ordered)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for key in ordered:
+                    await stack.enter_async_context(self._locks.setdefault(key, asyncio.Lock()))
+                yield
+        finally:
+            self._holders.subtract(ordered)
+            for key in ordered:
+                if self._holders[key] <= 0:
+                    del self._holders[key]
+                    self._locks.pop(key, None)
+
+
 def judge(result: EntityResult) -> Verdict:
     """The verdict on one entity sync (pure): failures that may pass (transient, a conflict
-    a re-plan resolves, refused credentials) and blocked skips are retried; other failures
-    and conflicts are dead; the rest is done. The writes made are recorded in every case."""
+    a re-plan resolves, refused credentials) and blocked skips are retried, a wait for a
+    dependency with no budget at all; other failures and conflicts are dead; the rest is
+    done. The writes made are recorded in every case."""
     summary, written = result.summary(), tuple(result.links())
     failures = result.failures
     if failures:
@@ -349,7 +392,8 @@ def judge(result: EntityResult) -> Verdict:
             hint = max((e.retry_after or 0 for e in errors if isinstance(e, TransientError)),
                        default=0) or None
             transient = all(isinstance(e, TransientError) for e in errors)
-            return Verdict(Settle.RETRY, summary, hint, written, transient)
+            waiting = all(isinstance(e, WaitingForDependency) for e in errors)
+            return Verdict(Settle.RETRY, summary, hint, written, transient, waiting)
         return Verdict(Settle.DEAD, summary, links=written)
     if result.conflicts or result.invalid:
         return Verdict(Settle.DEAD, summary, links=written)

@@ -59,10 +59,10 @@ def test_a_delete_clears_the_essence_and_keeps_the_target_id(engine: Engine) -> 
     assert row == links.LinkRow("user", "li", "auth-9", None)
 
 
-def test_migration_0006_keeps_identities_and_clears_the_old_hashes(db_url: str) -> None:
+def test_migration_0007_keeps_identities_and_clears_the_old_hashes(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
-        migrate.upgrade(engine, "0005_budget")
+        migrate.upgrade(engine, "0006_delivery")
         with engine.begin() as conn:
             conn.execute(text(
                 "INSERT INTO links (direction, kind, key, target_id, state_hash, updated_at) "
@@ -73,7 +73,7 @@ def test_migration_0006_keeps_identities_and_clears_the_old_hashes(db_url: str) 
             row = links.by_target(conn, direction="upstream", kind="user", target_id="auth-3")
         # The old hash was of the WeCom record, never of what Authing shows: it is dropped.
         assert row == links.LinkRow("user", "wang", "auth-3", None)
-        migrate.downgrade(engine, "0005_budget")
+        migrate.downgrade(engine, "0006_delivery")
         with engine.connect() as conn:
             back = conn.execute(text("SELECT key, target_id FROM links")).one()
         assert tuple(back) == ("wang", "auth-3")

@@ -4,8 +4,8 @@ The rows keep their identities (direction, kind, source key → target id). The 
 of the WeCom source record, not of what the target shows, so it can never match an essence:
 it is cleared (a row without a hash recognises no echo) and the next write fills it.
 
-Revision ID: 0006_engine
-Revises: 0005_budget
+Revision ID: 0007_engine
+Revises: 0006_delivery
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_engine"
-down_revision = "0005_budget"
+revision = "0007_engine"
+down_revision = "0006_delivery"
 branch_labels = None
 depends_on = None
 
