@@ -18,8 +18,9 @@ from sync_core.store import queue
 from sync_core.store.db import make_engine
 from sync_core.store.models import utcnow
 
-from .conftest import CallbackKeys
+from .conftest import CallbackKeys, make_settings
 from .e2e_stack import OPS, Stack, eventually, running_stack
+from .helpers import running_receiver
 
 
 def _frozen_second(s: Stack) -> None:
@@ -69,8 +70,12 @@ def test_identical_authing_webhook_after_its_claim_is_stored(db_url: str,
                                                             keys: CallbackKeys) -> None:
     body = {"eventName": "user:updated", "data": {"user": {"id": "u-7", "status": "Suspended"}}}
     hook = {"x-authing-webhook-secret": "hook-secret"}
-    with running_stack(db_url, keys, authing_webhook_secret="hook-secret") as s:
-        post = lambda: httpx.post(f"{s.url}/authing/webhook", json=body,  # noqa: E731
+    # Downstream on (with upstream only, webhooks are recorded as settled), and no worker
+    # of ours: the test is the consumer that claims.
+    settings = make_settings(db_url, keys, authing_webhook_secret="hook-secret",
+                             direction="downstream")
+    with running_receiver(settings) as srv:
+        post = lambda: httpx.post(f"{srv.url}/authing/webhook", json=body,  # noqa: E731
                                   headers=hook).json()["stored"]
         assert post() == 1
         assert post() == 0  # a redelivery of a hint still waiting collapses into it
@@ -84,7 +89,9 @@ def test_identical_authing_webhook_after_its_claim_is_stored(db_url: str,
             assert post() == 1  # after the claim the same bytes are a new hint
         finally:
             engine.dispose()
-        assert [e["entity_key"] for e in s.events(source="authing")] == ["u-7", "u-7"]
+        events = httpx.get(f"{srv.url}/ops/events", headers=OPS,
+                           params={"source": "authing"}).json()["events"]
+        assert [e["entity_key"] for e in events] == ["u-7", "u-7"]
 
 
 # -- kind 3: a child that arrives before its parent waits, it is not dead ----------------
