@@ -225,7 +225,10 @@ class DownstreamPlanner:
 
     def _plan_department(self, desired: AuthingDepartment | None,
                          actual: WeComDepartment | None, binding: Binding,
-                         ids: Mapping[str, str], key: str) -> tuple[Operation, ...]:
+                         ids: Mapping[str, str], key: str,
+                         level: int | None = None) -> tuple[Operation, ...]:
+        """``level``: the department's WeCom level (the root is 1), when the whole tree is
+        known (a reconcile); an incremental event leaves the check to WeCom."""
         want = None
         problems: list[str] = []
         if desired is not None:
@@ -235,7 +238,7 @@ class DownstreamPlanner:
                               rules.department_name(desired.name),
                               None if is_root else desired.parent_department_id)
             if not is_root:
-                problems = rules.department_problems(want.name)
+                problems = rules.department_problems(want.name, level)
         have = None if actual is None else Department(
             key, str(actual.id), actual.name,
             None if actual.parent_id is None else str(actual.parent_id))
@@ -281,7 +284,9 @@ class DownstreamPlanner:
                 if dept.department_id == root_key:
                     continue
                 actual = wecom_depts.get(ids.get(dept.department_id, ""))
-                ops.extend(self._plan_department(dept, actual, binding, ids, dept.department_id))
+                level = _depth(dept.department_id, ours) + 2  # below the root, level 1
+                ops.extend(self._plan_department(dept, actual, binding, ids, dept.department_id,
+                                                 level))
             index = DownstreamIndex(ids)
             for user in source.users:
                 userid = wecom_userid(user, self.policy.userid_source)

@@ -59,8 +59,8 @@ def department_name(name: str | None) -> str | None:
     return name.strip() if name is not None else None
 
 
-def department_problems(name: str | None, depth: int | None = None) -> list[str]:
-    """``depth``: the department's level below the root (the root's children are 1)."""
+def department_problems(name: str | None, level: int | None = None) -> list[str]:
+    """``level``: the department's WeCom level (the root is 1), when known."""
     problems = []
     if not name:
         problems.append("a WeCom department needs a name")
@@ -72,7 +72,7 @@ def department_problems(name: str | None, depth: int | None = None) -> list[str]
         if bad:
             problems.append(f"department name {name!r} holds {' '.join(bad)}, which WeCom "
                             f"refuses in a department name (none of {DEPARTMENT_NAME_FORBIDDEN})")
-    if depth is not None and depth > MAX_DEPARTMENT_LEVELS:
-        problems.append(f"department is {depth} levels deep; WeCom allows "
-                        f"{MAX_DEPARTMENT_LEVELS}")
+    if level is not None and level > MAX_DEPARTMENT_LEVELS:
+        problems.append(f"department would be at level {level} in WeCom, which allows "
+                        f"{MAX_DEPARTMENT_LEVELS} levels")
     return problems
