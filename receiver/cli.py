@@ -91,9 +91,10 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_runtime(job: Callable[[SyncRuntime], Awaitable[T]]) -> T:
+def with_runtime(job: Callable[[SyncRuntime], Awaitable[T]], *, need_wecom: bool = True) -> T:
     """Settings from the environment, a migrated database and the upstream clients for the
-    length of ``job``; everything is closed afterwards."""
+    length of ``job``; everything is closed afterwards. ``need_wecom=False``: WeCom's
+    credentials may be unset (a run from a file alone)."""
     import asyncio
 
     from sync_core.metrics import Metrics
@@ -105,7 +106,7 @@ def with_runtime(job: Callable[[SyncRuntime], Awaitable[T]]) -> T:
     engine = make_engine(settings.database_url)
 
     async def main() -> T:
-        runtime = build_runtime(settings, engine, Metrics())
+        runtime = build_runtime(settings, engine, Metrics(), need_wecom=need_wecom)
         try:
             await asyncio.to_thread(migrate.upgrade, engine)
             return await job(runtime)

@@ -33,6 +33,11 @@ def register(sub: Any) -> None:
     rec.add_argument("--sheet", help="sheet index or name (default: all)")
     rec.add_argument("--start-row", type=int, default=0, help="first row, 0-based")
     rec.add_argument("--end-row", type=int, default=-1, help="last row, 0-based; -1 = last")
+    rec.add_argument("--keep-top-department", action="store_true",
+                     help="the paths' top segment (the company) becomes a department "
+                          "instead of the organization root")
+    rec.add_argument("--departments-file", type=Path,
+                     help="WeCom's department CSV (部门名称,部门ID,父部门ID,排序): real ids")
     rec.add_argument("--dry-run", action="store_true", help="plan and report, apply nothing")
     rec.add_argument("--json", action="store_true", help="print the run as JSON")
     rec.set_defaults(handler=reconcile)
@@ -45,7 +50,7 @@ def register(sub: Any) -> None:
 
 
 def reconcile(args: argparse.Namespace) -> int:
-    from sync_core.reconciler import ExcelInput, RequestError, RunRequest
+    from sync_core.reconciler import ExcelInput, RequestError, RunRequest, check_excel
     from sync_core.store import runs
 
     from .cli import with_runtime
@@ -57,8 +62,19 @@ def reconcile(args: argparse.Namespace) -> int:
             data = args.file.read_bytes()
         except OSError as exc:
             return _fail(f"cannot read {args.file}: {exc.strerror}")
+        tree = None
+        if args.departments_file is not None:
+            try:
+                tree = args.departments_file.read_bytes()
+            except OSError as exc:
+                return _fail(f"cannot read {args.departments_file}: {exc.strerror}")
         sheet = int(args.sheet) if args.sheet and args.sheet.isdigit() else args.sheet
-        excel = ExcelInput(data, args.file.name, sheet, args.start_row, args.end_row)
+        excel = ExcelInput(data, args.file.name, sheet, args.start_row, args.end_row,
+                           keep_top_department=args.keep_top_department, departments=tree)
+        try:
+            check_excel(excel)
+        except RequestError as exc:
+            return _fail(f"{args.file}: {exc}" if args.file.name not in str(exc) else str(exc))
     request = RunRequest(direction=args.direction, mode=Mode(args.mode), source=source,
                          dry_run=args.dry_run, trigger="cli", excel=excel)
     async def job(runtime: SyncRuntime) -> dict[str, Any]:
@@ -72,7 +88,7 @@ def reconcile(args: argparse.Namespace) -> int:
             return runs.as_json(run, runs.items(conn, run_id))
 
     try:
-        run = with_runtime(job)
+        run = with_runtime(job, need_wecom=source != "excel")
     except RequestError as exc:
         return _fail(str(exc))
     except runs.RunConflict as exc:

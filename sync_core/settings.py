@@ -166,6 +166,12 @@ class Settings(BaseSettings):
     # -- derived views -------------------------------------------------------------
 
     @property
+    def wecom_readable(self) -> bool:
+        """The contacts API can be called at all (corp id and contact secret set)."""
+        secret = self.wecom_contact_secret
+        return bool(self.wecom_corp_id and secret and secret.get_secret_value().strip())
+
+    @property
     def callback_configured(self) -> bool:
         return bool(self.wecom_corp_id and self.wecom_callback_token
                     and self.wecom_encoding_aes_key)
