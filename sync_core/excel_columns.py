@@ -191,8 +191,9 @@ def parse_mobile(value: object) -> str | None:
     ``138 0000 0000``, ``138-0000-0000``, ``(+86) 138 0000 0000``, ``+86 13800000000``,
     ``008613800000000`` and ``8613800000000`` (a numeric cell) → ``13800000000``;
     ``(+852) 6123 4567`` and ``00852 61234567`` → ``+852-61234567`` (WeCom's own form,
-    reference §3.3); a number already written ``+<code> <number>`` is kept. A masked number (``138****0000``, as exported
-    for a member whose mobile is hidden) is unknown: ``None``."""
+    reference §3.3); a number already written ``+<code> <number>`` is kept. A masked
+    number (``138****0000``, as exported for a member whose mobile is hidden) is unknown:
+    ``None``."""
     text = text_of(value)
     if "*" in text:
         return None
@@ -205,8 +206,10 @@ def parse_mobile(value: object) -> str | None:
         compact = "+" + compact  # 8613800000000: +86 lost its "+" in a numeric cell
     if _MAINLAND_MOBILE.fullmatch(compact):
         return compact
-    if compact.startswith("+86") and _MAINLAND_MOBILE.fullmatch(compact[3:]):
-        return compact[3:]
+    if compact.startswith("+86"):  # no other calling code starts with 86
+        if _MAINLAND_MOBILE.fullmatch(compact[3:]):
+            return compact[3:]
+        raise ValueError(f"{text!r} is not a valid mobile")
     if _INTERNATIONAL_MOBILE.fullmatch(text):
         return text
     explicit = _EXPLICIT_CODE.match(text.replace("＋", "+"))

@@ -22,8 +22,10 @@ from simulators.wecom.state import Directory
 from .conftest import CallbackKeys, make_settings
 from .e2e_stack import OPS, ORG, eventually
 
-DEPARTMENTS = [{"id": 2, "name": "研发部", "parentid": 1}, {"id": 3, "name": "后端组", "parentid": 2},
-               {"id": 4, "name": "市场部", "parentid": 1}, {"id": 5, "name": "后端组", "parentid": 4},
+DEPARTMENTS = [{"id": 2, "name": "研发部", "parentid": 1},
+               {"id": 3, "name": "后端组", "parentid": 2},
+               {"id": 4, "name": "市场部", "parentid": 1},
+               {"id": 5, "name": "后端组", "parentid": 4},
                {"id": 6, "name": "前端组", "parentid": 2}]
 USERS = [
     {"userid": "zhangsan", "name": "张三", "department": [3, 4], "mobile": "13800000001"},
@@ -111,7 +113,8 @@ def offline_stack(db_url: str, keys: CallbackKeys, **settings: Any) -> Iterator[
             yield Offline(authing, receiver.url)
 
 
-NESTED = {("研发部",), ("研发部", "后端组"), ("研发部", "前端组"), ("市场部",), ("市场部", "后端组")}
+NESTED = {("研发部",), ("研发部", "后端组"), ("研发部", "前端组"), ("市场部",),
+          ("市场部", "后端组")}
 
 
 def test_excel_alone_builds_the_tree_reimports_idle_and_follows_a_move(
@@ -222,7 +225,8 @@ def test_cli_reconciles_from_a_file(db_url: str, keys: CallbackKeys, tmp_path: P
 
     with offline_stack(db_url, keys) as s:
         path = tmp_path / "成员列表.csv"
-        path.write_bytes("姓名,帐号,手机,部门\n张三,zhangsan,138 0000 0001,公司/研发部；公司/市场部\n"
+        path.write_bytes("姓名,帐号,手机,部门\n"
+                         "张三,zhangsan,138 0000 0001,公司/研发部；公司/市场部\n"
                          .encode("gb18030"))
         # No WeCom settings at all: the file is the only source (Authing's offline path).
         for name in ("WECOM_CORP_ID", "WECOM_CONTACT_SECRET", "WECOM_API_BASE"):
