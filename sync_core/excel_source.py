@@ -23,9 +23,14 @@ import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from openpyxl import load_workbook
+
+try:  # Rust's calamine: the same cells several times faster than openpyxl (bench/RESULTS.md)
+    from python_calamine import CalamineWorkbook
+except ImportError:  # pragma: no cover - an optional speed-up; openpyxl reads the same
+    CalamineWorkbook = None  # type: ignore[misc, assignment]
 
 from . import excel_columns as cols
 from .excel_columns import DepartmentColumn, ExcelSourceError, HeaderRow
@@ -37,7 +42,7 @@ from .model import WeComDepartment, WeComUser
 _T = TypeVar("_T")
 
 __all__ = ["ExcelOptions", "ExcelSourceError", "AddressBook", "RowFailure", "merge_sources",
-           "read_address_book", "read_department_csv", "read_upload"]
+           "read_address_book", "read_department_csv", "read_upload", "reader_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,18 +267,31 @@ def _csv_rows(data: bytes, filename: str) -> list[tuple[int, list[str]]]:
         raise ExcelSourceError(f"{filename}: malformed CSV: {exc}") from exc
 
 
-def _read_workbook(data: bytes, filename: str, options: ExcelOptions, rows: UserRows) -> None:
+def reader_name() -> str:
+    """The library that reads ``.xlsx`` files here."""
+    return "openpyxl" if CalamineWorkbook is None else "python-calamine"
+
+
+def _read_workbook(data: bytes, filename: str, options: ExcelOptions, rows: UserRows, *,
+                   reader: str | None = None) -> None:
+    """Every chosen sheet into ``rows``, with python-calamine when installed, else
+    openpyxl (``reader`` forces one). Both give the cells as Python values; calamine
+    writes an empty cell as ``""``, which reads as blank all the same."""
+    use_calamine = (reader or reader_name()) == "python-calamine"
     try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        book: Any = (CalamineWorkbook.from_filelike(io.BytesIO(data)) if use_calamine
+                     else load_workbook(io.BytesIO(data), read_only=True, data_only=True))
+        titles = list(book.sheet_names) if use_calamine else [s.title for s in book.worksheets]
     except Exception as exc:  # noqa: BLE001 - any failure of the parser: the file is unreadable
         raise ExcelSourceError(f"{filename}: unreadable workbook: {type(exc).__name__}: {exc}"
                                ) from exc
     try:
-        sheets = book.worksheets
-        chosen = _choose_sheets([s.title for s in sheets], options.sheet, filename)
+        chosen = _choose_sheets(titles, options.sheet, filename)
         for index in chosen:
-            label = sheets[index].title if len(sheets) > 1 else None
-            table = _sheet_rows(sheets[index].iter_rows(values_only=True), filename)
+            label = titles[index] if len(titles) > 1 else None
+            cells = (_calamine_rows(book, index, filename) if use_calamine
+                     else book.worksheets[index].iter_rows(values_only=True))
+            table = _sheet_rows(cells, filename)
             read = rows.read_table(label, table, options.start_row, options.end_row,
                                    required=len(chosen) == 1)
             if not read:
@@ -304,9 +322,22 @@ def _choose_sheets(titles: list[str], wanted: int | str | None, filename: str) -
     return [wanted]
 
 
-def _sheet_rows(rows: Iterator[tuple[object, ...]], filename: str
-                ) -> Iterator[tuple[int, tuple[object, ...]]]:
-    """openpyxl reads lazily, so a damaged sheet fails mid-way: translated here."""
+def _calamine_rows(book: Any, index: int, filename: str) -> Iterator[Sequence[object]]:
+    """calamine starts each row at the sheet's first used column: put back the columns
+    before it, so that letters in messages are the spreadsheet's."""
+    try:
+        sheet = book.get_sheet_by_index(index)
+    except Exception as exc:  # noqa: BLE001 - any failure of the parser
+        raise ExcelSourceError(f"{filename}: unreadable sheet {index}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+    left = (None,) * (sheet.start[1] if sheet.start else 0)
+    for row in sheet.iter_rows():
+        yield (*left, *row) if left else row
+
+
+def _sheet_rows(rows: Iterator[Sequence[object]], filename: str
+                ) -> Iterator[tuple[int, Sequence[object]]]:
+    """The readers read lazily, so a damaged sheet fails mid-way: translated here."""
     index = 0
     while True:
         try:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from .mapping import SYNTHETIC_BASE, is_synthetic
@@ -56,9 +56,9 @@ class ExcelTree:
     notes: tuple[str, ...] = ()
 
 
-def synthetic_id(path: Path, taken: Iterable[int] = ()) -> int:
+def synthetic_id(path: Path, taken: Container[int] = ()) -> int:
     """A stable id for a department known only by ``path``, outside ``taken``."""
-    used = set(taken)
+    used = taken
     salt = 0
     while True:
         text = "/".join(path) + (f"#{salt}" if salt else "")
@@ -75,8 +75,14 @@ def build_tree(users: Sequence[WeComUser], paths: Mapping[str, Sequence[str]],
     normalize_path``: segments joined by ``/``), the first the main department. Users
     without paths keep what they have."""
     notes: list[str] = []
-    split = {uid: [tuple(p.split("/")) for p in entries] for uid, entries in paths.items()}
+    given: dict[str, list[int]] = {}  # a cell may mix WeCom ids (digits) with paths
+    split: dict[str, list[Path]] = {}
+    for uid, entries in paths.items():
+        given[uid] = [int(e) for e in entries if e.isdigit()]
+        split[uid] = [tuple(e.split("/")) for e in entries if not e.isdigit()]
     tops = sorted({segments[0] for entries in split.values() for segments in entries})
+    if not tops:
+        tops = [""]
     if not keep_top and len(tops) > 1:
         notes.append(f"department paths start from {len(tops)} different top departments "
                      f"({', '.join(tops[:5])}): each is read as the organization root; keep "
@@ -86,8 +92,8 @@ def build_tree(users: Sequence[WeComUser], paths: Mapping[str, Sequence[str]],
         return segments if keep_top else segments[1:]
 
     members: dict[Path, set[str]] = defaultdict(set)
-    for uid, entries in split.items():
-        for segments in entries:
+    for uid, listed in split.items():
+        for segments in listed:
             members[below_root(segments)].add(uid)
     wanted: set[Path] = set()
     for path in members:
@@ -104,17 +110,18 @@ def build_tree(users: Sequence[WeComUser], paths: Mapping[str, Sequence[str]],
             taken.add(ids[path])
 
     root = policy.root_wecom_id
-    tree = [WeComDepartment(root, tops[0] if len(tops) == 1 and not keep_top else None, 0)]
+    tree = [WeComDepartment(root, tops[0] if len(tops) == 1 and tops[0] and not keep_top
+                            else None, 0)]
     tree += [WeComDepartment(ids[p], p[-1], ids[p[:-1]] if len(p) > 1 else root)
              for p in ordered]
     out = []
     for user in users:
-        entries = split.get(user.userid)
-        if entries is None:
+        mine = split.get(user.userid)
+        if mine is None:
             out.append(user)
             continue
-        chosen = list(dict.fromkeys(ids.get(below_root(s), root) if below_root(s) else root
-                                    for s in entries))
+        chosen = list(dict.fromkeys([*(ids[below_root(s)] if below_root(s) else root
+                                      for s in mine), *given[user.userid]]))
         out.append(replace(user, department=tuple(chosen), main_department=chosen[0],
                            is_leader_in_dept=None))
     shown = tuple(("/".join(old), "/".join(new)) for old, new in renamed)

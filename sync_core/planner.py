@@ -221,11 +221,11 @@ def _relink_by_path(depts: Mapping[int, WeComDepartment], authing: list[AuthingD
         if names is not None:  # two with one path: neither can be told apart
             by_path[names] = None if names in by_path else dept
     found: dict[int, AuthingDepartment] = {}
-    for dept in wanted:
-        names = _wecom_path(dept, depts, policy)
-        match = by_path.get(names) if names is not None else None
+    for desired in wanted:
+        path = _wecom_path(desired, depts, policy)
+        match = by_path.get(path) if path is not None else None
         if match is not None:
-            found[dept.id] = match
+            found[desired.id] = match
     return found
 
 

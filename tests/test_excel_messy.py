@@ -310,3 +310,27 @@ def test_the_planner_rekeys_a_synthetic_department_to_wecom_s_id_by_path() -> No
     again = plan_full(users, source, people, [linked], POLICY)
     assert [o.action for o in again if o.kind is Kind.DEPARTMENT] == [Action.UNCHANGED]
     assert not any(c.field == "departments" for o in again for c in o.changes)
+
+
+def test_ids_written_as_digits_beside_paths_are_kept() -> None:
+    tree = build_tree(_users("a"), {"a": ["公司/研发部", "7"]}, [], [], POLICY)
+    (user,) = tree.users
+    assert user.department is not None and user.department[1] == 7
+    assert is_synthetic(user.department[0]) and user.main_department == user.department[0]
+
+
+def test_the_openpyxl_reader_reads_the_same(state: Directory,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from sync_core import excel_source
+
+    data = export_xlsx(state, ExcelLayout.export_2026(biz_mail=True))
+    fast = read_address_book(data, "成员列表.xlsx")
+    monkeypatch.setattr(excel_source, "CalamineWorkbook", None)
+    assert excel_source.reader_name() == "openpyxl"
+    assert read_address_book(data, "成员列表.xlsx") == fast
+    shifted = _xlsx([[None, None, "姓名", "账号"], [None, None, "甲", "a b"]])
+    monkeypatch.undo()
+    for reader in ("openpyxl", "python-calamine"):  # letters as the spreadsheet shows
+        rows = excel_source.UserRows(excel_source.DepartmentResolver(None), lenient=True)
+        excel_source._read_workbook(shifted, "s.xlsx", ExcelOptions(), rows, reader=reader)
+        assert rows.failures[0].error.startswith("row 2, column 账号 (D)"), reader

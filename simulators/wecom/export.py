@@ -68,8 +68,8 @@ class ExcelLayout:
 
     @classmethod
     def export_2026(cls, *, biz_mail: bool = False) -> ExcelLayout:
-        columns = _COLUMNS_2026
-        notes = _INSTRUCTIONS
+        columns: tuple[str, ...] = _COLUMNS_2026
+        notes: tuple[str, ...] = _INSTRUCTIONS
         if biz_mail:
             columns = (*columns[:10], "企业邮箱", *columns[10:])
             notes = (*notes, _BIZ_MAIL_NOTE)
