@@ -215,6 +215,32 @@ def test_bad_rows_fail_alone_and_a_cut_file_deletes_nothing(db_url: str,
         assert cut["counters"]["deleted"] == 0
         assert "leave out part of the file" in cut["error"]
 
+        # The whole file, delete only: the two people it no longer lists go, nothing else.
+        writes = s.authing.stats.total_writes
+        gone = s.finished(s.upload(export(bad), mode="delete_only"))
+        assert gone["status"] == "succeeded", gone
+        assert sorted(i["key"] for i in gone["items"] if i["action"] == "resign") == [
+            "qianqi", "sunba"]
+        assert gone["counters"]["created"] == gone["counters"]["updated"] == 0
+        assert s.authing.stats.total_writes == writes + 2
+        assert s.authing.admin.get_user("qianqi", "external_id")["status"] == "Resigned"
+
+
+def test_file_options_are_checked_before_a_run(db_url: str, keys: CallbackKeys) -> None:
+    with offline_stack(db_url, keys) as s:
+        for fields, files, expect in (
+                ({"keep_top_department": "maybe"}, {}, "keep_top_department must be true"),
+                ({}, {"departments": ("d.csv", "部门名称,部门ID\n公司,1\n".encode())},
+                 "department CSV: row 1: missing required column 父部门ID"),
+                ({"sheet": "名单"}, {}, "no sheet named '名单'"),
+                ({"start_row": "5", "end_row": "2"}, {}, "before start_row")):
+            reply = httpx.post(f"{s.url}/ops/reconcile", headers=OPS, data=fields,
+                               files={"file": ("成员列表.xlsx", export()), **files})
+            assert reply.status_code == 400 and expect in reply.json()["error"], reply.text
+        assert httpx.get(f"{s.url}/ops/runs", headers=OPS).json()["runs"] == []
+        api = httpx.post(f"{s.url}/ops/reconcile", headers=OPS, json={"source": "api"})
+        assert api.status_code == 202  # WeCom is configured here, merely unreachable
+
 
 def test_cli_reconciles_from_a_file(db_url: str, keys: CallbackKeys, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch,
@@ -246,3 +272,10 @@ def test_cli_reconciles_from_a_file(db_url: str, keys: CallbackKeys, tmp_path: P
         assert set(s.departments()) == {("公司",), ("公司", "研发部"), ("公司", "市场部")}
         assert s.memberships("zhangsan") == {("公司", "研发部"), ("公司", "市场部")}
         assert s.authing.admin.get_user("zhangsan", "external_id")["phone"] == "13800000001"
+
+        code = main(["reconcile", "--source", "api"])
+        assert code == 2  # a settings error
+        assert "WECOM_SYNC_WECOM_CORP_ID is required" in capsys.readouterr().err
+        path.write_bytes(b"\x00\x01")
+        assert main(["reconcile", "--file", str(path)]) == 1
+        assert "not a text file" in capsys.readouterr().err
