@@ -60,14 +60,10 @@ def reconcile(args: argparse.Namespace) -> int:
     if args.file is not None:
         try:
             data = args.file.read_bytes()
+            tree = (args.departments_file.read_bytes() if args.departments_file is not None
+                    else None)
         except OSError as exc:
-            return _fail(f"cannot read {args.file}: {exc.strerror}")
-        tree = None
-        if args.departments_file is not None:
-            try:
-                tree = args.departments_file.read_bytes()
-            except OSError as exc:
-                return _fail(f"cannot read {args.departments_file}: {exc.strerror}")
+            return _fail(f"cannot read {exc.filename}: {exc.strerror}")
         sheet = int(args.sheet) if args.sheet and args.sheet.isdigit() else args.sheet
         excel = ExcelInput(data, args.file.name, sheet, args.start_row, args.end_row,
                            keep_top_department=args.keep_top_department, departments=tree)

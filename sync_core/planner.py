@@ -20,9 +20,9 @@ ours are deleted, and an unmanaged user that looks like a WeCom user is a confli
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .mapping import (
     DEPARTMENT_ID_FIELD,
@@ -56,6 +56,8 @@ from .settings import UserDeletePolicy
 
 if TYPE_CHECKING:
     from .settings import Settings
+
+_D = TypeVar("_D", AuthingDepartment, WeComDepartment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,26 +235,26 @@ def authing_path(dept: AuthingDepartment, by_id: Mapping[str, AuthingDepartment]
                  policy: Policy) -> tuple[str, ...] | None:
     """Names from below the organization root down to ``dept``; ``None`` if one is
     unknown (or the parents loop)."""
-    names: list[str] = []
-    current: AuthingDepartment | None = dept
-    while current is not None and current.department_id != policy.root_department_id:
-        if not current.name or len(names) > 32:
-            return None
-        names.append(current.name.strip())
-        parent = current.parent_department_id
-        current = by_id.get(parent) if parent else None
-    return tuple(reversed(names))
+    return _names_down(dept, lambda d: d.department_id == policy.root_department_id,
+                       lambda d: by_id.get(d.parent_department_id or ""))
 
 
 def _wecom_path(dept: WeComDepartment, depts: Mapping[int, WeComDepartment],
                 policy: Policy) -> tuple[str, ...] | None:
+    return _names_down(dept, lambda d: d.id == policy.root_wecom_id,
+                       lambda d: depts.get(d.parent_id) if d.parent_id is not None else None)
+
+
+def _names_down(dept: _D, is_root: Callable[[_D], bool],
+                parent: Callable[[_D], _D | None]) -> tuple[str, ...] | None:
     names: list[str] = []
-    current: WeComDepartment | None = dept
-    while current is not None and current.id != policy.root_wecom_id:
-        if not current.name or len(names) > 32:
+    current: _D | None = dept
+    while current is not None and not is_root(current):
+        name = current.name  # type: ignore[attr-defined]
+        if not name or len(names) > 32:  # unnamed, or the parents loop
             return None
-        names.append(current.name.strip())
-        current = depts.get(current.parent_id) if current.parent_id is not None else None
+        names.append(name.strip())
+        current = parent(current)
     return tuple(reversed(names))
 
 
