@@ -225,6 +225,7 @@ class Reconciler:
         staged = [op for op in ops if op.action in DESTRUCTIVE] if guard.blocked else []
         to_apply = [op for op in ops if op not in staged] if staged else ops
         outcomes = await self._apply(run_id, to_apply, source.departments, progress)
+        self.sync.forget_rekeyed()  # the worker's view of re-keyed departments may be stale
         states = {**{("user", u.userid): u for u in source.users},
                   **{("department", department_open_id(d.id)): d for d in source.departments}}
         await asyncio.to_thread(self._record_links, written(outcomes, states))

@@ -279,3 +279,38 @@ def test_cli_reconciles_from_a_file(db_url: str, keys: CallbackKeys, tmp_path: P
         path.write_bytes(b"\x00\x01")
         assert main(["reconcile", "--file", str(path)]) == 1
         assert "not a text file" in capsys.readouterr().err
+
+
+def test_once_wecom_is_readable_departments_are_rekeyed_and_the_worker_finds_them(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    from .e2e_stack import running_stack
+
+    with running_stack(sqlite_url, keys) as s:
+        s.wecom.admin.load(DEPARTMENTS, USERS)  # no callbacks
+        for endpoint in ("department/list", "department/simplelist"):
+            s.wecom.fail_next(endpoint, errcode=60020, times=5)  # a new, untrusted IP
+        offline = Offline(s.authing, s.url)
+        first = offline.finished(offline.upload(export(), mode="full"))
+        assert first["status"] == "succeeded", first
+        synthetic = {p: d.department_id for p, d in offline.departments().items()}
+        assert all(d.startswith("excel-") for d in s.departments() if d != "1")
+
+        # The IP is trusted now: the API run re-keys every department, recreating none.
+        s.wecom.faults.clear()
+        run = offline.finished(int(httpx.post(f"{s.url}/ops/reconcile", headers=OPS,
+                                              json={"mode": "full"}).json()["run_id"]))
+        assert run["status"] == "succeeded", (run["error"], run["notes"])
+        assert run["counters"]["created"] == run["counters"]["deleted"] == 0, run["counters"]
+        after = offline.departments()
+        assert {p: d.department_id for p, d in after.items()} == synthetic
+        assert after[("研发部", "前端组")].custom_data["wechatwork_department_id"] == "6"
+
+        # A callback for a member of a re-keyed department: the worker finds it.
+        s.wecom.admin.update_user("zhaoliu", department=[6, 2])
+        s.settle()
+        assert offline.memberships("zhaoliu") == {("研发部", "前端组"), ("研发部",)}
+        s.wecom.admin.update_department(6, name="前端")
+        s.settle()
+        assert set(offline.departments()) == {*NESTED - {("研发部", "前端组")},
+                                              ("研发部", "前端")}
+        assert len(offline.departments()) == len(NESTED)  # renamed in place, no duplicate
