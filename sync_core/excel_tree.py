@@ -125,7 +125,8 @@ def build_tree(users: Sequence[WeComUser], paths: Mapping[str, Sequence[str]],
         out.append(replace(user, department=tuple(chosen), main_department=chosen[0],
                            is_leader_in_dept=None))
     shown = tuple(("/".join(old), "/".join(new)) for old, new in renamed)
-    notes += [f"department {old!r} is now {new!r} (same members): moved, not recreated"
+    notes += [f"department {old!r} is now {new!r} (by its members or children): moved or "
+              "renamed, not recreated"
               for old, new in shown]
     return ExcelTree(tuple(out), tuple(tree), shown, tuple(notes))
 
