@@ -86,10 +86,11 @@ def measure(kind: str, path: Path) -> dict[str, Any]:
 
         book = read_upload(data, path.name)
         read_at = time.perf_counter()
+        result.update(rows=len(book.users), failures=len(book.failures))
         tree = build_tree(book.users, dict(book.department_paths), [], [], Policy())
+        del book  # as the reconciler lets it go
         ops = plan_full(tree.users, tree.departments, [], [], Policy(), Mode.FULL)
-        result.update(rows=len(book.users), failures=len(book.failures),
-                      departments=len(tree.departments) - 1, operations=len(ops),
+        result.update(departments=len(tree.departments) - 1, operations=len(ops),
                       read_seconds=read_at - started, reader=reader_name())
     else:
         raise SystemExit(f"unknown measurement {kind}")

@@ -72,7 +72,9 @@ class UserRows:
         self.left_out = 0
         self._no_department = 0
         self._masked = 0
-        self._seen: dict[tuple[str, str], str] = {}
+        # attribute → lower-cased value → (sheet, 0-based row) of its first row; the text
+        # of a place is made only for a repeat (10^5 rows: no string per row).
+        self._seen: dict[str, dict[str, tuple[str | None, int]]] = {n: {} for n in _UNIQUE}
 
     @property
     def complete(self) -> bool:
@@ -170,13 +172,16 @@ class UserRows:
                 sheet: str | None) -> None:
         if not value:
             return
-        key = (name, value.lower())
-        first = self._seen.get(key)
+        seen = self._seen[name]
+        key = value.lower()
+        first = seen.get(key)
         if first is not None:
+            where = f"row {first[1] + 1}"
+            if first[0] is not None:
+                where = f"sheet {first[0]!r} {where}"
             raise header.error(_UNIQUE[name], index, sheet,
-                               f"{value!r} appears again (first at {first})")
-        where = f"row {index + 1}"
-        self._seen[key] = where if sheet is None else f"sheet {sheet!r} {where}"
+                               f"{value!r} appears again (first at {where})")
+        seen[key] = (sheet, index)
 
     def _resolve(self, entry: str, column: Column, header: HeaderRow[Column], index: int,
                  sheet: str | None) -> int | None:

@@ -198,6 +198,7 @@ class Reconciler:
                               keep_top=request.excel.keep_top_department)
             source = SourceSnapshot(tree.users, tree.departments, source.problems,
                                     (*source.notes, *tree.notes))
+            book = tree = None  # type: ignore[assignment]  # 10^5 rows: let them go
         source = _settled(source)
         for note in source.notes:
             await asyncio.to_thread(self._note, run_id, note)
