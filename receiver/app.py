@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from sync_core.metrics import Metrics
@@ -18,11 +17,12 @@ from sync_core.runtime import build_runtime
 from sync_core.settings import Settings
 from sync_core.store import migrate
 from sync_core.store.db import make_engine
-from sync_core.store.writer import InboxWriter, WriterClosed
+from sync_core.store.writer import InboxWriter
 from sync_core.wecom_crypto import WeComCrypto
 
 from . import routes_authing, routes_health, routes_ops, routes_runs, routes_wecom
 from .context import AppContext
+from .failures import AnswerFailures
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,9 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={WriterClosed: _unavailable, Exception: _unavailable},
+        # Not an ``Exception`` handler: Starlette re-raises after it, and uvicorn then logs
+        # a traceback and drops the keep-alive connection (see failures.py).
+        middleware=[Middleware(AnswerFailures, throttle=context.throttle)],
     )
     app.state.ctx = context
     app.state.runtime = runtime
@@ -104,10 +106,3 @@ def _has_upstream_credentials(settings: Settings) -> bool:
     return all((settings.wecom_corp_id, settings.wecom_contact_secret,
                 settings.authing_access_key_id, settings.authing_access_key_secret))
 
-
-async def _unavailable(request: Request, exc: Exception) -> Response:
-    # Never a 500 or a traceback to the caller. 503 makes WeCom and Authing retry, which is
-    # right: whatever failed (the database, most likely) did not store the event.
-    log.error("request %s %s failed: %s", request.method, request.url.path,
-              type(exc).__name__, exc_info=exc)
-    return PlainTextResponse("temporarily unavailable", status_code=503)

@@ -68,7 +68,7 @@ def settings_from_env() -> Settings:
     settings = load_settings()
     from sync_core import logs
 
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     return settings
 
 
@@ -78,13 +78,15 @@ def _serve(args: argparse.Namespace) -> int:
     from .app import create_app
 
     settings = settings_from_env()
+    app = create_app(settings, with_worker=not args.no_worker)  # names missing credentials
     if not settings.callback_configured:
         import logging
 
-        logging.getLogger("wecom_sync").warning(
-            "WeCom callback not configured (WECOM_SYNC_WECOM_CORP_ID, _CALLBACK_TOKEN, "
-            "_ENCODING_AES_KEY): /wecom/callback answers 503")
-    app = create_app(settings, with_worker=not args.no_worker)
+        try:
+            settings.require("wecom_corp_id", "wecom_callback_token", "wecom_encoding_aes_key")
+        except SettingsError as exc:
+            logging.getLogger("wecom_sync").warning(
+                "WeCom callback not configured (%s): /wecom/callback answers 503", exc)
     uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
                 log_level=settings.log_level.lower(), access_log=args.access_log,
                 timeout_graceful_shutdown=10, log_config=None)

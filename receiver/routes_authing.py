@@ -29,6 +29,10 @@ async def receive(request: Request) -> Response:
     presented = (request.headers.get("x-authing-webhook-secret")
                  or request.headers.get("x-authing-token"))
     if not secret_matches(presented, secret.get_secret_value()):
+        c.throttle.log(logging.WARNING, "authing-secret",
+                       "Authing webhook refused: %s x-authing-webhook-secret; check that "
+                       "WECOM_SYNC_AUTHING_WEBHOOK_SECRET equals the webhook's secret in "
+                       "Authing's console", "wrong" if presented else "missing")
         c.metrics.callbacks.labels(ROUTE, "bad_secret").inc()
         return reject(401, "missing or wrong webhook secret")
     try:

@@ -13,6 +13,7 @@ from sync_core.store.db import ping
 from sync_core.store.inbox import count_by_status
 
 from .context import ctx
+from .failures import report_database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +23,29 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """200 when the database answers and neither remote has refused our credentials since
+    they last accepted them; otherwise 503 naming what is wrong."""
+    c = ctx(request)
     try:
-        await run_in_threadpool(ping, ctx(request).engine)
+        await run_in_threadpool(ping, c.engine)
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-        log.warning("readiness check failed: %s", type(exc).__name__)
+        report_database_unavailable(c.throttle, exc)
         return JSONResponse({"status": "unavailable", "database": "unreachable"},
                             status_code=503)
-    return JSONResponse({"status": "ready", "database": "ok"})
+    body: dict[str, str] = {"status": "ready", "database": "ok"}
+    runtime = request.app.state.runtime
+    if runtime is None:  # a receiver without credentials: storing is its whole job
+        return JSONResponse(body)
+    # The last word of each remote on our credentials; no call is made here.
+    for name, client in (("wecom", runtime.upstreams.wecom),
+                         ("authing", runtime.upstreams.authing)):
+        state = client.credentials
+        if state.refused is not None:
+            body.update({"status": "unavailable", name: "credentials refused",
+                         f"{name}_error": state.refused[:300]})
+        else:
+            body[name] = "ok" if state.checked else "unchecked"
+    return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
 
 
 async def metrics(request: Request) -> Response:

@@ -14,12 +14,19 @@ from starlette.responses import JSONResponse, Response
 from sync_core.store import queue
 from sync_core.store.inbox import NewEvent, as_json, get_event, list_events
 from sync_core.store.models import EventSource, EventStatus, utcnow
+from sync_core.wecom_events import EntityKind
 
 from .context import AppContext, ctx
 from .http import check_ops_token, json_error
+from .params import ParamError, choice, integer, path_id, query, text
 
-_STATUSES = {s.value for s in EventStatus}
-_SOURCES = {s.value for s in EventSource}
+# Department ids are WeCom's 32-bit unsigned integers.
+_MAX_DEPARTMENT_ID = 2**32 - 1
+_EVENT_FILTERS = {
+    "status": choice(EventStatus), "source": choice(EventSource),
+    "entity_kind": choice(EntityKind), "entity_key": text(255),
+    "limit": integer(1, 1000), "before": integer(),
+}
 # WeCom's userid rule: 1-64 bytes of letters, digits and _-@. starting alphanumeric.
 _USERID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-@.]{0,63}$")
 
@@ -32,7 +39,10 @@ def ops_route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         token = c.settings.ops_token.get_secret_value() if c.settings.ops_token else None
         if (denied := check_ops_token(request, token)) is not None:
             return denied
-        return await handler(request, c)
+        try:
+            return await handler(request, c)
+        except ParamError as exc:
+            return json_error(400, str(exc))
 
     route.__name__ = handler.__name__
     return route
@@ -40,47 +50,33 @@ def ops_route(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 @ops_route
 async def events(request: Request, c: AppContext) -> Response:
-    status = request.query_params.get("status") or None
-    source = request.query_params.get("source") or None
-    if status is not None and status not in _STATUSES:
-        return json_error(400, f"status must be one of {sorted(_STATUSES)}")
-    if source is not None and source not in _SOURCES:
-        return json_error(400, f"source must be one of {sorted(_SOURCES)}")
-    try:
-        limit = int(request.query_params.get("limit", "100"))
-        before = request.query_params.get("before")
-        before_id = int(before) if before else None
-    except ValueError:
-        return json_error(400, "limit and before must be integers")
-    if not 1 <= limit <= 1000:
-        return json_error(400, "limit must be between 1 and 1000")
+    """``?status= &source= &entity_kind= &entity_key= &limit= (1-1000, 100) &before=`` (id)"""
+    filters = query(request, _EVENT_FILTERS, {"limit": 100})
+    filters["before_id"] = filters.pop("before", None)
 
-    def query() -> list[dict[str, object]]:
+    def select() -> list[dict[str, object]]:
         with Session(c.engine) as session:
-            rows = list_events(session, status=status, source=source, limit=limit,
-                               before_id=before_id)
-            return [as_json(row) for row in rows]
+            return [as_json(row) for row in list_events(session, **filters)]
 
-    return JSONResponse({"events": await run_in_threadpool(query)})
+    return JSONResponse({"events": await run_in_threadpool(select)})
 
 
 @ops_route
 async def replay(request: Request, c: AppContext) -> Response:
-    raw = request.path_params["id"]
-    if not raw.isdigit():
-        return json_error(400, "event id must be an integer")
+    event_id = path_id(request, "event")
+    query(request, {})
 
     def requeue() -> dict[str, object] | None:
         with c.engine.begin() as conn:
-            if not queue.replay(conn, event_id=int(raw), now=utcnow()):
+            if not queue.replay(conn, event_id=event_id, now=utcnow()):
                 return None
         with Session(c.engine) as session:
-            row = get_event(session, int(raw))
+            row = get_event(session, event_id)
             return as_json(row) if row else None
 
     event = await run_in_threadpool(requeue)
     if event is None:
-        return json_error(404, f"no event {raw}")
+        return json_error(404, f"no event {event_id}")
     c.wake.set()
     return JSONResponse({"event": event}, status_code=202)
 
@@ -88,6 +84,7 @@ async def replay(request: Request, c: AppContext) -> Response:
 @ops_route
 async def sync_user(request: Request, c: AppContext) -> Response:
     userid = request.path_params["userid"]
+    query(request, {})
     if not _USERID.fullmatch(userid):
         return json_error(400, "not a WeCom userid")
     return await _enqueue(c, "user", userid, {"kind": "user", "change_type": "sync",
@@ -96,10 +93,8 @@ async def sync_user(request: Request, c: AppContext) -> Response:
 
 @ops_route
 async def sync_department(request: Request, c: AppContext) -> Response:
-    raw = request.path_params["id"]
-    if not raw.isdigit() or not 1 <= int(raw) < 2**32:
-        return json_error(400, "department id must be a positive integer")
-    key = str(int(raw))
+    key = str(path_id(request, "department", _MAX_DEPARTMENT_ID))
+    query(request, {})
     return await _enqueue(c, "department", key, {"kind": "department", "change_type": "sync",
                                                  "id": int(key)})
 

@@ -10,16 +10,30 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from sync_core.executor import ItemStatus
+from sync_core.operations import Action, Kind
 from sync_core.planner import Mode
 from sync_core.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
+from sync_core.run_items import STAGED
 from sync_core.store import runs
+from sync_core.store.models import RunStatus
 
 from .context import AppContext
 from .http import json_error
+from .params import choice, integer, path_id, query
 from .routes_ops import ops_route
 
 MAX_UPLOAD = 50 * 1024 * 1024
 _DIRECTIONS = ("upstream", "downstream")
+_SOURCES = ("api", "excel")
+_RUN_FILTERS = {
+    "status": choice(RunStatus), "direction": choice(_DIRECTIONS), "mode": choice(Mode),
+    "source": choice(_SOURCES), "limit": integer(1, 500), "before": integer(),
+}
+_ITEM_FILTERS = {
+    "item_status": choice([*ItemStatus, STAGED]), "kind": choice(Kind),
+    "action": choice(Action),
+}
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
 
@@ -46,54 +60,51 @@ async def reconcile(request: Request, c: AppContext) -> Response:
 
 @ops_route
 async def list_runs(request: Request, c: AppContext) -> Response:
-    try:
-        limit = int(request.query_params.get("limit", "50"))
-    except ValueError:
-        return json_error(400, "limit must be an integer")
-    if not 1 <= limit <= 500:
-        return json_error(400, "limit must be between 1 and 500")
+    """``?status= &direction= &mode= &source= &limit= (1-500, 50) &before=`` (run id)"""
+    filters = query(request, _RUN_FILTERS, {"limit": 50})
+    filters["before_id"] = filters.pop("before", None)
 
-    def query() -> list[dict[str, Any]]:
+    def select() -> list[dict[str, Any]]:
         with c.engine.connect() as conn:
-            return [runs.as_json(r) for r in runs.recent(conn, limit=limit)]
+            return [runs.as_json(r) for r in runs.recent(conn, **filters)]
 
-    return JSONResponse({"runs": await run_in_threadpool(query)})
+    return JSONResponse({"runs": await run_in_threadpool(select)})
 
 
 @ops_route
 async def get_run(request: Request, c: AppContext) -> Response:
-    raw = request.path_params["id"]
-    if not raw.isdigit():
-        return json_error(400, "run id must be an integer")
-    status = request.query_params.get("item_status") or None
+    """One run with its items; ``?item_status= &kind= &action=`` filter the items."""
+    run_id = path_id(request, "run")
+    filters = query(request, _ITEM_FILTERS)
+    if "item_status" in filters:
+        filters["status"] = filters.pop("item_status")
 
-    def query() -> dict[str, Any] | None:
+    def select() -> dict[str, Any] | None:
         with c.engine.connect() as conn:
-            run = runs.get(conn, int(raw))
+            run = runs.get(conn, run_id)
             return None if run is None else runs.as_json(
-                run, runs.items(conn, int(raw), status=status))
+                run, runs.items(conn, run_id, **filters))
 
-    run = await run_in_threadpool(query)
+    run = await run_in_threadpool(select)
     if run is None:
-        return json_error(404, f"no run {raw}")
+        return json_error(404, f"no run {run_id}")
     return JSONResponse(run)
 
 
 @ops_route
 async def approve(request: Request, c: AppContext) -> Response:
     reconciler = _reconciler(request)
-    raw = request.path_params["id"]
-    if not raw.isdigit():
-        return json_error(400, "run id must be an integer")
+    run_id = path_id(request, "run")
+    query(request, {})
     if reconciler is None:
         return json_error(503, "approval needs the WeCom and Authing credentials")
     try:
-        await reconciler.approve(int(raw))
+        await reconciler.approve(run_id)
     except LookupError as exc:
         return json_error(404, str(exc).strip("'"))
     except RequestError as exc:
         return json_error(409, str(exc))
-    return JSONResponse({"run_id": int(raw), "status": "running"}, status_code=202)
+    return JSONResponse({"run_id": run_id, "status": "running"}, status_code=202)
 
 
 async def _parse(request: Request) -> RunRequest:
@@ -155,7 +166,7 @@ def _run_request(fields: dict[str, Any]) -> RunRequest:
     except ValueError:
         raise RequestError(f"mode must be one of {[m.value for m in Mode]}") from None
     source = str(fields.get("source") or "api")
-    if source not in ("api", "excel"):
+    if source not in _SOURCES:
         raise RequestError("source must be api or excel")
     dry_run = _bool(fields.get("dry_run", False), "dry_run")
     excel = fields.get("excel")

@@ -62,8 +62,10 @@ async def receive(request: Request) -> Response:
     q, error = _params(request, "msg_signature", "timestamp", "nonce")
     if error:
         return _count(c, "bad_request", error)
-    if not q["timestamp"].isdigit():
-        return _count(c, "bad_request", reject(400, "timestamp is not an integer"))
+    stamp = q["timestamp"]
+    # Seconds since 1970 fit in 12 digits for 30000 years; longer ones would overflow.
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        return _count(c, "bad_request", reject(400, "timestamp is not a Unix time in seconds"))
     try:
         body = await read_body(request, c.settings.callback_max_body_bytes)
         envelope = parse_envelope(body)
@@ -107,11 +109,23 @@ def _decrypt(c: AppContext, step: Callable[[str, str, str, str], bytes],
     try:
         return step(*args)
     except SignatureError:
+        # The commonest set-up mistake; said once a minute, never with the values.
+        c.throttle.log(logging.WARNING, "wecom-signature",
+                       "WeCom callback refused: signature mismatch; check that "
+                       "WECOM_SYNC_WECOM_CALLBACK_TOKEN equals the Token in WeCom's console "
+                       "(通讯录同步 → 设置接收事件服务器)")
         return _count(c, "bad_signature", reject(403, "signature mismatch"))
     except ReceiveIdError as exc:
-        log.warning("callback for another receiver: %s", exc.detail)
+        c.throttle.log(logging.WARNING, "wecom-receiver",
+                       "WeCom callback refused: for another receiver (%s); check "
+                       "WECOM_SYNC_WECOM_CORP_ID", exc.detail)
         return _count(c, "wrong_receiver", reject(403, "receive id mismatch"))
     except WeComCryptoError as exc:
+        # A signed message we cannot decrypt: most likely the wrong EncodingAESKey.
+        c.throttle.log(logging.WARNING, "wecom-decrypt",
+                       "WeCom callback refused: %s; check that "
+                       "WECOM_SYNC_WECOM_ENCODING_AES_KEY equals the EncodingAESKey in WeCom's "
+                       "console", exc.reason)
         return _count(c, "undecryptable", reject(400, exc.reason))
 
 

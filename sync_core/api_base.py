@@ -16,7 +16,7 @@ import httpx
 from pydantic import SecretStr
 
 from .access_token import TokenCache, secret_digest
-from .errors import DryRunRejected
+from .errors import AuthError, DryRunRejected, PermanentError, RestrictedError
 from .http_retry import CallObserver, Clock, RetryPolicy, Sleep, Upstream
 
 
@@ -34,6 +34,32 @@ class ClientOptions(TypedDict, total=False):
     token_cache: TokenCache | None
     observer: CallObserver | None
     dry_run: bool
+
+
+class CredentialState:
+    """What the upstream last said about our credentials, for readiness without a call.
+
+    ``refused`` holds the reason (already redacted) after a token fetch or a call failed
+    with ``AuthError`` (WeCom 40001/40013/41001, a token still rejected after a refresh;
+    Authing 401/403 or a refused management token: errors.py); any later call the upstream
+    answered with a valid token clears it. ``RestrictedError`` (an IP or permission limit)
+    is not a credential fault and leaves it alone. ``checked`` is False until the first
+    answer.
+    """
+
+    __slots__ = ("checked", "refused")
+
+    def __init__(self) -> None:
+        self.checked = False
+        self.refused: str | None = None
+
+    def observe(self, error: BaseException | None) -> None:
+        if isinstance(error, RestrictedError):
+            return
+        if isinstance(error, AuthError):
+            self.checked, self.refused = True, str(error)
+        elif error is None or isinstance(error, PermanentError):
+            self.checked, self.refused = True, None
 
 
 class TokenAuthClient(ABC):
@@ -57,6 +83,7 @@ class TokenAuthClient(ABC):
                  token_cache: TokenCache | None = None, observer: CallObserver | None = None,
                  dry_run: bool = False) -> None:
         self.dry_run = dry_run
+        self.credentials = CredentialState()
         self._secret = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
         self._base = base_url.rstrip("/") + self.path_prefix
         self._tokens = token_cache if token_cache is not None else TokenCache(clock=clock)
@@ -86,7 +113,11 @@ class TokenAuthClient(ABC):
         """The useful part of a successful envelope; raise the mapped error otherwise."""
 
     async def _token(self) -> str:
-        return await self._tokens.get(self._token_key, self._fetch_token)
+        try:
+            return await self._tokens.get(self._token_key, self._fetch_token)
+        except AuthError as exc:  # incl. a refusal the cache remembers
+            self.credentials.observe(exc)
+            raise
 
     async def _request(self, method: str, endpoint: str, *,
                        params: Mapping[str, Any] | None = None, body: Any = None,
@@ -104,7 +135,13 @@ class TokenAuthClient(ABC):
                                                 params, body)
             return self._decode(endpoint, response)
 
-        return await self._upstream.call(endpoint, attempt, idempotent=idempotent)
+        try:
+            result = await self._upstream.call(endpoint, attempt, idempotent=idempotent)
+        except (AuthError, PermanentError) as exc:  # a permanent error was answered
+            self.credentials.observe(exc)
+            raise
+        self.credentials.observe(None)
+        return result
 
     def _refuse_in_dry_run(self, method: str, endpoint: str) -> None:
         """The second guard of a dry run: every write passes here before any I/O."""

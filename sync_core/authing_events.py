@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .wecom_xml import MalformedDocument, json_object, storable
+
 # Never persisted: the user:created sample carries password hashes and salts.
 _SENSITIVE_KEYS = frozenset({"password", "salt", "token", "tokenExpiredAt", "secret",
                              "accessToken", "refreshToken", "otp", "recoveryCode"})
@@ -36,11 +38,13 @@ def parse_delivery(body: dict[str, Any]) -> list[WebhookEntry]:
     if not isinstance(event_name, str) or not event_name.strip():
         raise MalformedWebhook("missing eventName")
     data = body.get("data")
+    if not storable(event_name):
+        raise MalformedWebhook("eventName holds NUL or unpaired surrogate characters")
     if isinstance(data, str):  # form-encoded deliveries carry data as a JSON string
         try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise MalformedWebhook("data is not JSON") from exc
+            data = json_object(data) if data.lstrip().startswith("{") else json.loads(data)
+        except (MalformedDocument, ValueError, RecursionError) as exc:
+            raise MalformedWebhook("data is not a storable JSON object") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

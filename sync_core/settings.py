@@ -12,6 +12,7 @@ import binascii
 import re
 from enum import StrEnum
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -38,6 +39,14 @@ class UserDeletePolicy(StrEnum):
 class DownstreamUpdatePolicy(StrEnum):
     NONE = "none"
     OVERWRITE = "overwrite"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
 class SettingsError(Exception):
@@ -116,6 +125,7 @@ class Settings(BaseSettings):
     restricted_cooldown_seconds: float = Field(default=600.0, ge=0)
 
     log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.TEXT
 
     @field_validator("database_url")
     @classmethod
@@ -128,6 +138,22 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported database {url.get_backend_name()!r}; "
                              "use sqlite:///path or postgresql://...")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("wecom_api_base", "authing_api_base")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value.strip()
 
     @field_validator("wecom_encoding_aes_key")
     @classmethod
@@ -177,25 +203,36 @@ class Settings(BaseSettings):
                     and self.wecom_encoding_aes_key)
 
     def require(self, *names: str) -> None:
-        """Raise SettingsError naming the first of ``names`` that is unset."""
-        for name in names:
-            value = getattr(self, name)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                raise SettingsError(f"{ENV_PREFIX}{name.upper()} is required but not set")
+        """Raise SettingsError naming every one of ``names`` that is unset, in one line."""
+        missing = [f"{ENV_PREFIX}{name.upper()}" for name in names
+                   if _unset(getattr(self, name))]
+        if len(missing) == 1:
+            raise SettingsError(f"{missing[0]} is required but not set")
+        if missing:
+            raise SettingsError(f"{', '.join(missing)} are required but not set")
+
+
+def _unset(value: Any) -> bool:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment; invalid input becomes one SettingsError line."""
+    """Build settings from the environment; every invalid one is named in one
+    SettingsError line."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise SettingsError(_first_error_line(exc)) from None
+        raise SettingsError(_error_line(exc)) from None
 
 
-def _first_error_line(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    field = str(err["loc"][0]) if err.get("loc") else "?"
-    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-    extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    # The input value is never echoed: it may be a secret.
-    return f"invalid setting {ENV_PREFIX}{field.upper()}: {message}{extra}"
+def _error_line(exc: ValidationError) -> str:
+    """``invalid setting WECOM_SYNC_PORT: …; WECOM_SYNC_LOG_LEVEL: …``. The input value is
+    never echoed: it may be a secret."""
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err.get("loc") else "?"
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{ENV_PREFIX}{field.upper()}: {message}")
+    return f"invalid setting{'s' if len(parts) > 1 else ''} {'; '.join(parts)}"

@@ -91,14 +91,37 @@ def _element_value(element: Element) -> Any:
 
 
 def json_object(text: str) -> dict[str, Any]:
-    """A JSON document that must be an object; MalformedDocument otherwise."""
+    """A JSON document that must be an object, holding only text a database can store
+    (no NUL, no unpaired surrogate from a ``\\ud800`` escape); MalformedDocument otherwise."""
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # incl. nesting and over-long integers
         raise MalformedDocument("malformed JSON") from exc
     if not isinstance(value, dict):
         raise MalformedDocument("JSON body must be an object")
+    if not storable(value):
+        raise MalformedDocument("JSON text holds NUL or unpaired surrogate characters")
     return value
+
+
+def storable(value: Any) -> bool:
+    """Whether every string in ``value`` (JSON-like) is text both databases accept."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 def _opt_str(value: Any) -> str | None:

@@ -29,6 +29,7 @@ from .errors import ConflictError, PermanentError, StopSync, SyncError, Transien
 from .metrics import Metrics
 from .settings import Settings
 from .store import links, queue
+from .store.db import describe
 from .store.links import LinkRow
 from .store.models import EventSource, utcnow
 from .upstream_sync import EntityResult, UpstreamSync
@@ -117,7 +118,7 @@ class Worker:
             self._db_failures += 1
             delay = min(60.0, 2.0 ** self._db_failures)
             log.error("worker: database step failed (%s); %d settlement(s) kept, retrying "
-                      "in %.0f s", _brief(exc), len(settling), delay)
+                      "in %.0f s", describe(exc), len(settling), delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             return 0
@@ -295,13 +296,6 @@ def _judge(result: EntityResult) -> Verdict:
     if result.blocked:
         return Verdict("retry", summary, links=written)
     return Verdict("done", summary, links=written)
-
-
-def _brief(exc: Exception) -> str:
-    """The driver's own message, without the SQL and parameters SQLAlchemy appends."""
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-    return f"{type(cause).__name__}: {text[:200]}"
 
 
 def _reason(exc: SyncError) -> str:

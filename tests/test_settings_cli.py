@@ -89,3 +89,64 @@ def test_db_upgrade_reports_an_unreachable_database_in_one_line(tmp_path: Path) 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("wecom-sync: database upgrade")
+
+
+@pytest.mark.parametrize("env, names", [
+    ({"WECOM_SYNC_LOG_LEVEL": "verbose"}, ["WECOM_SYNC_LOG_LEVEL"]),
+    ({"WECOM_SYNC_LOG_FORMAT": "xml"}, ["WECOM_SYNC_LOG_FORMAT"]),
+    ({"WECOM_SYNC_USER_DELETE_POLICY": "shred"}, ["WECOM_SYNC_USER_DELETE_POLICY"]),
+    ({"WECOM_SYNC_USERNAME_SOURCE": "email"}, ["WECOM_SYNC_USERNAME_SOURCE"]),
+    ({"WECOM_SYNC_WECOM_API_BASE": "qyapi.weixin.qq.com"}, ["WECOM_SYNC_WECOM_API_BASE"]),
+    ({"WECOM_SYNC_AUTHING_API_BASE": "ftp://api.authing.cn"}, ["WECOM_SYNC_AUTHING_API_BASE"]),
+    ({"WECOM_SYNC_DELETE_THRESHOLD_PERCENT": "120"}, ["WECOM_SYNC_DELETE_THRESHOLD_PERCENT"]),
+    ({"WECOM_SYNC_ADOPT_EXISTING": "perhaps"}, ["WECOM_SYNC_ADOPT_EXISTING"]),
+    # Several bad settings: all named in the one line, not one per attempt.
+    ({"WECOM_SYNC_LOG_LEVEL": "verbose", "WECOM_SYNC_PORT": "eighty",
+      "WECOM_SYNC_DOWNSTREAM_RECONCILE_CRON": "at noon"},
+     ["WECOM_SYNC_LOG_LEVEL", "WECOM_SYNC_PORT", "WECOM_SYNC_DOWNSTREAM_RECONCILE_CRON"]),
+])
+def test_every_bad_setting_is_named_in_one_line(env: dict[str, str], names: list[str],
+                                                tmp_path: Path) -> None:
+    result = _cli("serve", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(n in lines[0] for n in names), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_credentials_are_named_at_once(tmp_path: Path) -> None:
+    result = _cli("serve", env={"WECOM_SYNC_WECOM_CORP_ID": "ww1",
+                                "WECOM_SYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"},
+                  cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for name in ("WECOM_SYNC_WECOM_CONTACT_SECRET", "WECOM_SYNC_AUTHING_ACCESS_KEY_ID",
+                 "WECOM_SYNC_AUTHING_ACCESS_KEY_SECRET"):
+        assert name in lines[0], result.stderr
+    assert "WECOM_SYNC_WECOM_CORP_ID" not in lines[0]
+
+
+def test_log_level_is_any_case_and_log_format_json(tmp_path: Path) -> None:
+    s = Settings(_env_file=None, log_level="debug", log_format="json")  # type: ignore[call-arg]
+    assert (s.log_level, s.log_format) == ("DEBUG", "json")
+    assert Settings(_env_file=None).log_format == "text"  # type: ignore[call-arg]
+
+
+def test_json_log_lines_are_one_object_each() -> None:
+    import json
+    import logging
+
+    from sync_core.logs import JsonFormatter
+
+    try:
+        raise KeyError("boom")
+    except KeyError as exc:
+        record = logging.LogRecord("wecom_sync", logging.ERROR, __file__, 1,
+                                   "database unavailable: %s", ("refused",), (type(exc), exc,
+                                                                             exc.__traceback__))
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    out = json.loads(line)
+    assert out["level"] == "ERROR" and out["message"] == "database unavailable: refused"
+    assert "KeyError" in out["exception"] and out["logger"] == "wecom_sync"

@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import URL, make_url
+
+# The store cannot be reached or used right now (refused or dropped connections, a locked
+# or unopenable SQLite file, an exhausted pool): retrying later is the answer, not a fix.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError)
 
 
 def normalize_url(url: str) -> URL:
@@ -36,6 +41,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     return create_engine(parsed, **kwargs)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database is out of reach, rather than a bug or bad data."""
+    return isinstance(error, UNAVAILABLE)
+
+
+def describe(error: BaseException) -> str:
+    """The driver's own first line, without the SQL and parameters (personal data) that
+    SQLAlchemy appends: ``OperationalError: connection failed: … Connection refused``."""
+    cause = getattr(error, "orig", None) or error
+    text_ = str(cause).strip()
+    first = text_.splitlines()[0] if text_ else ""
+    return f"{type(cause).__name__}: {first[:200]}"
 
 
 def ping(engine: Engine) -> None:

@@ -90,13 +90,15 @@ def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[
 
 
 def list_events(session: Session, *, status: str | None = None, source: str | None = None,
+                entity_kind: str | None = None, entity_key: str | None = None,
                 limit: int = 100, before_id: int | None = None) -> list[InboxEvent]:
-    """Newest first; ``before_id`` pages backwards."""
+    """Newest first; each given filter must match exactly; ``before_id`` pages backwards."""
     query = select(InboxEvent).order_by(col(InboxEvent.id).desc()).limit(limit)
-    if status:
-        query = query.where(InboxEvent.status == status)
-    if source:
-        query = query.where(InboxEvent.source == source)
+    for column, value in ((col(InboxEvent.status), status), (col(InboxEvent.source), source),
+                          (col(InboxEvent.entity_kind), entity_kind),
+                          (col(InboxEvent.entity_key), entity_key)):
+        if value:
+            query = query.where(column == value)
     if before_id is not None:
         query = query.where(col(InboxEvent.id) < before_id)
     return list(session.scalars(query))

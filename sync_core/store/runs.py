@@ -110,19 +110,27 @@ def get(conn: Connection, run_id: int) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-def items(conn: Connection, run_id: int, *, status: str | None = None
-          ) -> list[dict[str, Any]]:
+def items(conn: Connection, run_id: int, *, status: str | None = None,
+          kind: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
+    """The run's items in order; each given filter must match exactly."""
     query = select(_I).where(_I.c.run_id == run_id).order_by(_I.c.seq)
-    if status is not None:
-        query = query.where(_I.c.status == status)
+    for column, value in ((_I.c.status, status), (_I.c.kind, kind), (_I.c.action, action)):
+        if value is not None:
+            query = query.where(column == value)
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def recent(conn: Connection, *, limit: int = 50, direction: str | None = None
-           ) -> list[dict[str, Any]]:
+def recent(conn: Connection, *, limit: int = 50, direction: str | None = None,
+           status: str | None = None, mode: str | None = None, source: str | None = None,
+           before_id: int | None = None) -> list[dict[str, Any]]:
+    """Newest first; each given filter must match exactly; ``before_id`` pages backwards."""
     query = select(_R).order_by(_R.c.id.desc()).limit(limit)
-    if direction:
-        query = query.where(_R.c.direction == direction)
+    for column, value in ((_R.c.direction, direction), (_R.c.status, status),
+                          (_R.c.mode, mode), (_R.c.source, source)):
+        if value:
+            query = query.where(column == value)
+    if before_id is not None:
+        query = query.where(_R.c.id < before_id)
     return [dict(r) for r in conn.execute(query).mappings()]
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from ..logs import LogThrottle
+from .db import describe, is_unavailable
 from .inbox import NewEvent, insert_new
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class InboxWriter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._throttle = LogThrottle(log)
         self.batches = 0
         self.events = 0
 
@@ -76,7 +79,12 @@ class InboxWriter:
             try:
                 results = await loop.run_in_executor(self._pool, self._write, batch)
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
-                log.error("inbox write failed for %d event(s): %s", len(batch), exc)
+                # An outage is reported by whoever answers the waiters; anything else (a
+                # bug, a row the database refused) is said here, without SQL or data.
+                if not is_unavailable(exc):
+                    self._throttle.log(logging.ERROR, type(exc).__name__,
+                                       "inbox write failed for %d event(s): %s",
+                                       len(batch), describe(exc))
                 results = [exc] * len(batch)
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
