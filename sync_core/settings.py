@@ -194,8 +194,7 @@ class Settings(BaseSettings):
     @property
     def wecom_readable(self) -> bool:
         """The contacts API can be called at all (corp id and contact secret set)."""
-        secret = self.wecom_contact_secret
-        return bool(self.wecom_corp_id and secret and secret.get_secret_value().strip())
+        return not (_unset(self.wecom_corp_id) or _unset(self.wecom_contact_secret))
 
     @property
     def callback_configured(self) -> bool:

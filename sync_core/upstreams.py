@@ -29,9 +29,8 @@ def build_upstreams(settings: Settings, *, observer: CallObserver | None = None,
     """Requires the contact secret and the Authing key pair (SettingsError names the
     first one missing). ``need_wecom=False`` (a run from an exported address book alone)
     requires only Authing's: WeCom is then not called (``Settings.wecom_readable``)."""
-    if need_wecom:
-        settings.require("wecom_corp_id", "wecom_contact_secret")
-    settings.require("authing_access_key_id", "authing_access_key_secret")
+    needed = ("wecom_corp_id", "wecom_contact_secret") if need_wecom else ()
+    settings.require(*needed, "authing_access_key_id", "authing_access_key_secret")
     assert settings.authing_access_key_secret
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
     wecom_http = httpx.AsyncClient(limits=limits)
