@@ -242,9 +242,24 @@ def test_file_options_are_checked_before_a_run(db_url: str, keys: CallbackKeys) 
         assert api.status_code == 202  # WeCom is configured here, merely unreachable
 
 
+@pytest.fixture
+def logging_kept() -> Iterator[None]:
+    """The CLI configures logging for the process: put it back for the tests after."""
+    import logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, *(logging.getLogger(n).level
+                                             for n in ("httpx", "httpcore")))
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    logging.getLogger("httpx").setLevel(saved[2])
+    logging.getLogger("httpcore").setLevel(saved[3])
+
+
 def test_cli_reconciles_from_a_file(db_url: str, keys: CallbackKeys, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+                                    capsys: pytest.CaptureFixture[str],
+                                    logging_kept: None) -> None:
     import json
 
     from receiver.cli import main
@@ -275,7 +290,8 @@ def test_cli_reconciles_from_a_file(db_url: str, keys: CallbackKeys, tmp_path: P
 
         code = main(["reconcile", "--source", "api"])
         assert code == 2  # a settings error
-        assert "WECOM_SYNC_WECOM_CORP_ID is required" in capsys.readouterr().err
+        assert ("WECOM_SYNC_WECOM_CORP_ID, WECOM_SYNC_WECOM_CONTACT_SECRET are required"
+                in capsys.readouterr().err)
         path.write_bytes(b"\x00\x01")
         assert main(["reconcile", "--file", str(path)]) == 1
         assert "not a text file" in capsys.readouterr().err
