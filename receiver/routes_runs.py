@@ -115,7 +115,7 @@ async def _parse(request: Request) -> RunRequest:
         if declared.isdigit() and int(declared) > MAX_UPLOAD:
             raise RequestError(f"upload larger than {MAX_UPLOAD // (1024 * 1024)} MiB")
         try:
-            form = await request.form(max_files=1, max_fields=20)
+            form = await request.form(max_files=2, max_fields=20)
         except Exception as exc:  # noqa: BLE001 - malformed multipart is the caller's
             raise RequestError(f"malformed multipart body: {exc}") from None
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
@@ -125,11 +125,17 @@ async def _parse(request: Request) -> RunRequest:
         data = await upload.read()
         if not data:
             raise RequestError("the uploaded file is empty")
+        departments = form.get("departments")
+        tree = await departments.read() if isinstance(departments, UploadFile) else None
         fields.setdefault("source", "excel")
         fields["excel"] = ExcelInput(data=data, filename=upload.filename or "upload.xlsx",
                                      sheet=_sheet(fields.get("sheet")),
                                      start_row=_int(fields.get("start_row"), 0, "start_row"),
-                                     end_row=_int(fields.get("end_row"), -1, "end_row"))
+                                     end_row=_int(fields.get("end_row"), -1, "end_row"),
+                                     keep_top_department=_bool(
+                                         fields.get("keep_top_department", False),
+                                         "keep_top_department"),
+                                     departments=tree)
     else:
         body = await request.body()
         try:
@@ -145,17 +151,11 @@ async def _parse(request: Request) -> RunRequest:
 
 
 def _check_file(excel: ExcelInput) -> None:
-    """A malformed file is the caller's mistake: a 400 naming the row and column, before a
+    """A file of the wrong shape is the caller's mistake: a 400 naming the place, before a
     run exists. (The run reads it again, with WeCom's department tree beside it.)"""
-    from sync_core.excel.source import ExcelOptions, ExcelSourceError, read_address_book
+    from sync_core.excel.snapshot import check_excel
 
-    try:
-        read_address_book(excel.data, excel.filename, ExcelOptions(
-            sheet=excel.sheet, start_row=excel.start_row, end_row=excel.end_row))
-    except ExcelSourceError as exc:
-        raise RequestError(str(exc)) from None
-    except ValueError as exc:  # bad options (e.g. end_row before start_row)
-        raise RequestError(str(exc)) from None
+    check_excel(excel)
 
 
 def _run_request(fields: dict[str, Any]) -> RunRequest:
@@ -169,18 +169,22 @@ def _run_request(fields: dict[str, Any]) -> RunRequest:
     source = str(fields.get("source") or "api")
     if source not in _SOURCES:
         raise RequestError("source must be api or excel")
-    dry_run = fields.get("dry_run", False)
-    if isinstance(dry_run, str):
-        if dry_run.lower() not in (*_TRUE, *_FALSE):
-            raise RequestError("dry_run must be true or false")
-        dry_run = dry_run.lower() in _TRUE
-    if not isinstance(dry_run, bool):
-        raise RequestError("dry_run must be true or false")
+    dry_run = _bool(fields.get("dry_run", False), "dry_run")
     excel = fields.get("excel")
     if source == "excel" and excel is None:
         raise RequestError("source excel needs a multipart upload with the file")
     return RunRequest(direction=direction, mode=mode, source=source, dry_run=dry_run,
                       excel=excel)
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, str):
+        if value.lower() not in (*_TRUE, *_FALSE):
+            raise RequestError(f"{name} must be true or false")
+        value = value.lower() in _TRUE
+    if not isinstance(value, bool):
+        raise RequestError(f"{name} must be true or false")
+    return value
 
 
 def _int(value: Any, default: int, name: str) -> int:

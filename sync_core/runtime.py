@@ -69,7 +69,7 @@ def upstream_ports(settings: Settings, remotes: Remotes, metrics: Metrics,
     """WeCom (API, or the events' fields while reads are refused) → Authing."""
     source = WeComSource(
         remotes.wecom, cooldown=ReadCooldown(settings.restricted_cooldown_seconds),
-        concurrency=settings.wecom_max_concurrency,
+        concurrency=settings.wecom_max_concurrency, readable=settings.wecom_readable,
         on_event_fields=lambda kind: metrics.event_field_fallbacks.labels(kind).inc())
     linked = LinkIds(engine).authing_id if engine is not None else None
     return Ports(Direction.UPSTREAM, "WeCom", "Authing", source,
@@ -96,16 +96,22 @@ def downstream_ports(settings: Settings, remotes: Remotes, engine: Engine) -> Po
 
 
 def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
-                  wake: asyncio.Event | None = None, dry_run: bool = False) -> SyncRuntime:
-    """Raises SettingsError naming the first missing credential."""
-    remotes = build_remotes(settings, observer=metrics.observe_call, dry_run=dry_run)
+                  wake: asyncio.Event | None = None, dry_run: bool = False,
+                  need_wecom: bool = True) -> SyncRuntime:
+    """Raises SettingsError naming the first missing credential (``need_wecom``: see
+    ``build_remotes``)."""
+    remotes = build_remotes(settings, observer=metrics.observe_call, dry_run=dry_run,
+                            need_wecom=need_wecom)
     ports = upstream_ports(settings, remotes, metrics, engine)
     sync = UpstreamSync(ports, renames=RenameLedger(engine))
 
     async def excel(upload: ExcelInput) -> SourceSnapshot:
         return await read_excel(ports.source, upload)
 
-    reconciler = Reconciler(settings, engine, sync, excel=excel)
+    unreadable = None if settings.wecom_readable else (
+        "reading WeCom needs WECOM_SYNC_WECOM_CORP_ID and WECOM_SYNC_WECOM_CONTACT_SECRET; "
+        "without them only an exported address book can be the source")
+    reconciler = Reconciler(settings, engine, sync, excel=excel, source_unreadable=unreadable)
     by_direction = {Direction.UPSTREAM.value: reconciler}
 
     async def on_batch_job(payload: dict[str, Any]) -> str:

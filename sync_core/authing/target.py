@@ -8,12 +8,18 @@ reference/authing-api.md, "Users" and "Organizations").
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from sync_core.authing.client import AuthingClient
-from sync_core.authing.mapping import map_user
+from sync_core.authing.mapping import (
+    DEPARTMENT_ID_FIELD,
+    department_id_of,
+    is_synthetic,
+    map_user,
+)
 from sync_core.authing.model import AuthingDepartment, AuthingUser
 from sync_core.authing.snapshot import read_authing
 from sync_core.binding import Binding
@@ -29,6 +35,8 @@ Linked = Callable[[Kind, str], Awaitable[str | None]]
 
 
 class AuthingTarget:
+    REKEYED_TTL = 60.0  # seconds a miss may trust the last scan of the organization
+
     def __init__(self, client: AuthingClient, organization_name: str = "WeCom", *,
                  linked: Linked | None = None) -> None:
         """``linked``: the Authing id the downstream direction recorded for a WeCom id (a
@@ -37,6 +45,10 @@ class AuthingTarget:
         self.client = client
         self.organization_name = organization_name
         self.linked = linked
+        # Departments created from an address book's paths and later re-keyed to WeCom's id
+        # (``excel.tree``): openDepartmentId stays synthetic, the id is in customData.
+        self._rekeyed: dict[str, dict[str, Any]] = {}
+        self._rekeyed_at: float | None = None
 
     async def bootstrap(self, binding: Binding) -> Binding:
         """Make sure the organization and the extension fields exist; answer the binding
@@ -85,20 +97,40 @@ class AuthingTarget:
         return None
 
     async def department(self, key: str, binding: Binding) -> AuthingDepartment | None:
-        dto = await self._department(key)
+        dto = await self._department_dto(key)
         return AuthingDepartment.from_dto(dto) if dto else None
 
     async def department_id(self, key: str, binding: Binding) -> str | None:
-        dto = await self._department(key)
+        dto = await self._department_dto(str(key))
         return str(dto["departmentId"]) if dto and dto.get("departmentId") else None
 
-    async def _department(self, key: str) -> dict[str, Any] | None:
-        dto = await self.client.get_department(open_department_id=str(key))
+    async def _department_dto(self, open_id: str) -> dict[str, Any] | None:
+        """Our Authing department for WeCom id ``open_id``: by openDepartmentId, else the one
+        the downstream direction linked to it (``linked``), else one re-keyed from a
+        synthetic key (its ``wechatwork_department_id``), which only a scan
+        of the organization finds. A scan serves misses for ``REKEYED_TTL`` seconds; the
+        reconciler calls ``forget`` after a run (it may have re-keyed)."""
+        dto = await self.client.get_department(open_department_id=open_id)
         if dto is None and self.linked is not None:
-            authing_id = await self.linked(Kind.DEPARTMENT, str(key))
+            authing_id = await self.linked(Kind.DEPARTMENT, open_id)
             if authing_id is not None:
                 dto = await self.client.get_department(department_id=authing_id)
-        return dto
+        if dto or not open_id.isdigit():
+            return dto
+        now = time.monotonic()
+        if self._rekeyed_at is None or now - self._rekeyed_at > self.REKEYED_TTL:
+            scanned: dict[str, dict[str, Any]] = {}
+            for row in await self.client.get_all_departments():
+                wecom_id = department_id_of(row.get("openDepartmentId"))
+                linked = str((row.get("customData") or {}).get(DEPARTMENT_ID_FIELD) or "")
+                if wecom_id is not None and is_synthetic(wecom_id) and linked.isdigit():
+                    scanned.setdefault(linked, row)
+            self._rekeyed, self._rekeyed_at = scanned, now
+        return self._rekeyed.get(open_id)
+
+    def forget(self) -> None:
+        """Drop the scan of re-keyed departments: a run may have re-keyed some."""
+        self._rekeyed_at = None
 
     async def snapshot(self, binding: Binding) -> TargetSnapshot:
         return await read_authing(self.client, binding)

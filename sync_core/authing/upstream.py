@@ -8,7 +8,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sync_core.authing import essence as authing_essence
-from sync_core.authing.mapping import map_department, map_user
+from sync_core.authing.mapping import (
+    department_id_of,
+    department_open_id,
+    is_synthetic,
+    map_department,
+    map_user,
+)
 from sync_core.authing.model import AuthingDepartment, AuthingUser
 from sync_core.authing.planner import (
     DepartmentIndex,
@@ -27,14 +33,15 @@ from sync_core.wecom.model import WeComDepartment, WeComUser
 
 class UpstreamPlanner:
     def index(self, ids: Mapping[str, str], source: Mapping[str, Any]) -> DepartmentIndex:
-        return DepartmentIndex(authing_ids={int(k): v for k, v in ids.items()},
+        keyed = {department_id_of(k): v for k, v in ids.items()}
+        return DepartmentIndex(authing_ids={k: v for k, v in keyed.items() if k is not None},
                                source={int(k): v for k, v in source.items()})
 
     def root(self, binding: Binding) -> tuple[str, str]:
         return str(binding.root_wecom_id), binding.root_department_id
 
     def seed(self, index: DepartmentIndex) -> dict[str, str]:
-        return {str(w): a for w, a in index.authing_ids.items()}
+        return {department_open_id(w): a for w, a in index.authing_ids.items()}
 
     def plan_user(self, desired: WeComUser | None, actual: AuthingUser | None,
                   binding: Binding, index: DepartmentIndex,
@@ -59,16 +66,18 @@ class UpstreamPlanner:
         wanted = {str(d) for d in desired.department or ()} if desired else set()
         known: dict[str, str] = {}
         for m in (actual.memberships or ()) if actual else ():
+            wecom_id = department_id_of(m.open_department_id)
             if (m.organization_code in (None, binding.organization_code)
-                    and m.open_department_id and m.open_department_id.isdigit()):
-                known[str(int(m.open_department_id))] = m.department_id
+                    and wecom_id is not None and not is_synthetic(wecom_id)):
+                known[str(wecom_id)] = m.department_id
         return wanted, known
 
     def parent(self, department: WeComDepartment) -> str | None:
         return str(department.parent_id) if department.parent_id else None  # the root's is 0
 
     def source_key(self, kind: Kind, record: WeComUser | WeComDepartment) -> str:
-        return record.userid if isinstance(record, WeComUser) else str(record.id)
+        return (record.userid if isinstance(record, WeComUser)
+                else department_open_id(record.id))
 
     def linked_key(self, kind: Kind, record: AuthingUser | AuthingDepartment) -> str | None:
         if isinstance(record, AuthingUser):
@@ -87,7 +96,7 @@ class UpstreamPlanner:
             depth[dept_id] = value
             return value
 
-        return {str(d): of(d) for d in parents}
+        return {department_open_id(d): of(d) for d in parents}
 
     def essence(self, kind: Kind, desired: Any, actual: Any,
                 binding: Binding) -> dict[str, Any] | None:

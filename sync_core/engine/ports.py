@@ -9,7 +9,7 @@ platforms into these ports, one ``Ports`` per direction of a binding.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -49,6 +49,12 @@ class SourceSnapshot:
     notes: tuple[str, ...] = ()
     # Some problem was a transient failure (an outage): the same read may succeed later.
     retryable: bool = False
+    # Source records that could not be read (key, error naming the place): failed items.
+    failed: tuple[tuple[str, str], ...] = ()
+    # What is left to do once the target is read (a file's department paths become the
+    # tree beside the target's departments): the finished snapshot, from the target and
+    # the binding. None: this snapshot is finished.
+    finish: Callable[[TargetSnapshot, Binding], SourceSnapshot] | None = None
 
     @property
     def complete(self) -> bool:
@@ -115,6 +121,10 @@ class TargetReader(Protocol):
         ...
 
     async def snapshot(self, binding: Binding) -> TargetSnapshot: ...
+
+    def forget(self) -> None:
+        """Drop whatever the reader caches about the target's keys: a run rewrote them."""
+        ...
 
 
 class TargetWriter(Protocol):

@@ -63,11 +63,18 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class ExcelInput:
+    """An address book to reconcile from. ``sheet``/``start_row``/``end_row`` as in
+    ``excel.source.ExcelOptions``; ``keep_top_department``: the paths' top segment (the
+    company) becomes a department instead of the organization root; ``departments``: the
+    department CSV template (``部门名称,部门ID,父部门ID,排序``), giving the source's real ids."""
+
     data: bytes
     filename: str
     sheet: int | str | None = None
     start_row: int = 0
     end_row: int = -1
+    keep_top_department: bool = False
+    departments: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +100,17 @@ Progress = Callable[[int, int], None]
 
 class Reconciler:
     def __init__(self, settings: Settings, engine: Engine, sync: EntitySync, *,
-                 excel: ExcelReader | None = None, owner: str | None = None,
+                 excel: ExcelReader | None = None, source_unreadable: str | None = None,
+                 owner: str | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
+        """``source_unreadable``: why the source's API cannot be read at all (missing
+        credentials), refusing ``source="api"`` runs; None when it can."""
         self.settings = settings
         self.engine = engine
         self.sync = sync
         self.ports = sync.ports
         self._excel = excel
+        self._source_unreadable = source_unreadable
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:reconciler"
         self._clock = clock
         self._lease = timedelta(seconds=max(60.0, settings.worker_lease_seconds))
@@ -118,6 +129,8 @@ class Reconciler:
             raise RequestError("this direction has no Excel source")
         if request.source == "excel" and request.excel is None:
             raise RequestError("an excel run needs the exported address book file")
+        if request.source == "api" and self._source_unreadable:
+            raise RequestError(self._source_unreadable)
 
     def create(self, request: RunRequest) -> int:
         """Record a queued run; raises runs.RunConflict while one of its direction is
@@ -207,23 +220,32 @@ class Reconciler:
                         self.settings.worker_backoff_cap_seconds, self._clock)
         await outage.ride_out(f"{self.ports.target_name} bootstrap", self.sync.prepare)
         planner = self.ports.planner
-        source = _settled(await self._read_source_through(request, outage))
+        source = await self._read_source_through(request, outage)
+        target, binding = await self._read_target(outage)
+        failed = source.failed
+        if source.finish is not None:  # e.g. a file's paths become the tree beside the target
+            source = source.finish(target, binding)
+        source = _settled(source)
         for note in source.notes:
             await asyncio.to_thread(self._note, run_id, note)
-        target, binding = await self._read_target(outage)
         for note in target.notes:
             await asyncio.to_thread(self._note, run_id, note)
         ops = _settled(self._plan(source, target, binding, request))
+        withheld: str | None = None
         if not source.complete:
             await asyncio.to_thread(self._note, run_id, _withheld(source))
+            if Mode(request.mode) is not Mode.CREATE_UPDATE:
+                withheld = _withheld(source)  # the run's error says why nothing was deleted
         managed = planner.managed(target, binding)
         guard = deletion_guard(ops, managed, self.settings.delete_threshold_percent,
                                self.settings.delete_threshold_count)
+        failed_rows = [run_items.failed_row_item(key, error) for key, error in failed]
         if request.dry_run:
-            items = [run_items.item_of(unapplied(op, self.ports.writer.remote)) for op in ops]
+            items = [*failed_rows, *(run_items.item_of(unapplied(op, self.ports.writer.remote))
+                                     for op in ops)]
             if guard.blocked:
                 await asyncio.to_thread(self._note, run_id, f"would block: {guard.reason}")
-            return RunStatus.SUCCEEDED, items, None
+            return (RunStatus.PARTIAL if failed_rows else RunStatus.SUCCEEDED), items, withheld
         staged = [op for op in ops if op.action in DESTRUCTIVE] if guard.blocked else []
         to_apply = [op for op in ops if op not in staged] if staged else ops
         depths = planner.depths(source.departments)
@@ -241,13 +263,14 @@ class Reconciler:
             applied.carry(outcomes, again)
             outcomes = _merge(outcomes, await self._apply(run_id, again, depths, progress,
                                                           applied))
+        self.ports.target.forget()  # caches of the target's keys (the worker's) may be stale
         await asyncio.to_thread(self._record_links, written(outcomes, essences))
-        items = [run_items.item_of(o) for o in outcomes]
+        items = [*failed_rows, *(run_items.item_of(o) for o in outcomes)]
         items += [run_items.staged_item(op) for op in staged]
         if guard.blocked:
             return RunStatus.BLOCKED, items, f"blocked: {guard.reason}"
-        failed = any(o.status is ItemStatus.FAILED for o in outcomes)
-        return (RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED), items, None
+        partial = failed_rows or any(o.status is ItemStatus.FAILED for o in outcomes)
+        return (RunStatus.PARTIAL if partial else RunStatus.SUCCEEDED), items, withheld
 
     async def _read_source_through(self, request: RunRequest,
                                    outage: Outage) -> SourceSnapshot:
@@ -273,6 +296,8 @@ class Reconciler:
         return ops if source.complete else run_items.withhold_deletes(ops, _withheld(source))
 
     async def _read_source(self, request: RunRequest) -> SourceSnapshot:
+        """From the API, or from the file (its snapshot may carry rows that failed, and
+        a ``finish`` that needs the target)."""
         if request.source == "api":
             return await self.ports.source.snapshot()
         assert request.excel is not None and self._excel is not None
@@ -332,7 +357,7 @@ class Reconciler:
             for item in staged:
                 op = run_items.operation_from_json(item["operation"])
                 error: str | None
-                if await self.ports.source.present(op.kind, op.key):
+                if await self._present_in_source(op, run.get("source") == "excel"):
                     status = ItemStatus.SKIPPED
                     error = f"not applied: present again in {self.ports.source_name}"
                 else:
@@ -373,6 +398,20 @@ class Reconciler:
                 now=self._clock(), error=reason))
         finally:
             heartbeat.cancel()
+
+    async def _present_in_source(self, op: Operation, from_file: bool) -> bool:
+        """Approval re-checks absence: an entity back in the source is not deleted. For a
+        run from a file, the source is asked where it can answer; where it cannot (a key
+        only the file gave, a source without credentials: why a file was used), the file's
+        word stands."""
+        try:
+            return await self.ports.source.present(op.kind, op.key)
+        except StopSync:
+            raise
+        except SyncError:
+            if from_file:
+                return False
+            raise
 
     # -- bookkeeping --------------------------------------------------------------------
 

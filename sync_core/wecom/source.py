@@ -16,7 +16,7 @@ from typing import Any
 
 from sync_core.directory.vocabulary import Kind
 from sync_core.engine.ports import Hints, ReadFrom, SourceSnapshot
-from sync_core.errors import NotFoundError, RestrictedError
+from sync_core.errors import NotFoundError, PermanentError, RestrictedError
 from sync_core.wecom.client import WeComClient
 from sync_core.wecom.events import PARTY_CHANGES, USER_CHANGES, change_from_payload
 from sync_core.wecom.model import WeComDepartment, WeComUser
@@ -49,9 +49,12 @@ class WeComSource:
     ``department/get``), falling back to the events' fields while reads are refused."""
 
     def __init__(self, client: WeComClient, *, cooldown: ReadCooldown,
-                 concurrency: int = 8,
+                 concurrency: int = 8, readable: bool = True,
                  on_event_fields: Callable[[str], None] | None = None) -> None:
         self.client = client
+        # False without a corp id and contact secret (a run from an exported address book
+        # alone): WeCom is then never called.
+        self.readable = readable
         self.cooldown = cooldown
         self.concurrency = concurrency
         self._on_event_fields = on_event_fields or (lambda kind: None)
@@ -113,12 +116,21 @@ class WeComSource:
             return None
 
     async def snapshot(self) -> SourceSnapshot:
+        """Raises ``PermanentError`` when WeCom cannot be read at all (no credentials)."""
+        if not self.readable:
+            raise PermanentError("WeCom is not readable: no corp id and contact secret")
         return await read_wecom(self.client, concurrency=self.concurrency)
 
     async def present(self, kind: Kind, key: str) -> bool:
         """Approval re-checks absence: a user or department back in WeCom is not deleted.
         Where ``user/get`` is refused, the ID lists (``user/list_id``,
-        ``department/simplelist``) still answer."""
+        ``department/simplelist``) still answer. A department known only by a synthetic
+        key (built from an address book's paths), or a WeCom without credentials, cannot
+        be asked: ``PermanentError``."""
+        if not self.readable:
+            raise PermanentError("WeCom is not readable: no corp id and contact secret")
+        if kind is Kind.DEPARTMENT and not key.isdigit():
+            raise PermanentError(f"department {key} is not WeCom's: WeCom cannot say")
         try:
             if kind is Kind.USER:
                 await self.client.user_get(key)

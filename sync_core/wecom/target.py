@@ -159,6 +159,9 @@ class WeComTarget:
         dto = await self.authing.get_department(department_id=key)
         return wecom_department_id(AuthingDepartment.from_dto(dto)) if dto else None
 
+    def forget(self) -> None:
+        """Nothing to drop after a run: every read here goes to WeCom or the link table."""
+
     async def snapshot(self, binding: Binding) -> TargetSnapshot:
         """The whole WeCom directory. Where WeCom refuses detail reads (48009, 60020), the
         structure comes from ``department/simplelist`` and ``user/list_id``; attributes it

@@ -24,7 +24,7 @@ from sync_core.directory.operations import (
 )
 from sync_core.directory.vocabulary import Cause, Direction, Kind
 from sync_core.engine.ports import Hints, Ports, ReadFrom, SourceSnapshot, TargetSnapshot
-from sync_core.errors import NotFoundError, StopSync, SyncError
+from sync_core.errors import NotFoundError, PermanentError, StopSync, SyncError
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class FakeSource:
     departments: dict[str, Department] = field(default_factory=dict)
     reads: list[tuple[str, str]] = field(default_factory=list)
     problems: tuple[str, ...] = ()
+    cannot_say: set[str] = field(default_factory=set)  # keys ``present`` cannot answer for
 
     def hints(self, kind: Kind, payloads: Sequence[Mapping[str, Any]]) -> Hints:
         renamed = next((p["renamed_to"] for p in reversed(payloads) if p.get("renamed_to")),
@@ -78,6 +79,8 @@ class FakeSource:
                               self.problems)
 
     async def present(self, kind: Kind, key: str) -> bool:
+        if key in self.cannot_say:
+            raise PermanentError(f"{key}: the source cannot say")
         return key in (self.users if kind is Kind.USER else self.departments)
 
 
@@ -87,6 +90,7 @@ class FakeTarget:
     departments: dict[str, Stored] = field(default_factory=dict)
     reads: list[tuple[str, Any]] = field(default_factory=list)
     bootstraps: int = 0
+    forgotten: int = 0  # runs that told it to drop its caches
 
     async def bootstrap(self, binding: Binding) -> Binding:
         self.bootstraps += 1
@@ -110,6 +114,9 @@ class FakeTarget:
 
     async def snapshot(self, binding: Binding) -> TargetSnapshot:
         return TargetSnapshot(tuple(self.users.values()), tuple(self.departments.values()))
+
+    def forget(self) -> None:
+        self.forgotten += 1
 
 
 class FakeWriter:
