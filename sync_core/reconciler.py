@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from . import run_items
+from . import logs, run_items
 from .authing_client import BATCH_LIMIT
 from .errors import NotFoundError, RestrictedError, StopSync, SyncError
 from .executor import Executor, ItemStatus, Outcome, batchable, unapplied
@@ -110,7 +110,7 @@ class Reconciler:
     async def start(self, request: RunRequest) -> int:
         """Create the run and execute it in the background of this process."""
         run_id = await asyncio.to_thread(self.create, request)
-        self._spawn(self.execute(run_id, request))
+        self._spawn(self.execute(run_id, request), run_id)
         return run_id
 
     async def approve(self, run_id: int) -> None:
@@ -124,7 +124,7 @@ class Reconciler:
         await asyncio.to_thread(self._db, lambda c: (
             runs.start(c, run_id=run_id, now=self._clock()),
             runs.take(c, run_id=run_id, owner=self.owner, until=self._clock() + self._lease)))
-        self._spawn(self._apply_staged(run_id, run))
+        self._spawn(self._apply_staged(run_id, run), run_id)
 
     async def wait(self) -> None:
         """Until every background run of this process has finished (tests, CLI, shutdown)."""
@@ -324,16 +324,30 @@ class Reconciler:
 
     # -- bookkeeping --------------------------------------------------------------------
 
-    def _spawn(self, job: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(job)
+    def cancel(self, run_id: int) -> bool:
+        """Stop this process's task for ``run_id`` (the store already marked it cancelled:
+        ``runs.cancel``); False when the run is not running here."""
+        found = [t for t in self._tasks if t.get_name() == f"run-{run_id}"]
+        for task in found:
+            task.cancel()
+        return bool(found)
+
+    def _spawn(self, job: Awaitable[None], run_id: int) -> None:
+        with logs.bind(run_id=run_id):  # the task copies the context: all its lines say so
+            task: asyncio.Task[None] = asyncio.ensure_future(job)
+        task.set_name(f"run-{run_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _heartbeat(self, run_id: int) -> None:
         while True:
             await asyncio.sleep(self._lease.total_seconds() / 3)
-            await asyncio.to_thread(self._db, lambda c: runs.renew(
+            renewed = await asyncio.to_thread(self._db, lambda c: runs.renew(
                 c, run_id=run_id, owner=self.owner, until=self._clock() + self._lease))
+            if not renewed:  # cancelled by an operator (or swept): stop writing
+                log.warning("run %s lost its lease (cancelled?): stopping it", run_id)
+                self.cancel(run_id)
+                return
 
     def _db(self, step: Callable[[Any], Any]) -> Any:
         with self.engine.begin() as conn:

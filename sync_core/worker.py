@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from . import logs
 from .errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
 from .metrics import Metrics
 from .settings import Settings
@@ -126,7 +127,8 @@ class Worker:
         for claim, verdict in settling:
             self._report(claim, verdict)
         for claim in claims:
-            task = asyncio.create_task(self._process(claim))
+            with logs.bind(event_id=_ids(claim), entity=_entity(claim)):
+                task = asyncio.create_task(self._process(claim))
             self._in_flight[task] = claim
             task.add_done_callback(self._in_flight.pop)
         return len(claims)
@@ -187,7 +189,8 @@ class Worker:
 
     def _report(self, claim: queue.Claim, verdict: Verdict) -> None:
         log.info("%s %s:%s → %s: %s", claim.source, claim.entity_kind, claim.entity_key,
-                 verdict.status, verdict.text)
+                 verdict.status, verdict.text,
+                 extra={"event_id": _ids(claim), "entity": _entity(claim)})
         self.metrics.worker_events.labels(claim.source, claim.entity_kind,
                                           verdict.status).inc(len(claim.ids))
         if verdict.status == "done":
@@ -296,6 +299,16 @@ def _judge(result: EntityResult) -> Verdict:
     if result.blocked:
         return Verdict("retry", summary, links=written)
     return Verdict("done", summary, links=written)
+
+
+def _ids(claim: queue.Claim) -> int | str:
+    """The log lines' ``event_id``: the event, or the events a claim coalesced."""
+    ids = claim.ids
+    return ids[0] if len(ids) == 1 else ",".join(map(str, ids))
+
+
+def _entity(claim: queue.Claim) -> str:
+    return f"{claim.entity_kind}:{claim.entity_key}"
 
 
 def _reason(exc: SyncError) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import Link
@@ -68,3 +68,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple | set | frozenset):
         return list(value)
     return str(value)
+
+
+def involving(conn: Connection, *, kind: str, key: str) -> list[dict[str, Any]]:
+    """Every link row of ``kind`` whose source key or target id is ``key``, in any
+    direction: what we last wrote for that object, and its id on the other side."""
+    rows = conn.execute(select(_T).where(_T.c.kind == kind, or_(
+        _T.c.key == key, _T.c.target_id == key)).order_by(_T.c.direction))
+    return [{"direction": r["direction"], "kind": r["kind"], "key": r["key"],
+             "target_id": r["target_id"], "state_hash": r["state_hash"],
+             "updated_at": _iso(r["updated_at"])} for r in rows.mappings()]
+
+
+def _iso(value: datetime) -> str:
+    from datetime import UTC
+
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()

@@ -29,7 +29,8 @@ from sqlalchemy import (
     update,
 )
 
-from .models import EventStatus, InboxEvent
+from . import attempts
+from .models import AttemptOutcome, EventStatus, InboxEvent
 
 _OPEN = (EventStatus.PENDING.value, EventStatus.FAILED.value)
 _CLAIM_LOCK = 7_305_002  # serialises claims across processes sharing PostgreSQL
@@ -121,7 +122,7 @@ _LEASE = (
     .where(tuple_(_T.c.source, _T.c.entity_kind, _T.c.entity_key)
            .in_(bindparam("picked", expanding=True)), _T.c.status.in_(_OPEN), _FREE)
     .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"),
-            attempts=_T.c.attempts + 1)
+            attempts=_T.c.attempts + 1, claimed_at=_NOW)
     .returning(_T.c.id, _T.c.event_type, _T.c.payload, _T.c.attempts, _T.c.received_at,
                _T.c.source, _T.c.entity_kind, _T.c.entity_key)
 )
@@ -133,6 +134,9 @@ _COMPLETE = update(_T).where(_OWNED).values(
 _DEAD = update(_T).where(_OWNED).values(
     status=EventStatus.DEAD.value, processed_at=_NOW, last_error=bindparam("text"),
     lease_owner=None, lease_until=None)
+# Each settlement first adds the attempt to the event's history (store.attempts).
+_RECORD = {outcome: attempts.settled_from(_OWNED, outcome=outcome.value)
+           for outcome in (AttemptOutcome.DONE, AttemptOutcome.RETRY, AttemptOutcome.DEAD)}
 _RETRY = update(_T).where(_OWNED).values(
     status=EventStatus.FAILED.value, next_attempt_at=bindparam("retry_at"),
     last_error=bindparam("text"), lease_owner=None, lease_until=None)
@@ -146,25 +150,32 @@ def renew(conn: Connection, *, owner: str, ids: tuple[int, ...], until: datetime
 
 def complete(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime,
              outcome: str) -> int:
-    result = conn.execute(_COMPLETE, {"ids": list(ids), "owner": owner, "now": now,
-                                      "text": outcome[:2000]})
+    params = {"ids": list(ids), "owner": owner, "now": now, "text": outcome[:2000]}
+    conn.execute(_RECORD[AttemptOutcome.DONE], params)
+    result = conn.execute(_COMPLETE, params)
     return int(result.rowcount or 0)
 
 
 def fail(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime, error: str,
          retry_at: datetime | None) -> int:
     """``retry_at`` None → dead (gave up, replayable); otherwise failed until then."""
-    params: dict[str, Any] = {"ids": list(ids), "owner": owner, "text": error[:2000]}
+    params: dict[str, Any] = {"ids": list(ids), "owner": owner, "text": error[:2000],
+                              "now": now}
+    conn.execute(_RECORD[AttemptOutcome.DEAD if retry_at is None else AttemptOutcome.RETRY],
+                 params)
     if retry_at is None:
-        result = conn.execute(_DEAD, {**params, "now": now})
+        result = conn.execute(_DEAD, params)
     else:
         result = conn.execute(_RETRY, {**params, "retry_at": retry_at})
     return int(result.rowcount or 0)
 
 
-def replay(conn: Connection, *, event_id: int, now: datetime) -> bool:
-    """Re-queue one event (any status) for immediate processing with fresh attempts."""
+def replay(conn: Connection, *, event_id: int, now: datetime, actor: str = "ops") -> bool:
+    """Re-queue one event (any status) for immediate processing with fresh attempts; the
+    replay is added to the event's history (``actor``: who asked), which it never clears."""
     result = conn.execute(update(_T).where(_T.c.id == event_id).values(
         status=EventStatus.PENDING.value, attempts=0, next_attempt_at=now,
         lease_owner=None, lease_until=None, processed_at=None))
+    if result.rowcount:
+        attempts.record_replay(conn, event_id=event_id, now=now, actor=actor)
     return bool(result.rowcount)
