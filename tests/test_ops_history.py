@@ -170,3 +170,26 @@ def test_blocked_run_rejected_and_a_finished_run_not_cancelled(sqlite_url: str,
         listed = httpx.get(f"{s.url}/ops/runs", headers=OPS).json()
         assert listed["schedule"]["upstream"]["cron"] == "0 3 */2 * *"
         assert listed["schedule"]["upstream"]["next_run_at"]
+
+
+def test_migration_0006_is_reversible(db_url: str) -> None:
+    from sqlalchemy import inspect
+
+    from sync_core.store import migrate
+    from sync_core.store.db import make_engine
+
+    engine = make_engine(db_url)
+    try:
+        migrate.upgrade(engine)
+        inspector = inspect(engine)
+        assert "event_attempts" in inspector.get_table_names()
+        assert {"decision", "decided_by", "decided_at"} <= {
+            c["name"] for c in inspector.get_columns("runs")}
+        migrate.downgrade(engine, "-1")
+        inspector = inspect(engine)
+        assert "event_attempts" not in inspector.get_table_names()
+        assert "claimed_at" not in {c["name"] for c in inspector.get_columns("inbox_events")}
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == "0006"
+    finally:
+        engine.dispose()

@@ -42,7 +42,7 @@ ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 _RUN_FILTERS = {
     "status": choice(RunStatus), "direction": choice(status_strip.DIRECTIONS),
     "mode": choice(Mode), "source": choice(("api", "excel")),
-    "trigger": choice(("schedule", "ops", "console", "batch_job")),
+    "trigger": choice(("schedule", "ops", "console", "cli", "batch_job")),
     "dry_run": choice(("true", "false")), "before": integer(),
 }
 _ITEM_FILTERS = {
