@@ -173,8 +173,9 @@ async def sync_now(c: AppContext, kind: str, key: str) -> int:
 
     def stored_id() -> int:
         with Session(c.engine) as session:
-            return int(session.scalars(select(col(InboxEvent.id)).where(
+            found: int = session.scalars(select(col(InboxEvent.id)).where(
                 col(InboxEvent.source) == EventSource.OPS.value,
-                col(InboxEvent.dedupe_key) == dedupe)).one())
+                col(InboxEvent.dedupe_key) == dedupe)).one()
+            return found
 
     return await run_in_threadpool(stored_id)

@@ -15,7 +15,7 @@ from sync_core.store.inbox import NewEvent, insert_new
 from sync_core.store.models import utcnow
 from sync_core.version import version
 
-from .test_cli_runs import _run
+from .test_cli_runs import _run, sim_env
 
 
 def test_version(tmp_path: Path) -> None:
@@ -65,14 +65,7 @@ def test_approve_applies_a_blocked_run(tmp_path: Path) -> None:
     with WeComSimulator(corp_id="wwcli") as wecom, \
             AuthingSimulator(userpool_id="cli-pool", secret="s3cret") as authing:
         wecom.admin.load(directory.departments, directory.users)
-        env = {"WECOM_SYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
-               "WECOM_SYNC_WECOM_CORP_ID": "wwcli",
-               "WECOM_SYNC_WECOM_CONTACT_SECRET": "contact-sync-secret",
-               "WECOM_SYNC_WECOM_API_BASE": wecom.url,
-               "WECOM_SYNC_AUTHING_API_BASE": authing.url,
-               "WECOM_SYNC_AUTHING_ACCESS_KEY_ID": "cli-pool",
-               "WECOM_SYNC_AUTHING_ACCESS_KEY_SECRET": "s3cret",
-               "WECOM_SYNC_DELETE_THRESHOLD_COUNT": "1"}
+        env = sim_env(wecom, authing, tmp_path, WECOM_SYNC_DELETE_THRESHOLD_COUNT="1")
         assert _run(["reconcile"], env, tmp_path).returncode == 0
         gone = [u["userid"] for u in directory.users[:2]]
         wecom.admin.delete_users(gone)

@@ -18,7 +18,7 @@ import pytest
 
 from .conftest import UNDER_CI, CallbackKeys
 from .e2e_stack import OPS, Stack, running_stack
-from .test_reconcile_e2e import finished, seed, start
+from .test_reconcile_e2e import finished, lose_deletes, seed, start
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "console"
 TOKEN = "ops-test-token"
@@ -103,9 +103,7 @@ def test_operator_day_in_the_console(sqlite_url: str, keys: CallbackKeys,
         # The real run, then deletes beyond the threshold: blocked until approved.
         assert finished(s, start(s))["status"] == "succeeded"
         gone = [u["userid"] for u in directory.users[:3]]
-        s.wecom.pusher.drop_next(len(gone))
-        s.wecom.admin.delete_users(gone)
-        s.wecom.pusher.flush()
+        lose_deletes(s, gone)
         blocked = finished(s, start(s, {"mode": "full"}))
         assert blocked["status"] == "blocked"
         page.goto(f"{s.url}/ops/console/runs/{blocked['id']}?item_status=staged")

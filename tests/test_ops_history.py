@@ -12,7 +12,7 @@ from sync_core.store.models import utcnow
 
 from .conftest import CallbackKeys
 from .e2e_stack import OPS, eventually, running_stack
-from .test_reconcile_e2e import finished, seed, start
+from .test_reconcile_e2e import finished, lose_deletes, seed, start
 
 
 def _event(conn, key: str = "zhangsan") -> int:  # type: ignore[no-untyped-def]
@@ -145,9 +145,7 @@ def test_blocked_run_rejected_and_a_finished_run_not_cancelled(sqlite_url: str,
         directory = seed(s, users=10, departments=3)
         assert finished(s, start(s))["status"] == "succeeded"
         gone = [u["userid"] for u in directory.users[:4]]
-        s.wecom.pusher.drop_next(len(gone))
-        s.wecom.admin.delete_users(gone)
-        s.wecom.pusher.flush()
+        lose_deletes(s, gone)
         blocked = finished(s, start(s, {"mode": "full"}))
         assert blocked["status"] == "blocked"
         reply = httpx.post(f"{s.url}/ops/runs/{blocked['id']}/reject", headers=OPS)
