@@ -61,14 +61,17 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
         log.info("wecom-sync %s starting", version())
         await context.writer.start()
         stop = asyncio.Event()
-        background = [asyncio.create_task(job, name=name) for name, job in (
-            ("worker", runtime.worker.run(stop)),
-            ("scheduler", runtime.scheduler.run(stop)),
-        )] if runtime and with_worker else []
+        background = [asyncio.create_task(runtime.work(stop), name="worker")
+                      ] if runtime and with_worker else []
         try:
             yield
         finally:
             stop.set()
+            if runtime is not None:
+                # A run must not outlive the process in state "running": it records what
+                # it applied and ends now (a reconcile is safe to run again).
+                runtime.reconciler.interrupt(getattr(
+                    app.state, "stop_reason", "interrupted: the service stopped"))
             await asyncio.gather(*background, return_exceptions=True)
             if runtime is not None:
                 await runtime.reconciler.wait()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -13,6 +17,7 @@ if TYPE_CHECKING:
     from sync_core.runtime import SyncRuntime
 
 T = TypeVar("T")
+log = logging.getLogger("wecom_sync")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,17 +96,50 @@ def _serve(args: argparse.Namespace) -> int:
         except SettingsError as exc:
             logging.getLogger("wecom_sync").warning(
                 "WeCom callback not configured (%s): /wecom/callback answers 503", exc)
-    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
-                log_level=settings.log_level.lower(), access_log=args.access_log,
-                timeout_graceful_shutdown=10, log_config=None)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # Runs in progress are interrupted at shutdown; their record names the signal.
+            app.state.stop_reason = f"interrupted by {signal.Signals(sig).name}"
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    Server(uvicorn.Config(app, host=args.host or settings.host,
+                          port=args.port or settings.port,
+                          log_level=settings.log_level.lower(), access_log=args.access_log,
+                          timeout_graceful_shutdown=10, log_config=None)).run()
     return 0
 
 
-def with_runtime(job: Callable[[SyncRuntime], Awaitable[T]]) -> T:
-    """Settings from the environment, a migrated database and the upstream clients for the
-    length of ``job``; everything is closed afterwards."""
-    import asyncio
+class StopSignals:
+    """SIGINT and SIGTERM with handlers of our own: PID 1 in a container has no default
+    action for SIGTERM, so without one ``docker stop`` would wait and then kill.
 
+    The first signal calls ``on_stop(signal.SIGTERM)``; a second one ends the process at
+    once, recording nothing (a run left ``running`` is failed when its lease expires)."""
+
+    def __init__(self, on_stop: Callable[[signal.Signals], None]) -> None:
+        self.received: signal.Signals | None = None
+        self._on_stop = on_stop
+
+    def install(self) -> None:
+        """In the running event loop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._handle, sig)
+
+    def _handle(self, sig: signal.Signals) -> None:
+        if self.received is not None:
+            os._exit(128 + sig)
+        self.received = sig
+        log.warning("%s received: stopping", sig.name)
+        self._on_stop(sig)
+
+
+def with_runtime(job: Callable[[SyncRuntime], Awaitable[T]],
+                 on_stop: Callable[[SyncRuntime, signal.Signals], None] | None = None) -> T:
+    """Settings from the environment, a migrated database and the upstream clients for the
+    length of ``job``; everything is closed afterwards. With ``on_stop``, SIGINT and
+    SIGTERM call it with the runtime and the signal (see ``StopSignals``)."""
     from sync_core.metrics import Metrics
     from sync_core.runtime import build_runtime
     from sync_core.store import migrate
@@ -112,6 +150,8 @@ def with_runtime(job: Callable[[SyncRuntime], Awaitable[T]]) -> T:
 
     async def main() -> T:
         runtime = build_runtime(settings, engine, Metrics())
+        if on_stop is not None:
+            StopSignals(lambda sig: on_stop(runtime, sig)).install()
         try:
             await asyncio.to_thread(migrate.upgrade, engine)
             return await job(runtime)
@@ -125,17 +165,16 @@ def with_runtime(job: Callable[[SyncRuntime], Awaitable[T]]) -> T:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import asyncio
-    import signal
+    stop = asyncio.Event()
 
     async def job(runtime: SyncRuntime) -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await runtime.worker.run(stop)
+        await runtime.work(stop)
 
-    with_runtime(job)
+    def on_stop(runtime: SyncRuntime, sig: signal.Signals) -> None:
+        stop.set()
+        runtime.reconciler.interrupt(f"interrupted by {sig.name}")
+
+    with_runtime(job, on_stop)
     return 0
 
 

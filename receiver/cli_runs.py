@@ -2,13 +2,16 @@
 
 ``reconcile`` exits 0 when the run succeeded, 3 when it is blocked awaiting approval, and 1
 when it failed or only partly succeeded; ``--json`` prints the run object of the contract.
+SIGINT (Ctrl-C) or SIGTERM stops the run at once: it records what it applied, ends
+``partial`` or ``failed`` with the reason, and the command exits 128 + the signal number
+(130, 143) after printing it.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,18 +64,25 @@ def reconcile(args: argparse.Namespace) -> int:
         excel = ExcelInput(data, args.file.name, sheet, args.start_row, args.end_row)
     request = RunRequest(direction=args.direction, mode=Mode(args.mode), source=source,
                          dry_run=args.dry_run, trigger="cli", excel=excel)
+    stopped: list[signal.Signals] = []
+
     async def job(runtime: SyncRuntime) -> dict[str, Any]:
-        run_id = await asyncio.to_thread(runtime.reconciler.create, request)
         bar = _Bar(enabled=sys.stderr.isatty() and not args.json)
-        await runtime.reconciler.execute(run_id, request, progress=bar)
+        # In the background, so that a signal interrupts the run (see on_stop).
+        run_id = await runtime.reconciler.start(request, progress=bar)
+        await runtime.reconciler.wait()
         bar.close()
         with runtime.reconciler.engine.connect() as conn:
             run = runs.get(conn, run_id)
             assert run is not None
             return runs.as_json(run, runs.items(conn, run_id))
 
+    def on_stop(runtime: SyncRuntime, sig: signal.Signals) -> None:
+        stopped.append(sig)
+        runtime.reconciler.interrupt(f"interrupted by {sig.name}")
+
     try:
-        run = with_runtime(job)
+        run = with_runtime(job, on_stop)
     except RequestError as exc:
         return _fail(str(exc))
     except runs.RunConflict as exc:
@@ -81,6 +91,9 @@ def reconcile(args: argparse.Namespace) -> int:
         print(json.dumps(run, ensure_ascii=False, indent=2))
     else:
         _print_run(run)
+    if stopped:  # as a shell reports a process a signal ended
+        _fail(f"interrupted by {stopped[0].name}: run {run['id']} ended {run['status']}")
+        return 128 + stopped[0]
     return EXIT.get(run["status"], 1)
 
 

@@ -28,6 +28,9 @@ class Fault:
     payload: dict[str, Any] | None = None
     delay: float = 0.0
     endpoint: str | None = None  # None: any endpoint
+    # An outage: every matching call fails until this ``time.monotonic()`` instant, however
+    # many there are (``remaining`` is then not counted down).
+    until: float | None = None
 
 
 @dataclass
@@ -66,11 +69,22 @@ class FaultPlan:
             self._faults.clear()
             self.latency = 0.0
 
+    def outage(self, fault: Fault, seconds: float) -> None:
+        """Arm ``fault`` for every matching call during the next ``seconds``."""
+        fault.until = time.monotonic() + seconds
+        self.arm(fault)
+
     def take(self, endpoint: str) -> Fault | None:
-        """Consume one use of the first fault that matches ``endpoint``."""
+        """Consume one use of the first fault that matches ``endpoint``; an outage matches
+        every call until it ends."""
         with self._lock:
+            now = time.monotonic()
+            for ended in [f for f in self._faults if f.until is not None and f.until <= now]:
+                self._faults.remove(ended)
             for fault in self._faults:
                 if fault.endpoint is None or fault.endpoint == endpoint:
+                    if fault.until is not None:
+                        return fault
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)

@@ -15,7 +15,9 @@ are translated once, where they enter, into this tree and chained with ``from ex
     │   ├── ConflictError          the entity, or a unique attribute, already exists
     │   │                          (WeCom 60102/60104/60106/60008, Authing uniqueness)
     │   └── BadRequestError        the request itself is invalid (all other 4xx-ish codes,
-    │                              and WeCom's errcode 0 "Warning: wrong json format")
+    │       │                      and WeCom's errcode 0 "Warning: wrong json format")
+    │       └── UnfitError         a value WeCom allows exceeds what Authing takes; raised
+    │                              by no client: the planner says so before any call
     └── StopSync                   no further call can succeed: abort the run
         ├── AuthError              credentials wrong or refused (WeCom 40001/40013/41001,
         │   │                      token still rejected after one refresh; Authing 401/403)
@@ -162,6 +164,13 @@ class BadRequestError(PermanentError):
     """The upstream refused the request as invalid, or may have silently ignored it."""
 
     kind = "bad_request"
+
+
+class UnfitError(BadRequestError):
+    """A value WeCom allows does not fit any Authing call (too long, too many): it is left
+    out, the rest of the entity is written, and the item fails with this reason."""
+
+    kind = "unfit"
 
 
 class StopSync(SyncError):

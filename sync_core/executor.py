@@ -10,13 +10,14 @@ from enum import StrEnum
 from typing import Any
 
 from .authing_client import AuthingClient
-from .errors import NotFoundError, StopSync, SyncError
+from .errors import NotFoundError, StopSync, SyncError, UnfitError
 from .operations import (
     Action,
     DepartmentRef,
     Kind,
     Operation,
     UnresolvedDepartment,
+    UserRef,
     resolve_refs,
 )
 
@@ -53,6 +54,12 @@ def batchable(op: Operation) -> bool:
             and not _has_ref(op.requests[0].body))
 
 
+def _unfit(op: Operation, status: ItemStatus) -> Outcome:
+    """The outcome of an operation that carries values Authing cannot take (whatever else
+    it wrote stays written): one error naming each value and the limit."""
+    return Outcome(op, status, UnfitError("; ".join(op.unfit), upstream="authing"))
+
+
 def _has_ref(value: Any) -> bool:
     if isinstance(value, DepartmentRef):
         return True
@@ -65,6 +72,8 @@ def _has_ref(value: Any) -> bool:
 
 def unapplied(op: Operation) -> Outcome:
     """What an operation amounts to without running it (dry runs, no-op plans)."""
+    if op.unfit:  # what would be written is planned; the values that cannot fit fail
+        return _unfit(op, ItemStatus.PLANNED if op.writes else ItemStatus.FAILED)
     if op.action is Action.SKIP:
         return Outcome(op, ItemStatus.SKIPPED)
     if not op.writes:
@@ -90,13 +99,18 @@ class Executor:
         created by ``create_users``); the rest are sent here."""
         if not op.writes:
             return unapplied(op)
+        users: dict[str, str] = {}  # externalId → userId of a user this operation created
         try:
             if op.needs:
                 await self._look_up(op.needs, ids)
                 op = resolve_refs(op, ids)
             for request in op.requests[sent:]:
-                result = await self._authing.send_planned(request.endpoint, request.body)
-                self._remember(request.endpoint, request.body, result, ids)
+                body = await self._with_user_ids(request.body, users)
+                result = await self._authing.send_planned(request.endpoint, body)
+                self._remember(request.endpoint, body, result, ids)
+                if request.endpoint == "create-user" and isinstance(result, dict) \
+                        and result.get("userId"):
+                    users[str(body.get("externalId"))] = str(result["userId"])
         except StopSync:
             raise
         except UnresolvedDepartment as exc:
@@ -104,7 +118,24 @@ class Executor:
         except SyncError as exc:
             log.warning("%s %s %s failed: %s", op.kind, op.key, op.action, exc)
             return Outcome(op, ItemStatus.FAILED, exc)
-        return Outcome(op, ItemStatus.APPLIED)
+        return _unfit(op, ItemStatus.FAILED) if op.unfit else Outcome(op, ItemStatus.APPLIED)
+
+    async def _with_user_ids(self, body: Mapping[str, Any],
+                             users: dict[str, str]) -> Mapping[str, Any]:
+        """``body`` with each UserRef in ``userIds`` replaced by the user's Authing id: the
+        one this operation's create returned, else read by externalId."""
+        refs = [u for u in body.get("userIds") or () if isinstance(u, UserRef)]
+        for ref in refs:
+            if ref.external_id not in users:
+                found = await self._authing.get_user(external_id=ref.external_id)
+                if not found or not found.get("userId"):
+                    raise NotFoundError(f"no Authing user with externalId "
+                                        f"{ref.external_id!r}", upstream="authing")
+                users[ref.external_id] = str(found["userId"])
+        if not refs:
+            return body
+        return {**body, "userIds": tuple(users[u.external_id] if isinstance(u, UserRef) else u
+                                         for u in body["userIds"])}
 
     async def create_users(self, ops: Sequence[Operation]) -> list[int]:
         """Create the users of ``ops`` (each ``batchable``, at most BATCH_LIMIT) with one

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -101,6 +102,15 @@ class RateLimiter:
         # A pause that began while we slept applies to us too.
         while (now := self._clock()) < self._paused_until:
             await self._sleep(self._paused_until - now)
+
+
+def backoff(attempts: int, cap: float, at_least: float | None = None) -> float:
+    """Seconds to wait before try ``attempts + 1``: exponential (2, 4, 8 … s) up to ``cap``,
+    with full jitter on the upper half, never below ``at_least`` (the upstream's
+    Retry-After hint)."""
+    base = min(cap, 2.0 ** min(max(attempts, 1), 62))
+    delay = base / 2 + random.uniform(0, base / 2)
+    return max(delay, at_least or 0.0)
 
 
 def chunked(items: Sequence[T], size: int) -> list[list[T]]:

@@ -26,8 +26,12 @@ PARENT_DEPARTMENT_FIELD = "wechatwork_parent_department_id"
 EXTENSION_FIELDS = frozenset(
     {USER_ID_FIELD, USER_DEPARTMENTS_FIELD, DEPARTMENT_ID_FIELD, PARENT_DEPARTMENT_FIELD}
 )
-# Authing refuses customData values of 1024 characters or more.
+# Authing refuses customData values of 1024 characters or more ("customData must be less
+# than 1024 characters", reference/authing-api.md §1.5, §2.6).
 CUSTOM_VALUE_MAX = 1023
+# set-user-departments takes at most 50 departments per call ("数组长度限制：50",
+# reference/authing-api.md §2.3, §2.7), where WeCom allows 100 per member (§3.3).
+SET_DEPARTMENTS_MAX = 50
 
 # WeCom attributes that may be copied into customData; "extattr.<name>" also works.
 CUSTOM_SOURCES = frozenset({
@@ -100,6 +104,7 @@ class DesiredUser:
 
     ``fields``: known top-level attributes (``None`` = clear). ``create_only``: written only
     when the user is created (the default username). ``memberships`` ``None`` = unknown.
+    ``unfit``: why a value WeCom sent cannot be written to Authing (it is left out).
     """
 
     external_id: str
@@ -108,6 +113,7 @@ class DesiredUser:
     create_only: tuple[tuple[str, str], ...]
     custom_data: tuple[tuple[str, str], ...]
     memberships: tuple[Membership, ...] | None
+    unfit: tuple[str, ...] = ()
 
     def get(self, name: str) -> str | None:
         return dict(self.create_only).get(name) or dict(self.fields).get(name)
@@ -151,8 +157,15 @@ def map_user(user: WeComUser, policy: MappingPolicy | None = None) -> DesiredUse
         create_only = (("username", user.userid),)
 
     custom = [(USER_ID_FIELD, user.userid)]
+    unfit: list[str] = []
     if user.department is not None:
-        custom.append((USER_DEPARTMENTS_FIELD, ",".join(str(d) for d in user.department)))
+        joined = ",".join(str(d) for d in user.department)
+        if len(joined) <= CUSTOM_VALUE_MAX:
+            custom.append((USER_DEPARTMENTS_FIELD, joined))
+        else:  # a part of the list would be a wrong list: leave it out, say why
+            unfit.append(f"customData.{USER_DEPARTMENTS_FIELD} not written: "
+                         f"{len(user.department)} department ids make {len(joined)} "
+                         f"characters, Authing takes at most {CUSTOM_VALUE_MAX} per value")
     for source, key in policy.custom_fields:
         value = _custom_source(user, source)
         if value is not None:
@@ -165,6 +178,7 @@ def map_user(user: WeComUser, policy: MappingPolicy | None = None) -> DesiredUse
         create_only=create_only,
         custom_data=tuple(custom),
         memberships=memberships_of(user),
+        unfit=tuple(unfit),
     )
 
 

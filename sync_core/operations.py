@@ -57,6 +57,15 @@ class DepartmentRef:
 
 
 @dataclass(frozen=True, slots=True)
+class UserRef:
+    """Stands for the Authing userId of the user whose externalId is ``external_id``, for
+    calls that take no ``userIdType`` (add-department-members) on a user created in the
+    same operation; the executor substitutes it."""
+
+    external_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     """One Authing v3 call: ``endpoint`` is the path after ``/api/v3/``."""
 
@@ -71,7 +80,9 @@ class Operation:
     ``key``: WeCom userid or department id. ``target``: the Authing userId/departmentId
     acted on, when it exists at plan time. ``changes``: (field, old, new) for the report.
     ``needs``: WeCom department ids the bodies still name by DepartmentRef. ``reason``: why
-    a skip was planned. No requests means nothing is written.
+    a skip was planned. No requests means nothing is written. ``unfit``: values WeCom
+    allows that no Authing call can take (each a reason naming the value and the limit):
+    the requests write everything else, then the operation fails with these reasons.
     """
 
     kind: Kind
@@ -82,6 +93,7 @@ class Operation:
     requests: tuple[Request, ...] = ()
     needs: tuple[str, ...] = ()
     reason: str | None = None
+    unfit: tuple[str, ...] = ()
 
     @property
     def writes(self) -> bool:

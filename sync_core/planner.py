@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .mapping import (
+    SET_DEPARTMENTS_MAX,
     USER_ID_FIELD,
     DesiredUser,
     MappingPolicy,
@@ -45,6 +46,7 @@ from .operations import (
     Operation,
     Request,
     UnresolvedDepartment,
+    UserRef,
     deletion_guard,
     resolve_refs,
 )
@@ -132,7 +134,8 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Pol
 def plan_department(desired: WeComDepartment | None, actual: AuthingDepartment | None,
                     policy: Policy, index: DepartmentIndex, *,
                     key: str | None = None) -> tuple[Operation, ...]:
-    """One department: create under its parent, rename, move, or delete when empty."""
+    """One department: create under its parent, rename, move, or delete when empty. A
+    parent that Authing lacks and ``index.source`` knows is created first."""
     if desired is None:
         if actual is None:
             return () if key is None else (Operation(Kind.DEPARTMENT, key, Action.UNCHANGED),)
@@ -141,13 +144,15 @@ def plan_department(desired: WeComDepartment | None, actual: AuthingDepartment |
     if desired.id == policy.root_wecom_id:  # the organization root is set up, not synced
         return (Operation(Kind.DEPARTMENT, str(desired.id), Action.UNCHANGED,
                           target=index.authing_id(desired.id)),)
-    if actual is None:
-        return (_plan_department_create(desired, policy, index),)
+    if actual is None:  # a parent Authing lacks but WeCom has is created first
+        return _after_departments(_plan_department_create(desired, policy, index), policy,
+                                  index)
     if _managed_wecom_id(actual, policy) != desired.id:
         reason = (f"conflict: Authing department {actual.department_id} is not linked to "
                   f"WeCom department {desired.id} in organization {policy.organization_code}")
         return (_skip(Kind.DEPARTMENT, str(desired.id), reason, actual.department_id),)
-    return (_plan_department_update(desired, actual, policy, index),)
+    return _after_departments(_plan_department_update(desired, actual, policy, index), policy,
+                              index)
 
 
 def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[WeComDepartment],
@@ -289,12 +294,15 @@ def _plan_user_create(want: DesiredUser, policy: Policy, index: DepartmentIndex)
     requests = [Request("create-user", body)]
     needs: tuple[str, ...] = ()
     planned = _membership_plan(want.memberships, None, policy, index)
-    if planned is not None and planned[0]:
-        items, needs, change = planned
+    unfit = want.unfit
+    if planned is not None and planned.items:
+        needs, change = planned.needs, planned.change
         changes.append(change)
-        requests.append(Request("set-user-departments", {
-            "userId": key, "departments": items, "options": {"userIdType": "external_id"}}))
-    return Operation(Kind.USER, key, Action.CREATE, None, tuple(changes), tuple(requests), needs)
+        writes, too_many = _membership_requests(key, True, planned, policy)
+        requests += writes
+        unfit += too_many
+    return Operation(Kind.USER, key, Action.CREATE, None, tuple(changes), tuple(requests), needs,
+                     unfit=unfit)
 
 
 def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Policy,
@@ -309,14 +317,64 @@ def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Policy,
         requests.append(Request("update-user", {"userId": actual.user_id, **body}))
     needs: tuple[str, ...] = ()
     planned = _membership_plan(want.memberships, actual, policy, index)
+    unfit = want.unfit
     if planned is not None:
-        items, needs, change = planned
+        needs, change = planned.needs, planned.change
         changes.append(change)
-        requests.append(Request("set-user-departments",
-                                {"userId": actual.user_id, "departments": items}))
+        writes, too_many = _membership_requests(actual.user_id, False, planned, policy)
+        requests += writes
+        unfit += too_many
     action = Action.UPDATE if requests else Action.UNCHANGED
     return Operation(Kind.USER, want.external_id, action, actual.user_id, tuple(changes),
-                     tuple(requests), needs)
+                     tuple(requests), needs, unfit=unfit)
+
+
+def _membership_requests(user: str, by_external_id: bool, planned: _Memberships,
+                         policy: Policy) -> tuple[list[Request], tuple[str, ...]]:
+    """The calls that give ``user`` exactly the planned memberships, and what cannot be
+    written.
+
+    set-user-departments replaces the whole list but takes at most SET_DEPARTMENTS_MAX
+    departments, where WeCom allows 100 per member. Beyond that, the call carries first the
+    items only it can write (main and leader flags, kept memberships outside our
+    organization), and add-department-members, which adds without replacing and has no
+    flags, adds the rest one department at a time (reference/authing-api.md §2.3). A flag
+    or kept membership that still does not fit is reported (its department is joined
+    without the flag). add-department-members takes Authing user ids only: a user created
+    by externalId in the same operation is named by a UserRef."""
+    options = {"options": {"userIdType": "external_id"}} if by_external_id else {}
+    items = planned.items
+    if len(items) <= SET_DEPARTMENTS_MAX:
+        return [Request("set-user-departments",
+                        {"userId": user, "departments": items, **options})], ()
+    ours = list(zip(planned.wecom_ids, items, strict=False))
+    foreign = items[len(ours):]
+    flagged = [(w, i) for w, i in ours if i["isLeader"] or i["isMainDepartment"]]
+    plain = [(w, i) for w, i in ours if not (i["isLeader"] or i["isMainDepartment"])]
+    first = [i for _, i in flagged] + list(foreign)
+    room = SET_DEPARTMENTS_MAX - len(first)
+    unfit: list[str] = []
+    if room < 0:
+        over = flagged[SET_DEPARTMENTS_MAX:] if len(flagged) > SET_DEPARTMENTS_MAX else []
+        lost = first[SET_DEPARTMENTS_MAX:][len(over):]
+        unfit += [f"{'leader' if i['isLeader'] else 'main'} flag for WeCom department {w} not "
+                  f"written: set-user-departments takes at most {SET_DEPARTMENTS_MAX} "
+                  f"departments, and more carry flags" for w, i in over]
+        unfit += [f"membership in Authing department {i['departmentId']} outside organization "
+                  f"{policy.organization_code} not kept: set-user-departments takes at most "
+                  f"{SET_DEPARTMENTS_MAX} departments" for i in lost]
+        plain = over + plain
+        first = first[:SET_DEPARTMENTS_MAX]
+    else:
+        first += [i for _, i in plain[:room]]
+        plain = plain[room:]
+    requests = [Request("set-user-departments",
+                        {"userId": user, "departments": tuple(first), **options})]
+    member: Any = UserRef(user) if by_external_id else user
+    requests += [Request("add-department-members", {
+        "userIds": (member,), "organizationCode": policy.organization_code,
+        "departmentId": i["departmentId"]}) for _, i in plain]
+    return requests, tuple(unfit)
 
 
 _USER_ATTRS = {"name": "name", "username": "username", "phone": "phone",
@@ -370,9 +428,19 @@ def _plan_user_gone(actual: AuthingUser, policy: Policy, index: DepartmentIndex)
                      (Request("update-user", {"userId": uid, "status": "Suspended"}),))
 
 
+@dataclass(frozen=True, slots=True)
+class _Memberships:
+    """Planned memberships: ``items`` as set-user-departments takes them, ours first (one
+    per ``wecom_ids``, in order), then those kept outside our organization."""
+
+    items: tuple[dict[str, Any], ...]
+    wecom_ids: tuple[int, ...]
+    needs: tuple[str, ...]
+    change: Change
+
+
 def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | None,
-                     policy: Policy, index: DepartmentIndex,
-                     ) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...], Change] | None:
+                     policy: Policy, index: DepartmentIndex) -> _Memberships | None:
     """The set-user-departments items, or None when WeCom did not say or nothing changes.
 
     Memberships outside our organization (or in departments we do not manage) are kept, as
@@ -410,7 +478,7 @@ def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | 
                     "isMainDepartment": bool(m.is_main) and not explicit} for m in foreign)
     needs = tuple(str(d) for d in new if index.authing_id(d) is None)
     change = Change("departments", _render(ours) if known else None, _render(new))
-    return items, needs, change
+    return _Memberships(items, tuple(new), needs, change)
 
 
 def _render(memberships: Mapping[int, tuple[bool, bool]]) -> str:
@@ -540,6 +608,9 @@ def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[Auth
                 if request.endpoint == "set-user-departments":
                     final = {i["departmentId"] for i in request.body["departments"]
                              if isinstance(i["departmentId"], str)}
+                elif request.endpoint == "add-department-members" and isinstance(
+                        request.body["departmentId"], str):
+                    final = final | {request.body["departmentId"]}
         leaving.update(current - final)
     children: dict[str, list[str]] = defaultdict(list)
     parents = {d.department_id: d.parent_department_id for d in all_depts}

@@ -10,9 +10,18 @@ and applies in dependency order with bounded concurrency:
 Users to create go to Authing 50 at a time (create-users-batch, the same bodies), then each
 gets its own set-user-departments, as batch creation sets no main department or leader.
 
+Outages: a transient failure (5xx, 429, timeout, refused connection) that outlasts a call's
+own retries does not end the run. Reads are repeated, and writes re-planned from a fresh
+Authing read and applied again, with capped backoff, until ``retry_window_hours`` after
+the first such failure; only then does the run fail (a read) or end ``partial`` (writes).
+
 Safety: an incomplete source read makes no deletes; deletes beyond the thresholds stage
 the run as ``blocked`` until an operator approves, and approval re-checks each object is
 still absent from WeCom. A dry run records the same items with nothing applied.
+
+A run never outlives its process in state ``running``: ``interrupt`` (a signal, a shutdown)
+cancels it, and the run records at once what it applied, ends ``partial`` (or ``failed``
+when nothing was applied) with the reason, and releases its lease.
 """
 
 from __future__ import annotations
@@ -31,16 +40,17 @@ from sqlalchemy import Engine
 
 from . import logs, run_items
 from .authing_client import BATCH_LIMIT
-from .errors import NotFoundError, RestrictedError, StopSync, SyncError
+from .errors import NotFoundError, RestrictedError, StopSync, SyncError, TransientError
 from .executor import Executor, ItemStatus, Outcome, batchable, unapplied
-from .http_retry import chunked
+from .http_retry import backoff, chunked
 from .model import WeComDepartment
 from .operations import DESTRUCTIVE, Kind, Operation, deletion_guard
-from .planner import Mode, count_managed, plan_full
+from .planner import Mode, Policy, count_managed, plan_full
 from .run_items import written
 from .settings import Settings
-from .snapshots import SourceSnapshot, read_authing, read_wecom
+from .snapshots import SourceSnapshot, TargetSnapshot, read_authing, read_wecom
 from .store import links, runs
+from .store.db import describe
 from .store.links import LinkRow
 from .store.models import RunStatus, utcnow
 from .upstream_sync import UpstreamSync
@@ -85,6 +95,7 @@ class Reconciler:
         self._clock = clock
         self._lease = timedelta(seconds=max(60.0, settings.worker_lease_seconds))
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping: str | None = None
 
     # -- entry points -------------------------------------------------------------------
 
@@ -107,10 +118,10 @@ class Reconciler:
                                trigger=request.trigger, owner=self.owner, now=self._clock(),
                                lease=self._lease)
 
-    async def start(self, request: RunRequest) -> int:
+    async def start(self, request: RunRequest, progress: Progress | None = None) -> int:
         """Create the run and execute it in the background of this process."""
         run_id = await asyncio.to_thread(self.create, request)
-        self._spawn(self.execute(run_id, request), run_id)
+        self._spawn(self.execute(run_id, request, progress), run_id)
         return run_id
 
     async def approve(self, run_id: int) -> None:
@@ -131,50 +142,64 @@ class Reconciler:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    def interrupt(self, reason: str) -> None:
+        """Stop every run of this process now, and any it is about to start: each records
+        what it applied and ends ``partial``/``failed`` with ``reason`` (e.g. "interrupted
+        by SIGTERM"), releasing its lease. ``wait`` returns once they have recorded."""
+        self._stopping = reason
+        for task in list(self._tasks):
+            task.cancel()
+
     # -- one run ------------------------------------------------------------------------
 
     async def execute(self, run_id: int, request: RunRequest,
                       progress: Progress | None = None) -> None:
-        """Never raises: whatever happens ends up in the run record."""
+        """Never raises, except CancelledError after recording it: whatever happens ends
+        up in the run record."""
         heartbeat = asyncio.create_task(self._heartbeat(run_id))
-        await asyncio.to_thread(self._db, lambda c: runs.start(c, run_id=run_id,
-                                                               now=self._clock()))
+        applied = _Applied()
+        cancelled = False
         try:
-            status, items, error = await self._run(run_id, request, progress)
+            if self._stopping:
+                raise asyncio.CancelledError
+            await asyncio.to_thread(self._db, lambda c: runs.start(c, run_id=run_id,
+                                                                   now=self._clock()))
+            status, items, error = await self._run(run_id, request, progress, applied)
         except StopSync as exc:
             status, items, error = RunStatus.FAILED, [], f"{type(exc).__name__}: {exc}"
         except SyncError as exc:
             status, items, error = RunStatus.FAILED, [], f"{type(exc).__name__}: {exc}"
+        except asyncio.CancelledError:
+            cancelled = True
+            status, items, error = applied.interrupted(self._stopping or "interrupted")
+            log.warning("run %s: %s", run_id, error)
         except Exception as exc:  # noqa: BLE001 - a bug must still end the run visibly
             log.exception("reconcile run %s crashed", run_id)
-            status, items, error = RunStatus.FAILED, [], f"internal error: {exc}"
+            status, items, error = RunStatus.FAILED, [], f"internal error: {describe(exc)}"
         finally:
             heartbeat.cancel()
         try:
+            if cancelled:
+                await asyncio.to_thread(self._record_links, applied.links())
             await asyncio.to_thread(self._finish, run_id, status, items, error)
         finally:
             gc.unfreeze()  # see _settled
+        if cancelled:
+            raise asyncio.CancelledError
 
-    async def _run(self, run_id: int, request: RunRequest, progress: Progress | None
-                   ) -> tuple[RunStatus, list[dict[str, Any]], str | None]:
+    async def _run(self, run_id: int, request: RunRequest, progress: Progress | None,
+                   applied: _Applied) -> tuple[RunStatus, list[dict[str, Any]], str | None]:
         _settled(None)  # the process's long-lived objects (modules, app) to begin with
-        await self.sync.bootstrap()
-        source = _settled(await self._read_source(request))
+        outage = Outage(timedelta(hours=self.settings.retry_window_hours),
+                        self.settings.worker_backoff_cap_seconds, self._clock)
+        await outage.ride_out("Authing bootstrap", self.sync.bootstrap)
+        source = _settled(await self._read_source_through(request, outage))
         for note in source.notes:
             await asyncio.to_thread(self._note, run_id, note)
-        target = _settled(await read_authing(self.sync.authing, self.sync.policy))
-        policy = self.sync.policy
-        if target.root_department_id:
-            policy = replace(policy, root_department_id=target.root_department_id)
-        ops = _settled(list(plan_full(source.users, source.departments, target.users,
-                                      target.departments, policy, Mode(request.mode))))
+        target, policy = await self._read_target(outage)
+        ops = _settled(self._plan(source, target, policy, request))
         if not source.complete:
-            reason = ("not deleted: the source read was incomplete (" +
-                      "; ".join(source.problems[:3]) +
-                      (f"; and {len(source.problems) - 3} more" if len(source.problems) > 3
-                       else "") + ")")
-            ops = run_items.withhold_deletes(ops, reason)
-            await asyncio.to_thread(self._note, run_id, reason)
+            await asyncio.to_thread(self._note, run_id, _withheld(source))
         managed = count_managed(target.users, target.departments, policy)
         guard = deletion_guard(ops, managed, self.settings.delete_threshold_percent,
                                self.settings.delete_threshold_count)
@@ -185,9 +210,20 @@ class Reconciler:
             return RunStatus.SUCCEEDED, items, None
         staged = [op for op in ops if op.action in DESTRUCTIVE] if guard.blocked else []
         to_apply = [op for op in ops if op not in staged] if staged else ops
-        outcomes = await self._apply(run_id, to_apply, source.departments, progress)
         states = {**{("user", u.userid): u for u in source.users},
                   **{("department", str(d.id)): d for d in source.departments}}
+        applied.begin(to_apply, states)
+        outcomes = await self._apply(run_id, to_apply, source.departments, progress, applied)
+        while _transient(outcomes) and await outage.wait("Authing writes", _hint(outcomes)):
+            # Level-triggered: re-read Authing and plan again, so a write that landed
+            # before its answer was lost is not repeated, and whatever it held up follows.
+            target, policy = await self._read_target(outage)
+            held = {(op.kind, op.key) for op in staged}
+            again = [op for op in self._plan(source, target, policy, request)
+                     if (op.kind, op.key) not in held]
+            applied.carry(outcomes, again)
+            outcomes = _merge(outcomes, await self._apply(run_id, again, source.departments,
+                                                          progress, applied))
         await asyncio.to_thread(self._record_links, written(outcomes, states))
         items = [run_items.item_of(o) for o in outcomes]
         items += [run_items.staged_item(op) for op in staged]
@@ -195,6 +231,30 @@ class Reconciler:
             return RunStatus.BLOCKED, items, f"blocked: {guard.reason}"
         failed = any(o.status is ItemStatus.FAILED for o in outcomes)
         return (RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED), items, None
+
+    async def _read_source_through(self, request: RunRequest,
+                                   outage: Outage) -> SourceSnapshot:
+        """The source, read again while an outage spoils it (within the time budget); after
+        that, what could be read (incomplete: no deletes)."""
+        while True:
+            source = await outage.ride_out("WeCom read", lambda: self._read_source(request))
+            if not source.retryable or not await outage.wait("WeCom read", None):
+                return source
+
+    async def _read_target(self, outage: Outage) -> tuple[TargetSnapshot, Policy]:
+        target = await outage.ride_out(
+            "Authing read", lambda: read_authing(self.sync.authing, self.sync.policy))
+        policy = self.sync.policy
+        if target.root_department_id:
+            policy = replace(policy, root_department_id=target.root_department_id)
+        return _settled(target), policy
+
+    @staticmethod
+    def _plan(source: SourceSnapshot, target: TargetSnapshot, policy: Policy,
+              request: RunRequest) -> list[Operation]:
+        ops = list(plan_full(source.users, source.departments, target.users,
+                             target.departments, policy, Mode(request.mode)))
+        return ops if source.complete else run_items.withhold_deletes(ops, _withheld(source))
 
     async def _read_source(self, request: RunRequest) -> SourceSnapshot:
         if request.source == "api":
@@ -235,20 +295,22 @@ class Reconciler:
 
     async def _apply(self, run_id: int, ops: Sequence[Operation],
                      departments: Sequence[WeComDepartment],
-                     progress: Progress | None) -> list[Outcome]:
+                     progress: Progress | None, applied: _Applied) -> list[Outcome]:
         executor = Executor(self.sync.authing)
         ids: dict[str, str] = {}
         depth = _depths(departments)
         gate = asyncio.Semaphore(self.settings.authing_max_concurrency)
         # Operations that write nothing (all of them, in a no-op run) need no task.
-        results = [unapplied(op) for op in ops]
+        results = applied.results
         done = 0
         total = sum(1 for op in ops if op.writes)
 
         async def one(index: int, op: Operation, sent: int = 0) -> None:
             nonlocal done
             async with gate:
+                applied.in_flight.add(index)
                 results[index] = await executor.apply_one(op, ids, sent=sent)
+                applied.settle(index)
             done += 1
             if progress:
                 progress(done, total)
@@ -257,6 +319,7 @@ class Reconciler:
 
         async def created(group: list[tuple[int, Operation]]) -> None:
             async with gate:
+                applied.in_flight.update(i for i, _ in group)
                 sent = await executor.create_users([op for _, op in group])
             await asyncio.gather(*(one(i, op, n) for (i, op), n in zip(group, sent,
                                                                         strict=True)))
@@ -276,6 +339,8 @@ class Reconciler:
     async def _apply_staged(self, run_id: int, run: dict[str, Any]) -> None:
         heartbeat = asyncio.create_task(self._heartbeat(run_id))
         try:
+            if self._stopping:
+                raise asyncio.CancelledError
             staged = await asyncio.to_thread(self._items, run_id, run_items.STAGED)
             executor = Executor(self.sync.authing)
             for item in staged:
@@ -295,6 +360,24 @@ class Reconciler:
             await asyncio.to_thread(self._db, lambda c: runs.finish(
                 c, run_id=run_id, status=status, counters=run_items.count(everything),
                 now=self._clock(), error=None))
+        except asyncio.CancelledError:
+            # Each staged item was recorded as it was applied; the rest were not applied.
+            reason = self._stopping or "interrupted"
+
+            def not_applied(conn: Any) -> None:
+                for left in runs.items(conn, run_id, status=run_items.STAGED):
+                    runs.update_item(conn, item_id=left["id"], status=ItemStatus.SKIPPED,
+                                     error=f"not applied: {reason}")
+
+            await asyncio.to_thread(self._db, not_applied)
+            everything = await asyncio.to_thread(self._items, run_id, None)
+            done = any(i["status"] == ItemStatus.APPLIED and i["action"] in _DESTRUCTIVE
+                       for i in everything)
+            await asyncio.to_thread(self._db, lambda c: runs.finish(
+                c, run_id=run_id, status=RunStatus.PARTIAL if done else RunStatus.FAILED,
+                counters=run_items.count(everything), now=self._clock(),
+                error=f"{reason} while applying the approved deletes"))
+            raise
         except Exception as exc:  # noqa: BLE001 - the run record must say what happened
             log.exception("approving run %s failed", run_id)
             reason = f"approval failed: {type(exc).__name__}: {exc}"
@@ -342,8 +425,13 @@ class Reconciler:
     async def _heartbeat(self, run_id: int) -> None:
         while True:
             await asyncio.sleep(self._lease.total_seconds() / 3)
-            renewed = await asyncio.to_thread(self._db, lambda c: runs.renew(
-                c, run_id=run_id, owner=self.owner, until=self._clock() + self._lease))
+            try:
+                renewed = await asyncio.to_thread(self._db, lambda c: runs.renew(
+                    c, run_id=run_id, owner=self.owner, until=self._clock() + self._lease))
+            except Exception:  # noqa: BLE001 - a database blip must not end the heartbeat
+                log.warning("run %s: could not renew its lease; retrying", run_id,
+                            exc_info=True)
+                continue
             if not renewed:  # cancelled by an operator (or swept): stop writing
                 log.warning("run %s lost its lease (cancelled?): stopping it", run_id)
                 self.cancel(run_id)
@@ -372,13 +460,157 @@ class Reconciler:
 
     def _finish(self, run_id: int, status: RunStatus, items: list[dict[str, Any]],
                 error: str | None) -> None:
-        with self.engine.begin() as conn:
-            for start in range(0, len(items), 5000):
-                runs.add_items(conn, run_id=run_id, items=items[start:start + 5000],
-                               first_seq=start)
-            runs.finish(conn, run_id=run_id, status=status, counters=run_items.count(items),
-                        now=self._clock(), error=error)
-        log.info("run %s %s: %s", run_id, status, run_items.count(items))
+        """Record the items and end the run. Should the items not go in, the run still
+        ends (failed, saying so), or it would stay ``running`` until its lease expired."""
+        counters = run_items.count(items)
+        try:
+            with self.engine.begin() as conn:
+                for start in range(0, len(items), 5000):
+                    runs.add_items(conn, run_id=run_id, items=items[start:start + 5000],
+                                   first_seq=start)
+                runs.finish(conn, run_id=run_id, status=status, counters=counters,
+                            now=self._clock(), error=error)
+        except Exception as exc:  # noqa: BLE001 - the run must end either way
+            log.exception("run %s: its items could not be recorded", run_id)
+            reason = f"its {len(items)} items could not be recorded ({describe(exc)})"
+            try:
+                with self.engine.begin() as conn:
+                    runs.finish(conn, run_id=run_id, status=RunStatus.FAILED,
+                                counters=counters, now=self._clock(),
+                                error=f"{error}; {reason}" if error else reason)
+            except Exception:  # noqa: BLE001 - nothing more to do from here
+                log.exception("run %s could not be ended; it is failed when its lease "
+                              "expires", run_id)
+                return
+        log.info("run %s %s: %s", run_id, status, counters)
+
+
+_DESTRUCTIVE = {str(a) for a in DESTRUCTIVE}
+
+
+class _Applied:
+    """What a run has done so far, for the record an interrupted run leaves: the plan
+    being applied, each operation's outcome once settled, and those cut off in flight."""
+
+    def __init__(self) -> None:
+        self.ops: Sequence[Operation] = ()
+        self.results: list[Outcome] = []
+        self.in_flight: set[int] = set()
+        self.settled: set[int] = set()
+        self.earlier: list[Outcome] = []  # outcomes of the passes before this one
+        self._states: dict[tuple[str, str], Any] = {}
+
+    def begin(self, ops: Sequence[Operation], states: dict[tuple[str, str], Any]) -> None:
+        self.ops, self._states = ops, states
+        self.results = [unapplied(op) for op in ops]
+
+    def carry(self, earlier: list[Outcome], ops: Sequence[Operation]) -> None:
+        """Start another pass over ``ops`` (a re-plan after transient failures), keeping
+        the earlier passes' outcomes for the record of an interruption."""
+        self.earlier = _merge(self.earlier, earlier) if self.earlier else list(earlier)
+        self.ops, self.results = ops, [unapplied(op) for op in ops]
+        self.in_flight, self.settled = set(), set()
+
+    def settle(self, index: int) -> None:
+        self.in_flight.discard(index)
+        self.settled.add(index)
+
+    def links(self) -> list[LinkRow]:
+        return written(self.earlier + [self.results[i] for i in self.settled], self._states)
+
+    def interrupted(self, reason: str) -> tuple[RunStatus, list[dict[str, Any]], str]:
+        """Status, items and error of a run stopped now. Settled operations keep their
+        outcome; one cut off in flight may have reached Authing and counts as failed; one
+        not begun is skipped. Partial once anything was applied, else failed. Earlier
+        passes' outcomes stand for the objects this pass does not touch again."""
+        again = {(op.kind, op.key) for op in self.ops}
+        kept = [o for o in self.earlier if (o.op.kind, o.op.key) not in again]
+        items = [run_items.item_of(o) for o in kept]
+        for index, op in enumerate(self.ops):
+            if index in self.settled or not op.writes:
+                items.append(run_items.item_of(self.results[index]))
+            elif index in self.in_flight:
+                items.append({**run_items.item_of(Outcome(op, ItemStatus.FAILED)),
+                              "error": f"{reason} while being applied: it may have "
+                                       "reached Authing; the next run completes it"})
+            else:
+                items.append({**run_items.item_of(Outcome(op, ItemStatus.SKIPPED)),
+                              "error": f"not applied: {reason}"})
+        done = (sum(1 for i in self.settled if self.results[i].status is ItemStatus.APPLIED)
+                + sum(1 for o in kept if o.status is ItemStatus.APPLIED))
+        writes = sum(1 for op in self.ops if op.writes) + sum(1 for o in kept if o.op.writes)
+        error = (f"{reason} after applying {done} of {writes} changes" if self.ops
+                 else f"{reason} before applying anything")
+        return (RunStatus.PARTIAL if done else RunStatus.FAILED), items, error
+
+
+class Outage:
+    """A run's time budget for transient failures (upstream outages, throttling): from the
+    first one, waits with capped exponential backoff and jitter (never below Retry-After)
+    until ``window`` has passed. Permanent errors never come here."""
+
+    def __init__(self, window: timedelta, cap_seconds: float,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.window = window
+        self.cap = cap_seconds
+        self._clock = clock
+        self._since: datetime | None = None
+        self.waits = 0
+
+    async def wait(self, what: str, retry_after: float | None) -> bool:
+        """Sleep before the next try and answer True; False once the window is spent."""
+        now = self._clock()
+        self._since = self._since or now
+        if now - self._since >= self.window:
+            log.error("%s: transient failures for more than %s; giving up", what, self.window)
+            return False
+        self.waits += 1
+        delay = backoff(self.waits, self.cap, retry_after)
+        log.warning("%s failed transiently; trying again in %.1f s", what, delay)
+        await asyncio.sleep(delay)
+        return True
+
+    async def ride_out(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, repeated after each TransientError while the window lasts."""
+        while True:
+            try:
+                return await call()
+            except TransientError as exc:
+                if not await self.wait(what, exc.retry_after):
+                    raise
+
+
+def _transient(outcomes: Sequence[Outcome]) -> bool:
+    return any(o.status is ItemStatus.FAILED and isinstance(o.error, TransientError)
+               for o in outcomes)
+
+
+def _hint(outcomes: Sequence[Outcome]) -> float | None:
+    return max((o.error.retry_after or 0.0 for o in outcomes
+                if isinstance(o.error, TransientError)), default=0.0) or None
+
+
+def _merge(first: list[Outcome], again: list[Outcome]) -> list[Outcome]:
+    """The first pass's outcomes, with each failed one replaced by what the next pass did
+    for that object. A failed write that the next plan finds already done landed after
+    all (its answer was lost): applied."""
+    later = {(o.op.kind, o.op.key): o for o in again}
+    merged = []
+    for outcome in first:
+        redo = later.get((outcome.op.kind, outcome.op.key))
+        if outcome.status is not ItemStatus.FAILED or redo is None:
+            merged.append(outcome)
+        elif redo.status is ItemStatus.UNCHANGED:
+            merged.append(Outcome(outcome.op, ItemStatus.APPLIED))
+        else:
+            merged.append(redo)
+    return merged
+
+
+def _withheld(source: SourceSnapshot) -> str:
+    return ("not deleted: the source read was incomplete (" + "; ".join(source.problems[:3]) +
+            (f"; and {len(source.problems) - 3} more" if len(source.problems) > 3 else "") +
+            ")")
 
 
 def _settled(value: T) -> T:

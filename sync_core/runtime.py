@@ -37,6 +37,18 @@ class SyncRuntime:
     reconciler: Reconciler
     scheduler: Scheduler
 
+    async def work(self, stop: asyncio.Event) -> None:
+        """The worker and the scheduler until ``stop`` is set, then the runs this process
+        started have ended (``reconciler.interrupt`` ends them at once).
+
+        The scheduler runs wherever the worker runs (``serve``, ``worker``; not ``serve
+        --no-worker``): in every layout that applies events, each such process takes part
+        in the election and exactly one, the lease holder, fires the schedules."""
+        try:
+            await asyncio.gather(self.worker.run(stop), self.scheduler.run(stop))
+        finally:
+            await self.reconciler.wait()
+
     async def aclose(self) -> None:
         await self.upstreams.aclose()
 

@@ -1,7 +1,8 @@
 """The reconcile scheduler: fires the configured cron schedules on one leader at a time.
 
-Every process that shares the database runs a ``Scheduler``; a lease row (``leases``, name
-``scheduler``) elects the one that fires. Each tick:
+Every process that runs the worker (``serve``, ``worker``; see ``SyncRuntime.work``) runs a
+``Scheduler``, so every layout that applies events has candidates; a lease row (``leases``,
+name ``scheduler``) elects the one that fires. Each tick:
 
 1. fails runs left ``running`` under an expired lease (a crashed process must not block
    its direction forever); idempotent, so every process does it;

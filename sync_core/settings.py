@@ -119,7 +119,11 @@ class Settings(BaseSettings):
     worker_max_attempts: int = Field(default=8, ge=1, le=100)
     worker_lease_seconds: float = Field(default=120.0, ge=5)
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
-    worker_backoff_cap_seconds: float = Field(default=900.0, ge=1)
+    worker_backoff_cap_seconds: float = Field(default=300.0, ge=1)
+    # Transient failures (an upstream outage: 5xx, 429, timeouts, refused connections) spend
+    # time, not attempts: an entity, or a reconcile run, rides them out for this long from
+    # the first one before giving up. WeCom and Authing outages last minutes to hours.
+    retry_window_hours: float = Field(default=6.0, gt=0, le=24 * 14)
     # After WeCom refuses a read (48009/60020/48002), events are applied from their own
     # fields for this long before the API is tried again.
     restricted_cooldown_seconds: float = Field(default=600.0, ge=0)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .authing_client import AuthingClient
-from .errors import RestrictedError, StopSync, SyncError
+from .errors import RestrictedError, StopSync, SyncError, TransientError
 from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
 from .planner import Policy
 from .wecom_client import WeComClient
@@ -30,6 +30,8 @@ class SourceSnapshot:
     departments: tuple[WeComDepartment, ...]
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # Some problem was a transient failure (an outage): the same read may succeed later.
+    retryable: bool = False
 
     @property
     def complete(self) -> bool:
@@ -46,9 +48,11 @@ class TargetSnapshot:
 @dataclass
 class _Problems:
     items: list[str] = field(default_factory=list)
+    transient: bool = False
 
     def add(self, what: str, exc: Exception) -> None:
         self.items.append(f"{what}: {type(exc).__name__}: {exc}")
+        self.transient = self.transient or isinstance(exc, TransientError)
 
 
 # -- WeCom ------------------------------------------------------------------------------
@@ -64,7 +68,8 @@ async def read_wecom(client: WeComClient, *, concurrency: int = 8) -> SourceSnap
     departments = await _wecom_departments(client, concurrency, problems, notes)
     users = await _wecom_users(client, [d.id for d in departments], concurrency, problems,
                                notes)
-    return SourceSnapshot(tuple(users), tuple(departments), tuple(problems.items), tuple(notes))
+    return SourceSnapshot(tuple(users), tuple(departments), tuple(problems.items), tuple(notes),
+                          problems.transient)
 
 
 async def _wecom_departments(client: WeComClient, concurrency: int, problems: _Problems,

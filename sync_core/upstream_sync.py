@@ -8,6 +8,7 @@ current Authing state is read, the pure planner decides, the executor applies.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -15,7 +16,14 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .authing_client import AuthingClient
-from .errors import ConflictError, NotFoundError, PermanentError, RestrictedError
+from .errors import (
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    RestrictedError,
+    SyncError,
+    UnfitError,
+)
 from .executor import Executor, ItemStatus, Outcome
 from .http_retry import gather_pair
 from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
@@ -112,14 +120,27 @@ class UpstreamSync:
         # get-department per user event; dropped for a department when its own event is
         # handled, and wholesale whenever an entity fails (a stale id is one cause).
         self._dept_ids: dict[int, str] = {}
+        # The worker and a run of the same process bootstrap at start-up side by side.
+        self._bootstrapping = asyncio.Lock()
 
     async def bootstrap(self, organization_name: str = "WeCom") -> None:
         """Make sure the organization and the extension fields exist; learn the root id."""
+        async with self._bootstrapping:
+            await self._bootstrap(organization_name)
+
+    async def _bootstrap(self, organization_name: str) -> None:
         org = await self.authing.get_organization()
         if org is None:
-            org = await self.authing.create_organization(organization_name,
-                                                         open_department_id="1")
-            log.info("created Authing organization %s", self.policy.organization_code)
+            try:
+                org = await self.authing.create_organization(organization_name,
+                                                             open_department_id="1")
+            except SyncError:
+                # Another process may have created it a moment ago (code is unique).
+                org = await self.authing.get_organization()
+                if org is None:
+                    raise
+            else:
+                log.info("created Authing organization %s", self.policy.organization_code)
         root = org.get("departmentId")
         if root:
             self.policy = replace(self.policy, root_department_id=str(root))
@@ -332,6 +353,7 @@ def _create_failed(outcomes: Sequence[Outcome], error: type[Exception]) -> bool:
     in a way we recognise): the caller reads Authing and plans again."""
     return any(o.status is ItemStatus.FAILED and o.op.kind is Kind.USER
                and o.op.action is Action.CREATE and isinstance(o.error, error)
+               and not isinstance(o.error, UnfitError)  # created; a value did not fit
                for o in outcomes)
 
 

@@ -5,9 +5,13 @@ together and in order (see ``store.queue``). Every claim carries a lease that a 
 renews, so a crashed worker's events return to the queue. Outcomes:
 
 - applied (or nothing to do) → ``done`` with a one-line summary;
-- transient failure, a conflict that a re-plan resolves, a department not yet empty,
-  refused credentials → ``failed`` with exponential backoff and jitter;
-- a permanent error, or too many attempts → ``dead`` with a readable reason (replayable).
+- transient failure (an upstream outage: 5xx, 429, timeouts, connection errors) →
+  ``failed`` with capped exponential backoff and jitter, never sooner than the upstream's
+  Retry-After; it spends time, not attempts: the entity gives up only when its transient
+  failures have lasted ``retry_window_hours``;
+- a conflict that a re-plan resolves, a department not yet empty, refused credentials →
+  ``failed`` with the same backoff, counted against ``worker_max_attempts``;
+- a permanent error, or a spent budget → ``dead`` with a readable reason (replayable).
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +30,7 @@ from sqlalchemy import Connection, Engine
 
 from . import logs
 from .errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
+from .http_retry import backoff
 from .metrics import Metrics
 from .settings import Settings
 from .store import links, queue
@@ -48,6 +52,7 @@ class Verdict:
     text: str
     retry_after: float | None = None
     links: tuple[LinkRow, ...] = ()  # what was written, recorded with the settlement
+    transient: bool = False  # a retry caused only by transient failures (time budget)
 
 
 class Worker:
@@ -182,10 +187,25 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the event
             log.exception("worker bug on %s:%s", claim.entity_kind, claim.entity_key)
             verdict = Verdict("retry", f"internal error: {type(exc).__name__}: {exc}")
-        if verdict.status == "retry" and claim.attempts >= self.settings.worker_max_attempts:
-            verdict = Verdict("dead", f"gave up after {claim.attempts} attempts: "
-                                      f"{verdict.text}")
-        self._finished.append((claim, verdict))  # settled by the loop's next cycle
+        self._finished.append((claim, self._budget(claim, verdict)))  # settled next cycle
+
+    def _budget(self, claim: queue.Claim, verdict: Verdict) -> Verdict:
+        """A retry becomes ``dead`` once its budget is spent: transient failures spend the
+        time window since the entity's first one, other retries spend attempts."""
+        if verdict.status != "retry":
+            return verdict
+        if verdict.transient:
+            since = claim.transient_since
+            window = timedelta(hours=self.settings.retry_window_hours)
+            if since is not None and self._clock() - _aware(since) >= window:
+                return replace(verdict, status="dead", text=(
+                    f"gave up after transient failures lasting more than "
+                    f"{_hours(window)} (retry_window_hours): {verdict.text}"))
+            return verdict
+        if claim.counted_attempts >= self.settings.worker_max_attempts:
+            return replace(verdict, status="dead", text=(
+                f"gave up after {claim.counted_attempts} attempts: {verdict.text}"))
+        return verdict
 
     def _report(self, claim: queue.Claim, verdict: Verdict) -> None:
         log.info("%s %s:%s → %s: %s", claim.source, claim.entity_kind, claim.entity_key,
@@ -203,7 +223,7 @@ class Worker:
         try:
             result = await self._dispatch(claim, payloads)
         except TransientError as exc:
-            return Verdict("retry", _reason(exc), exc.retry_after)
+            return Verdict("retry", _reason(exc), exc.retry_after, transient=True)
         except StopSync as exc:
             # Wrong credentials or a refused read: every entity would fail alike; keep the
             # events and retry slowly rather than bury them all in the dead letters.
@@ -273,15 +293,9 @@ class Worker:
         else:
             delay = backoff(claim.attempts, self.settings.worker_backoff_cap_seconds,
                             verdict.retry_after)
+            since = (claim.transient_since or now) if verdict.transient else None
             queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
-                       retry_at=now + timedelta(seconds=delay))
-
-
-def backoff(attempts: int, cap: float, at_least: float | None = None) -> float:
-    """Exponential (2, 4, 8 … s) with full jitter on the upper half, never below a hint."""
-    base = min(cap, 2.0 ** max(attempts, 1))
-    delay = base / 2 + random.uniform(0, base / 2)
-    return max(delay, at_least or 0.0)
+                       retry_at=now + timedelta(seconds=delay), transient_since=since)
 
 
 def _judge(result: EntityResult) -> Verdict:
@@ -292,7 +306,8 @@ def _judge(result: EntityResult) -> Verdict:
         if all(isinstance(e, TransientError | ConflictError | StopSync) for e in errors):
             hint = max((e.retry_after or 0 for e in errors if isinstance(e, TransientError)),
                        default=0) or None
-            return Verdict("retry", summary, hint, written)
+            transient = all(isinstance(e, TransientError) for e in errors)
+            return Verdict("retry", summary, hint, written, transient)
         return Verdict("dead", summary, links=written)
     if result.conflicts:
         return Verdict("dead", summary, links=written)
@@ -309,6 +324,11 @@ def _ids(claim: queue.Claim) -> int | str:
 
 def _entity(claim: queue.Claim) -> str:
     return f"{claim.entity_kind}:{claim.entity_key}"
+
+
+def _hours(window: timedelta) -> str:
+    hours = window.total_seconds() / 3600
+    return f"{hours:g} h" if hours >= 1 else f"{window.total_seconds():g} s"
 
 
 def _reason(exc: SyncError) -> str:

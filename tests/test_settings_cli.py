@@ -70,6 +70,16 @@ def test_defaults_match_the_contract() -> None:
     assert s.downstream_update_policy == "overwrite" and s.downstream_ignore_fields == ()
 
 
+def test_the_retry_budget_is_in_hours_for_outages(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert s.retry_window_hours == 6 and s.worker_backoff_cap_seconds == 300
+    monkeypatch.setenv("WECOM_SYNC_RETRY_WINDOW_HOURS", "12")
+    assert load_settings(_env_file=None).retry_window_hours == 12
+    monkeypatch.setenv("WECOM_SYNC_RETRY_WINDOW_HOURS", "0")
+    with pytest.raises(SettingsError, match="WECOM_SYNC_RETRY_WINDOW_HOURS"):
+        load_settings(_env_file=None)
+
+
 def test_require_names_the_missing_setting() -> None:
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     with pytest.raises(SettingsError, match="WECOM_SYNC_WECOM_CONTACT_SECRET"):

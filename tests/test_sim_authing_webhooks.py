@@ -333,3 +333,14 @@ def test_webhook_url_given_at_construction(receiver: tuple[Receiver, str]) -> No
     names = [name for name, _ in rec.events()]
     assert names == ["organization:created", "organization:node-added"]
     assert rec.posts[0][0]["x-authing-webhook-secret"] == HOOK_SECRET
+
+
+def test_an_outage_fails_every_call_until_it_ends(sim: AuthingSimulator) -> None:
+    with httpx.Client(base_url=sim.url) as http:
+        http.post("/_admin/faults", json={"endpoint": "list-users", "http_status": 503,
+                                          "seconds": 0.6})
+        answers = [http.post("/api/v3/list-users", json={}).status_code for _ in range(5)]
+        assert answers == [503] * 5  # not counted down: every call while it lasts
+        assert http.post("/api/v3/get-organization", json={}).status_code != 503
+        time.sleep(0.7)
+        assert http.post("/api/v3/list-users", json={}).status_code != 503

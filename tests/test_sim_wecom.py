@@ -142,7 +142,7 @@ def test_department_lifecycle(wc: Wecom) -> None:
     ({"name": "研发部", "parentid": 1}, 60008),  # same name under the same parent
     ({"name": "y", "parentid": 1, "id": 10}, 60008),  # same id
     ({"name": "y", "parentid": 1, "id": 1}, 60123),
-    ({"name": "y", "parentid": 1, "id": 2**31}, 60123),
+    ({"name": "y", "parentid": 1, "id": 2**32}, 60123),  # ids go up to 2^32 - 1 (issue 12)
     ({"name": "", "parentid": 1}, 60001),
     ({"name": "x" * 33, "parentid": 1}, 60001),
     ({"name": "a:b", "parentid": 1}, 60009),
@@ -152,6 +152,12 @@ def test_department_lifecycle(wc: Wecom) -> None:
 def test_department_create_rules(wc: Wecom, body: dict[str, Any], code: int) -> None:
     wc.post("department/create", {"name": "研发部", "parentid": 1, "id": 10})
     assert errcode(wc.post("department/create", body)) == code
+
+
+def test_department_ids_go_up_to_two_to_the_32_minus_one(wc: Wecom) -> None:
+    top = 2**32 - 1
+    assert errcode(wc.post("department/create", {"name": "大号", "parentid": 1, "id": top})) == 0
+    assert wc.get("department/get", id=top)["department"]["id"] == top
 
 
 def test_same_name_is_fine_under_another_parent(wc: Wecom) -> None:

@@ -212,3 +212,17 @@ def test_cli_refuses_a_bad_aes_key() -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     assert run(parser.parse_args(["--encoding-aes-key", "short"])) == 2
+
+
+def test_an_outage_answers_every_call_until_it_ends(sim: WeComSimulator) -> None:
+    client = httpx.Client(base_url=sim.url)
+    token = client.get("/cgi-bin/gettoken", params={
+        "corpid": sim.corp_id, "corpsecret": "contact-sync-secret"}).json()["access_token"]
+    client.post("/_admin/faults", json={"endpoint": "department/get", "errcode": -1,
+                                        "seconds": 0.6})
+    for _ in range(4):
+        got = client.get("/cgi-bin/department/get", params={"access_token": token, "id": 1})
+        assert got.json()["errcode"] == -1
+    time.sleep(0.7)
+    got = client.get("/cgi-bin/department/get", params={"access_token": token, "id": 1})
+    assert got.json()["errcode"] == 0

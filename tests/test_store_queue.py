@@ -104,3 +104,44 @@ def test_concurrent_claimers_never_share_an_entity(engine) -> None:  # type: ign
         t.join()
     ids = [i for _, batch in seen for i in batch]
     assert sorted(ids) == list(range(1, 201))  # every event exactly once
+
+
+def test_transient_failures_spend_time_not_attempts(engine) -> None:  # type: ignore[no-untyped-def]
+    """An outage's failures are kept apart from the attempt budget; the entity's clock
+    starts at its first one, and an event that arrives during the outage joins it."""
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("1", "a")])
+    start = utcnow()
+    now = start
+    for n in range(1, 6):
+        claims = _claim(engine, now=now)
+        assert claims[0].attempts == n and claims[0].counted_attempts == 1
+        since = claims[0].transient_since
+        assert since is None if n == 1 else _naive(since) == _naive(start)
+        with engine.begin() as conn:
+            queue.fail(conn, owner="w1", ids=claims[0].ids, now=now, error="503",
+                       retry_at=now + timedelta(seconds=1),
+                       transient_since=claims[0].transient_since or now)
+        now += timedelta(seconds=2)
+        if n == 3:
+            with engine.begin() as conn:
+                insert_new(conn, [_ev("2", "a")])
+    claims = _claim(engine, now=now)
+    assert claims[0].ids == (1, 2) and claims[0].counted_attempts == 1
+    assert _naive(claims[0].transient_since) == _naive(start)
+    # A non-transient retry is counted.
+    with engine.begin() as conn:
+        queue.fail(conn, owner="w1", ids=claims[0].ids, now=now, error="conflict",
+                   retry_at=now)
+    again = _claim(engine, now=now + timedelta(seconds=1))
+    assert again[0].counted_attempts == 2 and again[0].attempts == 7
+    with engine.begin() as conn:
+        assert queue.replay(conn, event_id=1, now=now) is True
+    with Session(engine) as session:
+        row = get_event(session, 1)
+        assert row is not None and row.transient_since is None and row.transient_failures == 0
+
+
+def _naive(value):  # type: ignore[no-untyped-def]
+    """SQLite hands back naive UTC datetimes, PostgreSQL aware ones."""
+    return value.replace(tzinfo=None)

@@ -86,6 +86,20 @@ def test_user_event_before_its_department_creates_the_department(sqlite_url: str
         assert s.user_open_departments("lisi") == {"8"}
 
 
+def test_department_event_before_its_parent_creates_the_parent(db_url: str,
+                                                               keys: CallbackKeys) -> None:
+    # The parent's callback is lost (or its event is still in flight): the child's event
+    # creates the parent first, as a user's event does, instead of failing for good.
+    with running_stack(db_url, keys) as s:
+        s.wecom.pusher.drop_next(1)
+        s.wecom.admin.create_department("研发中心", 1, id=20)
+        s.wecom.admin.create_department("平台组", 20, id=21)
+        s.settle()
+        depts = s.departments()
+        assert depts["20"].name == "研发中心" and s.open_id_of(depts["21"].parent_id) == "20"
+        assert not s.events(status="dead")
+
+
 def test_duplicate_deliveries_apply_once(sqlite_url: str, keys: CallbackKeys) -> None:
     from sync_core.wecom_crypto import WeComCrypto
 

@@ -124,6 +124,11 @@ class Admin:
         """The next ``times`` calls (to ``endpoint``, or any) answer ``http_status``."""
         self.deps.faults.arm(Fault("error", times, http_status, payload, 0.0, endpoint))
 
+    def outage(self, seconds: float, endpoint: str | None = None, http_status: int = 503,
+               payload: dict[str, Any] | None = None) -> None:
+        """Every call (to ``endpoint``, or any) answers ``http_status`` for ``seconds``."""
+        self.deps.faults.outage(Fault("error", 0, http_status, payload, 0.0, endpoint), seconds)
+
     def hang(self, endpoint: str | None = None, seconds: float = 30.0, times: int = 1) -> None:
         """The next calls wait ``seconds`` before answering (client timeouts)."""
         self.deps.faults.arm(Fault("timeout", times, 200, None, seconds, endpoint))

@@ -55,7 +55,10 @@ def _arm(admin: Admin, body: dict[str, Any]) -> Any:
                   delay=float(body.get("delay", 0.0)), endpoint=body.get("endpoint"))
     if fault.kind not in ("error", "timeout", "drop"):
         raise ValueError("kind must be error, timeout or drop")
-    admin.deps.faults.arm(fault)
+    if body.get("seconds") is not None:  # an outage: every call for that long
+        admin.deps.faults.outage(fault, float(body["seconds"]))
+    else:
+        admin.deps.faults.arm(fault)
     return {"armed": dataclasses.asdict(fault)}
 
 

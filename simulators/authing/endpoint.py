@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -110,6 +110,8 @@ async def _serve(request: Request, endpoint: Endpoint, deps: Deps) -> Response:
         return JSONResponse(ok(data))
     except ApiError as exc:
         return JSONResponse(failure(exc.status, exc.message, exc.api_code))
+    except ClientDisconnect:  # the caller gave up (a timeout, a stopped run): not a bug
+        return Response(status_code=499)
     except Exception:  # a simulator bug: say so loudly rather than hide it
         log.exception("authing simulator failed on %s", endpoint.name)
         return JSONResponse(failure(500, "simulator internal error", 1000), 500)

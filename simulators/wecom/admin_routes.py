@@ -109,7 +109,10 @@ def admin_routes(sim: WeComSimulator) -> list[Route]:
         times = int(body.get("times", 1))
         if kind not in _FAULT_KINDS:
             raise ValueError(f"kind must be one of {', '.join(_FAULT_KINDS)}")
-        if kind == "error":
+        if kind == "error" and body.get("seconds") is not None:  # an outage
+            sim.fail_for(float(body["seconds"]), endpoint, int(body.get("errcode", -1)),
+                         http_status=int(body.get("http_status", 200)))
+        elif kind == "error":
             sim.fail_next(endpoint, int(body.get("errcode", -1)), times=times,
                           errmsg=body.get("errmsg"), http_status=int(body.get("http_status", 200)))
         elif kind == "timeout":

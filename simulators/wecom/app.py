@@ -162,6 +162,13 @@ class WeComSimulator:
         self.faults.arm(Fault("error", times, http_status=http_status, payload=payload,
                               endpoint=endpoint))
 
+    def fail_for(self, seconds: float, endpoint: str | None = None, errcode: int = -1, *,
+                 http_status: int = 200) -> None:
+        """An outage: for ``seconds``, every call to ``endpoint`` (None: any) answers
+        ``errcode`` (-1 system busy by default) or, with ``http_status``, a gateway error."""
+        self.faults.outage(Fault("error", 0, http_status=http_status,
+                                 payload={"errcode": errcode}, endpoint=endpoint), seconds)
+
     def hang_next(self, endpoint: str | None, seconds: float, *, times: int = 1) -> None:
         """The next calls wait ``seconds`` before answering (past a client's timeout)."""
         self.faults.arm(Fault("timeout", times, delay=seconds, endpoint=endpoint))

@@ -46,7 +46,7 @@ DEPARTMENT_FIELDS: dict[str, Kind] = {
 
 MAX_USER_DEPARTMENTS = 100  # user/create: department "不超过100个"
 MAX_DIRECT_LEADERS = 5
-MAX_DEPT_ID = 2**31 - 1  # "32位整型"
+MAX_DEPT_ID = 2**32 - 1  # "32位整型", unsigned: ids up to 2^32 - 1 are accepted
 MAX_ORDER = 2**32 - 1  # order "值范围是[0, 2^32)"
 
 _USERID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-@.]*$")

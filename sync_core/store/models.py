@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -58,6 +58,13 @@ class InboxEvent(SQLModel, table=True):
     processed_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Retry budget (migration 0005): transient failures (outages, throttling) spend time
+    # since ``transient_since``; ``attempts - transient_failures`` is what the attempt
+    # budget counts.
+    transient_since: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    transient_failures: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     # When the current lease was taken: the start of the attempt in flight (migration 0006).
     claimed_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))

@@ -44,6 +44,8 @@ class ClaimedEvent:
     payload: dict[str, Any]
     attempts: int  # including this claim
     received_at: datetime
+    transient_since: datetime | None = None  # when its transient failures began
+    transient_failures: int = 0  # attempts spent on transient failures
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,18 @@ class Claim:
     @property
     def attempts(self) -> int:
         return max(e.attempts for e in self.events)
+
+    @property
+    def counted_attempts(self) -> int:
+        """Attempts the attempt budget counts: those not spent on transient failures."""
+        return max(e.attempts - e.transient_failures for e in self.events)
+
+    @property
+    def transient_since(self) -> datetime | None:
+        """When the entity's transient failures began (the earliest of its events: one that
+        arrived during an outage joins the outage already running)."""
+        return min((e.transient_since for e in self.events if e.transient_since is not None),
+                   default=None)
 
 
 def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
@@ -83,7 +97,8 @@ def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
     events: dict[tuple[str, str, str], list[ClaimedEvent]] = {}
     for r in rows:
         events.setdefault((r.source, r.entity_kind, r.entity_key), []).append(
-            ClaimedEvent(r.id, r.event_type, r.payload, r.attempts, r.received_at))
+            ClaimedEvent(r.id, r.event_type, r.payload, r.attempts, r.received_at,
+                         r.transient_since, r.transient_failures))
     return [Claim(*key, tuple(sorted(events[key], key=lambda e: e.id)))
             for key in picked if key in events]
 
@@ -124,7 +139,8 @@ _LEASE = (
     .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"),
             attempts=_T.c.attempts + 1, claimed_at=_NOW)
     .returning(_T.c.id, _T.c.event_type, _T.c.payload, _T.c.attempts, _T.c.received_at,
-               _T.c.source, _T.c.entity_kind, _T.c.entity_key)
+               _T.c.source, _T.c.entity_kind, _T.c.entity_key, _T.c.transient_since,
+               _T.c.transient_failures)
 )
 _OWNED = and_(_T.c.id.in_(_IDS), _T.c.lease_owner == bindparam("owner"))
 _RENEW = update(_T).where(_OWNED).values(lease_until=bindparam("until"))
@@ -140,6 +156,11 @@ _RECORD = {outcome: attempts.settled_from(_OWNED, outcome=outcome.value)
 _RETRY = update(_T).where(_OWNED).values(
     status=EventStatus.FAILED.value, next_attempt_at=bindparam("retry_at"),
     last_error=bindparam("text"), lease_owner=None, lease_until=None)
+# A transient failure: the attempt is not counted against the attempt budget, and the
+# entity's outage clock starts (for events that arrived during it, at the entity's start).
+_RETRY_TRANSIENT = _RETRY.values(
+    transient_failures=_T.c.transient_failures + 1,
+    transient_since=bindparam("since", type_=DateTime(timezone=True)))
 
 
 def renew(conn: Connection, *, owner: str, ids: tuple[int, ...], until: datetime) -> int:
@@ -157,14 +178,21 @@ def complete(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetim
 
 
 def fail(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime, error: str,
-         retry_at: datetime | None) -> int:
-    """``retry_at`` None → dead (gave up, replayable); otherwise failed until then."""
+         retry_at: datetime | None, transient_since: datetime | None = None) -> int:
+    """``retry_at`` None → dead (gave up, replayable); otherwise failed until then.
+
+    ``transient_since`` marks a transient failure (an upstream outage or throttling): the
+    attempt is then not counted by the attempt budget, and the entity's time budget is
+    measured from that instant."""
     params: dict[str, Any] = {"ids": list(ids), "owner": owner, "text": error[:2000],
                               "now": now}
     conn.execute(_RECORD[AttemptOutcome.DEAD if retry_at is None else AttemptOutcome.RETRY],
                  params)
     if retry_at is None:
         result = conn.execute(_DEAD, params)
+    elif transient_since is not None:
+        result = conn.execute(_RETRY_TRANSIENT, {**params, "retry_at": retry_at,
+                                                 "since": transient_since})
     else:
         result = conn.execute(_RETRY, {**params, "retry_at": retry_at})
     return int(result.rowcount or 0)
@@ -175,6 +203,7 @@ def replay(conn: Connection, *, event_id: int, now: datetime, actor: str = "ops"
     replay is added to the event's history (``actor``: who asked), which it never clears."""
     result = conn.execute(update(_T).where(_T.c.id == event_id).values(
         status=EventStatus.PENDING.value, attempts=0, next_attempt_at=now,
+        transient_since=None, transient_failures=0,
         lease_owner=None, lease_until=None, processed_at=None))
     if result.rowcount:
         attempts.record_replay(conn, event_id=event_id, now=now, actor=actor)

@@ -6,7 +6,7 @@ in flight started. ``runs`` gains the operator's decision (approved, rejected, c
 who made it and when.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005_budget
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005_budget"
 branch_labels = None
 depends_on = None
 
