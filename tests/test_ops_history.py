@@ -191,3 +191,24 @@ def test_migration_0006_is_reversible(db_url: str) -> None:
         assert migrate.current_revision(engine) == "0006"
     finally:
         engine.dispose()
+
+
+def test_cancel_stops_a_running_run_and_it_stays_cancelled(sqlite_url: str,
+                                                           keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys) as s:
+        directory = seed(s, users=40, departments=4)
+        s.authing.admin.set_latency(1500)  # slow enough to catch the run while it writes
+        run_id = start(s)
+        eventually(lambda: len(s.departments()) > 1, 60)  # it is writing
+        reply = httpx.post(f"{s.url}/ops/runs/{run_id}/cancel", headers=OPS)
+        assert reply.status_code == 200 and reply.json()["status"] == "failed"
+        s.authing.admin.set_latency(0)
+        # The run's task records what it applied, and the cancellation stands.
+        run = eventually(lambda: (r := httpx.get(f"{s.url}/ops/runs/{run_id}",
+                                                 headers=OPS).json())["items"] and r, 30)
+        assert run["status"] == "failed" and run["error"] == "cancelled by api"
+        assert run["decision"]["decision"] == "cancelled"
+        created = [u for u in directory.users if s.user(u["userid"])]
+        assert len(created) < len(directory.users)  # it stopped before the end
+        # The direction is free again.
+        assert finished(s, start(s))["status"] == "succeeded"
