@@ -6,7 +6,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlmodel import Session, col
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -173,9 +173,11 @@ async def sync_now(c: AppContext, kind: str, key: str) -> int:
 
     def stored_id() -> int:
         with Session(c.engine) as session:
+            # A claim may already have released the key (``<key>#<id>``: store.queue).
             found: int = session.scalars(select(col(InboxEvent.id)).where(
                 col(InboxEvent.source) == EventSource.OPS.value,
-                col(InboxEvent.dedupe_key) == dedupe)).one()
+                or_(col(InboxEvent.dedupe_key) == dedupe,
+                    col(InboxEvent.dedupe_key).startswith(f"{dedupe}#")))).one()
             return found
 
     return await run_in_threadpool(stored_id)

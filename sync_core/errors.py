@@ -154,6 +154,25 @@ class NotFoundError(PermanentError):
     kind = "not_found"
 
 
+class MissingDepartment(NotFoundError):
+    """An operation needs WeCom departments that have no Authing id (``departments``)."""
+
+    kind = "missing_department"
+
+    def __init__(self, message: str, *, departments: tuple[str, ...] = (),
+                 **context: Any) -> None:
+        super().__init__(message, **context)
+        self.departments = departments
+
+
+class WaitingForDependency(TransientError):
+    """What an entity depends on is not in the target yet, but not known to be gone either
+    (its create is still retrying, or its callback was lost): retried with backoff for as
+    long as it takes, never given up after a number of attempts."""
+
+    kind = "waiting"
+
+
 class ConflictError(PermanentError):
     """A create collided with an existing entity or unique attribute: switch to update."""
 

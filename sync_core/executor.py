@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from .authing_client import AuthingClient
-from .errors import NotFoundError, StopSync, SyncError, UnfitError
+from .errors import MissingDepartment, NotFoundError, StopSync, SyncError, UnfitError
 from .operations import (
     Action,
     DepartmentRef,
@@ -114,7 +114,9 @@ class Executor:
         except StopSync:
             raise
         except UnresolvedDepartment as exc:
-            return Outcome(op, ItemStatus.FAILED, NotFoundError(str(exc), upstream="authing"))
+            missing = tuple(d for d in op.needs if d not in ids)
+            return Outcome(op, ItemStatus.FAILED,
+                           MissingDepartment(str(exc), departments=missing, upstream="authing"))
         except SyncError as exc:
             log.warning("%s %s %s failed: %s", op.kind, op.key, op.action, exc)
             return Outcome(op, ItemStatus.FAILED, exc)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .mapping import (
@@ -131,11 +131,38 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Pol
     return _after_departments(_plan_user_update(want, actual, policy, index), policy, index)
 
 
+def plan_user_hold(actual: AuthingUser, policy: Policy, index: DepartmentIndex,
+                   reason: str) -> Operation:
+    """Suspend an account whose userid left WeCom while what became of its member is not
+    known yet (a rename whose callback has not come): never left active silently. A later
+    move sets the status WeCom reports."""
+    hold = replace(policy, user_delete_policy=UserDeletePolicy.SUSPEND)
+    return replace(_plan_user_gone(actual, hold, index), reason=reason)
+
+
+def plan_duplicate_removal(duplicate: AuthingUser, original: AuthingUser, policy: Policy,
+                           index: DepartmentIndex) -> Operation:
+    """The account created for a renamed member before the rename was known: the original
+    account (with its history) takes the userid, so the duplicate we created is deleted;
+    one we did not create is a conflict for an operator."""
+    key = duplicate.external_id or duplicate.user_id
+    if not is_managed_user(duplicate, policy, index):
+        return _skip(Kind.USER, key, f"conflict: Authing user {duplicate.user_id} holds "
+                                     f"externalId {key!r} that the renamed account "
+                                     f"{original.user_id} must take", duplicate.user_id)
+    return Operation(Kind.USER, key, Action.DELETE, duplicate.user_id,
+                     (Change("externalId", key, None),),
+                     (Request("delete-users-batch", {"userIds": (duplicate.user_id,)}),),
+                     reason=f"duplicate of the renamed account {original.user_id}")
+
+
 def plan_department(desired: WeComDepartment | None, actual: AuthingDepartment | None,
                     policy: Policy, index: DepartmentIndex, *,
                     key: str | None = None) -> tuple[Operation, ...]:
-    """One department: create under its parent, rename, move, or delete when empty. A
-    parent that Authing lacks and ``index.source`` knows is created first."""
+    """One department: create under its parent, rename, move, or delete when empty.
+
+    A parent missing in Authing that ``index.source`` knows is created first (with its own
+    missing ancestors), as for a user's departments."""
     if desired is None:
         if actual is None:
             return () if key is None else (Operation(Kind.DEPARTMENT, key, Action.UNCHANGED),)
@@ -224,6 +251,9 @@ def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy
                        index: DepartmentIndex, mode: Mode) -> tuple[list[Operation], set[str]]:
     by_external = {u.external_id: u for u in actual if u.external_id}
     unmanaged = _UnmanagedLookup([u for u in actual if not u.external_id])
+    moved = match_renames(users, actual, policy, index)
+    users = [replace(u, renamed_from=moved[u.userid].external_id) if u.userid in moved else u
+             for u in users]
     wanted = {u.userid for u in users} | {u.renamed_from for u in users if u.renamed_from}
     ops: list[Operation] = []
     if mode is Mode.DELETE_ONLY:
@@ -243,6 +273,60 @@ def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy
                 adopted.add(match.user_id)
         ops += plan_user(user, match, policy, index)
     return ops, wanted
+
+
+def match_renames(users: Iterable[WeComUser], actual: Iterable[AuthingUser], policy: Policy,
+                  index: DepartmentIndex) -> dict[str, AuthingUser]:
+    """Renames whose callback was lost: {new userid: the account of its old userid}.
+
+    Candidates are managed accounts whose userid is no longer in WeCom and WeCom userids
+    that have no account. A pair is the same member when they share an email or mobile
+    (WeCom keeps both unique in the corp, reference §3.6), or, where WeCom withholds both
+    (apps created after 2022-06-20), when name and (known, non-empty) department set agree
+    and no other candidate on either side has the same pair."""
+    users = list(users)
+    present = {u.userid for u in users}
+    accounts = [a for a in actual if a.external_id]
+    held = {a.external_id for a in accounts}
+    orphans = [a for a in accounts if a.external_id not in present
+               and is_managed_user(a, policy, index)]
+    newcomers = [u for u in users if u.userid not in held and u.renamed_from not in held]
+    if not orphans or not newcomers:
+        return {}
+    pairs: dict[str, AuthingUser] = {}
+    taken: set[str] = set()
+    by_unique = {(how, v.lower()): a for a in orphans
+                 for how, v in (("email", a.email), ("phone", a.phone)) if v}
+    for user in newcomers:
+        want = map_user(user, policy.mapping)
+        for how in ("email", "phone"):
+            value = want.get(how)
+            hit = by_unique.get((how, str(value).lower())) if value else None
+            if hit is not None and hit.user_id not in taken:
+                pairs[user.userid] = hit
+                taken.add(hit.user_id)
+                break
+
+    def account_sign(a: AuthingUser) -> tuple[str, frozenset[int]] | None:
+        depts = {_membership_wecom_id(m, policy, index) for m in a.memberships or ()}
+        known = frozenset(d for d in depts if d is not None)
+        return (a.name, known) if a.name and known else None
+
+    def user_sign(u: WeComUser) -> tuple[str, frozenset[int]] | None:
+        return (u.name, frozenset(u.department)) if u.name and u.department else None
+
+    left = defaultdict(list)
+    for a in orphans:
+        if a.user_id not in taken and (sign := account_sign(a)) is not None:
+            left[sign].append(a)
+    came = defaultdict(list)
+    for u in newcomers:
+        if u.userid not in pairs and (sign := user_sign(u)) is not None:
+            came[sign].append(u)
+    for sign, group in came.items():
+        if len(group) == 1 and len(left.get(sign, ())) == 1:
+            pairs[group[0].userid] = left[sign][0]
+    return pairs
 
 
 class _UnmanagedLookup:
@@ -689,6 +773,7 @@ def _skip(kind: Kind, key: str, reason: str, target: str | None = None) -> Opera
 __all__ = [
     "DESTRUCTIVE", "Action", "Change", "DepartmentIndex", "DepartmentRef", "GuardVerdict",
     "Kind", "Mode", "Operation", "Policy", "Request", "UnresolvedDepartment", "deletion_guard",
-    "count_managed", "is_managed_user", "plan_department", "plan_full", "plan_user",
+    "count_managed", "is_managed_user", "match_renames", "plan_department",
+    "plan_duplicate_removal", "plan_full", "plan_user", "plan_user_hold",
     "resolve_refs",
 ]

@@ -15,6 +15,7 @@ from .planner import Mode, Policy
 from .reconciler import Reconciler, RequestError, RunRequest
 from .scheduler import Scheduler
 from .settings import Settings
+from .store.renames import RenameLedger
 from .store.runs import RunConflict
 from .upstream_sync import ReadCooldown, UpstreamSync
 from .upstreams import Upstreams, build_upstreams
@@ -60,7 +61,8 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
     sync = UpstreamSync(
         upstreams.wecom, upstreams.authing, policy_from(settings),
         cooldown=ReadCooldown(settings.restricted_cooldown_seconds),
-        on_event_fields=lambda kind: metrics.event_field_fallbacks.labels(kind).inc())
+        on_event_fields=lambda kind: metrics.event_field_fallbacks.labels(kind).inc(),
+        renames=RenameLedger(engine))
     reconciler = Reconciler(settings, engine, sync)
 
     async def on_batch_job(payload: dict[str, Any]) -> str:

@@ -18,19 +18,30 @@ from typing import Any
 from .authing_client import AuthingClient
 from .errors import (
     ConflictError,
+    MissingDepartment,
     NotFoundError,
     PermanentError,
     RestrictedError,
     SyncError,
     UnfitError,
+    WaitingForDependency,
 )
 from .executor import Executor, ItemStatus, Outcome
 from .http_retry import gather_pair
 from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
 from .operations import Action, Kind, Operation
-from .planner import DepartmentIndex, Policy, plan_department, plan_user
+from .planner import (
+    DepartmentIndex,
+    Policy,
+    is_managed_user,
+    plan_department,
+    plan_duplicate_removal,
+    plan_user,
+    plan_user_hold,
+)
 from .run_items import written
 from .store.links import LinkRow
+from .store.renames import RenameLedger
 from .wecom_client import WeComClient
 from .wecom_events import PARTY_CHANGES, USER_CHANGES, change_from_payload
 
@@ -109,8 +120,9 @@ class ReadCooldown:
 class UpstreamSync:
     def __init__(self, wecom: WeComClient, authing: AuthingClient, policy: Policy, *,
                  cooldown: ReadCooldown, on_event_fields: Callable[[str], None] | None = None,
-                 ) -> None:
+                 renames: RenameLedger | None = None) -> None:
         self.wecom = wecom
+        self.renames = renames
         self.authing = authing
         self.policy = policy
         self.cooldown = cooldown
@@ -158,7 +170,8 @@ class UpstreamSync:
         current = renamed_to or key
         states: dict[tuple[str, str], Any] = {}
         done: list[Outcome] = []
-        if renamed_to is None and any(h.change_type == "create_user" for h in hints):
+        created = renamed_to is None and any(h.change_type == "create_user" for h in hints)
+        if created:
             desired, read_from = await self._desired_user(current, key, hints)
             states[("user", current)] = desired
             if desired is not None:
@@ -177,16 +190,134 @@ class UpstreamSync:
                 self._desired_user(current, key, hints),
                 self._actual_user([key, current] if renamed_to else [key]))
             states[("user", current)] = desired
+        if desired is None and read_from == "api":
+            # Gone under this userid, or renamed on by a callback we hold (maybe not applied).
+            moved = await self._renamed_on(current)
+            if moved is not None:
+                desired, current = moved, moved.userid
+                states[("user", current)] = desired
+                actual = actual or await self._actual_user([current])
+        suspects: tuple[AuthingUser, ...] = ()
+        if desired is not None and actual is None and not created:
+            # An update for a userid without an account: a renamed member, before a new one.
+            actual, suspects = await self._moved_account(desired, current, weak=True)
+        if desired is not None and actual is not None and actual.external_id != current:
+            desired = replace(desired, renamed_from=actual.external_id)
+            states[("user", current)] = desired
+            removal = await self._remove_duplicate(current, actual)
+            if any(o.op.action is Action.SKIP for o in removal):
+                # An account we do not own holds the new userid: the move cannot be made,
+                # and the old identity must not stay active meanwhile.
+                hold = plan_user_hold(actual, self.policy, DepartmentIndex(),
+                                      str(removal[0].op.reason))
+                outcomes = done + removal + await self._executor.apply([hold])
+                return self._result(EntityResult(Kind.USER, current, tuple(outcomes),
+                                                 read_from, states))
+            done += removal
+        if suspects:
+            return self._result(await self._hold_suspects(desired, current, suspects,
+                                                          done, read_from, states))
         outcomes = done + await self._plan_user(desired, actual, current, states)
         if actual is None and desired is not None and _create_failed(outcomes, ConflictError):
-            # Only a create that collides pays for the search: the account in the way is
-            # handed to the planner, which refuses to take it over unless adopt_existing.
-            unmanaged = await self._unmanaged_match(desired)
-            if unmanaged is not None:
+            # Only a create that collides pays for the search. An account of ours whose
+            # userid left WeCom and that holds the same email or mobile is this member,
+            # renamed; an unmanaged one is handed to the planner, which refuses to take it
+            # over unless adopt_existing.
+            moved_from, _ = await self._moved_account(desired, current, weak=False)
+            found = moved_from or await self._unmanaged_match(desired)
+            if found is not None:
+                if moved_from is not None:
+                    desired = replace(desired, renamed_from=moved_from.external_id)
+                    states[("user", current)] = desired
                 done = [o for o in outcomes if o.status is ItemStatus.APPLIED]
-                outcomes = done + await self._plan_user(desired, unmanaged, current, states)
+                outcomes = done + await self._plan_user(desired, found, current, states)
         return self._result(EntityResult(Kind.USER, current, tuple(outcomes), read_from,
                                          states))
+
+    # -- identity moves (userid renames) ------------------------------------------------
+
+    async def _renamed_on(self, userid: str) -> WeComUser | None:
+        """WeCom's record of the member that left ``userid`` by renames we have callbacks
+        for (reference §2.2, NewUserID), following a chain; None when there is none."""
+        if self.renames is None:
+            return None
+        for later in await self.renames.forward(userid):
+            try:
+                return WeComUser.from_api(await self.wecom.user_get(later))
+            except NotFoundError:
+                continue
+        return None
+
+    async def _moved_account(self, desired: WeComUser, current: str, *, weak: bool
+                             ) -> tuple[AuthingUser | None, tuple[AuthingUser, ...]]:
+        """The account of a member now called ``current`` under an older userid, and, when
+        nothing proves one, the accounts that may be it (``weak``: same name).
+
+        Proof is a rename callback in the inbox (whatever became of it), or an email or
+        mobile it shares with an account of ours whose userid WeCom no longer knows (both
+        are unique in the corp). Mobile and email may be withheld (apps created after
+        2022-06-20, reference §3.3): then only the name is left, which proves nothing."""
+        for older in await self.renames.backward(current) if self.renames else ():
+            found = await self._actual_user([older])
+            if found is not None:
+                return found, ()
+        from .mapping import map_user
+
+        want = map_user(desired, self.policy.mapping)
+        probes = [(f, str(want.get(f))) for f in ("email", "phone") if want.get(f)]
+        for unique, value in probes:
+            for dto in await self.authing.find_users(unique, value):
+                if await self._left_wecom(dto, current):
+                    return await self._with_memberships(dto), ()
+        if not weak or probes or not desired.name:
+            return None, ()
+        suspects = [await self._with_memberships(dto)
+                    for dto in await self.authing.find_users("name", desired.name)
+                    if await self._left_wecom(dto, current)]
+        return None, tuple(suspects)
+
+    async def _left_wecom(self, dto: dict[str, Any], current: str) -> bool:
+        """An account of ours whose userid WeCom confirms gone (60111)."""
+        external_id = dto.get("externalId")
+        if not external_id or external_id == current:
+            return False
+        if not is_managed_user(AuthingUser.from_dto(dto), self.policy, DepartmentIndex()):
+            return False
+        try:
+            await self.wecom.user_get(str(external_id))
+        except NotFoundError:
+            return True
+        except SyncError:
+            return False  # refused or failing: not known to be gone
+        return False
+
+    async def _remove_duplicate(self, current: str, original: AuthingUser) -> list[Outcome]:
+        """An account created under the new userid before its rename was known."""
+        duplicate = await self._actual_user([current])
+        if duplicate is None or duplicate.user_id == original.user_id:
+            return []
+        op = plan_duplicate_removal(duplicate, original, self.policy, DepartmentIndex())
+        return await self._executor.apply([op])
+
+    async def _hold_suspects(self, desired: WeComUser, current: str,
+                             suspects: tuple[AuthingUser, ...], done: list[Outcome],
+                             read_from: str, states: dict[tuple[str, str], Any]
+                             ) -> EntityResult:
+        """No proof, only a suspicion (same name, old userid gone): create nothing, keep
+        the old accounts suspended, and wait for the rename callback (WeCom retries it) or
+        a reconcile. Given up after the attempt limit, it is dead with this reason."""
+        olds = ", ".join(sorted(str(a.external_id) for a in suspects))
+        reason = (f"possible rename: WeCom userid(s) {olds} left WeCom and {current} has the "
+                  f"same name; waiting for the rename callback or a reconcile")
+        holds = [plan_user_hold(a, self.policy, DepartmentIndex(), reason) for a in suspects]
+        outcomes = done + await self._executor.apply(holds)
+        waiting = Operation(Kind.USER, current, Action.SKIP, reason=reason)
+        # Counted against the attempt limit, as a conflict a re-plan may resolve: when the
+        # rename callback never comes, the event goes dead with this reason.
+        outcomes.append(Outcome(waiting, ItemStatus.FAILED, ConflictError(reason)))
+        for a in suspects:
+            states.setdefault(("user", str(a.external_id)), None)
+        return EntityResult(Kind.USER, current, tuple(outcomes), read_from, states)
 
     async def _plan_user(self, desired: WeComUser | None, actual: AuthingUser | None,
                          key: str, states: dict[tuple[str, str], Any]) -> list[Outcome]:
@@ -199,7 +330,27 @@ class UpstreamSync:
         ids = _seed_ids(index)
         outcomes = await self._executor.apply(ops, ids)
         self._dept_ids.update({int(w): a for w, a in ids.items() if w.isdigit()})
-        return outcomes
+        return [await self._judge_missing(o) for o in outcomes]
+
+    async def _judge_missing(self, outcome: Outcome) -> Outcome:
+        """A department the operation needs is not in Authing: permanent only when WeCom
+        says it is gone (60123, reference §3.4); otherwise its create is still on its way
+        (retried by WeCom, or lost and left to the reconciler) and the entity waits."""
+        error = outcome.error
+        if not isinstance(error, MissingDepartment):
+            return outcome
+        for open_id in error.departments:
+            try:
+                await self.wecom.department_get(int(open_id))
+            except NotFoundError:
+                return Outcome(outcome.op, outcome.status, MissingDepartment(
+                    f"WeCom department {open_id} is gone (WeCom answers not found)",
+                    departments=error.departments, upstream="wecom"))
+            except SyncError:
+                pass  # refused or failing: not known to be gone
+        shown = ", ".join(error.departments)
+        return Outcome(outcome.op, outcome.status, WaitingForDependency(
+            f"waiting for WeCom department {shown}: not in Authing yet"))
 
     def _result(self, result: EntityResult) -> EntityResult:
         if result.failures:

@@ -12,6 +12,8 @@ renews, so a crashed worker's events return to the queue. Outcomes:
 - a conflict that a re-plan resolves, a department not yet empty, refused credentials →
   ``failed`` with the same backoff, counted against ``worker_max_attempts``;
 - a permanent error, or a spent budget → ``dead`` with a readable reason (replayable).
+- waiting for a department that is not in Authing yet and not known to be gone →
+  ``failed`` with the same backoff, for as long as it takes (no budget);
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +32,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from . import logs
-from .errors import ConflictError, PermanentError, StopSync, SyncError, TransientError
+from .errors import (
+    ConflictError,
+    PermanentError,
+    StopSync,
+    SyncError,
+    TransientError,
+    WaitingForDependency,
+)
 from .http_retry import backoff
 from .metrics import Metrics
 from .settings import Settings
@@ -53,6 +63,7 @@ class Verdict:
     retry_after: float | None = None
     links: tuple[LinkRow, ...] = ()  # what was written, recorded with the settlement
     transient: bool = False  # a retry caused only by transient failures (time budget)
+    waiting: bool = False  # for a dependency not known to be gone: no budget at all
 
 
 class Worker:
@@ -73,6 +84,7 @@ class Worker:
         self._finished: list[tuple[queue.Claim, Verdict]] = []  # applied, not yet settled
         self._db_failures = 0
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
+        self._identities = KeyLocks()
         self.ready = False
 
     # -- the loop -----------------------------------------------------------------------
@@ -192,7 +204,7 @@ class Worker:
     def _budget(self, claim: queue.Claim, verdict: Verdict) -> Verdict:
         """A retry becomes ``dead`` once its budget is spent: transient failures spend the
         time window since the entity's first one, other retries spend attempts."""
-        if verdict.status != "retry":
+        if verdict.status != "retry" or verdict.waiting:
             return verdict
         if verdict.transient:
             since = claim.transient_since
@@ -240,7 +252,11 @@ class Worker:
         if claim.source not in (EventSource.WECOM.value, EventSource.OPS.value):
             raise PermanentError(f"no handler for {claim.source} events")
         if kind == EntityKind.USER:
-            return await self.upstream.sync_user(claim.entity_key, payloads)
+            # The two userids of a rename are two entities to the queue, but one member:
+            # their events never run side by side (in this process).
+            moves = {str(p["new_user_id"]) for p in payloads if p.get("new_user_id")}
+            async with self._identities.hold({claim.entity_key, *moves}):
+                return await self.upstream.sync_user(claim.entity_key, payloads)
         if kind == EntityKind.DEPARTMENT:
             return await self.upstream.sync_department(claim.entity_key, payloads)
         if kind == EntityKind.TAG:
@@ -298,6 +314,31 @@ class Worker:
                        retry_at=now + timedelta(seconds=delay), transient_since=since)
 
 
+class KeyLocks:
+    """Exclusive in-process locks on *sets* of keys (WeCom userids, case-insensitive, as
+    WeCom compares them), taken in sorted order so that two holders cannot deadlock."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._holders: Counter[str] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, keys: Iterable[str]) -> AsyncIterator[None]:
+        ordered = sorted({k.lower() for k in keys})
+        self._holders.update(ordered)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                for key in ordered:
+                    await stack.enter_async_context(self._locks.setdefault(key, asyncio.Lock()))
+                yield
+        finally:
+            self._holders.subtract(ordered)
+            for key in ordered:
+                if self._holders[key] <= 0:
+                    del self._holders[key]
+                    self._locks.pop(key, None)
+
+
 def _judge(result: EntityResult) -> Verdict:
     summary, written = result.summary(), tuple(result.links())
     failures = result.failures
@@ -307,7 +348,8 @@ def _judge(result: EntityResult) -> Verdict:
             hint = max((e.retry_after or 0 for e in errors if isinstance(e, TransientError)),
                        default=0) or None
             transient = all(isinstance(e, TransientError) for e in errors)
-            return Verdict("retry", summary, hint, written, transient)
+            waiting = all(isinstance(e, WaitingForDependency) for e in errors)
+            return Verdict("retry", summary, hint, written, transient, waiting)
         return Verdict("dead", summary, links=written)
     if result.conflicts:
         return Verdict("dead", summary, links=written)

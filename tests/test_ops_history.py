@@ -170,7 +170,7 @@ def test_blocked_run_rejected_and_a_finished_run_not_cancelled(sqlite_url: str,
         assert listed["schedule"]["upstream"]["next_run_at"]
 
 
-def test_migration_0006_is_reversible(db_url: str) -> None:
+def test_migration_console_attempts_is_reversible(db_url: str) -> None:
     from sqlalchemy import inspect
 
     from sync_core.store import migrate
@@ -188,7 +188,7 @@ def test_migration_0006_is_reversible(db_url: str) -> None:
         assert "event_attempts" not in inspector.get_table_names()
         assert "claimed_at" not in {c["name"] for c in inspector.get_columns("inbox_events")}
         migrate.upgrade(engine)
-        assert migrate.current_revision(engine) == "0006"
+        assert migrate.current_revision(engine) == migrate.head_revision() == "0007_console"
     finally:
         engine.dispose()
 

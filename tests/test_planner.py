@@ -30,6 +30,7 @@ from sync_core.planner import (
     UnresolvedDepartment,
     count_managed,
     deletion_guard,
+    match_renames,
     plan_department,
     plan_full,
     plan_user,
@@ -758,3 +759,44 @@ def test_applying_a_plan_converges(desired: tuple, before: tuple) -> None:
     again = plan_full(users, depts, list(fake.users.values()), list(fake.depts.values()),
                       policy, Mode.FULL)
     assert [op for op in again if op.writes] == []
+
+
+# -- renames whose callback was lost (issue 11, kind 2) ------------------------------------
+
+
+def _withheld(user: WeComUser, name: str) -> WeComUser:
+    return replace(user, name=name, email=None, mobile=None)
+
+
+def _named(account: AuthingUser, name: str) -> AuthingUser:
+    return replace(account, name=name)
+
+
+def test_full_moves_an_account_matched_by_email_instead_of_create_and_resign() -> None:
+    renamed = replace(wuser("old2", 2), userid="new2", email="old2@example.com")
+    ops = plan_full([renamed, wuser("stay", 2)], FULL_DESIRED_DEPTS,
+                    [managed("stay", 2), managed("old2", 2)], FULL_ACTUAL_DEPTS, POLICY,
+                    Mode.FULL)
+    users = [op for op in ops if op.kind is Kind.USER]
+    assert keys(tuple(users)) == [("user", "new2", "update"), ("user", "stay", "unchanged")]
+    assert users[0].target == "uid-old2"
+    assert {c.field: c.new for c in users[0].changes}["externalId"] == "new2"
+
+
+def test_withheld_fields_match_a_rename_by_name_and_departments_only_when_unique() -> None:
+    old = _named(replace(managed("w1", 2), email=None), "成员一")
+    other = _named(replace(managed("w2", 3), email=None), "成员二")
+    came = [_withheld(wuser("w1x", 2), "成员一"), _withheld(wuser("w2x", 2), "成员二")]
+    # w2x has w2's name but not its departments: no evidence.
+    assert {k: a.user_id for k, a in match_renames(came, [old, other], POLICY, INDEX).items()
+            } == {"w1x": "uid-w1"}
+    twins = [*came, _withheld(wuser("w1y", 2), "成员一")]  # two newcomers alike: ambiguous
+    assert match_renames(twins, [old, other], POLICY, INDEX) == {}
+
+
+def test_unmanaged_and_present_accounts_are_never_taken_as_renames() -> None:
+    stranger = replace(managed("x1", 2), custom_data=(), memberships=())
+    present = managed("p1", 2)
+    came = [replace(wuser("x1new", 2), email="x1@example.com"),
+            replace(wuser("p1new", 2), email="p1@example.com"), wuser("p1", 2)]
+    assert match_renames(came, [stranger, present], POLICY, INDEX) == {}

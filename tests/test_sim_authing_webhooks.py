@@ -116,7 +116,9 @@ def test_hang_outlasts_the_client_timeout(sim: AuthingSimulator, api: ApiClient)
 def test_drop_closes_the_connection(sim: AuthingSimulator, api: ApiClient) -> None:
     api.token()
     sim.admin.drop("list-users")
-    with pytest.raises(httpx.RemoteProtocolError):
+    # Closed with no reply: seen as a protocol error, or as a reset when the close races
+    # the request on a loaded machine. Either way no answer came back.
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         api.http.post("/api/v3/list-users", json={}, headers=api.headers())
     assert api.post("list-users")["statusCode"] == 200
 

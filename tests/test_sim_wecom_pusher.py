@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from simulators.server import BackgroundServer
 from simulators.wecom import WeComSimulator
-from simulators.wecom.pusher import DELIVERED, DROPPED, FAILED, SKIPPED
+from simulators.wecom.pusher import DELIVERED, DROPPED, FAILED, HELD, SKIPPED
 from sync_core.wecom_crypto import WeComCrypto
 from sync_core.wecom_events import PartyChange, TagChange, UserChange, WeComEvent, parse_event
 from sync_core.wecom_xml import parse_envelope, parse_xml
@@ -289,6 +289,27 @@ def test_pause_drop_and_skip(keys: CallbackKeys, receiver: Receiver) -> None:
         unconfigured.admin.delete_user("n1")
         unconfigured.pusher.flush(10)
         assert receiver.events[-1].change_type == "delete_user"
+
+
+def test_held_callbacks_are_overtaken_and_sent_when_released(keys: CallbackKeys,
+                                                            receiver: Receiver) -> None:
+    """A callback whose first delivery failed comes later, after those behind it."""
+    with make_sim(keys, receiver.url) as sim:
+        sim.pusher.hold_next(2)
+        sim.admin.create_user("h1", "一", mobile="13800000021")
+        sim.admin.create_user("h2", "二", mobile="13800000022")
+        sim.admin.create_user("h3", "三", mobile="13800000023")
+        sim.pusher.flush(10)
+        assert [e.entity_key for e in receiver.events] == ["h3"]
+        held = sim.pusher.held
+        assert [(d.key, d.outcome) for d in held] == [("h1", HELD), ("h2", HELD)]
+        sealed = {d.seq: d.envelope for d in held}
+        sim.pusher.release([held[1].seq, held[0].seq])  # and in any order
+        sim.pusher.flush(10)
+        assert [e.entity_key for e in receiver.events] == ["h3", "h2", "h1"]
+        assert sim.pusher.held == []
+        assert {d.seq: d.envelope for d in held} == sealed  # the same bytes
+        assert [d.outcome for d in sim.pusher.deliveries] == [DELIVERED] * 3
 
 
 def test_admin_http_routes_are_called_back(sim: WeComSimulator, receiver: Receiver) -> None:

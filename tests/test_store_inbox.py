@@ -117,3 +117,25 @@ def test_links_record_the_last_written_state(engine) -> None:  # type: ignore[no
         target = conn.exec_driver_sql("SELECT target_id FROM links").scalar()
     assert digest == links.state_hash({"name": "张三丰"}) != links.state_hash({"name": "张三"})
     assert target == "auth-1"  # a later write without the id keeps it
+
+
+def test_upgrade_releases_the_keys_of_events_already_claimed(db_url: str) -> None:
+    """Migration 0006_delivery: only an event still waiting for its first claim keeps a
+    key that a redelivery collapses into (issue 11, kind 1)."""
+    from sync_core.store import queue
+
+    engine = make_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0004")
+        with engine.begin() as conn:
+            insert_new(conn, [_event("waiting"), _event("claimed", entity="lisi")])
+            conn.exec_driver_sql("UPDATE inbox_events SET status = 'done', attempts = 1 "
+                                 "WHERE dedupe_key = 'claimed'")
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            assert insert_new(conn, [_event("waiting"), _event("claimed", entity="lisi")]) == {
+                ("wecom", "claimed")}
+            assert queue.claim(conn, owner="w", now=utcnow(), lease=timedelta(seconds=30),
+                               max_entities=5)
+    finally:
+        engine.dispose()

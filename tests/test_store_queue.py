@@ -106,6 +106,33 @@ def test_concurrent_claimers_never_share_an_entity(engine) -> None:  # type: ign
     assert sorted(ids) == list(range(1, 201))  # every event exactly once
 
 
+def test_a_redelivery_collapses_only_while_the_first_copy_waits(engine) -> None:  # type: ignore[no-untyped-def]
+    """Issue 11, kind 1: the same bytes after the entity was claimed (read) are a new hint."""
+    with engine.begin() as conn:
+        assert insert_new(conn, [_ev("same", "hetao")]) == {("wecom", "same")}
+        assert insert_new(conn, [_ev("same", "hetao")]) == set()  # still waiting: one hint
+    [first] = _claim(engine)
+    assert len(first.ids) == 1
+    with engine.begin() as conn:  # in flight: the read may already have happened
+        assert insert_new(conn, [_ev("same", "hetao")]) == {("wecom", "same")}
+        assert insert_new(conn, [_ev("same", "hetao")]) == set()
+        queue.complete(conn, owner="w1", ids=first.ids, now=utcnow(), outcome="ok")
+    [second] = _claim(engine)
+    assert len(second.ids) == 1 and second.ids != first.ids
+    with engine.begin() as conn:
+        queue.complete(conn, owner="w1", ids=second.ids, now=utcnow(), outcome="ok")
+        assert insert_new(conn, [_ev("same", "hetao")]) == {("wecom", "same")}  # after done
+        queue.replay(conn, event_id=first.ids[0], now=utcnow())
+    with Session(engine) as session:
+        released = get_event(session, first.ids[0])
+        assert released is not None and released.dedupe_key == f"same#{first.ids[0]}"
+    [third] = _claim(engine)
+    assert len(third.ids) == 2 and first.ids[0] in third.ids
+    with Session(engine) as session:  # a second claim keeps the released key as it was
+        again = get_event(session, first.ids[0])
+        assert again is not None and again.dedupe_key == f"same#{first.ids[0]}"
+
+
 def test_transient_failures_spend_time_not_attempts(engine) -> None:  # type: ignore[no-untyped-def]
     """An outage's failures are kept apart from the attempt budget; the entity's clock
     starts at its first one, and an event that arrives during the outage joins it."""

@@ -118,7 +118,10 @@ def test_duplicate_deliveries_apply_once(sqlite_url: str, keys: CallbackKeys) ->
         users = [u for u in s.authing.state.users.values()
                  if u.profile.get("externalId") == "wangwu"]
         assert len(users) == 1
-        assert len([e for e in s.events() if e["entity_key"] == "wangwu"]) == 1
+        # The first copy was read before the others came: they are new hints (issue 11,
+        # kind 1), collapsed only into one another while still waiting, and all settle.
+        copies = [e for e in s.events() if e["entity_key"] == "wangwu"]
+        assert 2 <= len(copies) <= 4 and {e["status"] for e in copies} == {"done"}
 
 
 def test_authing_outage_and_rate_limits_are_ridden_out(sqlite_url: str,

@@ -6,6 +6,10 @@ EncodingAESKey (receive id = corpid) and POSTed as the XML envelope with ``msg_s
 else, or no answer within the timeout (5 s), is retried: 3 attempts in all, with the same
 bytes each time, then WeCom gives up.
 
+WeCom retries a callback whose first delivery failed *later*, while the callbacks behind it
+go on: they overtake it. ``hold_next``/``release`` reproduce that order (and any other),
+``drop_next`` a callback WeCom gave up on.
+
 Delivery runs on one background thread, so an admin call never waits on the receiver and
 callbacks arrive in the order the changes happened. Every attempt is logged in
 ``deliveries`` for tests to inspect; ``flush()``/``await drain()`` wait for the queue.
@@ -30,8 +34,8 @@ from .changes import Change, render, trim
 
 log = logging.getLogger(__name__)
 
-PENDING, DELIVERED, FAILED, DROPPED, SKIPPED = (
-    "pending", "delivered", "failed", "dropped", "skipped")
+PENDING, DELIVERED, FAILED, DROPPED, SKIPPED, HELD = (
+    "pending", "delivered", "failed", "dropped", "skipped", "held")
 
 
 @dataclass(slots=True)
@@ -45,7 +49,8 @@ class Attempt:
 @dataclass(slots=True)
 class Delivery:
     """One callback: ``outcome`` is pending, delivered, failed (gave up), dropped (lost on
-    purpose by ``drop_next``) or skipped (no callback URL configured)."""
+    purpose by ``drop_next``), held (by ``hold_next``, until ``release``) or skipped (no
+    callback URL configured)."""
 
     seq: int
     change_type: str
@@ -81,11 +86,13 @@ class CallbackPusher:
         self.timeout = timeout
         self.attempts = attempts
         self.retry_delay = retry_delay
-        self._clock = clock
+        self.clock = clock  # CreateTime and timestamp: WeCom's have whole seconds
         self._queue: queue.Queue[Delivery | None] = queue.Queue()
         self._cond = threading.Condition()
         self._pending = 0
         self._drop = 0
+        self._hold = 0
+        self._held: list[Delivery] = []
         self._running = threading.Event()
         self._running.set()
         self._closing = threading.Event()
@@ -117,6 +124,32 @@ class CallbackPusher:
         with self._cond:
             self._drop += count
 
+    def hold_next(self, count: int = 1) -> None:
+        """Hold back the next ``count`` callbacks, as if their first delivery had failed:
+        they are sent when ``release`` says, after whatever was published meanwhile."""
+        with self._cond:
+            self._hold += count
+
+    @property
+    def held(self) -> list[Delivery]:
+        with self._cond:
+            return list(self._held)
+
+    def release(self, seqs: Iterable[int] | None = None) -> list[Delivery]:
+        """Deliver held callbacks now: those with ``seqs``, in that order (default: all,
+        in the order they were held). The same bytes as the first attempt, as WeCom's."""
+        with self._cond:
+            by_seq = {d.seq: d for d in self._held}
+            chosen = [by_seq[s] for s in seqs] if seqs is not None else list(self._held)
+            for entry in chosen:
+                self._held.remove(entry)
+                entry.outcome = PENDING
+                self._pending += 1
+        for entry in chosen:
+            self._ensure_worker()
+            self._queue.put(entry)
+        return chosen
+
     def pause(self) -> None:
         """Hold deliveries (they queue up) until ``resume()``."""
         self._running.clear()
@@ -134,7 +167,7 @@ class CallbackPusher:
             shaped = trim(change) if config.trimmed else change
             if shaped is None:
                 continue  # WeCom sends nothing for this change in trimmed mode
-            plaintext = render(shaped, corp_id=self.corp_id, create_time=int(self._clock()))
+            plaintext = render(shaped, corp_id=self.corp_id, create_time=int(self.clock()))
             with self._cond:
                 entry = Delivery(len(self._log) + 1, shaped.change_type, shaped.key,
                                  plaintext, config.url)
@@ -147,6 +180,11 @@ class CallbackPusher:
                     entry.outcome = DROPPED
                     continue
                 self._seal(entry, config)
+                if self._hold > 0:
+                    self._hold -= 1
+                    entry.outcome = HELD
+                    self._held.append(entry)
+                    continue
                 self._pending += 1
             queued.append(entry)
             self._ensure_worker()
@@ -160,7 +198,7 @@ class CallbackPusher:
 
     def clear_log(self) -> None:
         with self._cond:
-            self._log = [d for d in self._log if d.outcome == PENDING]
+            self._log = [d for d in self._log if d.outcome in (PENDING, HELD)]
 
     def flush(self, timeout: float = 30.0) -> None:
         """Block until every queued callback is delivered or given up."""
@@ -191,7 +229,7 @@ class CallbackPusher:
         """Encrypt once: retries resend the same bytes, as WeCom's do."""
         assert config.token and config.encoding_aes_key
         crypto = WeComCrypto(config.token, config.encoding_aes_key, self.corp_id)
-        timestamp, nonce = str(int(self._clock())), str(secrets.randbelow(9 * 10**9) + 10**9)
+        timestamp, nonce = str(int(self.clock())), str(secrets.randbelow(9 * 10**9) + 10**9)
         encrypted, signature = crypto.encrypt_message(entry.plaintext, timestamp, nonce)
         entry.envelope = (
             f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"

@@ -65,7 +65,7 @@ class InboxEvent(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     transient_failures: int = Field(
         default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
-    # When the current lease was taken: the start of the attempt in flight (migration 0006).
+    # When the current lease was taken: the start of the attempt in flight (migration 0007_console).
     claimed_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
@@ -147,7 +147,7 @@ class Run(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     progress_done: int = Field(default=0)
     progress_total: int = Field(default=0)
-    # An operator's decision (migration 0006): approved | rejected | cancelled, by whom, when.
+    # An operator's decision (migration 0007_console): approved | rejected | cancelled, by whom, when.
     decision: str | None = Field(default=None, max_length=16)
     decided_by: str | None = Field(default=None, max_length=64)
     decided_at: datetime | None = Field(

@@ -5,6 +5,12 @@ A claim takes *every* open event of an entity at once (coalescing): events are h
 An entity with events in flight is not claimed again until they settle, which keeps
 order per entity key while different entities run concurrently.
 
+A claim also *releases* each event's dedupe key (``<key>#<id>``): from then on the entity
+may be read at any moment, so a byte-identical callback that arrives later is a new hint
+and is stored, not collapsed. WeCom's plaintext is not unique per change (``CreateTime``
+has whole seconds; trimmed callbacks carry only ids): only a redelivery of an event that
+is still waiting for its first claim may be collapsed into it (``inbox.insert_new``).
+
 Functions take a connection and never commit; the caller owns the transaction.
 """
 
@@ -20,8 +26,12 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Select,
+    String,
     and_,
     bindparam,
+    case,
+    cast,
+    literal,
     or_,
     select,
     text,
@@ -132,12 +142,17 @@ def _due(postgres: bool, *, filtered: bool) -> Select[Any]:
     return due
 
 
+# ``<key>#<id>``: idempotent, so a replayed (already released) event keeps its key.
+_SUFFIX = literal("#", String) + cast(_T.c.id, String)
+_RELEASE = case((_T.c.dedupe_key.endswith(_SUFFIX), _T.c.dedupe_key),
+                else_=_T.c.dedupe_key + _SUFFIX)
+
 _LEASE = (
     update(_T)
     .where(tuple_(_T.c.source, _T.c.entity_kind, _T.c.entity_key)
            .in_(bindparam("picked", expanding=True)), _T.c.status.in_(_OPEN), _FREE)
     .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"),
-            attempts=_T.c.attempts + 1, claimed_at=_NOW)
+            attempts=_T.c.attempts + 1, claimed_at=_NOW, dedupe_key=_RELEASE)
     .returning(_T.c.id, _T.c.event_type, _T.c.payload, _T.c.attempts, _T.c.received_at,
                _T.c.source, _T.c.entity_kind, _T.c.entity_key, _T.c.transient_since,
                _T.c.transient_failures)

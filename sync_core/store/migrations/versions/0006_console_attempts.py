@@ -5,8 +5,8 @@ event's history instead of overwriting it; ``inbox_events.claimed_at`` is when t
 in flight started. ``runs`` gains the operator's decision (approved, rejected, cancelled),
 who made it and when.
 
-Revision ID: 0006
-Revises: 0005_budget
+Revision ID: 0007_console
+Revises: 0006_delivery
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005_budget"
+revision = "0007_console"
+down_revision = "0006_delivery"
 branch_labels = None
 depends_on = None
 
