@@ -147,7 +147,8 @@ class Run(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     progress_done: int = Field(default=0)
     progress_total: int = Field(default=0)
-    # An operator's decision (migration 0007_console): approved | rejected | cancelled, by whom, when.
+    # An operator's decision (migration 0007_console): approved, rejected or cancelled;
+    # by whom and when.
     decision: str | None = Field(default=None, max_length=16)
     decided_by: str | None = Field(default=None, max_length=64)
     decided_at: datetime | None = Field(
