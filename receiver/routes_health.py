@@ -16,7 +16,7 @@ from sync_core.version import version
 
 from .context import ctx
 from .failures import report_database_unavailable
-from .status import schedule
+from .status import credential_states, schedule
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,7 @@ async def readyz(request: Request) -> Response:
     runtime = request.app.state.runtime
     if runtime is None:  # a receiver without credentials: storing is its whole job
         return JSONResponse(body)
-    # The last word of each remote on our credentials; no call is made here.
-    for name, client in (("wecom", runtime.upstreams.wecom),
-                         ("authing", runtime.upstreams.authing)):
-        state = client.credentials
+    for name, state in credential_states(runtime).items():
         if state.refused is not None:
             body.update({"status": "unavailable", name: "credentials refused",
                          f"{name}_error": state.refused[:300]})

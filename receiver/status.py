@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from sync_core.api_base import CredentialState
 from sync_core.scheduler import next_fire, scheduled_directions
 from sync_core.store import runs
 from sync_core.store.inbox import _iso
@@ -79,16 +80,21 @@ def _wecom_reads(request: Request) -> str:
     return "restricted" if runtime.sync.cooldown.active else "available"
 
 
+def credential_states(runtime: Any) -> dict[str, CredentialState]:
+    """The last word of each remote on our credentials (readiness and the strip); no call
+    is made here."""
+    return {"wecom": runtime.upstreams.wecom.credentials,
+            "authing": runtime.upstreams.authing.credentials}
+
+
 def _credentials(request: Request) -> dict[str, dict[str, str | None]]:
     """Each remote's last word on our credentials (the readiness state), no call made."""
     runtime = request.app.state.runtime
     if runtime is None:
         return {name: {"state": "not configured", "reason": None}
                 for name in ("wecom", "authing")}
-    out = {}
-    for name, client in (("wecom", runtime.upstreams.wecom),
-                         ("authing", runtime.upstreams.authing)):
-        state = client.credentials
+    out: dict[str, dict[str, str | None]] = {}
+    for name, state in credential_states(runtime).items():
         if state.refused is not None:
             out[name] = {"state": "refused", "reason": state.refused[:300]}
         else:
