@@ -136,10 +136,12 @@ class StopSignals:
 
 
 def with_runtime(job: Callable[[SyncRuntime], Awaitable[T]],
-                 on_stop: Callable[[SyncRuntime, signal.Signals], None] | None = None) -> T:
+                 on_stop: Callable[[SyncRuntime, signal.Signals], None] | None = None, *,
+                 need_wecom: bool = True) -> T:
     """Settings from the environment, a migrated database and the upstream clients for the
     length of ``job``; everything is closed afterwards. With ``on_stop``, SIGINT and
-    SIGTERM call it with the runtime and the signal (see ``StopSignals``)."""
+    SIGTERM call it with the runtime and the signal (see ``StopSignals``).
+    ``need_wecom=False``: WeCom's credentials may be unset (a run from a file alone)."""
     from sync_core.metrics import Metrics
     from sync_core.runtime import build_runtime
     from sync_core.store import migrate
@@ -149,7 +151,7 @@ def with_runtime(job: Callable[[SyncRuntime], Awaitable[T]],
     engine = make_engine(settings.database_url)
 
     async def main() -> T:
-        runtime = build_runtime(settings, engine, Metrics())
+        runtime = build_runtime(settings, engine, Metrics(), need_wecom=need_wecom)
         if on_stop is not None:
             StopSignals(lambda sig: on_stop(runtime, sig)).install()
         try:

@@ -36,6 +36,11 @@ def register(sub: Any) -> None:
     rec.add_argument("--sheet", help="sheet index or name (default: all)")
     rec.add_argument("--start-row", type=int, default=0, help="first row, 0-based")
     rec.add_argument("--end-row", type=int, default=-1, help="last row, 0-based; -1 = last")
+    rec.add_argument("--keep-top-department", action="store_true",
+                     help="the paths' top segment (the company) becomes a department "
+                          "instead of the organization root")
+    rec.add_argument("--departments-file", type=Path,
+                     help="WeCom's department CSV (部门名称,部门ID,父部门ID,排序): real ids")
     rec.add_argument("--dry-run", action="store_true", help="plan and report, apply nothing")
     rec.add_argument("--json", action="store_true", help="print the run as JSON")
     rec.set_defaults(handler=reconcile)
@@ -48,7 +53,7 @@ def register(sub: Any) -> None:
 
 
 def reconcile(args: argparse.Namespace) -> int:
-    from sync_core.reconciler import ExcelInput, RequestError, RunRequest
+    from sync_core.reconciler import ExcelInput, RequestError, RunRequest, check_excel
     from sync_core.store import runs
 
     from .cli import with_runtime
@@ -58,10 +63,17 @@ def reconcile(args: argparse.Namespace) -> int:
     if args.file is not None:
         try:
             data = args.file.read_bytes()
+            tree = (args.departments_file.read_bytes() if args.departments_file is not None
+                    else None)
         except OSError as exc:
-            return _fail(f"cannot read {args.file}: {exc.strerror}")
+            return _fail(f"cannot read {exc.filename}: {exc.strerror}")
         sheet = int(args.sheet) if args.sheet and args.sheet.isdigit() else args.sheet
-        excel = ExcelInput(data, args.file.name, sheet, args.start_row, args.end_row)
+        excel = ExcelInput(data, args.file.name, sheet, args.start_row, args.end_row,
+                           keep_top_department=args.keep_top_department, departments=tree)
+        try:
+            check_excel(excel)
+        except RequestError as exc:
+            return _fail(f"{args.file}: {exc}" if args.file.name not in str(exc) else str(exc))
     request = RunRequest(direction=args.direction, mode=Mode(args.mode), source=source,
                          dry_run=args.dry_run, trigger="cli", excel=excel)
     stopped: list[signal.Signals] = []
@@ -82,7 +94,7 @@ def reconcile(args: argparse.Namespace) -> int:
         runtime.reconciler.interrupt(f"interrupted by {sig.name}")
 
     try:
-        run = with_runtime(job, on_stop)
+        run = with_runtime(job, on_stop, need_wecom=source != "excel")
     except RequestError as exc:
         return _fail(str(exc))
     except runs.RunConflict as exc:

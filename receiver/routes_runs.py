@@ -62,7 +62,8 @@ async def reconcile(request: Request, c: AppContext) -> Response:
 async def start_run(request: Request, fields: dict[str, Any], upload: object, *,
                     trigger: str) -> int:
     """Start a run from request fields (``direction``, ``mode``, ``dry_run``, ``source``,
-    and with an uploaded file ``sheet``, ``start_row``, ``end_row``). Raises RequestError,
+    and with an uploaded file ``sheet``, ``start_row``, ``end_row``,
+    ``keep_top_department`` and an optional ``departments`` file). Raises RequestError,
     Unavailable (no credentials) or runs.RunConflict."""
     reconciler = _reconciler(request)
     if reconciler is None:
@@ -72,11 +73,18 @@ async def start_run(request: Request, fields: dict[str, Any], upload: object, *,
         data = await upload.read()
         if not data:
             raise RequestError("the uploaded file is empty")
+        departments = fields.get("departments")
+        tree = await departments.read() if isinstance(departments, UploadFile) and (
+            departments.filename or departments.size) else None
         fields = {**fields, "source": fields.get("source") or "excel"}
         fields["excel"] = ExcelInput(data=data, filename=upload.filename or "upload.xlsx",
                                      sheet=_sheet(fields.get("sheet")),
                                      start_row=_int(fields.get("start_row"), 0, "start_row"),
-                                     end_row=_int(fields.get("end_row"), -1, "end_row"))
+                                     end_row=_int(fields.get("end_row"), -1, "end_row"),
+                                     keep_top_department=_bool(
+                                         fields.get("keep_top_department", False),
+                                         "keep_top_department"),
+                                     departments=tree)
     run_request = _run_request(fields, trigger)
     if run_request.excel is not None:
         await run_in_threadpool(_check_file, run_request.excel)
@@ -190,13 +198,16 @@ async def _body(request: Request) -> tuple[dict[str, Any], UploadFile | None]:
         if declared.isdigit() and int(declared) > MAX_UPLOAD:
             raise RequestError(f"upload larger than {MAX_UPLOAD // (1024 * 1024)} MiB")
         try:
-            form = await request.form(max_files=1, max_fields=20)
+            form = await request.form(max_files=2, max_fields=20)
         except Exception as exc:  # noqa: BLE001 - malformed multipart is the caller's
             raise RequestError(f"malformed multipart body: {exc}") from None
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise RequestError("multipart reconcile needs a 'file' part (the Excel export)")
+        departments = form.get("departments")
+        if isinstance(departments, UploadFile):
+            fields["departments"] = departments
         return fields, upload
     body = await request.body()
     try:
@@ -209,17 +220,11 @@ async def _body(request: Request) -> tuple[dict[str, Any], UploadFile | None]:
 
 
 def _check_file(excel: ExcelInput) -> None:
-    """A malformed file is the caller's mistake: a 400 naming the row and column, before a
+    """A file of the wrong shape is the caller's mistake: a 400 naming the place, before a
     run exists. (The run reads it again, with WeCom's department tree beside it.)"""
-    from sync_core.excel_source import ExcelOptions, ExcelSourceError, read_address_book
+    from sync_core.reconciler import check_excel
 
-    try:
-        read_address_book(excel.data, excel.filename, ExcelOptions(
-            sheet=excel.sheet, start_row=excel.start_row, end_row=excel.end_row))
-    except ExcelSourceError as exc:
-        raise RequestError(str(exc)) from None
-    except ValueError as exc:  # bad options (e.g. end_row before start_row)
-        raise RequestError(str(exc)) from None
+    check_excel(excel)
 
 
 def _run_request(fields: dict[str, Any], trigger: str) -> RunRequest:
@@ -233,18 +238,22 @@ def _run_request(fields: dict[str, Any], trigger: str) -> RunRequest:
     source = str(fields.get("source") or "api")
     if source not in _SOURCES:
         raise RequestError("source must be api or excel")
-    dry_run = fields.get("dry_run", False)
-    if isinstance(dry_run, str):
-        if dry_run.lower() not in (*_TRUE, *_FALSE):
-            raise RequestError("dry_run must be true or false")
-        dry_run = dry_run.lower() in _TRUE
-    if not isinstance(dry_run, bool):
-        raise RequestError("dry_run must be true or false")
+    dry_run = _bool(fields.get("dry_run", False), "dry_run")
     excel = fields.get("excel")
     if source == "excel" and excel is None:
         raise RequestError("source excel needs a multipart upload with the file")
     return RunRequest(direction=direction, mode=mode, source=source, dry_run=dry_run,
                       excel=excel, trigger=trigger)
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, str):
+        if value.lower() not in (*_TRUE, *_FALSE):
+            raise RequestError(f"{name} must be true or false")
+        value = value.lower() in _TRUE
+    if not isinstance(value, bool):
+        raise RequestError(f"{name} must be true or false")
+    return value
 
 
 def _int(value: Any, default: int, name: str) -> int:

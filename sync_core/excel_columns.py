@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Generic, TypeVar
 
+from .mapping import KNOWN_CODES
+
 _T = TypeVar("_T")
 _C = TypeVar("_C", bound=Enum)
 
@@ -79,7 +81,7 @@ class DepartmentColumn(Enum):
 
 USER_HEADERS: Mapping[str, Column] = {
     **dict.fromkeys(("账号", "帐号", "成员账号", "成员帐号", "userid", "成员userid",
-                     "企业微信账号", "企业微信帐号"), Column.USERID),
+                     "企业微信账号", "企业微信帐号", "英文id"), Column.USERID),
     **dict.fromkeys(("姓名", "成员姓名", "name"), Column.NAME),
     **dict.fromkeys(("别名", "alias"), Column.ALIAS),
     **dict.fromkeys(("职务", "职位", "position"), Column.POSITION),
@@ -97,7 +99,9 @@ USER_HEADERS: Mapping[str, Column] = {
     **dict.fromkeys(("激活状态",), Column.ACTIVATION),
     **dict.fromkeys(("禁用状态", "禁用", "是否禁用"), Column.DISABLED),
     **dict.fromkeys(("状态", "账号状态", "帐号状态", "status"), Column.STATUS),
-    **dict.fromkeys(("排序", "序号", "禁用项说明", "order"), Column.IGNORED),
+    # 视频号 and 微信插件 (2026 export) and 企业简称 (2020 template): nothing to sync.
+    **dict.fromkeys(("排序", "序号", "禁用项说明", "order", "视频号", "微信插件", "企业简称"),
+                    Column.IGNORED),
 }
 
 DEPARTMENT_HEADERS: Mapping[str, DepartmentColumn] = {
@@ -149,6 +153,10 @@ def is_blank(cells: Sequence[object]) -> bool:
 
 _USERID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
 _MAINLAND_MOBILE = re.compile(r"1\d{10}")
+_MOBILE_NOISE = re.compile(r"[\s\-()（）.]")
+# "(+852) 6123 4567", "00852-6123-4567": a code set apart from the number.
+_EXPLICIT_CODE = re.compile(r"^\s*[(（]?\s*(?:\+|00)(\d{1,4})\s*[)）]?[\s\-]")
+_COUNTRY_CODES = tuple(code[1:] for code in KNOWN_CODES)
 _INTERNATIONAL_MOBILE = re.compile(r"\+\d{1,4}[ -]?\d(?:[ -]?\d){4,17}")
 _TELEPHONE = re.compile(r"[0-9+\-, ]{1,32}")
 _EMAIL = re.compile(r"[^@\s;,]+@[^@\s;,]+\.[^@\s;,.]+")
@@ -178,15 +186,41 @@ def parse_name(value: object) -> str:
 
 
 def parse_mobile(value: object) -> str | None:
-    """Mainland numbers as 11 digits starting with 1; others with a ``+`` country code.
-    A masked number (``138****0000``, as exported for a member whose mobile is hidden) is
-    unknown: ``None``."""
+    """A mobile as the API gives it: mainland numbers as 11 digits starting with 1, others
+    with their ``+`` country code. What admins type is accepted and normalised:
+    ``138 0000 0000``, ``138-0000-0000``, ``(+86) 138 0000 0000``, ``+86 13800000000``,
+    ``008613800000000`` and ``8613800000000`` (a numeric cell) → ``13800000000``;
+    ``(+852) 6123 4567`` and ``00852 61234567`` → ``+852-61234567`` (WeCom's own form,
+    reference §3.3); a number already written ``+<code> <number>`` is kept. A masked
+    number (``138****0000``, as exported for a member whose mobile is hidden) is unknown:
+    ``None``."""
     text = text_of(value)
     if "*" in text:
         return None
-    if text and not (_MAINLAND_MOBILE.fullmatch(text) or _INTERNATIONAL_MOBILE.fullmatch(text)):
+    if not text or _MAINLAND_MOBILE.fullmatch(text):
+        return text
+    compact = _MOBILE_NOISE.sub("", text).replace("＋", "+")
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    elif compact.isdigit() and len(compact) == 13 and compact.startswith("861"):
+        compact = "+" + compact  # 8613800000000: +86 lost its "+" in a numeric cell
+    if _MAINLAND_MOBILE.fullmatch(compact):
+        return compact
+    if compact.startswith("+86"):  # no other calling code starts with 86
+        if _MAINLAND_MOBILE.fullmatch(compact[3:]):
+            return compact[3:]
         raise ValueError(f"{text!r} is not a valid mobile")
-    return text
+    if _INTERNATIONAL_MOBILE.fullmatch(text):
+        return text
+    explicit = _EXPLICIT_CODE.match(text.replace("＋", "+"))
+    if explicit is not None:
+        code = explicit[1]
+    else:
+        code = next((c for c in _COUNTRY_CODES if compact.startswith("+" + c)), "")
+    national = compact[1 + len(code):] if compact.startswith("+" + code) else ""
+    if not code or not national.isdigit() or not 4 <= len(national) <= 14:
+        raise ValueError(f"{text!r} is not a valid mobile")
+    return f"+{code}-{national}"
 
 
 def parse_telephone(value: object) -> str:

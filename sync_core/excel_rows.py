@@ -2,12 +2,15 @@
 
 ``UserRows`` reads one table (a sheet, or the CSV) after another into one directory, so
 that an account, mobile or email repeated across sheets is caught like one repeated within
-a sheet. The first bad cell raises ``ExcelSourceError``; nothing is kept from a failed read.
+a sheet. Strict (the default): the first bad cell raises ``ExcelSourceError`` and nothing is
+kept. ``lenient``: a bad row becomes a ``RowFailure`` (its row, column and reason) and the
+other rows are read; the caller must then treat the file as partial.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from . import excel_columns as cols
@@ -41,12 +44,27 @@ _MASKABLE = ("mobile", "email", "biz_mail")
 # (keyword, position, column, parser) for each column a table has: built once per table.
 _Plan = tuple[tuple[str, int, Column, Callable[[object], object]], ...]
 
+PATHS_NOTE = "rows give departments as name paths and no department tree was given"
+
+
+@dataclass(frozen=True, slots=True)
+class RowFailure:
+    """A row that could not be read: ``key`` its account when that cell is valid, else
+    ``row N`` (``sheet S row N``); ``error`` names the row, the column and the reason."""
+
+    key: str
+    row: int
+    sheet: str | None
+    error: str
+
 
 class UserRows:
     """Accumulates users over the tables of one file."""
 
-    def __init__(self, resolver: DepartmentResolver) -> None:
+    def __init__(self, resolver: DepartmentResolver, *, lenient: bool = False) -> None:
         self.resolver = resolver
+        self.lenient = lenient
+        self.failures: list[RowFailure] = []
         self.users: list[WeComUser] = []
         self.paths: list[tuple[str, tuple[str, ...]]] = []
         self.warnings: list[str] = []
@@ -54,7 +72,9 @@ class UserRows:
         self.left_out = 0
         self._no_department = 0
         self._masked = 0
-        self._seen: dict[tuple[str, str], str] = {}
+        # attribute → lower-cased value → (sheet, 0-based row) of its first row; the text
+        # of a place is made only for a repeat (10^5 rows: no string per row).
+        self._seen: dict[str, dict[str, tuple[str | None, int]]] = {n: {} for n in _UNIQUE}
 
     @property
     def complete(self) -> bool:
@@ -92,7 +112,12 @@ class UserRows:
                 continue
             if cols.text_of(header.cell(cells, Column.USERID)) == account_label:
                 continue  # the header repeated (a sheet printed in pages)
-            self.users.append(self._user(cells, header, plan, index, sheet))
+            try:
+                self.users.append(self._user(cells, header, plan, index, sheet))
+            except ExcelSourceError as exc:
+                if not self.lenient:
+                    raise
+                self.failures.append(_failure(exc, cells, header, index, sheet))
         return True
 
     def final_warnings(self) -> tuple[str, ...]:
@@ -107,9 +132,8 @@ class UserRows:
             notes.append(f"{self._no_department} rows have an empty department cell: "
                          "their departments are unknown")
         if self.paths:
-            notes.append(f"{len(self.paths)} rows give departments as name paths and no "
-                         "department tree was given: their departments are unknown (see "
-                         "department_paths; pass departments= to resolve them)")
+            notes.append(f"{len(self.paths)} {PATHS_NOTE}: their departments are unknown "
+                         "(see department_paths; pass departments= to resolve them)")
         return tuple(notes)
 
     # -- one row ---------------------------------------------------------------------------
@@ -148,13 +172,16 @@ class UserRows:
                 sheet: str | None) -> None:
         if not value:
             return
-        key = (name, value.lower())
-        first = self._seen.get(key)
+        seen = self._seen[name]
+        key = value.lower()
+        first = seen.get(key)
         if first is not None:
+            where = f"row {first[1] + 1}"
+            if first[0] is not None:
+                where = f"sheet {first[0]!r} {where}"
             raise header.error(_UNIQUE[name], index, sheet,
-                               f"{value!r} appears again (first at {first})")
-        where = f"row {index + 1}"
-        self._seen[key] = where if sheet is None else f"sheet {sheet!r} {where}"
+                               f"{value!r} appears again (first at {where})")
+        seen[key] = (sheet, index)
 
     def _resolve(self, entry: str, column: Column, header: HeaderRow[Column], index: int,
                  sheet: str | None) -> int | None:
@@ -202,3 +229,12 @@ class UserRows:
             raise header.error(Column.MAIN_DEPARTMENT, index, sheet,
                                f"main department {entry!r} is not among the user's departments")
         return main
+
+
+def _failure(exc: ExcelSourceError, cells: Sequence[object], header: HeaderRow[Column],
+             index: int, sheet: str | None) -> RowFailure:
+    try:
+        key = cols.parse_userid(header.cell(cells, Column.USERID))
+    except ValueError:
+        key = f"row {index + 1}" if sheet is None else f"sheet {sheet} row {index + 1}"
+    return RowFailure(key, index + 1, sheet, str(exc))

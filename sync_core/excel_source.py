@@ -1,8 +1,10 @@
 """The address book from a file: WeCom's exported ``.xlsx``, or the ``.csv`` templates.
 
-Parsing is all-or-nothing: ``read_address_book`` returns a whole ``AddressBook`` or
-raises ``ExcelSourceError`` naming the place (``row 7, column 手机 (E): '1380000' is not a
-valid mobile``). Rows and columns in messages are counted as a spreadsheet shows them
+Parsing is all-or-nothing by default: ``read_address_book`` returns a whole ``AddressBook``
+or raises ``ExcelSourceError`` naming the place (``row 7, column 手机 (E): '1380000' is not
+a valid mobile``). With ``lenient=True`` only the file's shape (type, sheet, header) can
+refuse it: a bad row lands in ``AddressBook.failures`` and the rest is read. Rows and
+columns in messages are counted as a spreadsheet shows them
 (from 1, letters for columns); ``ExcelOptions`` rows are 0-based, as in Authing's Excel node.
 
 What a cell means follows the model's convention: a column that is absent leaves the
@@ -10,7 +12,8 @@ attribute unknown (``None``); an empty cell in a present column is a known empty
 
 Departments (see ``excel_departments``): ids are WeCom's and never invented. Without a
 department tree, cells written as paths leave ``WeComUser.department`` unknown and are
-reported in ``AddressBook.department_paths``; with a tree, every path must resolve.
+reported in ``AddressBook.department_paths`` (``excel_tree`` builds the tree from them when
+the file stands alone); with a tree, every path must resolve.
 """
 
 from __future__ import annotations
@@ -20,21 +23,26 @@ import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from openpyxl import load_workbook
+
+try:  # Rust's calamine: the same cells several times faster than openpyxl (bench/RESULTS.md)
+    from python_calamine import CalamineWorkbook
+except ImportError:  # pragma: no cover - an optional speed-up; openpyxl reads the same
+    CalamineWorkbook = None  # type: ignore[misc, assignment]
 
 from . import excel_columns as cols
 from .excel_columns import DepartmentColumn, ExcelSourceError, HeaderRow
 from .excel_departments import DepartmentResolver
 from .excel_merge import merge_sources
-from .excel_rows import UserRows
+from .excel_rows import RowFailure, UserRows
 from .model import WeComDepartment, WeComUser
 
 _T = TypeVar("_T")
 
-__all__ = ["ExcelOptions", "ExcelSourceError", "AddressBook", "merge_sources",
-           "read_address_book", "read_department_csv"]
+__all__ = ["ExcelOptions", "ExcelSourceError", "AddressBook", "RowFailure", "merge_sources",
+           "read_address_book", "read_department_csv", "read_upload", "reader_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +75,7 @@ class AddressBook:
     userid, the department paths of rows left with ``department=None`` for want of a tree.
     ``complete`` is False when the row window left out data rows: the snapshot then must
     not be used to delete anyone. ``warnings`` are things an operator should see.
+    ``failures`` are the rows a lenient read could not take (also: delete no one).
     """
 
     users: tuple[WeComUser, ...]
@@ -74,17 +83,19 @@ class AddressBook:
     warnings: tuple[str, ...] = ()
     department_paths: tuple[tuple[str, tuple[str, ...]], ...] = ()
     complete: bool = True
+    failures: tuple[RowFailure, ...] = ()
 
 
 def read_address_book(data: bytes, filename: str, options: ExcelOptions = ExcelOptions(), *,
-                      departments: Iterable[WeComDepartment] | None = None) -> AddressBook:
+                      departments: Iterable[WeComDepartment] | None = None,
+                      lenient: bool = False) -> AddressBook:
     """Parse an exported address book (``.xlsx``) or a user CSV template (``.csv``).
 
     ``departments`` (from the API, or ``read_department_csv``) lets department paths be
     matched to WeCom ids; every path must then match. Raises ``ExcelSourceError``.
     """
     kind = _file_kind(data, filename)
-    rows = UserRows(DepartmentResolver(departments))
+    rows = UserRows(DepartmentResolver(departments), lenient=lenient)
     if kind == "csv":
         if options.sheet not in (None, "", 0):
             raise ExcelSourceError(f"{filename}: a CSV file has one sheet, not {options.sheet!r}")
@@ -105,7 +116,22 @@ def read_address_book(data: bytes, filename: str, options: ExcelOptions = ExcelO
         warnings=rows.final_warnings(),
         department_paths=tuple(rows.paths),
         complete=rows.complete,
+        failures=tuple(rows.failures),
     )
+
+
+def read_upload(data: bytes, filename: str, options: ExcelOptions = ExcelOptions(), *,
+                departments_csv: bytes | None = None) -> AddressBook:
+    """What a reconcile run reads from an upload: the address book, leniently (bad rows in
+    ``failures``), with its paths resolved against the department CSV when one is given.
+    Raises ``ExcelSourceError`` only for a file of the wrong shape (either file)."""
+    tree = None
+    if departments_csv is not None:
+        try:
+            tree = read_department_csv(departments_csv)
+        except ExcelSourceError as exc:
+            raise ExcelSourceError(f"department CSV: {exc}") from exc
+    return read_address_book(data, filename, options, departments=tree, lenient=True)
 
 
 def read_department_csv(data: bytes) -> tuple[WeComDepartment, ...]:
@@ -212,8 +238,8 @@ def _file_kind(data: bytes, filename: str) -> str:
 
 
 def _decode(data: bytes, filename: str) -> str:
-    """UTF-8 (with or without BOM), UTF-16 with a BOM, else GB18030 (Chinese Excel's
-    "CSV" export)."""
+    """UTF-8 (with or without BOM), UTF-16 with a BOM, else GB18030 with or without its
+    BOM (Chinese Windows Excel's "CSV" export)."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return data.decode("utf-16")
@@ -225,8 +251,8 @@ def _decode(data: bytes, filename: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
-    try:
-        return data.decode("gb18030")
+    try:  # GB18030's own byte-order mark (84 31 95 33) decodes to U+FEFF
+        return data.decode("gb18030").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise ExcelSourceError(f"{filename}: neither UTF-8 nor GB18030 text: {exc}") from exc
 
@@ -241,18 +267,31 @@ def _csv_rows(data: bytes, filename: str) -> list[tuple[int, list[str]]]:
         raise ExcelSourceError(f"{filename}: malformed CSV: {exc}") from exc
 
 
-def _read_workbook(data: bytes, filename: str, options: ExcelOptions, rows: UserRows) -> None:
+def reader_name() -> str:
+    """The library that reads ``.xlsx`` files here."""
+    return "openpyxl" if CalamineWorkbook is None else "python-calamine"
+
+
+def _read_workbook(data: bytes, filename: str, options: ExcelOptions, rows: UserRows, *,
+                   reader: str | None = None) -> None:
+    """Every chosen sheet into ``rows``, with python-calamine when installed, else
+    openpyxl (``reader`` forces one). Both give the cells as Python values; calamine
+    writes an empty cell as ``""``, which reads as blank all the same."""
+    use_calamine = (reader or reader_name()) == "python-calamine"
     try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        book: Any = (CalamineWorkbook.from_filelike(io.BytesIO(data)) if use_calamine
+                     else load_workbook(io.BytesIO(data), read_only=True, data_only=True))
+        titles = list(book.sheet_names) if use_calamine else [s.title for s in book.worksheets]
     except Exception as exc:  # noqa: BLE001 - any failure of the parser: the file is unreadable
         raise ExcelSourceError(f"{filename}: unreadable workbook: {type(exc).__name__}: {exc}"
                                ) from exc
     try:
-        sheets = book.worksheets
-        chosen = _choose_sheets([s.title for s in sheets], options.sheet, filename)
+        chosen = _choose_sheets(titles, options.sheet, filename)
         for index in chosen:
-            label = sheets[index].title if len(sheets) > 1 else None
-            table = _sheet_rows(sheets[index].iter_rows(values_only=True), filename)
+            label = titles[index] if len(titles) > 1 else None
+            cells = (_calamine_rows(book, index, filename) if use_calamine
+                     else book.worksheets[index].iter_rows(values_only=True))
+            table = _sheet_rows(cells, filename)
             read = rows.read_table(label, table, options.start_row, options.end_row,
                                    required=len(chosen) == 1)
             if not read:
@@ -283,9 +322,22 @@ def _choose_sheets(titles: list[str], wanted: int | str | None, filename: str) -
     return [wanted]
 
 
-def _sheet_rows(rows: Iterator[tuple[object, ...]], filename: str
-                ) -> Iterator[tuple[int, tuple[object, ...]]]:
-    """openpyxl reads lazily, so a damaged sheet fails mid-way: translated here."""
+def _calamine_rows(book: Any, index: int, filename: str) -> Iterator[Sequence[object]]:
+    """calamine starts each row at the sheet's first used column: put back the columns
+    before it, so that letters in messages are the spreadsheet's."""
+    try:
+        sheet = book.get_sheet_by_index(index)
+    except Exception as exc:  # noqa: BLE001 - any failure of the parser
+        raise ExcelSourceError(f"{filename}: unreadable sheet {index}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+    left = (None,) * (sheet.start[1] if sheet.start else 0)
+    for row in sheet.iter_rows():
+        yield (*left, *row) if left else row
+
+
+def _sheet_rows(rows: Iterator[Sequence[object]], filename: str
+                ) -> Iterator[tuple[int, Sequence[object]]]:
+    """The readers read lazily, so a damaged sheet fails mid-way: translated here."""
     index = 0
     while True:
         try:

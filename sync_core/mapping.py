@@ -5,7 +5,12 @@ attributes it determines, and only those: a WeCom field that is unknown (``None`
 Authing attribute at all, so a trimmed callback never blanks anything. A field WeCom sent as
 empty yields ``None`` for a top-level Authing attribute (clear it) and ``""`` in customData.
 
-Identity: externalId = userid; openDepartmentId = str(WeCom department id). The extension
+Identity: externalId = userid; openDepartmentId = str(WeCom department id), or, for a
+department known only from an exported address book's paths, a synthetic key
+``excel-<12 hex digits>`` (see ``excel_tree``): never numeric, so it cannot collide with a
+WeCom id (WeCom ids are 32-bit integers, reference §3.2). Inside the sync such a department
+carries the int ``SYNTHETIC_BASE + key`` (above any 32-bit id); ``department_open_id`` and
+``department_id_of`` convert between the two. The extension
 fields Authing's own WeCom guide uses are always written: users ``wechatwork_user_id`` and
 ``wechatwork_department_ids`` (comma-joined, only when the departments are known),
 departments ``wechatwork_department_id`` and ``wechatwork_parent_department_id``.
@@ -40,6 +45,11 @@ CUSTOM_SOURCES = frozenset({
     "status",
 })
 
+# Synthetic department ids (see the module docstring): 48-bit keys above WeCom's 32-bit ids.
+SYNTHETIC_BASE = 1 << 48
+SYNTHETIC_PREFIX = "excel-"
+_SYNTHETIC_RE = re.compile(r"excel-([0-9a-f]{12})")
+
 GENDERS = {0: "U", 1: "M", 2: "F"}
 # 4 (未激活, invited but not yet joined) is still an employee whose account must work as
 # soon as they join, so it maps to Activated, not Suspended.
@@ -48,7 +58,7 @@ STATUSES = {1: "Activated", 2: "Suspended", 4: "Activated", 5: "Resigned"}
 # E.164 country calling codes form a prefix code, so a "+<digits>" mobile without a
 # separator splits unambiguously on the first match. Common codes for WeCom tenants only;
 # anything else needs WeCom's usual "+<code> <number>" form.
-_KNOWN_CODES = ("+86", "+852", "+853", "+886", "+1", "+7", "+33", "+44", "+49", "+60",
+KNOWN_CODES = ("+86", "+852", "+853", "+886", "+1", "+7", "+33", "+44", "+49", "+60",
                 "+61", "+62", "+63", "+65", "+66", "+81", "+82", "+84", "+91", "+971")
 _CODE_RE = re.compile(r"^\+\d{1,4}$")
 _NATIONAL_RE = re.compile(r"^\d{3,15}$")
@@ -159,7 +169,7 @@ def map_user(user: WeComUser, policy: MappingPolicy | None = None) -> DesiredUse
     custom = [(USER_ID_FIELD, user.userid)]
     unfit: list[str] = []
     if user.department is not None:
-        joined = ",".join(str(d) for d in user.department)
+        joined = ",".join(str(d) for d in user.department if not is_synthetic(d))
         if len(joined) <= CUSTOM_VALUE_MAX:
             custom.append((USER_DEPARTMENTS_FIELD, joined))
         else:  # a part of the list would be a wrong list: leave it out, say why
@@ -182,13 +192,42 @@ def map_user(user: WeComUser, policy: MappingPolicy | None = None) -> DesiredUse
     )
 
 
+def is_synthetic(dept_id: int) -> bool:
+    """An id invented from an address-book path, not one WeCom gave."""
+    return dept_id >= SYNTHETIC_BASE
+
+
+def department_open_id(dept_id: int) -> str:
+    """The openDepartmentId of a department: ``2`` → ``"2"``; a synthetic id →
+    ``"excel-00000000002a"``."""
+    if is_synthetic(dept_id):
+        return f"{SYNTHETIC_PREFIX}{dept_id - SYNTHETIC_BASE:012x}"
+    return str(dept_id)
+
+
+def department_id_of(open_id: str | None) -> int | None:
+    """The inverse of ``department_open_id``; ``None`` for an openDepartmentId that is
+    neither (a department someone else created)."""
+    if not open_id:
+        return None
+    if open_id.isdigit():
+        return int(open_id)
+    match = _SYNTHETIC_RE.fullmatch(open_id)
+    return SYNTHETIC_BASE + int(match[1], 16) if match else None
+
+
+def _wecom_id_text(dept_id: int) -> str:
+    """The extension fields hold WeCom's ids: empty while only a synthetic one is known."""
+    return "" if is_synthetic(dept_id) else str(dept_id)
+
+
 def map_department(dept: WeComDepartment) -> DesiredDepartment:
-    custom = [(DEPARTMENT_ID_FIELD, str(dept.id))]
+    custom = [(DEPARTMENT_ID_FIELD, _wecom_id_text(dept.id))]
     if dept.parent_id is not None:
-        custom.append((PARENT_DEPARTMENT_FIELD, str(dept.parent_id)))
+        custom.append((PARENT_DEPARTMENT_FIELD, _wecom_id_text(dept.parent_id)))
     return DesiredDepartment(
         wecom_id=dept.id,
-        open_department_id=str(dept.id),
+        open_department_id=department_open_id(dept.id),
         name=dept.name,
         parent_id=dept.parent_id,
         custom_data=tuple(custom),
@@ -207,7 +246,7 @@ def split_mobile(mobile: str, default_country_code: str = "+86") -> tuple[str, s
     if (match := _SPLIT_RE.match(text)) is not None:
         code, national = "+" + match[1], match[2]
     elif text.startswith("+"):
-        code = next((c for c in _KNOWN_CODES if text.startswith(c)), "")
+        code = next((c for c in KNOWN_CODES if text.startswith(c)), "")
         national = text[len(code):]
     else:
         code, national = default_country_code, text

@@ -20,17 +20,21 @@ ours are deleted, and an unmanaged user that looks like a WeCom user is a confli
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .mapping import (
+    DEPARTMENT_ID_FIELD,
     SET_DEPARTMENTS_MAX,
     USER_ID_FIELD,
     DesiredUser,
     MappingPolicy,
     Membership,
     UsernameSource,
+    department_id_of,
+    department_open_id,
+    is_synthetic,
     map_department,
     map_user,
 )
@@ -54,6 +58,8 @@ from .settings import UserDeletePolicy
 
 if TYPE_CHECKING:
     from .settings import Settings
+
+_D = TypeVar("_D", AuthingDepartment, WeComDepartment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +101,7 @@ class DepartmentIndex:
               source: Iterable[WeComDepartment] = ()) -> DepartmentIndex:
         ids: dict[int, str] = {}
         for dept in departments:
-            wecom_id = _managed_wecom_id(dept, policy)
+            wecom_id = managed_department_id(dept, policy)
             if wecom_id is not None:
                 ids.setdefault(wecom_id, dept.department_id)
         ids.setdefault(policy.root_wecom_id, policy.root_department_id)
@@ -169,15 +175,16 @@ def plan_department(desired: WeComDepartment | None, actual: AuthingDepartment |
         children = 1 if actual.has_children else 0
         return (_plan_department_gone(actual, policy, actual.members_count or 0, children),)
     if desired.id == policy.root_wecom_id:  # the organization root is set up, not synced
-        return (Operation(Kind.DEPARTMENT, str(desired.id), Action.UNCHANGED,
+        return (Operation(Kind.DEPARTMENT, department_open_id(desired.id), Action.UNCHANGED,
                           target=index.authing_id(desired.id)),)
     if actual is None:  # a parent Authing lacks but WeCom has is created first
         return _after_departments(_plan_department_create(desired, policy, index), policy,
                                   index)
-    if _managed_wecom_id(actual, policy) != desired.id:
+    if managed_department_id(actual, policy) != desired.id:
         reason = (f"conflict: Authing department {actual.department_id} is not linked to "
                   f"WeCom department {desired.id} in organization {policy.organization_code}")
-        return (_skip(Kind.DEPARTMENT, str(desired.id), reason, actual.department_id),)
+        return (_skip(Kind.DEPARTMENT, department_open_id(desired.id), reason,
+                      actual.department_id),)
     return _after_departments(_plan_department_update(desired, actual, policy, index), policy,
                               index)
 
@@ -189,12 +196,17 @@ def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[
     users created or updated, users removed, departments deleted children-first."""
     users, depts = list(desired_users), {d.id: d for d in desired_departments}
     authing_users, authing_depts = list(actual_users), list(actual_departments)
-    index = DepartmentIndex.build(authing_depts, policy)
     ours: dict[int, AuthingDepartment] = {}
     for existing in authing_depts:
-        wecom_id = _managed_wecom_id(existing, policy)
+        wecom_id = managed_department_id(existing, policy)
         if wecom_id is not None:
             ours.setdefault(wecom_id, existing)
+    relinked = _relink_by_path(depts, authing_depts, ours, policy)
+    ours.update(relinked)
+    index = DepartmentIndex.build(authing_depts, policy)
+    if relinked:
+        index = DepartmentIndex({**index.authing_ids, **{w: d.department_id for w, d in
+                                                           relinked.items()}})
 
     dept_ops: list[Operation] = []
     if mode is not Mode.DELETE_ONLY:
@@ -204,7 +216,10 @@ def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[
             parent = dept.parent_id
             if (parent is not None and parent not in depts and index.authing_id(parent) is None):
                 reason = f"parent department {parent} is neither in WeCom nor in Authing"
-                dept_ops.append(_skip(Kind.DEPARTMENT, str(dept.id), reason))
+                dept_ops.append(_skip(Kind.DEPARTMENT, department_open_id(dept.id), reason))
+                continue
+            if dept.id in relinked:  # ours, known until now by its synthetic key
+                dept_ops.append(_plan_department_update(dept, relinked[dept.id], policy, index))
                 continue
             dept_ops += plan_department(dept, ours.get(dept.id), policy, index)
 
@@ -221,13 +236,67 @@ def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[
     return (*dept_ops, *upserts, *removals, *dept_deletes)
 
 
+def _relink_by_path(depts: Mapping[int, WeComDepartment], authing: list[AuthingDepartment],
+                    ours: Mapping[int, AuthingDepartment], policy: Policy
+                    ) -> dict[int, AuthingDepartment]:
+    """WeCom departments (real ids) with no Authing department yet, matched to one of ours
+    that still carries only a synthetic key (created from an address book's paths) by
+    the same path of names below the root. Such a department is re-keyed, not recreated:
+    its ``wechatwork_department_id`` gets WeCom's id, and its members stay."""
+    unlinked = {d.department_id: d for w, d in ours.items() if is_synthetic(w)}
+    wanted = [d for d in depts.values() if d.id not in ours and not is_synthetic(d.id)
+              and d.id != policy.root_wecom_id]
+    if not unlinked or not wanted:
+        return {}
+    by_id = {d.department_id: d for d in authing}
+    by_path: dict[tuple[str, ...], AuthingDepartment | None] = {}
+    for dept in unlinked.values():
+        names = authing_path(dept, by_id, policy)
+        if names is not None:  # two with one path: neither can be told apart
+            by_path[names] = None if names in by_path else dept
+    found: dict[int, AuthingDepartment] = {}
+    for desired in wanted:
+        path = _wecom_path(desired, depts, policy)
+        match = by_path.get(path) if path is not None else None
+        if match is not None:
+            found[desired.id] = match
+    return found
+
+
+def authing_path(dept: AuthingDepartment, by_id: Mapping[str, AuthingDepartment],
+                 policy: Policy) -> tuple[str, ...] | None:
+    """Names from below the organization root down to ``dept``; ``None`` if one is
+    unknown (or the parents loop)."""
+    return _names_down(dept, lambda d: d.department_id == policy.root_department_id,
+                       lambda d: by_id.get(d.parent_department_id or ""))
+
+
+def _wecom_path(dept: WeComDepartment, depts: Mapping[int, WeComDepartment],
+                policy: Policy) -> tuple[str, ...] | None:
+    return _names_down(dept, lambda d: d.id == policy.root_wecom_id,
+                       lambda d: depts.get(d.parent_id) if d.parent_id is not None else None)
+
+
+def _names_down(dept: _D, is_root: Callable[[_D], bool],
+                parent: Callable[[_D], _D | None]) -> tuple[str, ...] | None:
+    names: list[str] = []
+    current: _D | None = dept
+    while current is not None and not is_root(current):
+        name = current.name  # type: ignore[attr-defined]
+        if not name or len(names) > 32:  # unnamed, or the parents loop
+            return None
+        names.append(name.strip())
+        current = parent(current)
+    return tuple(reversed(names))
+
+
 def count_managed(actual_users: Iterable[AuthingUser],
                   actual_departments: Iterable[AuthingDepartment], policy: Policy) -> int:
     """How many Authing objects are ours: the base of the guard's percentage."""
     depts = list(actual_departments)
     index = DepartmentIndex.build(depts, policy)
     users = sum(1 for u in actual_users if u.external_id and is_managed_user(u, policy, index))
-    return users + sum(1 for d in depts if _managed_wecom_id(d, policy) not in
+    return users + sum(1 for d in depts if managed_department_id(d, policy) not in
                        (None, policy.root_wecom_id))
 
 
@@ -560,7 +629,7 @@ def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | 
                   for d, (leader, m) in new.items())
     items += tuple({"departmentId": m.department_id, "isLeader": bool(m.is_leader),
                     "isMainDepartment": bool(m.is_main) and not explicit} for m in foreign)
-    needs = tuple(str(d) for d in new if index.authing_id(d) is None)
+    needs = tuple(department_open_id(d) for d in new if index.authing_id(d) is None)
     change = Change("departments", _render(ours) if known else None, _render(new))
     return _Memberships(items, tuple(new), needs, change)
 
@@ -568,7 +637,8 @@ def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | 
 def _render(memberships: Mapping[int, tuple[bool, bool]]) -> str:
     def one(dept: int, leader: bool, main: bool) -> str:
         flags = [name for name, on in (("leader", leader), ("main", main)) if on]
-        return f"{dept}[{','.join(flags)}]" if flags else str(dept)
+        shown = department_open_id(dept)
+        return f"{shown}[{','.join(flags)}]" if flags else shown
 
     return ";".join(one(d, *flags) for d, flags in sorted(memberships.items()))
 
@@ -578,8 +648,8 @@ def _membership_wecom_id(m: AuthingMembership, policy: Policy,
     if m.organization_code and m.organization_code != policy.organization_code:
         return None
     wecom_id = index.wecom_id(m.department_id)
-    if wecom_id is None and m.organization_code and (m.open_department_id or "").isdigit():
-        wecom_id = int(m.open_department_id or "")
+    if wecom_id is None and m.organization_code:
+        wecom_id = department_id_of(m.open_department_id)
     return wecom_id
 
 
@@ -591,7 +661,7 @@ def _after_departments(op: Operation, policy: Policy,
     planned: set[int] = set()
     for open_id in op.needs:
         chain: list[WeComDepartment] = []
-        wecom_id: int | None = int(open_id)
+        wecom_id: int | None = department_id_of(open_id)
         while (wecom_id is not None and wecom_id in index.source and wecom_id not in planned
                and index.authing_id(wecom_id) is None):
             dept = index.source[wecom_id]
@@ -618,9 +688,11 @@ def _plan_department_create(desired: WeComDepartment, policy: Policy,
     body = {"organizationCode": policy.organization_code, "name": want.name,
             "parentDepartmentId": parent, "openDepartmentId": key,
             "customData": dict(want.custom_data)}
-    changes = (Change("name", None, want.name), Change("parent", None, str(want.parent_id)),
+    changes = (Change("name", None, want.name),
+               Change("parent", None, department_open_id(want.parent_id)),
                *(Change(f"customData.{k}", None, v) for k, v in want.custom_data))
-    needs = (str(want.parent_id),) if isinstance(parent, DepartmentRef) else ()
+    needs = ((department_open_id(want.parent_id),) if isinstance(parent, DepartmentRef)
+                 else ())
     return Operation(Kind.DEPARTMENT, key, Action.CREATE, None, changes,
                      (Request("create-department", body),), needs)
 
@@ -639,9 +711,11 @@ def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
     if want.parent_id is not None and moved:
         parent = _dept_ref(want.parent_id, index)
         body["parentDepartmentId"] = parent
-        needs = (str(want.parent_id),) if isinstance(parent, DepartmentRef) else ()
-        shown = actual.parent_department_id if old_parent is None else str(old_parent)
-        changes.append(Change("parent", shown, str(want.parent_id)))
+        needs = ((department_open_id(want.parent_id),) if isinstance(parent, DepartmentRef)
+                 else ())
+        shown = (actual.parent_department_id if old_parent is None
+                 else department_open_id(old_parent))
+        changes.append(Change("parent", shown, department_open_id(want.parent_id)))
     custom_changes, custom = _custom_changes(want.custom_data, actual.custom_data)
     changes += custom_changes
     if custom is not None:
@@ -658,7 +732,7 @@ def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
 
 def _plan_department_gone(actual: AuthingDepartment, policy: Policy, members: int,
                           children: int) -> Operation:
-    wecom_id = _managed_wecom_id(actual, policy)
+    wecom_id = managed_department_id(actual, policy)
     key, did = actual.open_department_id or actual.department_id, actual.department_id
     if wecom_id is None:
         return _skip(Kind.DEPARTMENT, key, "not managed by wecom-sync: left alone", did)
@@ -719,16 +793,21 @@ def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[Auth
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _managed_wecom_id(dept: AuthingDepartment, policy: Policy) -> int | None:
-    """The WeCom id of an Authing department of our organization, else None."""
+def managed_department_id(dept: AuthingDepartment, policy: Policy) -> int | None:
+    """The WeCom id (real or synthetic) of an Authing department of our organization,
+    else None."""
     if dept.organization_code not in (None, policy.organization_code):
         return None
-    open_id = dept.open_department_id or ""
-    return int(open_id) if open_id.isdigit() else None
+    wecom_id = department_id_of(dept.open_department_id)
+    if wecom_id is not None and is_synthetic(wecom_id):
+        linked = str(dept.custom().get(DEPARTMENT_ID_FIELD) or "")
+        if linked.isdigit():  # re-keyed to WeCom's id once it became known
+            return int(linked)
+    return wecom_id
 
 
 def _dept_ref(wecom_id: int, index: DepartmentIndex) -> str | DepartmentRef:
-    return index.authing_id(wecom_id) or DepartmentRef(str(wecom_id))
+    return index.authing_id(wecom_id) or DepartmentRef(department_open_id(wecom_id))
 
 
 def _source_depth(dept: WeComDepartment, depts: Mapping[int, WeComDepartment]) -> int:
@@ -773,7 +852,7 @@ def _skip(kind: Kind, key: str, reason: str, target: str | None = None) -> Opera
 __all__ = [
     "DESTRUCTIVE", "Action", "Change", "DepartmentIndex", "DepartmentRef", "GuardVerdict",
     "Kind", "Mode", "Operation", "Policy", "Request", "UnresolvedDepartment", "deletion_guard",
-    "count_managed", "is_managed_user", "match_renames", "plan_department",
-    "plan_duplicate_removal", "plan_full", "plan_user", "plan_user_hold",
-    "resolve_refs",
+    "authing_path", "count_managed", "is_managed_user", "managed_department_id",
+    "match_renames", "plan_department", "plan_duplicate_removal", "plan_full", "plan_user",
+    "plan_user_hold", "resolve_refs",
 ]

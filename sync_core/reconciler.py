@@ -41,8 +41,12 @@ from sqlalchemy import Engine
 from . import logs, run_items
 from .authing_client import BATCH_LIMIT
 from .errors import NotFoundError, RestrictedError, StopSync, SyncError, TransientError
+from .excel_rows import PATHS_NOTE, RowFailure
+from .excel_source import AddressBook, ExcelOptions, merge_sources, read_upload
+from .excel_tree import build_tree
 from .executor import Executor, ItemStatus, Outcome, batchable, unapplied
 from .http_retry import backoff, chunked
+from .mapping import department_id_of, department_open_id, is_synthetic
 from .model import WeComDepartment
 from .operations import DESTRUCTIVE, Kind, Operation, deletion_guard
 from .planner import Mode, Policy, count_managed, plan_full
@@ -61,11 +65,28 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class ExcelInput:
+    """An address book to reconcile from. ``sheet``/``start_row``/``end_row`` as in
+    ``excel_source.ExcelOptions``; ``keep_top_department``: the paths' top segment (the
+    company) becomes a department instead of the organization root; ``departments``: the
+    department CSV template (``部门名称,部门ID,父部门ID,排序``), giving WeCom's real ids."""
+
     data: bytes
     filename: str
     sheet: int | str | None = None
     start_row: int = 0
     end_row: int = -1
+    keep_top_department: bool = False
+    departments: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _FileSource(SourceSnapshot):
+    """A source read from a file: ``book`` is the address book whose department paths
+    still have to become the tree (the file alone, ``excel_tree``; it needs Authing's
+    state), ``failures`` the rows that could not be read."""
+
+    book: AddressBook | None = None
+    failures: tuple[RowFailure, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +101,18 @@ class RunRequest:
 
 class RequestError(ValueError):
     """The run request itself is invalid (bad mode, missing file): a 400, not a run."""
+
+
+def check_excel(excel: ExcelInput) -> None:
+    """Refuse a file of the wrong shape (type, sheet, header, options) before a run
+    exists, naming the place; bad rows are not refused here: they fail their own items.
+    Raises ``RequestError``."""
+    try:
+        read_upload(excel.data, excel.filename, ExcelOptions(
+            sheet=excel.sheet, start_row=excel.start_row, end_row=excel.end_row),
+            departments_csv=excel.departments)
+    except ValueError as exc:  # ExcelSourceError, or bad options (end_row < start_row)
+        raise RequestError(str(exc)) from None
 
 
 Progress = Callable[[int, int], None]
@@ -107,6 +140,10 @@ class Reconciler:
             raise RequestError("source must be api or excel")
         if request.source == "excel" and request.excel is None:
             raise RequestError("an excel run needs the exported address book file")
+        if request.source == "api" and not self.settings.wecom_readable:
+            raise RequestError("reading WeCom needs WECOM_SYNC_WECOM_CORP_ID and "
+                               "WECOM_SYNC_WECOM_CONTACT_SECRET; without them only an "
+                               "exported address book can be the source")
 
     def create(self, request: RunRequest) -> int:
         """Record a queued run; raises runs.RunConflict while one of its direction is
@@ -193,25 +230,41 @@ class Reconciler:
         outage = Outage(timedelta(hours=self.settings.retry_window_hours),
                         self.settings.worker_backoff_cap_seconds, self._clock)
         await outage.ride_out("Authing bootstrap", self.sync.bootstrap)
-        source = _settled(await self._read_source_through(request, outage))
+        source = await self._read_source_through(request, outage)
+        target, policy = await self._read_target(outage)
+        failures: tuple[RowFailure, ...] = ()
+        if isinstance(source, _FileSource):
+            failures = source.failures
+            if source.book is not None:  # the file alone: its paths become the tree
+                assert request.excel is not None
+                tree = build_tree(source.book.users, dict(source.book.department_paths),
+                                  target.departments, target.users, policy,
+                                  keep_top=request.excel.keep_top_department)
+                source = SourceSnapshot(tree.users, tree.departments, source.problems,
+                                        (*source.notes, *tree.notes))
+                tree = None  # type: ignore[assignment]  # 10^5 rows: let them go
+        source = _settled(source)
         for note in source.notes:
             await asyncio.to_thread(self._note, run_id, note)
-        target, policy = await self._read_target(outage)
         ops = _settled(self._plan(source, target, policy, request))
+        withheld: str | None = None
         if not source.complete:
             await asyncio.to_thread(self._note, run_id, _withheld(source))
+            if Mode(request.mode) is not Mode.CREATE_UPDATE:
+                withheld = _withheld(source)  # the run's error says why nothing was deleted
         managed = count_managed(target.users, target.departments, policy)
         guard = deletion_guard(ops, managed, self.settings.delete_threshold_percent,
                                self.settings.delete_threshold_count)
+        failed_rows = [run_items.failed_row_item(f.key, f.error) for f in failures]
         if request.dry_run:
-            items = [run_items.item_of(unapplied(op)) for op in ops]
+            items = [*failed_rows, *(run_items.item_of(unapplied(op)) for op in ops)]
             if guard.blocked:
                 await asyncio.to_thread(self._note, run_id, f"would block: {guard.reason}")
-            return RunStatus.SUCCEEDED, items, None
+            return (RunStatus.PARTIAL if failed_rows else RunStatus.SUCCEEDED), items, withheld
         staged = [op for op in ops if op.action in DESTRUCTIVE] if guard.blocked else []
         to_apply = [op for op in ops if op not in staged] if staged else ops
         states = {**{("user", u.userid): u for u in source.users},
-                  **{("department", str(d.id)): d for d in source.departments}}
+                  **{("department", department_open_id(d.id)): d for d in source.departments}}
         applied.begin(to_apply, states)
         outcomes = await self._apply(run_id, to_apply, source.departments, progress, applied)
         while _transient(outcomes) and await outage.wait("Authing writes", _hint(outcomes)):
@@ -224,13 +277,14 @@ class Reconciler:
             applied.carry(outcomes, again)
             outcomes = _merge(outcomes, await self._apply(run_id, again, source.departments,
                                                           progress, applied))
+        self.sync.forget_rekeyed()  # the worker's view of re-keyed departments may be stale
         await asyncio.to_thread(self._record_links, written(outcomes, states))
-        items = [run_items.item_of(o) for o in outcomes]
+        items = [*failed_rows, *(run_items.item_of(o) for o in outcomes)]
         items += [run_items.staged_item(op) for op in staged]
         if guard.blocked:
             return RunStatus.BLOCKED, items, f"blocked: {guard.reason}"
-        failed = any(o.status is ItemStatus.FAILED for o in outcomes)
-        return (RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED), items, None
+        failed = failed_rows or any(o.status is ItemStatus.FAILED for o in outcomes)
+        return (RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED), items, withheld
 
     async def _read_source_through(self, request: RunRequest,
                                    outage: Outage) -> SourceSnapshot:
@@ -257,39 +311,43 @@ class Reconciler:
         return ops if source.complete else run_items.withhold_deletes(ops, _withheld(source))
 
     async def _read_source(self, request: RunRequest) -> SourceSnapshot:
+        """From the API, or from the file (a ``_FileSource``: with the address book whose
+        paths still need a tree when the file stands alone, and the rows that failed)."""
         if request.source == "api":
             return await read_wecom(self.sync.wecom,
                                     concurrency=self.settings.wecom_max_concurrency)
         assert request.excel is not None
         return await self._read_excel(request.excel)
 
-    async def _read_excel(self, excel: ExcelInput) -> SourceSnapshot:
+    async def _read_excel(self, excel: ExcelInput) -> _FileSource:
         """The API gives structure where it may be read; the file gives attributes. With
-        no readable API the file stands alone, and whatever it cannot establish (the
-        department tree, rows outside the chosen window) rules out deletes."""
-        from .excel_source import ExcelOptions, merge_sources, read_address_book
-
+        no readable API the file stands alone: its department paths become the tree
+        (``excel_tree``), or the department CSV gives WeCom's ids. Whatever it cannot
+        establish (rows outside the chosen window, rows that failed) rules out deletes."""
         structure: SourceSnapshot | None = None
         try:
-            structure = await read_wecom(self.sync.wecom,
-                                         concurrency=self.settings.wecom_max_concurrency)
+            if self.settings.wecom_readable:
+                structure = await read_wecom(self.sync.wecom,
+                                             concurrency=self.settings.wecom_max_concurrency)
         except SyncError as exc:  # incl. refused reads (60020, 48002): the file's purpose
             log.info("WeCom API not readable, using the Excel file alone: %s", exc)
         options = ExcelOptions(sheet=excel.sheet, start_row=excel.start_row,
                                end_row=excel.end_row)
-        book = await asyncio.to_thread(read_address_book, excel.data, excel.filename, options)
-        notes = tuple(book.warnings)
-        if structure is not None and structure.complete:
-            users = merge_sources(structure.users, structure.departments, book.users)
-            return SourceSnapshot(tuple(users), structure.departments, (),
-                                  (*structure.notes, *notes))
+        book = await asyncio.to_thread(lambda: read_upload(
+            excel.data, excel.filename, options, departments_csv=excel.departments))
+        notes = tuple(w for w in book.warnings if PATHS_NOTE not in w)
         problems = [] if structure is None else list(structure.problems)
-        if book.departments is None:
-            problems.append("the file names departments by path and no department tree "
-                            "could be read: memberships are left as they are")
         if not book.complete:
             problems.append("the chosen sheet or rows leave out part of the file")
-        return SourceSnapshot(book.users, book.departments or (), tuple(problems), notes)
+        if book.failures:
+            problems.append(f"{len(book.failures)} rows of the file failed")
+        if structure is not None and structure.complete:
+            users = merge_sources(structure.users, structure.departments, book.users)
+            return _FileSource(tuple(users), structure.departments, tuple(problems),
+                               (*structure.notes, *notes), failures=book.failures)
+        return _FileSource(book.users, book.departments or (), tuple(problems), notes,
+                           book=book if book.departments is None else None,
+                           failures=book.failures)
 
     # -- applying -----------------------------------------------------------------------
 
@@ -345,7 +403,7 @@ class Reconciler:
             executor = Executor(self.sync.authing)
             for item in staged:
                 op = run_items.operation_from_json(item["operation"])
-                if await self._present_in_source(op):
+                if await self._present_in_source(op, run.get("source") == "excel"):
                     status, error = ItemStatus.SKIPPED, "not applied: present again in WeCom"
                 else:
                     outcome = await executor.apply_one(op, {})
@@ -387,9 +445,16 @@ class Reconciler:
         finally:
             heartbeat.cancel()
 
-    async def _present_in_source(self, op: Operation) -> bool:
-        """Approval re-checks absence: a user or department back in WeCom is not deleted."""
+    async def _present_in_source(self, op: Operation, from_file: bool = False) -> bool:
+        """Approval re-checks absence: a user or department back in WeCom is not deleted.
+        For a run from a file, WeCom is asked where it can answer; a department known
+        only by a synthetic key, or a WeCom that cannot be read (why a file was used),
+        leaves the file's word standing."""
         wecom = self.sync.wecom
+        dept_id = department_id_of(op.key) if op.kind is Kind.DEPARTMENT else None
+        if from_file and (not self.settings.wecom_readable
+                          or dept_id is not None and is_synthetic(dept_id)):
+            return False
         try:
             if op.kind is Kind.USER:
                 await wecom.user_get(op.key)
@@ -403,6 +468,12 @@ class Reconciler:
                             if str(row["userid"]) == op.key])
             rows = await wecom.department_simplelist()
             return any(str(r.get("id")) == op.key for r in rows)
+        except StopSync:
+            raise
+        except SyncError:
+            if from_file:
+                return False
+            raise
         return True
 
     # -- bookkeeping --------------------------------------------------------------------
@@ -635,7 +706,7 @@ def _depths(departments: Sequence[WeComDepartment]) -> dict[str, int]:
         depth[dept_id] = value
         return value
 
-    return {str(d): of(d) for d in parents}
+    return {department_open_id(d): of(d) for d in parents}
 
 
 def _phases(ops: Sequence[Operation], depth: dict[str, int]

@@ -28,6 +28,14 @@ def item_of(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def failed_row_item(key: str, error: str) -> dict[str, Any]:
+    """A source row that could not be read (an address-book row with a bad cell): a user
+    item, failed, whose error names the row, the column and the reason."""
+    return {"kind": str(Kind.USER), "key": key, "action": str(Action.SKIP),
+            "status": str(ItemStatus.FAILED), "changes": [], "error": error,
+            "operation": None}
+
+
 def staged_item(op: Operation) -> dict[str, Any]:
     item = item_of(Outcome(op, ItemStatus.PLANNED))
     item.update(status=STAGED, operation=operation_to_json(op),

@@ -55,9 +55,12 @@ class SyncRuntime:
 
 
 def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
-                  wake: asyncio.Event | None = None, dry_run: bool = False) -> SyncRuntime:
-    """Raises SettingsError naming the first missing credential."""
-    upstreams = build_upstreams(settings, observer=metrics.observe_call, dry_run=dry_run)
+                  wake: asyncio.Event | None = None, dry_run: bool = False,
+                  need_wecom: bool = True) -> SyncRuntime:
+    """Raises SettingsError naming the first missing credential (``need_wecom``: see
+    ``build_upstreams``)."""
+    upstreams = build_upstreams(settings, observer=metrics.observe_call, dry_run=dry_run,
+                                need_wecom=need_wecom)
     sync = UpstreamSync(
         upstreams.wecom, upstreams.authing, policy_from(settings),
         cooldown=ReadCooldown(settings.restricted_cooldown_seconds),

@@ -196,6 +196,11 @@ class Settings(BaseSettings):
     # -- derived views -------------------------------------------------------------
 
     @property
+    def wecom_readable(self) -> bool:
+        """The contacts API can be called at all (corp id and contact secret set)."""
+        return not (_unset(self.wecom_corp_id) or _unset(self.wecom_contact_secret))
+
+    @property
     def callback_configured(self) -> bool:
         return bool(self.wecom_corp_id and self.wecom_callback_token
                     and self.wecom_encoding_aes_key)

@@ -28,6 +28,7 @@ from .errors import (
 )
 from .executor import Executor, ItemStatus, Outcome
 from .http_retry import gather_pair
+from .mapping import DEPARTMENT_ID_FIELD, department_id_of, is_synthetic
 from .model import AuthingDepartment, AuthingUser, WeComDepartment, WeComUser
 from .operations import Action, Kind, Operation
 from .planner import (
@@ -132,6 +133,10 @@ class UpstreamSync:
         # get-department per user event; dropped for a department when its own event is
         # handled, and wholesale whenever an entity fails (a stale id is one cause).
         self._dept_ids: dict[int, str] = {}
+        # Departments created from an address book's paths and later re-keyed to WeCom's id
+        # (``excel_tree``): openDepartmentId stays synthetic, the id is in customData.
+        self._rekeyed: dict[str, dict[str, Any]] = {}
+        self._rekeyed_at: float | None = None
         # The worker and a run of the same process bootstrap at start-up side by side.
         self._bootstrapping = asyncio.Lock()
 
@@ -340,6 +345,8 @@ class UpstreamSync:
         if not isinstance(error, MissingDepartment):
             return outcome
         for open_id in error.departments:
+            if not open_id.isdigit():  # a synthetic key (excel_tree): WeCom cannot say
+                continue
             try:
                 await self.wecom.department_get(int(open_id))
             except NotFoundError:
@@ -420,9 +427,10 @@ class UpstreamSync:
         wanted = set(desired.department or ()) if desired else set()
         known: dict[int, str] = {}
         for m in (actual.memberships or ()) if actual else ():
+            wecom_id = department_id_of(m.open_department_id)
             if (m.organization_code in (None, self.policy.organization_code)
-                    and m.open_department_id and m.open_department_id.isdigit()):
-                known[int(m.open_department_id)] = m.department_id
+                    and wecom_id is not None and not is_synthetic(wecom_id)):
+                known[wecom_id] = m.department_id
         return wanted, known
 
     # -- departments --------------------------------------------------------------------
@@ -434,7 +442,7 @@ class UpstreamSync:
         dept_id = int(key)
         self._dept_ids.pop(dept_id, None)
         desired, read_from = await self._desired_department(dept_id, hints)
-        dto = await self.authing.get_department(open_department_id=key)
+        dto = await self._department_dto(key)
         actual = AuthingDepartment.from_dto(dto) if dto else None
         wanted = {desired.parent_id} if desired and desired.parent_id else set()
         index = await self._index((wanted, {}))
@@ -484,7 +492,7 @@ class UpstreamSync:
             dept_id = pending.pop()
             if dept_id in ids or dept_id in source:
                 continue
-            dto = await self.authing.get_department(open_department_id=str(dept_id))
+            dto = await self._department_dto(str(dept_id))
             if dto and dto.get("departmentId"):
                 ids[dept_id] = str(dto["departmentId"])
                 continue
@@ -496,6 +504,30 @@ class UpstreamSync:
             if dept.parent_id and dept.parent_id not in ids:
                 pending.append(dept.parent_id)
         return DepartmentIndex(authing_ids=ids, source=source)
+
+    REKEYED_TTL = 60.0  # seconds a miss may trust the last scan of the organization
+
+    async def _department_dto(self, open_id: str) -> dict[str, Any] | None:
+        """Our Authing department for WeCom id ``open_id``: by openDepartmentId, else one
+        re-keyed from a synthetic key (its ``wechatwork_department_id``), which only a scan
+        of the organization finds. A scan serves misses for ``REKEYED_TTL`` seconds; the
+        reconciler calls ``forget_rekeyed`` after it re-keys."""
+        dto = await self.authing.get_department(open_department_id=open_id)
+        if dto or not open_id.isdigit():
+            return dto
+        now = time.monotonic()
+        if self._rekeyed_at is None or now - self._rekeyed_at > self.REKEYED_TTL:
+            scanned: dict[str, dict[str, Any]] = {}
+            for row in await self.authing.get_all_departments():
+                wecom_id = department_id_of(row.get("openDepartmentId"))
+                linked = str((row.get("customData") or {}).get(DEPARTMENT_ID_FIELD) or "")
+                if wecom_id is not None and is_synthetic(wecom_id) and linked.isdigit():
+                    scanned.setdefault(linked, row)
+            self._rekeyed, self._rekeyed_at = scanned, now
+        return self._rekeyed.get(open_id)
+
+    def forget_rekeyed(self) -> None:
+        self._rekeyed_at = None
 
 
 def _create_failed(outcomes: Sequence[Outcome], error: type[Exception]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
+from pydantic import SecretStr
 
 from .authing_client import AuthingClient
 from .http_retry import CallObserver
@@ -24,12 +25,13 @@ class Upstreams:
 
 
 def build_upstreams(settings: Settings, *, observer: CallObserver | None = None,
-                    dry_run: bool = False) -> Upstreams:
+                    dry_run: bool = False, need_wecom: bool = True) -> Upstreams:
     """Requires the contact secret and the Authing key pair (SettingsError names the
-    first one missing)."""
-    settings.require("wecom_corp_id", "wecom_contact_secret", "authing_access_key_id",
-                     "authing_access_key_secret")
-    assert settings.wecom_contact_secret and settings.authing_access_key_secret
+    first one missing). ``need_wecom=False`` (a run from an exported address book alone)
+    requires only Authing's: WeCom is then not called (``Settings.wecom_readable``)."""
+    needed = ("wecom_corp_id", "wecom_contact_secret") if need_wecom else ()
+    settings.require(*needed, "authing_access_key_id", "authing_access_key_secret")
+    assert settings.authing_access_key_secret
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
     wecom_http = httpx.AsyncClient(limits=limits)
     authing_http = httpx.AsyncClient(limits=limits)
@@ -37,7 +39,8 @@ def build_upstreams(settings: Settings, *, observer: CallObserver | None = None,
               "retry_attempts": settings.retry_attempts,
               "retry_total_seconds": settings.retry_total_seconds,
               "observer": observer, "dry_run": dry_run}
-    wecom = WeComClient(wecom_http, settings.wecom_corp_id or "", settings.wecom_contact_secret,
+    secret = settings.wecom_contact_secret or SecretStr("")
+    wecom = WeComClient(wecom_http, settings.wecom_corp_id or "", secret,
                         base_url=settings.wecom_api_base,
                         max_concurrency=settings.wecom_max_concurrency,
                         rate_per_minute=settings.wecom_rate_per_minute, **common)  # type: ignore[arg-type]

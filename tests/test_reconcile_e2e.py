@@ -197,8 +197,13 @@ def test_excel_alone_when_wecom_refuses_reads(sqlite_url: str, keys: CallbackKey
         run = finished(s, _upload(s, data, mode="full"))
         assert run["status"] == "succeeded", run
         assert run["counters"]["deleted"] == 0
-        assert any("no department tree" in n for n in run["notes"])
         assert all(s.user(u["userid"])["name"] == u["name"] for u in directory.users)
+        # Issue 14: the file's department paths became departments (keyed by path, as
+        # WeCom's ids cannot be read), and every membership was written.
+        for user in directory.users:
+            opened = s.user_open_departments(user["userid"])
+            assert len(opened) == len(set(user["department"])), (user, opened)
+            assert all(o == "1" or o.startswith("excel-") for o in opened)
 
 
 def test_malformed_files_are_refused_with_row_and_column(sqlite_url: str,
@@ -218,7 +223,6 @@ def test_malformed_files_are_refused_with_row_and_column(sqlite_url: str,
     with running_stack(sqlite_url, keys) as s:
         writes = s.authing.stats.total_writes
         for data, name, expect in (
-                (buffer.getvalue(), "通讯录.xlsx", "row 4, column 手机 (C)"),
                 (b"PK\x03\x04 this is not a workbook", "通讯录.xlsx", "通讯录.xlsx"),
                 ("姓名,部门\n张三,1\n".encode(), "users.csv", "账号")):
             reply = httpx.post(f"{s.url}/ops/reconcile", headers=OPS,
@@ -226,6 +230,12 @@ def test_malformed_files_are_refused_with_row_and_column(sqlite_url: str,
             assert reply.status_code == 400 and expect in reply.json()["error"], reply.text
         assert httpx.get(f"{s.url}/ops/runs", headers=OPS).json()["runs"] == []
         assert s.authing.stats.total_writes == writes
+        # Issue 14: a bad cell no longer refuses the file; it fails its own row's item.
+        run = finished(s, _upload(s, buffer.getvalue()))
+        assert run["status"] == "partial", run
+        failed = [i for i in run["items"] if i["status"] == "failed"]
+        assert [(i["key"], i["error"]) for i in failed] == [
+            ("lisi", "row 4, column 手机 (C): '1380000' is not a valid mobile")]
 
 
 def test_csv_template_with_row_window(sqlite_url: str, keys: CallbackKeys) -> None:

@@ -94,7 +94,7 @@ async def _form(request: Request) -> FormData:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_UPLOAD:
             return FormData()
-        return await request.form(max_files=1, max_fields=20)
+        return await request.form(max_files=2, max_fields=20)
     return await request.form(max_files=0, max_fields=20)
 
 
@@ -248,6 +248,7 @@ async def start_page(request: Request, c: AppContext, session: dict[str, Any]) -
         form: FormData = request.state.form
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
         fields["dry_run"] = "true" if form.get("dry_run") else "false"
+        fields["departments"] = form.get("departments")
         upload = form.get("file")
         try:
             run_id = await start_run(request, fields, upload, trigger="console")

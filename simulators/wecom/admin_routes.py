@@ -147,8 +147,16 @@ def admin_routes(sim: WeComSimulator) -> list[Route]:
 
     async def export_excel(request: Request) -> Response:
         query = request.query_params
-        layout = ExcelLayout(title_row=query.get("title_row", "1") not in ("0", "false"),
-                             account_header=query.get("account_header", "账号"))
+        kind = query.get("layout", "")
+        if kind == "2026":
+            layout = ExcelLayout.export_2026(biz_mail=query.get("biz_mail") in ("1", "true"))
+        elif kind == "2020":
+            layout = ExcelLayout.template_2020()
+        elif kind:
+            return JSONResponse({"error": "layout must be 2026 or 2020"}, status_code=400)
+        else:
+            layout = ExcelLayout(title_row=query.get("title_row", "1") not in ("0", "false"),
+                                 account_header=query.get("account_header", "账号"))
         return Response(export_xlsx(sim.state, layout), media_type=_XLSX,
                         headers=_attachment("address-book.xlsx"))
 
