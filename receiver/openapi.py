@@ -92,7 +92,10 @@ PATHS: dict[str, dict[str, Any]] = {
                                                "properties": {
                 "file": {"type": "string", "format": "binary"}, "direction": _DIRECTION,
                 "mode": _MODE, "dry_run": {"type": "boolean"}, "sheet": {"type": "string"},
-                "start_row": {"type": "integer"}, "end_row": {"type": "integer"}}}}}})},
+                "start_row": {"type": "integer"}, "end_row": {"type": "integer"},
+                "keep_top_department": {"type": "boolean"},
+                "departments": {"type": "string", "format": "binary",
+                                "description": "the department CSV"}}}}}})},
     "/ops/runs": {"get": _op("Runs newest first, and the next fire time per direction",
                              params=[
         _q("status", _RUN_STATUS), _q("direction", _DIRECTION), _q("mode", _MODE),
