@@ -2,7 +2,7 @@
 
 One command, from the repository root::
 
-    /work/venv/bin/python -m bench.apply        # or: python bench/apply.py
+    python -m bench.apply        # or: python bench/apply.py
 
 It starts the WeCom simulator, the service (receiver + worker) and the Authing simulator as
 separate processes, both simulators answering every API call after 20 ms, and makes
@@ -255,7 +255,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = shlex.join([Path(sys.executable).as_posix(), "-m", "bench.apply",
+    command = shlex.join(["python", "-m", "bench.apply",
                           *(sys.argv[1:] if argv is None else argv)])
     started = time.time()
     busy = wait_for_quiet(args.quiet_wait)

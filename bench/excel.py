@@ -77,19 +77,20 @@ def measure(kind: str, path: Path) -> dict[str, Any]:
         book.close()
         result["rows"] = rows
     elif kind in ("product", "product-openpyxl"):
-        from sync_core import excel_source
-        from sync_core.excel_source import read_upload, reader_name
+        from sync_core.excel import source as excel_source
+        from sync_core.excel.source import read_upload, reader_name
         if kind == "product-openpyxl":  # the product's own read, without calamine
             excel_source.CalamineWorkbook = None
-        from sync_core.excel_tree import build_tree
-        from sync_core.planner import Mode, Policy, plan_full
+        from sync_core.authing.planner import Mode, plan_full
+        from sync_core.binding import Binding
+        from sync_core.excel.tree import build_tree
 
         book = read_upload(data, path.name)
         read_at = time.perf_counter()
         result.update(rows=len(book.users), failures=len(book.failures))
-        tree = build_tree(book.users, dict(book.department_paths), [], [], Policy())
+        tree = build_tree(book.users, dict(book.department_paths), [], [], Binding())
         del book  # as the reconciler lets it go
-        ops = plan_full(tree.users, tree.departments, [], [], Policy(), Mode.FULL)
+        ops = plan_full(tree.users, tree.departments, [], [], Binding(), Mode.FULL)
         result.update(departments=len(tree.departments) - 1, operations=len(ops),
                       read_seconds=read_at - started, reader=reader_name())
     else:

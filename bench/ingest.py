@@ -2,7 +2,7 @@
 
 One command, from the repository root::
 
-    /work/venv/bin/python -m bench.ingest        # or: python bench/ingest.py
+    python -m bench.ingest        # or: python bench/ingest.py
 
 For each target (a storage-free baseline app, ``wecom-sync serve`` on SQLite, and on
 PostgreSQL) it starts the server as its own process, runs load generator processes
@@ -222,7 +222,7 @@ def _terminate(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    command = shlex.join([Path(sys.executable).as_posix(), "-m", "bench.ingest",
+    command = shlex.join(["python", "-m", "bench.ingest",
                           *(sys.argv[1:] if argv is None else argv)])
     started = time.time()
     keys = new_keys()

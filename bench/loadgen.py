@@ -34,8 +34,8 @@ from urllib.parse import urlencode
 
 import httpx
 
-from sync_core.wecom_crypto import WeComCrypto
-from sync_core.wecom_xml import build_envelope
+from sync_core.wecom.crypto import WeComCrypto
+from sync_core.wecom.envelope import build_envelope
 
 CALLBACK_PATH = "/wecom/callback"
 HEADERS = {"content-type": "text/xml; charset=utf-8"}

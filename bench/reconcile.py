@@ -1,7 +1,7 @@
 """Reconcile benchmark: a no-op full run at 10^5 users, and an initial sync at 20 ms a call.
 
-    /work/venv/bin/python -m bench.reconcile            # the recorded run, ~5 minutes
-    /work/venv/bin/python -m bench.reconcile --quick    # a small smoke run
+    python -m bench.reconcile            # the recorded run, ~5 minutes
+    python -m bench.reconcile --quick    # a small smoke run
 
 Part 1 (no-op): the WeCom simulator holds ``--users``/``--departments``; Authing is seeded
 with exactly what the product's planner would create for them (``reconcile_run prepare``),
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -172,8 +173,7 @@ def main() -> int:
     if args.quick:
         args.users, args.departments = 2_000, 100
         args.sync_users, args.sync_departments = 500, 50
-    command = "/work/venv/bin/python -m bench.reconcile" + (
-        " " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    command = shlex.join(["python", "-m", "bench.reconcile", *sys.argv[1:]])
     report = Report(args=vars(args), command=command, machine=machine())
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-reconcile-") as tmp:

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from bench.reconcile_sims import CONTACT_SECRET, CORP_ID, ORGANIZATION, POOL_SECRET, REF, USERPOOL
-from sync_core.operations import Action, DepartmentRef, Operation
+from sync_core.directory.operations import Action, DepartmentRef, Operation
 
 NO_PACING = 1e9  # per minute: the client-side WeCom pacing lifted (see bench/README.md)
 
@@ -87,27 +87,32 @@ class Phases:
 
 
 def _instrument(phases: Phases, planned: list[Operation]) -> None:
-    from sync_core import reconciler
+    from sync_core.authing.target import AuthingTarget
+    from sync_core.authing.upstream import UpstreamPlanner
+    from sync_core.engine import reconciler
+    from sync_core.wecom.source import WeComSource
 
-    reconciler.read_wecom = phases.wrap_async("read_wecom", reconciler.read_wecom)
-    reconciler.read_authing = phases.wrap_async("read_authing", reconciler.read_authing)
-    plan = phases.wrap("plan", reconciler.plan_full)
+    WeComSource.snapshot = phases.wrap_async(  # type: ignore[method-assign]
+        "read_wecom", WeComSource.snapshot)
+    AuthingTarget.snapshot = phases.wrap_async(  # type: ignore[method-assign]
+        "read_authing", AuthingTarget.snapshot)
+    plan = phases.wrap("plan", UpstreamPlanner.plan_all)
 
     def plan_and_keep(*args: Any, **kwargs: Any) -> Any:
         ops = plan(*args, **kwargs)
         planned.extend(ops)
         return ops
 
-    reconciler.plan_full = plan_and_keep
+    UpstreamPlanner.plan_all = plan_and_keep  # type: ignore[method-assign]
     cls = reconciler.Reconciler
     cls._apply = phases.wrap_async("apply", cls._apply)  # type: ignore[method-assign]
     cls._finish = phases.wrap("record", cls._finish)  # type: ignore[method-assign]
 
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    from sync_core.authing.planner import Mode
+    from sync_core.engine.reconciler import RunRequest
     from sync_core.metrics import Metrics
-    from sync_core.planner import Mode
-    from sync_core.reconciler import RunRequest
     from sync_core.runtime import build_runtime
     from sync_core.store import migrate, runs
     from sync_core.store.db import make_engine
@@ -150,22 +155,23 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     """Plan a first run against the (empty) pool and keep its requests as a seed."""
+    from sync_core.authing.planner import Mode, plan_full
+    from sync_core.authing.snapshot import read_authing
     from sync_core.metrics import Metrics
-    from sync_core.planner import Mode, plan_full
     from sync_core.runtime import build_runtime
-    from sync_core.snapshots import read_authing, read_wecom
     from sync_core.store.db import make_engine
+    from sync_core.wecom.snapshot import read_wecom
 
     settings = _settings(args)
     runtime = build_runtime(settings, make_engine(settings.database_url), Metrics())
     try:
-        await runtime.sync.bootstrap()  # defines the extension fields, as a first run would
-        source = await read_wecom(runtime.sync.wecom, concurrency=args.concurrency)
-        target = await read_authing(runtime.sync.authing, runtime.sync.policy)
+        await runtime.sync.prepare()  # defines the extension fields, as a first run would
+        source = await read_wecom(runtime.remotes.wecom, concurrency=args.concurrency)
+        target = await read_authing(runtime.remotes.authing, runtime.sync.binding)
     finally:
         await runtime.aclose()
     assert source.complete, source.problems
-    policy = runtime.sync.policy
+    policy = runtime.sync.binding
     if target.root_department_id:
         policy = replace(policy, root_department_id=target.root_department_id)
     ops = plan_full(source.users, source.departments, target.users, target.departments,

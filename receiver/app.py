@@ -19,7 +19,7 @@ from sync_core.store import migrate
 from sync_core.store.db import make_engine
 from sync_core.store.writer import InboxWriter
 from sync_core.version import version
-from sync_core.wecom_crypto import WeComCrypto
+from sync_core.wecom.crypto import WeComCrypto
 
 from . import console, routes_authing, routes_health, routes_ops, routes_runs, routes_wecom
 from .context import AppContext
@@ -52,7 +52,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
     )
 
     runtime = (build_runtime(settings, engine, context.metrics, wake=context.wake)
-               if with_worker or _has_upstream_credentials(settings) else None)
+               if with_worker or _has_remote_credentials(settings) else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -114,7 +114,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
     return app
 
 
-def _has_upstream_credentials(settings: Settings) -> bool:
+def _has_remote_credentials(settings: Settings) -> bool:
     return all((settings.wecom_corp_id, settings.wecom_contact_secret,
                 settings.authing_access_key_id, settings.authing_access_key_secret))
 

@@ -184,8 +184,8 @@ def _setup_authing(args: argparse.Namespace) -> int:
     from sync_core.errors import SyncError
 
     async def job(runtime: SyncRuntime) -> tuple[str, str]:
-        await runtime.sync.bootstrap()
-        return runtime.sync.policy.organization_code, runtime.sync.policy.root_department_id
+        await runtime.sync.prepare()
+        return runtime.sync.binding.organization_code, runtime.sync.binding.root_department_id
 
     try:
         code, root = with_runtime(job)

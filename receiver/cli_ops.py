@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
 
 
 def decide(args: argparse.Namespace) -> int:
-    from sync_core.reconciler import RequestError
+    from sync_core.engine.reconciler import RequestError
     from sync_core.store import runs
     from sync_core.store.models import utcnow
 

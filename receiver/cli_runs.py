@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sync_core.planner import Mode
+from sync_core.authing.planner import Mode
 
 if TYPE_CHECKING:
     from sync_core.runtime import SyncRuntime
@@ -53,7 +53,8 @@ def register(sub: Any) -> None:
 
 
 def reconcile(args: argparse.Namespace) -> int:
-    from sync_core.reconciler import ExcelInput, RequestError, RunRequest, check_excel
+    from sync_core.engine.reconciler import ExcelInput, RequestError, RunRequest
+    from sync_core.excel.snapshot import check_excel
     from sync_core.store import runs
 
     from .cli import with_runtime

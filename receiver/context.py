@@ -13,7 +13,7 @@ from sync_core.logs import LogThrottle
 from sync_core.metrics import Metrics
 from sync_core.settings import Settings
 from sync_core.store.writer import InboxWriter
-from sync_core.wecom_crypto import WeComCrypto
+from sync_core.wecom.crypto import WeComCrypto
 
 
 @dataclass

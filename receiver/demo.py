@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import httpx
+    from pydantic import SecretStr
 
     from simulators.authing.app import AuthingSimulator
     from simulators.generate import generate_directory
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from simulators.wecom.app import WeComSimulator
     from sync_core import logs
     from sync_core.settings import Settings
-    from sync_core.wecom_crypto import generate_aes_key
+    from sync_core.wecom.crypto import generate_aes_key
 
     from .app import create_app
 
@@ -55,10 +56,12 @@ def run(args: argparse.Namespace) -> int:
     with wecom, authing:
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None, database_url=f"sqlite:///{folder / 'wecom-sync.db'}",
-            wecom_corp_id=corp_id, wecom_callback_token=token, wecom_encoding_aes_key=aes_key,
-            wecom_contact_secret=contact_secret, wecom_api_base=wecom.url,
+            wecom_corp_id=corp_id, wecom_callback_token=SecretStr(token),
+            wecom_encoding_aes_key=SecretStr(aes_key),
+            wecom_contact_secret=SecretStr(contact_secret), wecom_api_base=wecom.url,
             authing_api_base=authing.url, authing_access_key_id="demo-pool",
-            authing_access_key_secret=pool_secret, ops_token=ops, worker_poll_seconds=0.2)
+            authing_access_key_secret=SecretStr(pool_secret), ops_token=SecretStr(ops),
+            worker_poll_seconds=0.2)
         with BackgroundServer(create_app(settings, with_worker=True)) as receiver:
             wecom.set_callback(f"{receiver.url}/wecom/callback", token=token,
                                encoding_aes_key=aes_key, trimmed=args.trimmed)

@@ -66,14 +66,14 @@ class AnswerFailures:
             self.throttle.log(logging.WARNING, "writer", "inbox closed: shutting down")
             return 503, "shutting down, retry later"
         if isinstance(exc, SyncError):
-            upstream = exc.upstream or "upstream"
-            self.throttle.log(logging.WARNING, f"{upstream}:{exc.kind}", "%s %s: %s",
+            remote = exc.remote or "remote"
+            self.throttle.log(logging.WARNING, f"{remote}:{exc.kind}", "%s %s: %s",
                               scope.get("method"), scope.get("path"), exc)
             if isinstance(exc, TransientError):
-                return 503, f"{upstream} unavailable, retry later"
+                return 503, f"{remote} unavailable, retry later"
             if isinstance(exc, AuthError):
-                return 502, f"{upstream} refused the configured credentials"
-            return 502, f"{upstream} refused the request: {exc.message[:120]}"
+                return 502, f"{remote} refused the configured credentials"
+            return 502, f"{remote} refused the request: {exc.message[:120]}"
         self.throttle.log(logging.ERROR, f"bug:{type(exc).__name__}",
                           "request %s %s failed: %s", scope.get("method"), scope.get("path"),
                           describe(exc), exc_info=exc)

@@ -41,7 +41,7 @@ def object_history(engine: Engine, kind: str, key: str) -> dict[str, Any]:
     with Session(engine) as session:
         conn = session.connection()
         linked = links.involving(conn, kind=kind, key=key)
-        keys = {key} | {r["key"] for r in linked} | {r["target_id"] for r in linked
+        keys = {key} | {r["source_key"] for r in linked} | {r["target_id"] for r in linked
                                                      if r["target_id"]}
         rows = list(session.scalars(
             select(InboxEvent).where(col(InboxEvent.entity_kind) == kind,

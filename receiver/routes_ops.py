@@ -12,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from sync_core.directory.vocabulary import Kind
 from sync_core.store import queue
 from sync_core.store.inbox import NewEvent, as_json, get_event, list_events
 from sync_core.store.models import EventSource, EventStatus, InboxEvent, utcnow
-from sync_core.wecom_events import EntityKind
 
 from . import history
 from . import status as status_strip
@@ -27,7 +27,7 @@ from .params import ParamError, choice, integer, path_id, query, text
 _MAX_DEPARTMENT_ID = 2**32 - 1
 _EVENT_FILTERS = {
     "status": choice(EventStatus), "source": choice(EventSource),
-    "entity_kind": choice(EntityKind), "entity_key": text(255),
+    "entity_kind": choice(Kind), "entity_key": text(255),
     "limit": integer(1, 1000), "before": integer(),
 }
 # WeCom's userid rule: 1-64 bytes of letters, digits and _-@. starting alphanumeric.
@@ -174,10 +174,11 @@ async def sync_now(c: AppContext, kind: str, key: str) -> int:
     def stored_id() -> int:
         with Session(c.engine) as session:
             # A claim may already have released the key (``<key>#<id>``: store.queue).
-            found: int = session.scalars(select(col(InboxEvent.id)).where(
+            found = session.scalars(select(col(InboxEvent.id)).where(
                 col(InboxEvent.source) == EventSource.OPS.value,
                 or_(col(InboxEvent.dedupe_key) == dedupe,
                     col(InboxEvent.dedupe_key).startswith(f"{dedupe}#")))).one()
+            assert found is not None  # a stored row has its id
             return found
 
     return await run_in_threadpool(stored_id)

@@ -10,11 +10,11 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sync_core.executor import ItemStatus
-from sync_core.operations import Action, Kind
-from sync_core.planner import Mode
-from sync_core.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
-from sync_core.run_items import STAGED
+from sync_core.directory.operations import Action, Mode
+from sync_core.directory.vocabulary import SYNCED_KINDS
+from sync_core.engine.executor import ItemStatus
+from sync_core.engine.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
+from sync_core.engine.run_log import STAGED
 from sync_core.store import runs
 from sync_core.store.models import RunStatus, utcnow
 
@@ -33,7 +33,7 @@ _RUN_FILTERS = {
     "before": integer(),
 }
 _ITEM_FILTERS = {
-    "item_status": choice([*ItemStatus, STAGED]), "kind": choice(Kind),
+    "item_status": choice([*ItemStatus, STAGED]), "kind": choice(SYNCED_KINDS),
     "action": choice(Action), "key": text(255), "limit": integer(1, 100_000),
     "offset": integer(0),
 }
@@ -222,7 +222,7 @@ async def _body(request: Request) -> tuple[dict[str, Any], UploadFile | None]:
 def _check_file(excel: ExcelInput) -> None:
     """A file of the wrong shape is the caller's mistake: a 400 naming the place, before a
     run exists. (The run reads it again, with WeCom's department tree beside it.)"""
-    from sync_core.reconciler import check_excel
+    from sync_core.excel.snapshot import check_excel
 
     check_excel(excel)
 

@@ -1,4 +1,4 @@
-"""``/wecom/callback``: verify, decrypt, persist, reply. No upstream calls on this path."""
+"""``/wecom/callback``: verify, decrypt, persist, reply. No calls to the remotes on this path."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from starlette.responses import PlainTextResponse, Response
 
 from sync_core.store.inbox import NewEvent
 from sync_core.store.models import EventSource, utcnow
-from sync_core.wecom_crypto import ReceiveIdError, SignatureError, WeComCryptoError
-from sync_core.wecom_events import dedupe_key, parse_event, to_payload
-from sync_core.wecom_xml import MalformedDocument, parse_envelope
+from sync_core.wecom.crypto import ReceiveIdError, SignatureError, WeComCryptoError
+from sync_core.wecom.envelope import MalformedDocument, parse_envelope
+from sync_core.wecom.events import dedupe_key, parse_event, to_payload
 
 from .context import AppContext, ctx
 from .http import BodyTooLarge, read_body, reject

@@ -10,12 +10,13 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from sync_core.api_base import CredentialState
-from sync_core.scheduler import next_fire, scheduled_directions
+from sync_core.engine.scheduler import next_fire, scheduled_directions
+from sync_core.http.client import CredentialState
 from sync_core.store import runs
 from sync_core.store.inbox import _iso
 from sync_core.store.models import EventStatus, InboxEvent, RunStatus, utcnow
 from sync_core.version import version
+from sync_core.wecom.source import WeComSource
 
 from .context import ctx
 
@@ -77,14 +78,17 @@ def _wecom_reads(request: Request) -> str:
     runtime = request.app.state.runtime
     if runtime is None:
         return "unknown"
-    return "restricted" if runtime.sync.cooldown.active else "available"
+    source = runtime.sync.source  # the upstream direction reads WeCom
+    if not isinstance(source, WeComSource):
+        return "unknown"
+    return "restricted" if source.cooldown.active else "available"
 
 
 def credential_states(runtime: Any) -> dict[str, CredentialState]:
     """The last word of each remote on our credentials (readiness and the strip); no call
     is made here."""
-    return {"wecom": runtime.upstreams.wecom.credentials,
-            "authing": runtime.upstreams.authing.credentials}
+    return {"wecom": runtime.remotes.wecom.credentials,
+            "authing": runtime.remotes.authing.credentials}
 
 
 def _credentials(request: Request) -> dict[str, dict[str, str | None]]:

@@ -1,9 +1,9 @@
-"""Errors the API clients raise, and the tables that map upstream codes onto them.
+"""Errors the API clients raise, and the tables that map remote codes onto them.
 
 Foreign failures (httpx exceptions, WeCom ``errcode``, Authing ``statusCode``/``apiCode``)
 are translated once, where they enter, into this tree and chained with ``from exc``::
 
-    SyncError                      anything the sync could not do against an upstream
+    SyncError                      anything the sync could not do against a remote
     ├── TransientError             the same call may succeed later (retry_after: seconds|None;
     │                              maybe_applied: False only when surely not acted upon)
     │                              network errors, timeouts, HTTP 5xx/429, WeCom -1/45009/45033,
@@ -90,7 +90,7 @@ def install_log_redaction(*logger_names: str) -> None:
 
 
 class SyncError(Exception):
-    """Base of every error the upstream clients raise.
+    """Base of every error the remote clients raise.
 
     ``code`` is WeCom's errcode, or Authing's apiCode when present and its statusCode
     otherwise; ``status`` is Authing's body statusCode; ``request_id`` is Authing's.
@@ -100,17 +100,17 @@ class SyncError(Exception):
 
     def __init__(self, message: str, *, code: int | str | None = None,
                  status: int | None = None, request_id: str | None = None,
-                 upstream: str | None = None, endpoint: str | None = None) -> None:
+                 remote: str | None = None, endpoint: str | None = None) -> None:
         self.message = redact(message)
         self.code = code
         self.status = status
         self.request_id = request_id
-        self.upstream = upstream
+        self.remote = remote
         self.endpoint = endpoint
         super().__init__(self.message)
 
     def __str__(self) -> str:
-        where = " ".join(part for part in (self.upstream, self.endpoint) if part)
+        where = " ".join(part for part in (self.remote, self.endpoint) if part)
         details = []
         if self.code is not None:
             details.append(f"code {self.code}")
@@ -121,14 +121,14 @@ class SyncError(Exception):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(message={self.message!r}, code={self.code!r}, "
-                f"upstream={self.upstream!r}, endpoint={self.endpoint!r}, "
+                f"remote={self.remote!r}, endpoint={self.endpoint!r}, "
                 f"request_id={self.request_id!r})")
 
 
 class TransientError(SyncError):
-    """The call may succeed if repeated later; ``retry_after`` is the upstream's hint.
+    """The call may succeed if repeated later; ``retry_after`` is the remote's hint.
 
-    ``maybe_applied`` is False only when the upstream surely did not act on the request
+    ``maybe_applied`` is False only when the remote surely did not act on the request
     (connection refused, throttled): only then may a non-idempotent create be resent
     blindly. Otherwise the caller re-reads the target and plans again.
     """
@@ -180,7 +180,7 @@ class ConflictError(PermanentError):
 
 
 class BadRequestError(PermanentError):
-    """The upstream refused the request as invalid, or may have silently ignored it."""
+    """The remote refused the request as invalid, or may have silently ignored it."""
 
     kind = "bad_request"
 
@@ -246,7 +246,7 @@ def from_wecom(errcode: int, errmsg: str, *, endpoint: str | None = None) -> Syn
 
     ``from_wecom(60111, "userid not found")`` → ``NotFoundError`` with ``code=60111``.
     """
-    context: dict[str, Any] = {"code": errcode, "upstream": "wecom", "endpoint": endpoint}
+    context: dict[str, Any] = {"code": errcode, "remote": "wecom", "endpoint": endpoint}
     if errcode in _WECOM_TRANSIENT:
         retry_after, maybe_applied = _WECOM_TRANSIENT[errcode]
         return TransientError(errmsg, retry_after=retry_after, maybe_applied=maybe_applied,
@@ -274,7 +274,7 @@ def from_authing(status: int, message: str, *, api_code: int | str | None = None
     """
     context: dict[str, Any] = {
         "code": api_code if api_code is not None else status, "status": status,
-        "request_id": request_id, "upstream": "authing", "endpoint": endpoint}
+        "request_id": request_id, "remote": "authing", "endpoint": endpoint}
     if status == 429 or status >= 500 or status == _AUTHING_BUSY_API_CODE \
             or api_code == _AUTHING_BUSY_API_CODE:
         return TransientError(message, retry_after=retry_after,

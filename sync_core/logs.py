@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
-from .errors import RedactingFilter
+from sync_core.errors import RedactingFilter
 
 CONTEXT_KEYS = ("event_id", "run_id", "entity")
 _context: contextvars.ContextVar[tuple[tuple[str, object], ...]] = contextvars.ContextVar(

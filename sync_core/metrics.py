@@ -57,10 +57,10 @@ class Metrics:
             "wecom_sync_upstream_call_seconds", "Latency of calls to WeCom and Authing.",
             ["upstream"], registry=self.registry)
 
-    def observe_call(self, upstream: str, endpoint: str, outcome: str, seconds: float) -> None:
+    def observe_call(self, remote: str, endpoint: str, outcome: str, seconds: float) -> None:
         """The clients' CallObserver hook."""
-        self.upstream_calls.labels(upstream, endpoint, outcome).inc()
-        self.upstream_seconds.labels(upstream).observe(seconds)
+        self.upstream_calls.labels(remote, endpoint, outcome).inc()
+        self.upstream_seconds.labels(remote).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

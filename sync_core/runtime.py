@@ -1,4 +1,6 @@
-"""Wiring for the sync side of a process: clients, planner policy, upstream sync, worker."""
+"""Wiring (the composition root): remotes, the upstream direction's ports under its binding,
+entity sync, worker, reconciler and scheduler. The only module that names both the engine
+and the platforms; a new direction or platform is wired here."""
 
 from __future__ import annotations
 
@@ -9,31 +11,34 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from .mapping import MappingPolicy, UsernameSource
-from .metrics import Metrics
-from .planner import Mode, Policy
-from .reconciler import Reconciler, RequestError, RunRequest
-from .scheduler import Scheduler
-from .settings import Settings
-from .store.renames import RenameLedger
-from .store.runs import RunConflict
-from .upstream_sync import ReadCooldown, UpstreamSync
-from .upstreams import Upstreams, build_upstreams
-from .worker import Worker
+from sync_core.authing.target import AuthingTarget
+from sync_core.authing.upstream import UpstreamPlanner
+from sync_core.authing.upstream_sync import UpstreamSync
+from sync_core.authing.writer import AuthingWriter
+from sync_core.binding import Binding
+from sync_core.directory.operations import Mode
+from sync_core.directory.vocabulary import Direction
+from sync_core.engine.entity_sync import EntitySync
+from sync_core.engine.ports import Ports, SourceSnapshot
+from sync_core.engine.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
+from sync_core.engine.scheduler import Scheduler
+from sync_core.engine.worker import Worker
+from sync_core.excel.snapshot import read_excel
+from sync_core.metrics import Metrics
+from sync_core.remotes import Remotes, build_remotes
+from sync_core.settings import Settings
+from sync_core.store.models import EventSource
+from sync_core.store.renames import RenameLedger
+from sync_core.store.runs import RunConflict
+from sync_core.wecom.source import ReadCooldown, WeComSource
 
 log = logging.getLogger(__name__)
 
 
-def policy_from(settings: Settings) -> Policy:
-    return Policy.from_settings(
-        settings, adopt_existing=settings.adopt_existing,
-        mapping=MappingPolicy(username_source=UsernameSource(settings.username_source)))
-
-
 @dataclass
 class SyncRuntime:
-    upstreams: Upstreams
-    sync: UpstreamSync
+    remotes: Remotes
+    sync: EntitySync  # the upstream direction
     worker: Worker
     reconciler: Reconciler
     scheduler: Scheduler
@@ -51,22 +56,38 @@ class SyncRuntime:
             await self.reconciler.wait()
 
     async def aclose(self) -> None:
-        await self.upstreams.aclose()
+        await self.remotes.aclose()
+
+
+def upstream_ports(settings: Settings, remotes: Remotes, metrics: Metrics) -> Ports:
+    """WeCom (API, or the events' fields while reads are refused) → Authing."""
+    source = WeComSource(
+        remotes.wecom, cooldown=ReadCooldown(settings.restricted_cooldown_seconds),
+        concurrency=settings.wecom_max_concurrency, readable=settings.wecom_readable,
+        on_event_fields=lambda kind: metrics.event_field_fallbacks.labels(kind).inc())
+    return Ports(Direction.UPSTREAM, "WeCom", "Authing", source, AuthingTarget(remotes.authing),
+                 AuthingWriter(remotes.authing, concurrency=settings.authing_max_concurrency),
+                 UpstreamPlanner(),
+                 Binding.from_settings(settings))
 
 
 def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
                   wake: asyncio.Event | None = None, dry_run: bool = False,
                   need_wecom: bool = True) -> SyncRuntime:
     """Raises SettingsError naming the first missing credential (``need_wecom``: see
-    ``build_upstreams``)."""
-    upstreams = build_upstreams(settings, observer=metrics.observe_call, dry_run=dry_run,
-                                need_wecom=need_wecom)
-    sync = UpstreamSync(
-        upstreams.wecom, upstreams.authing, policy_from(settings),
-        cooldown=ReadCooldown(settings.restricted_cooldown_seconds),
-        on_event_fields=lambda kind: metrics.event_field_fallbacks.labels(kind).inc(),
-        renames=RenameLedger(engine))
-    reconciler = Reconciler(settings, engine, sync)
+    ``build_remotes``)."""
+    remotes = build_remotes(settings, observer=metrics.observe_call, dry_run=dry_run,
+                            need_wecom=need_wecom)
+    ports = upstream_ports(settings, remotes, metrics)
+    sync = UpstreamSync(ports, renames=RenameLedger(engine))
+
+    async def excel(upload: ExcelInput) -> SourceSnapshot:
+        return await read_excel(ports.source, upload)
+
+    unreadable = None if settings.wecom_readable else (
+        "reading WeCom needs WECOM_SYNC_WECOM_CORP_ID and WECOM_SYNC_WECOM_CONTACT_SECRET; "
+        "without them only an exported address book can be the source")
+    reconciler = Reconciler(settings, engine, sync, excel=excel, source_unreadable=unreadable)
 
     async def on_batch_job(payload: dict[str, Any]) -> str:
         """A batch import rewrote WeCom behind the callbacks' back: reconcile. A full
@@ -87,6 +108,10 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
             log.warning("scheduled %s reconcile skipped: %s", direction, exc)
             return None
 
-    worker = Worker(settings, engine, sync, metrics, wake=wake, on_batch_job=on_batch_job)
+    # WeCom callbacks and the operator's injected events go upstream; Authing webhooks
+    # wait in the inbox for the downstream direction.
+    directions = {EventSource.WECOM.value: sync, EventSource.OPS.value: sync}
+    worker = Worker(settings, engine, directions, metrics, wake=wake,
+                    on_batch_job=on_batch_job)
     scheduler = Scheduler(settings, engine, scheduled)
-    return SyncRuntime(upstreams, sync, worker, reconciler, scheduler)
+    return SyncRuntime(remotes, sync, worker, reconciler, scheduler)

@@ -23,7 +23,10 @@ ENV_PREFIX = "WECOM_SYNC_"
 _AES_KEY_RE = re.compile(r"^[A-Za-z0-9]{43}$")
 
 
-class Direction(StrEnum):
+class DirectionSetting(StrEnum):
+    """Which directions a service runs (``WECOM_SYNC_DIRECTION``); one direction is a
+    ``directory.vocabulary.Direction``."""
+
     UPSTREAM = "upstream"
     DOWNSTREAM = "downstream"
     BOTH = "both"
@@ -84,7 +87,7 @@ class Settings(BaseSettings):
 
     ops_token: SecretStr | None = None
 
-    direction: Direction = Direction.UPSTREAM
+    direction: DirectionSetting = DirectionSetting.UPSTREAM
     user_delete_policy: UserDeletePolicy = UserDeletePolicy.RESIGN
     delete_threshold_percent: float = Field(default=20, ge=0, le=100)
     delete_threshold_count: int = Field(default=100, ge=0)

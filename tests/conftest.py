@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sync_core.settings import Settings
 from sync_core.store import migrate
 from sync_core.store.db import make_engine
-from sync_core.wecom_crypto import generate_aes_key
+from sync_core.wecom.crypto import generate_aes_key
 
 PG_DSN = os.environ.get("WECOM_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 from simulators.server import BackgroundServer
 from sync_core.settings import Settings
-from sync_core.wecom_crypto import WeComCrypto
-from sync_core.wecom_xml import build_envelope
+from sync_core.wecom.crypto import WeComCrypto
+from sync_core.wecom.envelope import build_envelope
 
 
 @contextmanager

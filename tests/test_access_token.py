@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from sync_core.access_token import TokenCache, secret_digest
 from sync_core.errors import AuthError, TransientError
-from tests.upstream_fakes import FakeTime
+from sync_core.http.token import TokenCache, secret_digest
+from tests.remote_fakes import FakeTime
 
 
 class Fetcher:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sync_core.authing_client import EXTENSION_FIELDS, AuthingClient, scoped_userpool_id
+from sync_core.authing.client import EXTENSION_FIELDS, AuthingClient, scoped_userpool_id
 from sync_core.errors import (
     AuthError,
     BadRequestError,
@@ -20,7 +20,7 @@ from sync_core.errors import (
     PermanentError,
     TransientError,
 )
-from tests.upstream_fakes import FakeTime, Recorder, body, sequence
+from tests.remote_fakes import FakeTime, Recorder, body, sequence
 
 KEY_ID = "pool-key-id"
 SECRET = "pool-secret-do-not-leak-0987654321"

@@ -18,17 +18,19 @@ from typing import Any
 
 import pytest
 
-from sync_core.mapping import (
+from sync_core.authing.mapping import (
     CUSTOM_VALUE_MAX,
     SET_DEPARTMENTS_MAX,
     USER_DEPARTMENTS_FIELD,
     USER_ID_FIELD,
 )
-from sync_core.model import AuthingMembership, AuthingUser, WeComDepartment, WeComUser
-from sync_core.operations import Operation, UserRef
-from sync_core.planner import DepartmentIndex, Policy, plan_department, plan_user
+from sync_core.authing.model import AuthingMembership, AuthingUser
+from sync_core.authing.planner import DepartmentIndex, plan_department, plan_user
+from sync_core.binding import Binding
+from sync_core.directory.operations import Operation, UserRef
+from sync_core.wecom.model import WeComDepartment, WeComUser
 
-POLICY = Policy(organization_code="wecom", root_department_id="root-id")
+POLICY = Binding(organization_code="wecom", root_department_id="root-id")
 TOP_ID = 2**32 - 1  # WeCom department ids go up to 2^32 - 1 (issue 12)
 WECOM_MAX_DEPARTMENTS = 100  # user/create "department 不超过100个"
 ARRAY_LIMITS = {("set-user-departments", "departments"): SET_DEPARTMENTS_MAX,

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from sync_core.authing_events import MalformedWebhook, parse_delivery
+from sync_core.authing.events import MalformedWebhook, parse_delivery
 
 from .conftest import make_settings
 from .helpers import running_receiver

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from Crypto.Cipher import AES
 
-from sync_core.wecom_crypto import WeComCrypto
-from sync_core.wecom_xml import build_envelope
+from sync_core.wecom.crypto import WeComCrypto
+from sync_core.wecom.envelope import build_envelope
 
 from .conftest import CallbackKeys, make_settings
 from .helpers import change_contact, running_receiver, signed_post

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 from simulators.authing.app import AuthingSimulator
 from simulators.wecom.app import WeComSimulator
 from sync_core.store.db import make_engine
-from sync_core.wecom_crypto import WeComCrypto
+from sync_core.wecom.crypto import WeComCrypto
 
 from .conftest import CallbackKeys, make_settings
 from .helpers import change_contact, running_receiver, signed_post

@@ -1,4 +1,4 @@
-"""The error tree, the upstream code tables and redaction (pure)."""
+"""The error tree, the remote code tables and redaction (pure)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_wecom_transient_codes_carry_their_wait(code: int, retry_after: float | 
 def test_wecom_errcode_table(code: int, cls: type[SyncError]) -> None:
     exc = from_wecom(code, "message", endpoint="user/get")
     assert type(exc) is cls
-    assert (exc.code, exc.upstream, exc.endpoint) == (code, "wecom", "user/get")
+    assert (exc.code, exc.remote, exc.endpoint) == (code, "wecom", "user/get")
 
 
 @pytest.mark.parametrize(("status", "api_code", "message", "cls"), [

@@ -12,25 +12,22 @@ from openpyxl.utils import get_column_letter
 
 from simulators.wecom.export import ExcelLayout, export_xlsx
 from simulators.wecom.state import Directory
-from sync_core.excel_columns import parse_mobile
-from sync_core.excel_source import ExcelOptions, read_address_book, read_upload
-from sync_core.excel_tree import build_tree, synthetic_id
-from sync_core.mapping import (
+from sync_core.authing.mapping import (
     SYNTHETIC_BASE,
     department_id_of,
     department_open_id,
     is_synthetic,
     map_user,
 )
-from sync_core.model import (
-    AuthingDepartment,
-    AuthingMembership,
-    AuthingUser,
-    WeComDepartment,
-    WeComUser,
-)
-from sync_core.operations import Action, Kind, Mode
-from sync_core.planner import Policy, plan_full
+from sync_core.authing.model import AuthingDepartment, AuthingMembership, AuthingUser
+from sync_core.authing.planner import plan_full
+from sync_core.binding import Binding
+from sync_core.directory.operations import Action, Mode
+from sync_core.directory.vocabulary import Kind
+from sync_core.excel.columns import parse_mobile
+from sync_core.excel.source import ExcelOptions, read_address_book, read_upload
+from sync_core.excel.tree import build_tree, synthetic_id
+from sync_core.wecom.model import WeComDepartment, WeComUser
 
 
 def _xlsx(rows: Sequence[Sequence[object]], title: str = "成员列表") -> bytes:
@@ -123,7 +120,7 @@ def test_real_layouts_read_and_build_the_tree(state: Directory, layout: ExcelLay
                                                        "测试公司/市场部/后端组")
     if "禁用状态" in layout.header():
         assert (users["lisi"].status, users["zhangsan"].status) == (2, 1)
-    tree = build_tree(book.users, dict(book.department_paths), [], [], Policy())
+    tree = build_tree(book.users, dict(book.department_paths), [], [], Binding())
     names = {d.id: d for d in tree.departments}
     zhangsan = next(u for u in tree.users if u.userid == "zhangsan")
     assert len(zhangsan.department or ()) == 2  # the same team name under two parents
@@ -211,7 +208,7 @@ def test_synthetic_ids_never_look_like_wecom_ids() -> None:
 
 
 ROOT = "root-id"
-POLICY = Policy(root_department_id=ROOT)
+POLICY = Binding(root_department_id=ROOT)
 
 
 def _ours(name: str, key: int | str, parent: str = ROOT, **custom: str) -> AuthingDepartment:
@@ -321,7 +318,7 @@ def test_ids_written_as_digits_beside_paths_are_kept() -> None:
 
 def test_the_openpyxl_reader_reads_the_same(state: Directory,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from sync_core import excel_source
+    from sync_core.excel import source as excel_source
 
     data = export_xlsx(state, ExcelLayout.export_2026(biz_mail=True))
     fast = read_address_book(data, "成员列表.xlsx")

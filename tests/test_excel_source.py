@@ -16,8 +16,8 @@ from simulators.wecom import ExcelLayout, export_xlsx
 from simulators.wecom.export import export_department_csv, export_user_csv
 from simulators.wecom.model import User
 from simulators.wecom.state import Directory
-from sync_core.excel_columns import column_letter, normalize_header, parse_mobile
-from sync_core.excel_source import (
+from sync_core.excel.columns import column_letter, normalize_header, parse_mobile
+from sync_core.excel.source import (
     AddressBook,
     ExcelOptions,
     ExcelSourceError,
@@ -25,7 +25,7 @@ from sync_core.excel_source import (
     read_address_book,
     read_department_csv,
 )
-from sync_core.model import WeComDepartment, WeComUser
+from sync_core.wecom.model import WeComDepartment, WeComUser
 
 HEADER = ["姓名", "账号", "别名", "职务", "部门", "性别", "手机", "座机", "个人邮箱", "企业邮箱",
           "地址", "激活状态", "禁用状态"]

@@ -11,21 +11,21 @@ import httpx
 import pytest
 
 from sync_core.errors import AuthError, BadRequestError, PermanentError, TransientError
-from sync_core.http_retry import (
+from sync_core.http.retry import (
     RateLimiter,
+    Remote,
     RetryPolicy,
-    Upstream,
     chunked,
     gather_or_cancel,
     json_object,
     parse_retry_after,
 )
-from tests.upstream_fakes import FakeTime
+from tests.remote_fakes import FakeTime
 
 
-def upstream(time: FakeTime, **policy: Any) -> Upstream:
+def remote(time: FakeTime, **policy: Any) -> Remote:
     http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
-    return Upstream("test", http, timeout=1.0, max_concurrency=2, rate_per_minute=None,
+    return Remote("test", http, timeout=1.0, max_concurrency=2, rate_per_minute=None,
                     retry=RetryPolicy(**policy), clock=time.clock, sleep=time.sleep)
 
 
@@ -45,7 +45,7 @@ class Flaky:
 async def test_call_retries_transient_errors_until_success() -> None:
     time = FakeTime()
     attempt = Flaky(TransientError("busy"), TransientError("busy"), "done")
-    assert await upstream(time, attempts=5).call("ep", attempt) == "done"
+    assert await remote(time, attempts=5).call("ep", attempt) == "done"
     assert attempt.calls == 3
     assert len(time.sleeps) == 2 and time.sleeps[1] >= time.sleeps[0] * 0.5
 
@@ -54,7 +54,7 @@ async def test_call_gives_up_after_the_attempt_bound() -> None:
     time = FakeTime()
     attempt = Flaky(TransientError("busy"))
     with pytest.raises(TransientError):
-        await upstream(time, attempts=3).call("ep", attempt)
+        await remote(time, attempts=3).call("ep", attempt)
     assert attempt.calls == 3 and len(time.sleeps) == 2
 
 
@@ -62,14 +62,14 @@ async def test_call_does_not_retry_permanent_errors() -> None:
     time = FakeTime()
     attempt = Flaky(BadRequestError("no"), "done")
     with pytest.raises(BadRequestError):
-        await upstream(time).call("ep", attempt)
+        await remote(time).call("ep", attempt)
     assert attempt.calls == 1 and time.sleeps == []
 
 
 async def test_retry_after_hint_is_a_floor_for_the_wait() -> None:
     time = FakeTime()
     attempt = Flaky(TransientError("throttled", retry_after=42.0), "done")
-    await upstream(time, total_seconds=100).call("ep", attempt)
+    await remote(time, total_seconds=100).call("ep", attempt)
     assert time.sleeps == [pytest.approx(42.0, abs=2.0)] and time.sleeps[0] >= 42.0
 
 
@@ -77,7 +77,7 @@ async def test_a_wait_beyond_the_time_budget_is_not_taken() -> None:
     time = FakeTime()
     attempt = Flaky(TransientError("throttled", retry_after=500.0), "done")
     with pytest.raises(TransientError) as info:
-        await upstream(time, total_seconds=60).call("ep", attempt)
+        await remote(time, total_seconds=60).call("ep", attempt)
     assert info.value.retry_after == 500.0 and time.sleeps == [] and attempt.calls == 1
 
 
@@ -85,7 +85,7 @@ async def test_backoff_is_bounded_by_max_wait() -> None:
     time = FakeTime()
     attempt = Flaky(TransientError("busy"))
     with pytest.raises(TransientError):
-        await upstream(time, attempts=12, total_seconds=10_000, max_wait=5.0).call("ep", attempt)
+        await remote(time, attempts=12, total_seconds=10_000, max_wait=5.0).call("ep", attempt)
     assert len(time.sleeps) == 11 and max(time.sleeps) <= 5.0
 
 
@@ -126,7 +126,7 @@ async def test_rate_limiter_pause_holds_everyone_back() -> None:
 async def test_observed_pauses_the_limiter_on_a_throttle_hint() -> None:
     time = FakeTime()
     http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200)))
-    gate = Upstream("t", http, timeout=1, max_concurrency=1, rate_per_minute=6000,
+    gate = Remote("t", http, timeout=1, max_concurrency=1, rate_per_minute=6000,
                     retry=RetryPolicy(attempts=1), clock=time.clock, sleep=time.sleep)
     with pytest.raises(TransientError):
         await gate.observed("ep", Flaky(TransientError("45009", retry_after=60.0)))
@@ -149,9 +149,9 @@ def test_retry_after_header_forms() -> None:
                                              (404, PermanentError), (200, PermanentError)])
 def test_unreadable_bodies(status: int, cls: type[Exception]) -> None:
     with pytest.raises(cls):
-        json_object(httpx.Response(status, text="<html>"), upstream="u", endpoint="e")
+        json_object(httpx.Response(status, text="<html>"), remote="u", endpoint="e")
     with pytest.raises(cls):
-        json_object(httpx.Response(status, json=[1, 2]), upstream="u", endpoint="e")
+        json_object(httpx.Response(status, json=[1, 2]), remote="u", endpoint="e")
 
 
 def test_chunked() -> None:
@@ -186,10 +186,10 @@ async def test_non_idempotent_attempts_are_resent_only_when_surely_not_applied()
     time = FakeTime()
     ambiguous = Flaky(TransientError("read timed out", maybe_applied=True), "created")
     with pytest.raises(TransientError):
-        await upstream(time).call("create", ambiguous, idempotent=False)
+        await remote(time).call("create", ambiguous, idempotent=False)
     assert ambiguous.calls == 1
     refused = Flaky(TransientError("connection refused", maybe_applied=False), "created")
-    assert await upstream(time).call("create", refused, idempotent=False) == "created"
+    assert await remote(time).call("create", refused, idempotent=False) == "created"
     assert refused.calls == 2
 
 
@@ -202,7 +202,7 @@ async def test_transport_errors_say_whether_the_request_may_have_applied(
     def broken(request: httpx.Request) -> httpx.Response:
         raise error
 
-    gate = Upstream("t", httpx.AsyncClient(transport=httpx.MockTransport(broken)), timeout=1,
+    gate = Remote("t", httpx.AsyncClient(transport=httpx.MockTransport(broken)), timeout=1,
                     max_concurrency=1, rate_per_minute=None, retry=RetryPolicy())
     with pytest.raises(TransientError) as info:
         await gate.send("POST", "https://x.test/", endpoint="ep")
@@ -212,4 +212,4 @@ async def test_transport_errors_say_whether_the_request_may_have_applied(
 
 def test_unreadable_401_is_an_auth_error() -> None:
     with pytest.raises(AuthError):
-        json_object(httpx.Response(401, text="Unauthorized"), upstream="u", endpoint="e")
+        json_object(httpx.Response(401, text="Unauthorized"), remote="u", endpoint="e")

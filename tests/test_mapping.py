@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync_core.mapping import (
+from sync_core.authing.mapping import (
     CUSTOM_VALUE_MAX,
     DesiredDepartment,
     MappingPolicy,
@@ -15,7 +15,7 @@ from sync_core.mapping import (
     memberships_of,
     split_mobile,
 )
-from sync_core.model import WeComDepartment, WeComUser
+from sync_core.wecom.model import WeComDepartment, WeComUser
 
 
 @pytest.mark.parametrize(("mobile", "default", "expected"), [

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sync_core.model import (
-    AuthingDepartment,
-    AuthingMembership,
-    AuthingUser,
-    WeComDepartment,
-    WeComUser,
-)
-from sync_core.wecom_events import ExtAttr, PartyChange, UserChange, parse_event
+from sync_core.authing.model import AuthingDepartment, AuthingMembership, AuthingUser
+from sync_core.wecom.events import ExtAttr, PartyChange, UserChange, parse_event
+from sync_core.wecom.model import WeComDepartment, WeComUser
 
 FULL_API_USER = {
     "errcode": 0, "errmsg": "ok",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from sync_core.wecom_crypto import WeComCrypto
+from sync_core.wecom.crypto import WeComCrypto
 
 from .conftest import CallbackKeys, make_settings
 from .helpers import change_contact, running_receiver, signed_post

@@ -116,19 +116,13 @@ def test_dead_letter_replayed_and_the_object_history(sqlite_url: str,
         run = finished(s, start(s, {"dry_run": True}))
         history = httpx.get(f"{s.url}/ops/objects/user/sunba", headers=OPS).json()
         authing_id = s.user("sunba")["userId"]
-        assert [(link["direction"], link["key"]) for link in history["links"]] == [
+        assert [(link["direction"], link["source_key"]) for link in history["links"]] == [
             ("upstream", "sunba")]
         assert {e["id"] for e in history["events"]} >= {dead["id"], queued["event_id"]}
         assert [r["id"] for r in history["runs"]] == [run["id"]]
         assert history["runs"][0]["item"]["key"] == "sunba"
-        # The same object by its Authing id (the link table knows it once a write gave it).
-        from sqlalchemy import create_engine, text
-
-        probe = create_engine(sqlite_url)
-        with probe.begin() as conn:
-            conn.execute(text("UPDATE links SET target_id = :t WHERE key = 'sunba'"),
-                         {"t": authing_id})
-        probe.dispose()
+        # The same object by its Authing id: the upstream write left it on the link.
+        assert history["links"][0]["target_id"] == authing_id
         by_target = httpx.get(f"{s.url}/ops/objects/user/{authing_id}", headers=OPS).json()
         assert {e["id"] for e in by_target["events"]} == {e["id"] for e in history["events"]}
 
@@ -188,7 +182,7 @@ def test_migration_console_attempts_is_reversible(db_url: str) -> None:
         assert "event_attempts" not in inspector.get_table_names()
         assert "claimed_at" not in {c["name"] for c in inspector.get_columns("inbox_events")}
         migrate.upgrade(engine)
-        assert migrate.current_revision(engine) == migrate.head_revision() == "0007_console"
+        assert migrate.current_revision(engine) == migrate.head_revision() == "0008_console"
     finally:
         engine.dispose()
 

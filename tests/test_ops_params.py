@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sync_core.store import runs
 from sync_core.store.db import make_engine
 from sync_core.store.models import utcnow
-from sync_core.wecom_crypto import WeComCrypto
+from sync_core.wecom.crypto import WeComCrypto
 
 from .conftest import CallbackKeys, make_settings
 from .helpers import change_contact, running_receiver, signed_post

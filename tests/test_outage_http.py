@@ -14,7 +14,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import pytest
 
 from simulators.server import BackgroundServer
-from sync_core.wecom_crypto import WeComCrypto
+from sync_core.wecom.crypto import WeComCrypto
 
 from .conftest import CallbackKeys, make_settings
 from .helpers import change_contact, signed_post
@@ -194,9 +194,9 @@ def test_an_upstream_failure_or_a_bug_is_an_answer_too(collected: Collect) -> No
     from sync_core.logs import LogThrottle
 
     failures = {
-        "down": TransientError("503 Service Unavailable", upstream="authing",
+        "down": TransientError("503 Service Unavailable", remote="authing",
                                endpoint="/api/v3/get-user"),
-        "refused": AuthError("management token refused", code=401, upstream="authing"),
+        "refused": AuthError("management token refused", code=401, remote="authing"),
         "bug": KeyError("oops"),
     }
 

@@ -9,15 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync_core.mapping import MappingPolicy, UsernameSource, map_department, map_user
-from sync_core.model import (
-    AuthingDepartment,
-    AuthingMembership,
-    AuthingUser,
-    WeComDepartment,
-    WeComUser,
-)
-from sync_core.planner import (
+from sync_core.authing.mapping import MappingPolicy, UsernameSource, map_department, map_user
+from sync_core.authing.model import AuthingDepartment, AuthingMembership, AuthingUser
+from sync_core.authing.planner import (
     DESTRUCTIVE,
     Action,
     Change,
@@ -26,7 +20,6 @@ from sync_core.planner import (
     Kind,
     Mode,
     Operation,
-    Policy,
     UnresolvedDepartment,
     count_managed,
     deletion_guard,
@@ -36,9 +29,11 @@ from sync_core.planner import (
     plan_user,
     resolve_refs,
 )
+from sync_core.binding import Binding
 from sync_core.settings import Settings, UserDeletePolicy
+from sync_core.wecom.model import WeComDepartment, WeComUser
 
-POLICY = Policy(organization_code="wecom", root_department_id="root-id")
+POLICY = Binding(organization_code="wecom", root_department_id="root-id")
 
 
 def adept(wecom_id: int, parent: str | None = "root-id", name: str | None = None,
@@ -592,7 +587,7 @@ def test_resolve_refs() -> None:
 
 def test_policy_from_settings() -> None:
     settings_ = Settings(authing_organization_code="corp", user_delete_policy="suspend")
-    policy = Policy.from_settings(settings_, adopt_existing=True)
+    policy = Binding.from_settings(settings_, adopt_existing=True)
     assert (policy.organization_code, policy.user_delete_policy, policy.adopt_existing) == (
         "corp", UserDeletePolicy.SUSPEND, True)
 
@@ -602,7 +597,7 @@ def test_policy_from_settings() -> None:
 
 @st.composite
 def wecom_state(draw: st.DrawFn, named: bool = False,
-                ) -> tuple[list[WeComUser], list[WeComDepartment], Policy]:
+                ) -> tuple[list[WeComUser], list[WeComDepartment], Binding]:
     dept_ids = list(range(2, draw(st.integers(2, 9))))
     depts = [WeComDepartment(1, "Corp", 0)]
     names = st.sampled_from(["研发", "Sales", "HR"])
@@ -642,7 +637,7 @@ def wecom_state(draw: st.DrawFn, named: bool = False,
 
 
 def mirror(users: list[WeComUser], depts: list[WeComDepartment],
-           policy: Policy) -> tuple[list[AuthingUser], list[AuthingDepartment]]:
+           policy: Binding) -> tuple[list[AuthingUser], list[AuthingDepartment]]:
     """The Authing state that already equals the WeCom state, built independently."""
     def did(wecom_id: int) -> str:
         return "root-id" if wecom_id == 1 else f"a{wecom_id}"

@@ -13,15 +13,15 @@ from receiver.app import create_app
 from simulators.authing.app import AuthingSimulator
 from simulators.server import BackgroundServer, free_port
 from simulators.wecom.app import WeComSimulator
-from sync_core.authing_client import AuthingClient
+from sync_core.authing.client import AuthingClient
 from sync_core.errors import AuthError, RestrictedError
 from sync_core.settings import Settings
-from sync_core.wecom_client import WeComClient
+from sync_core.wecom.client import WeComClient
 
 from .conftest import CallbackKeys, make_settings
 from .e2e_stack import eventually
+from .remote_fakes import FakeTime, Recorder, sequence
 from .test_authing_client import KEY_ID, SECRET, fail, jwt, ok
-from .upstream_fakes import FakeTime, Recorder, sequence
 
 WRONG = "wrong-authing-secret-0123456789"
 
@@ -116,7 +116,7 @@ async def test_wecom_codes_that_mean_wrong_credentials(errcode: int, refused: bo
 
 def test_a_wrong_token_or_key_is_logged_once_a_minute_without_secrets(
         sqlite_url: str, keys: CallbackKeys, caplog: pytest.LogCaptureFixture) -> None:
-    from sync_core.wecom_crypto import WeComCrypto, generate_aes_key
+    from sync_core.wecom.crypto import WeComCrypto, generate_aes_key
 
     from .helpers import change_contact, running_receiver, signed_post
 

@@ -12,9 +12,9 @@ from typing import Any
 from simulators.authing.app import AuthingSimulator
 from simulators.generate import generate_directory
 from simulators.wecom.app import WeComSimulator
+from sync_core.authing.planner import Mode
+from sync_core.engine.reconciler import RunRequest
 from sync_core.metrics import Metrics
-from sync_core.planner import Mode
-from sync_core.reconciler import RunRequest
 from sync_core.runtime import SyncRuntime, build_runtime
 from sync_core.store import migrate, runs
 from sync_core.store.db import make_engine
@@ -122,7 +122,7 @@ async def test_a_refused_batch_falls_back_to_one_create_user_each(tmp_path: Path
 async def test_one_bad_user_fails_alone(tmp_path: Path) -> None:
     with pools(tmp_path, users=20) as p:
         try:
-            await p.runtime.sync.bootstrap()
+            await p.runtime.sync.prepare()
             taken = p.directory.users[3]
             # Someone else's account already holds this email: Authing refuses the batch.
             p.authing.admin.create_user(username="someone-else", email=taken["email"],

@@ -262,7 +262,7 @@ def test_reconcile_writes_are_linked_and_a_no_op_run_leaves_links_alone(
     def links() -> dict[tuple[str, str], tuple[str, object]]:
         engine = make_engine(sqlite_url)
         with engine.connect() as conn:
-            found = {(r.kind, r.key): (r.state_hash, r.updated_at)
+            found = {(r.kind, r.source_key): (r.essence_hash, r.updated_at)
                      for r in conn.execute(text("SELECT * FROM links"))}
         engine.dispose()
         return found

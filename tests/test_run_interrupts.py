@@ -382,10 +382,10 @@ async def test_bootstraps_side_by_side_share_one_organization(sqlite_url: str) -
         engine = make_engine(sqlite_url)
         here, there = (build_runtime(settings, engine, Metrics()) for _ in range(2))
         try:
-            await asyncio.gather(here.sync.bootstrap(), here.sync.bootstrap(),
-                                 there.sync.bootstrap())
-            root = here.sync.policy.root_department_id
-            assert root and there.sync.policy.root_department_id == root
+            await asyncio.gather(here.sync.prepare(), here.sync.prepare(),
+                                 there.sync.prepare())
+            root = here.sync.binding.root_department_id
+            assert root and there.sync.binding.root_department_id == root
         finally:
             await here.aclose()
             await there.aclose()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from sync_core.scheduler import Scheduler, due, previous_fire, scheduled_directions
+from sync_core.engine.scheduler import Scheduler, due, previous_fire, scheduled_directions
 from sync_core.store import leases, migrate, runs
 from sync_core.store.db import make_engine
 from tests.conftest import make_settings
@@ -351,7 +351,7 @@ async def test_runs_of_a_dead_process_are_failed_and_live_ones_kept(engine: Engi
 _CHILD = """
 import asyncio, sys
 from datetime import UTC, datetime, timedelta
-from sync_core.scheduler import Scheduler
+from sync_core.engine.scheduler import Scheduler
 from sync_core.settings import Settings
 from sync_core.store import runs
 from sync_core.store.db import make_engine

@@ -16,9 +16,9 @@ from starlette.routing import Route
 from simulators.server import BackgroundServer
 from simulators.wecom import WeComSimulator
 from simulators.wecom.pusher import DELIVERED, DROPPED, FAILED, HELD, SKIPPED
-from sync_core.wecom_crypto import WeComCrypto
-from sync_core.wecom_events import PartyChange, TagChange, UserChange, WeComEvent, parse_event
-from sync_core.wecom_xml import parse_envelope, parse_xml
+from sync_core.wecom.crypto import WeComCrypto
+from sync_core.wecom.envelope import parse_envelope, parse_xml
+from sync_core.wecom.events import PartyChange, TagChange, UserChange, WeComEvent, parse_event
 from tests.conftest import CallbackKeys
 
 

@@ -104,18 +104,20 @@ def test_received_at_round_trips_as_utc(engine) -> None:  # type: ignore[no-unty
 
 
 def test_links_record_the_last_written_state(engine) -> None:  # type: ignore[no-untyped-def]
+    from sync_core.directory.essence import digest
     from sync_core.store import links
 
     with engine.begin() as conn:
         links.record(conn, direction="upstream", now=utcnow(), rows=[
-            links.LinkRow("user", "zhangsan", None, {"name": "张三"})])
+            links.LinkRow("user", "zhangsan", None, digest({"name": "张三"}))])
         links.record(conn, direction="upstream", now=utcnow(), rows=[
-            links.LinkRow("user", "zhangsan", "auth-1", {"name": "张三丰"})])
+            links.LinkRow("user", "zhangsan", "auth-1", digest({"name": "张三丰"}))])
         links.record(conn, direction="upstream", now=utcnow(), rows=[
-            links.LinkRow("user", "zhangsan", None, {"name": "张三丰"})])
-        digest = links.last_written(conn, direction="upstream", kind="user", key="zhangsan")
+            links.LinkRow("user", "zhangsan", None, digest({"name": "张三丰"}))])
+        row = links.by_source(conn, direction="upstream", kind="user", key="zhangsan")
+        digest_ = row.essence_hash if row else None
         target = conn.exec_driver_sql("SELECT target_id FROM links").scalar()
-    assert digest == links.state_hash({"name": "张三丰"}) != links.state_hash({"name": "张三"})
+    assert digest_ == digest({"name": "张三丰"}) != digest({"name": "张三"})
     assert target == "auth-1"  # a later write without the id keeps it
 
 

@@ -101,7 +101,7 @@ def test_department_event_before_its_parent_creates_the_parent(db_url: str,
 
 
 def test_duplicate_deliveries_apply_once(sqlite_url: str, keys: CallbackKeys) -> None:
-    from sync_core.wecom_crypto import WeComCrypto
+    from sync_core.wecom.crypto import WeComCrypto
 
     from .helpers import signed_post
 
@@ -249,7 +249,8 @@ def test_every_write_records_what_it_mirrors(sqlite_url: str, keys: CallbackKeys
         s.settle()
         engine = make_engine(sqlite_url)
         with engine.connect() as conn:
-            rows = {(r.kind, r.key): r for r in conn.execute(text("SELECT * FROM links"))}
+            rows = {(r.kind, r.source_key): r
+                    for r in conn.execute(text("SELECT * FROM links"))}
         engine.dispose()
     assert set(rows) == {("user", "feng"), ("department", "9")}
     assert rows[("user", "feng")].target_id == s.user("feng")["userId"]

@@ -20,8 +20,8 @@ from sync_core.errors import (
     SyncError,
     TransientError,
 )
-from sync_core.wecom_client import WeComClient
-from tests.upstream_fakes import FakeTime, Recorder, body, sequence
+from sync_core.wecom.client import WeComClient
+from tests.remote_fakes import FakeTime, Recorder, body, sequence
 
 SECRET = "corp-secret-do-not-leak-1234567890"
 CORP = "ww0123456789abcdef"
@@ -173,7 +173,7 @@ async def test_errcode_maps_to_its_error(code: int, expected: type[SyncError]) -
         await client.user_get("zs")
     assert type(info.value) is expected
     assert info.value.code == code
-    assert info.value.upstream == "wecom"
+    assert info.value.remote == "wecom"
     assert info.value.endpoint == "user/get"
 
 
@@ -270,8 +270,8 @@ async def test_rate_limit_spaces_out_calls() -> None:
 async def test_observer_counts_calls_per_endpoint_and_outcome() -> None:
     seen: list[tuple[str, str, str]] = []
 
-    def observer(upstream: str, endpoint: str, outcome: str, seconds: float) -> None:
-        seen.append((upstream, endpoint, outcome))
+    def observer(remote: str, endpoint: str, outcome: str, seconds: float) -> None:
+        seen.append((remote, endpoint, outcome))
 
     client, _, _, _ = make({"user/get": sequence(err(-1), ok(userid="zs")),
                             "user/delete": lambda r: err(60111)}, observer=observer)

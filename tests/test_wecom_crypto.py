@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync_core.wecom_crypto import (
+from sync_core.wecom.crypto import (
     DecodeBase64Error,
     DecryptError,
     IllegalAesKey,

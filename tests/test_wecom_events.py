@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sync_core.wecom_events import (
+from sync_core.directory.vocabulary import Kind
+from sync_core.wecom.envelope import MalformedDocument
+from sync_core.wecom.events import (
     BatchJobResult,
-    EntityKind,
     OtherMessage,
     PartyChange,
     SuiteCommand,
@@ -16,7 +17,6 @@ from sync_core.wecom_events import (
     parse_event,
     to_payload,
 )
-from sync_core.wecom_xml import MalformedDocument
 
 HEAD = ("<xml><ToUserName><![CDATA[wwcorp]]></ToUserName>"
         "<FromUserName><![CDATA[sys]]></FromUserName><CreateTime>1403610513</CreateTime>"
@@ -50,7 +50,7 @@ FULL_CREATE_USER = HEAD + """
 def test_full_create_user_has_every_field() -> None:
     event = parse_event(FULL_CREATE_USER.encode())
     assert isinstance(event, UserChange)
-    assert event.kind is EntityKind.USER and event.entity_key == "zhangsan"
+    assert event.kind is Kind.USER and event.entity_key == "zhangsan"
     assert event.change_type == "create_user"
     assert event.name == "张三"
     assert event.department == (1, 2, 3) and event.main_department == 1
@@ -111,7 +111,7 @@ def test_party_events(xml: str, expected: PartyChange) -> None:
     assert isinstance(event, PartyChange)
     assert (event.change_type, event.id, event.name, event.parent_id, event.order) == (
         expected.change_type, expected.id, expected.name, expected.parent_id, expected.order)
-    assert event.entity_key == str(expected.id) and event.kind is EntityKind.DEPARTMENT
+    assert event.entity_key == str(expected.id) and event.kind is Kind.DEPARTMENT
 
 
 def test_update_tag() -> None:
@@ -123,7 +123,7 @@ def test_update_tag() -> None:
     event = parse_event(xml.encode())
     assert isinstance(event, TagChange)
     assert event.add_user_items == ("zhangsan", "lisi") and event.del_party_items == (3, 4)
-    assert event.kind is EntityKind.TAG and event.entity_key == "1"
+    assert event.kind is Kind.TAG and event.entity_key == "1"
 
 
 def test_batch_job_result() -> None:
@@ -136,7 +136,7 @@ def test_batch_job_result() -> None:
     event = parse_event(xml.encode())
     assert isinstance(event, BatchJobResult)
     assert event.job_type == "sync_user" and event.err_code == 0
-    assert event.kind is EntityKind.JOB and event.entity_key.startswith("S0Mrnn")
+    assert event.kind is Kind.JOB and event.entity_key.startswith("S0Mrnn")
 
 
 @pytest.mark.parametrize("info_type, extra", [
@@ -154,7 +154,7 @@ def test_suite_commands(info_type: str, extra: str) -> None:
     event = parse_event(xml.encode())
     assert isinstance(event, SuiteCommand)
     assert event.info_type == info_type and event.change_type == info_type
-    assert event.kind is EntityKind.SUITE and event.entity_key == "ww4asffe99e54c0fxxxx"
+    assert event.kind is Kind.SUITE and event.entity_key == "ww4asffe99e54c0fxxxx"
     assert event.header.timestamp == 1403610513
 
 
@@ -172,7 +172,7 @@ def test_third_party_change_contact_variant() -> None:
 
 def test_text_message_is_kept_as_other() -> None:
     event = parse_event("<xml><MsgType>text</MsgType><Content>你好</Content></xml>".encode())
-    assert isinstance(event, OtherMessage) and event.kind is EntityKind.OTHER
+    assert isinstance(event, OtherMessage) and event.kind is Kind.OTHER
     assert event.change_type == "text"
 
 
@@ -212,7 +212,7 @@ def test_dedupe_key_is_stable_per_message() -> None:
 def test_payload_round_trips_to_the_same_event(xml: str) -> None:
     from dataclasses import replace
 
-    from sync_core.wecom_events import Header, change_from_payload
+    from sync_core.wecom.events import Header, change_from_payload
 
     event = parse_event(xml.encode())
     rebuilt = change_from_payload(to_payload(event))

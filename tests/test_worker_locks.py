@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sync_core.worker import KeyLocks
+from sync_core.engine.worker import KeyLocks
 
 
 async def test_overlapping_key_sets_run_one_after_the_other() -> None:

@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from sync_core.executor import ItemStatus
-from sync_core.operations import Action, Kind
-from sync_core.planner import Mode
-from sync_core.reconciler import RequestError
-from sync_core.run_items import STAGED
+from sync_core.directory.operations import Action, Mode
+from sync_core.directory.vocabulary import SYNCED_KINDS
+from sync_core.engine.executor import ItemStatus
+from sync_core.engine.reconciler import RequestError
+from sync_core.engine.run_log import STAGED
 from sync_core.store import runs
 from sync_core.store.inbox import as_json, list_events
 from sync_core.store.models import EventSource, EventStatus, RunStatus
@@ -46,7 +46,7 @@ _RUN_FILTERS = {
     "dry_run": choice(("true", "false")), "before": integer(),
 }
 _ITEM_FILTERS = {
-    "item_status": choice([*ItemStatus, STAGED]), "kind": choice(Kind),
+    "item_status": choice([*ItemStatus, STAGED]), "kind": choice(SYNCED_KINDS),
     "action": choice(Action), "key": text(255), "offset": integer(0),
 }
 _EVENT_FILTERS = {
@@ -220,7 +220,7 @@ async def run_page(request: Request, c: AppContext, session: dict[str, Any]) -> 
     run["items"] = items[:PAGE]
     return await render(request, "run.html", session, run=run, staged=staged, pages=pages,
                         filters={**filters, "item_status": filters.get("status", "")},
-                        item_statuses=[*ItemStatus, STAGED], kinds=[k.value for k in Kind],
+                        item_statuses=[*ItemStatus, STAGED], kinds=[k.value for k in SYNCED_KINDS],
                         actions=[a.value for a in Action],
                         refresh=3 if run["status"] in ACTIVE else None)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from sync_core.wecom_crypto import WeComCrypto, WeComCryptoError
+from sync_core.wecom.crypto import WeComCrypto, WeComCryptoError
 
 from .changes import Change, render, trim
 

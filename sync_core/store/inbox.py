@@ -112,7 +112,7 @@ def count_by_status(session: Session) -> dict[str, int]:
     from sqlalchemy import func
 
     rows = session.execute(
-        select(InboxEvent.status, func.count()).group_by(InboxEvent.status))
+        select(col(InboxEvent.status), func.count()).group_by(col(InboxEvent.status)))
     return {status: int(n) for status, n in rows}
 
 

@@ -1,16 +1,16 @@
-"""The link table: what we last wrote per entity and direction (echo suppression)."""
+"""The link table: per direction, kind and source key, the target id and the digest of
+the essence our last write left on the target. Read before every plan (echo check) and
+written with every settlement; indexed by source key and by target id."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import Link
@@ -18,27 +18,21 @@ from .models import Link
 _T = Link.__table__  # type: ignore[attr-defined]
 
 
-def state_hash(state: Any) -> str:
-    """Stable digest of a canonical state (dataclass/dict/list of plain values)."""
-    blob = json.dumps(state, sort_keys=True, ensure_ascii=False, default=_plain)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
 @dataclass(frozen=True, slots=True)
 class LinkRow:
-    """One entity we wrote: ``state`` is the canonical source state it now mirrors
-    (None for a delete), ``target_id`` the other side's id when known."""
+    """One entity we wrote: ``essence_hash`` is the digest of what the target now shows
+    (None for a delete), ``target_id`` the target's id when known."""
 
     kind: str
-    key: str
+    source_key: str
     target_id: str | None
-    state: Any
+    essence_hash: str | None
 
 
 def record(conn: Connection, *, direction: str, rows: Iterable[LinkRow], now: datetime) -> None:
     """Upsert one row per entity; a known target id is kept when a later write lacks it."""
-    params = [{"direction": direction, "kind": row.kind, "key": row.key,
-               "target_id": row.target_id, "state_hash": state_hash(row.state),
+    params = [{"direction": direction, "kind": row.kind, "source_key": row.source_key,
+               "target_id": row.target_id, "essence_hash": row.essence_hash,
                "updated_at": now} for row in rows]
     if params:
         conn.execute(_upsert(conn.dialect.name), params)
@@ -50,37 +44,69 @@ def _upsert(dialect: str) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(_T)
     return stmt.on_conflict_do_update(
-        index_elements=["direction", "kind", "key"],
-        set_={"state_hash": stmt.excluded.state_hash, "updated_at": stmt.excluded.updated_at,
+        index_elements=["direction", "kind", "source_key"],
+        set_={"essence_hash": stmt.excluded.essence_hash,
+              "updated_at": stmt.excluded.updated_at,
               "target_id": func.coalesce(stmt.excluded.target_id, _T.c.target_id)})
 
 
-def last_written(conn: Connection, *, direction: str, kind: str, key: str) -> str | None:
-    return conn.execute(select(_T.c.state_hash).where(
-        _T.c.direction == direction, _T.c.kind == kind, _T.c.key == key)).scalar()
+def by_source(conn: Connection, *, direction: str, kind: str, key: str) -> LinkRow | None:
+    row = conn.execute(select(_T.c.kind, _T.c.source_key, _T.c.target_id, _T.c.essence_hash)
+                       .where(_T.c.direction == direction, _T.c.kind == kind,
+                              _T.c.source_key == key)).first()
+    return None if row is None else LinkRow(*row)
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
+def by_target(conn: Connection, *, direction: str, kind: str, target_id: str) -> LinkRow | None:
+    row = conn.execute(select(_T.c.kind, _T.c.source_key, _T.c.target_id, _T.c.essence_hash)
+                       .where(_T.c.direction == direction, _T.c.kind == kind,
+                              _T.c.target_id == target_id).limit(1)).first()
+    return None if row is None else LinkRow(*row)
 
-        return asdict(value)
-    if isinstance(value, tuple | set | frozenset):
-        return list(value)
-    return str(value)
+
+def digests_by_target(conn: Connection, *, direction: str,
+                      entities: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(kind, target id) → essence digest, for the given entities that have one: one
+    statement for any number of entities (the worker's claim)."""
+    wanted = set(entities)
+    if not wanted:
+        return {}
+    rows = conn.execute(_by_targets(), {
+        "direction": direction, "kinds": sorted({kind for kind, _ in wanted}),
+        "targets": sorted({key for _, key in wanted})})
+    return {(kind, target): digest for kind, target, digest in rows
+            if (kind, target) in wanted}
+
+
+@functools.cache
+def _by_targets() -> Any:
+    """Built once; the lists are expanding parameters, so one cached compilation."""
+    return select(_T.c.kind, _T.c.target_id, _T.c.essence_hash).where(
+        _T.c.direction == bindparam("direction"),
+        _T.c.kind.in_(bindparam("kinds", expanding=True)),
+        _T.c.target_id.in_(bindparam("targets", expanding=True)),
+        _T.c.essence_hash.is_not(None))
+
+
+def last_wrote(conn: Connection, *, direction: str, kind: str, target_id: str,
+               essence_hash: str | None) -> bool:
+    """Is this target state what we last wrote? True when ``direction``'s last write to
+    ``target_id`` left exactly the essence whose digest is ``essence_hash``."""
+    if essence_hash is None:
+        return False
+    row = by_target(conn, direction=direction, kind=kind, target_id=target_id)
+    return row is not None and row.essence_hash == essence_hash
 
 
 def involving(conn: Connection, *, kind: str, key: str) -> list[dict[str, Any]]:
     """Every link row of ``kind`` whose source key or target id is ``key``, in any
     direction: what we last wrote for that object, and its id on the other side."""
     rows = conn.execute(select(_T).where(_T.c.kind == kind, or_(
-        _T.c.key == key, _T.c.target_id == key)).order_by(_T.c.direction))
-    return [{"direction": r["direction"], "kind": r["kind"], "key": r["key"],
-             "target_id": r["target_id"], "state_hash": r["state_hash"],
+        _T.c.source_key == key, _T.c.target_id == key)).order_by(_T.c.direction))
+    return [{"direction": r["direction"], "kind": r["kind"], "source_key": r["source_key"],
+             "target_id": r["target_id"], "essence_hash": r["essence_hash"],
              "updated_at": _iso(r["updated_at"])} for r in rows.mappings()]
 
 
 def _iso(value: datetime) -> str:
-    from datetime import UTC
-
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()

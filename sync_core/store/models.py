@@ -65,7 +65,7 @@ class InboxEvent(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     transient_failures: int = Field(
         default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
-    # When the current lease was taken: the start of the attempt in flight (migration 0007_console).
+    # When the current lease was taken: the start of the attempt in flight (migration 0008_console).
     claimed_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
@@ -98,16 +98,19 @@ class EventAttempt(SQLModel, table=True):
 class Link(SQLModel, table=True):
     """What we last wrote for one entity in one direction: the echo-suppression record.
 
-    ``target_id`` is the other side's id (Authing userId/departmentId or WeCom id).
+    ``source_key``: the entity's key on the direction's source side; ``target_id``: its id
+    on the target side, when known. ``essence_hash``: digest of the essence the target
+    showed after our last write (``directory.essence``); None when unknown or deleted.
     """
 
     __tablename__ = "links"
+    __table_args__ = (Index("ix_links_target", "direction", "kind", "target_id"),)
 
     direction: str = Field(primary_key=True, max_length=16)
     kind: str = Field(primary_key=True, max_length=16)
-    key: str = Field(primary_key=True, max_length=255)
+    source_key: str = Field(primary_key=True, max_length=255)
     target_id: str | None = Field(default=None, max_length=255)
-    state_hash: str = Field(max_length=64)
+    essence_hash: str | None = Field(default=None, max_length=64)
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
@@ -147,7 +150,7 @@ class Run(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     progress_done: int = Field(default=0)
     progress_total: int = Field(default=0)
-    # An operator's decision (migration 0007_console): approved, rejected or cancelled;
+    # An operator's decision (migration 0008_console): approved, rejected or cancelled;
     # by whom and when.
     decision: str | None = Field(default=None, max_length=16)
     decided_by: str | None = Field(default=None, max_length=64)

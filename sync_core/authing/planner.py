@@ -1,0 +1,844 @@
+"""Sync planner: desired WeCom state + actual Authing state + policy → ordered operations.
+
+Pure: no I/O, no clock, no database. The worker (one entity), the reconciler (everything)
+and the dry run all plan here, so they agree by construction, and planning a state that
+already holds yields only ``unchanged`` operations with no requests.
+
+One ``Operation`` is one run item (kind, key, action). It carries, in order, the Authing v3
+requests that apply it, in Authing's field names. Where an Authing ``departmentId`` is not
+known at plan time (the department is created earlier in the same plan, or must be created
+by the executor first) the body holds a ``DepartmentRef`` and ``needs`` lists the WeCom
+department id; the executor substitutes the real id with ``resolve_refs``. A body with an
+unresolved ref does not serialise to JSON, so it cannot be sent by mistake.
+
+Ownership: the planner never silently takes over an Authing object. Users are matched by
+externalId, departments by openDepartmentId within the organization; only objects that are
+ours are deleted, and an unmanaged user that looks like a WeCom user is a conflict unless
+``Binding.adopt_existing``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from sync_core.authing.essence import USER_ATTRS
+from sync_core.authing.mapping import (
+    DEPARTMENT_ID_FIELD,
+    SET_DEPARTMENTS_MAX,
+    USER_ID_FIELD,
+    DesiredUser,
+    Membership,
+    UsernameSource,
+    department_id_of,
+    department_open_id,
+    is_synthetic,
+    map_department,
+    map_user,
+)
+from sync_core.authing.model import AuthingDepartment, AuthingMembership, AuthingUser
+from sync_core.binding import Binding
+from sync_core.directory.operations import (
+    DESTRUCTIVE,
+    Action,
+    Change,
+    DepartmentRef,
+    GuardVerdict,
+    Mode,
+    Operation,
+    Request,
+    UnresolvedDepartment,
+    UserRef,
+    deletion_guard,
+    resolve_refs,
+)
+from sync_core.directory.vocabulary import Cause, Kind
+from sync_core.settings import UserDeletePolicy
+from sync_core.wecom.model import WeComDepartment, WeComUser
+
+_D = TypeVar("_D", AuthingDepartment, WeComDepartment)
+
+
+@dataclass(frozen=True, slots=True)
+class DepartmentIndex:
+    """WeCom department id ↔ Authing departmentId for departments that exist in Authing,
+    plus ``source``: WeCom departments the planner may create on demand for a user."""
+
+    authing_ids: Mapping[int, str] = field(default_factory=dict, hash=False)
+    source: Mapping[int, WeComDepartment] = field(default_factory=dict, hash=False)
+    _wecom_ids: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_wecom_ids", {a: w for w, a in self.authing_ids.items()})
+
+    @classmethod
+    def build(cls, departments: Iterable[AuthingDepartment], policy: Binding,
+              source: Iterable[WeComDepartment] = ()) -> DepartmentIndex:
+        ids: dict[int, str] = {}
+        for dept in departments:
+            wecom_id = managed_department_id(dept, policy)
+            if wecom_id is not None:
+                ids.setdefault(wecom_id, dept.department_id)
+        ids.setdefault(policy.root_wecom_id, policy.root_department_id)
+        return cls(authing_ids=ids, source={d.id: d for d in source})
+
+    def authing_id(self, wecom_id: int) -> str | None:
+        return self.authing_ids.get(wecom_id)
+
+    def wecom_id(self, authing_id: str | None) -> int | None:
+        return None if authing_id is None else self._wecom_ids.get(authing_id)
+
+
+# -- public planning functions -------------------------------------------------------------
+
+
+def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Binding,
+              index: DepartmentIndex, *, key: str | None = None) -> tuple[Operation, ...]:
+    """One user. ``desired`` None = deleted in WeCom; ``actual`` None = not in Authing.
+
+    Missing departments the user needs are created first when ``index.source`` knows them.
+    ``key`` names the item when both sides are None (a delete of a user we never had).
+    """
+    if desired is None:
+        if actual is None:
+            return () if key is None else (Operation(Kind.USER, key, Action.UNCHANGED),)
+        return (_plan_user_gone(actual, policy, index),)
+    want = map_user(desired, policy.mapping)
+    if actual is None:
+        return _after_departments(_plan_user_create(want, policy, index), policy, index)
+    problem = _ownership_problem(want, actual, policy)
+    if problem is not None:
+        return (_skip(Kind.USER, want.external_id, problem, actual.user_id,
+                      cause=Cause.CONFLICT),)
+    return _after_departments(_plan_user_update(want, actual, policy, index), policy, index)
+
+
+def plan_user_hold(actual: AuthingUser, policy: Binding, index: DepartmentIndex,
+                   reason: str) -> Operation:
+    """Suspend an account whose userid left WeCom while what became of its member is not
+    known yet (a rename whose callback has not come): never left active silently. A later
+    move sets the status WeCom reports."""
+    hold = replace(policy, user_delete_policy=UserDeletePolicy.SUSPEND)
+    return replace(_plan_user_gone(actual, hold, index), reason=reason)
+
+
+def plan_duplicate_removal(duplicate: AuthingUser, original: AuthingUser, policy: Binding,
+                           index: DepartmentIndex) -> Operation:
+    """The account created for a renamed member before the rename was known: the original
+    account (with its history) takes the userid, so the duplicate we created is deleted;
+    one we did not create is a conflict for an operator."""
+    key = duplicate.external_id or duplicate.user_id
+    if not is_managed_user(duplicate, policy, index):
+        return _skip(Kind.USER, key, f"conflict: Authing user {duplicate.user_id} holds "
+                                     f"externalId {key!r} that the renamed account "
+                                     f"{original.user_id} must take", duplicate.user_id,
+                     cause=Cause.CONFLICT)
+    return Operation(Kind.USER, key, Action.DELETE, duplicate.user_id,
+                     (Change("externalId", key, None),),
+                     (Request("delete-users-batch", {"userIds": (duplicate.user_id,)}),),
+                     reason=f"duplicate of the renamed account {original.user_id}")
+
+
+def plan_department(desired: WeComDepartment | None, actual: AuthingDepartment | None,
+                    policy: Binding, index: DepartmentIndex, *,
+                    key: str | None = None) -> tuple[Operation, ...]:
+    """One department: create under its parent, rename, move, or delete when empty.
+
+    A parent missing in Authing that ``index.source`` knows is created first (with its own
+    missing ancestors), as for a user's departments."""
+    if desired is None:
+        if actual is None:
+            return () if key is None else (Operation(Kind.DEPARTMENT, key, Action.UNCHANGED),)
+        children = 1 if actual.has_children else 0
+        return (_plan_department_gone(actual, policy, actual.members_count or 0, children),)
+    if desired.id == policy.root_wecom_id:  # the organization root is set up, not synced
+        return (Operation(Kind.DEPARTMENT, department_open_id(desired.id), Action.UNCHANGED,
+                          target=index.authing_id(desired.id)),)
+    if actual is None:  # a parent Authing lacks but WeCom has is created first
+        return _after_departments(_plan_department_create(desired, policy, index), policy,
+                                  index)
+    if managed_department_id(actual, policy) != desired.id:
+        reason = (f"conflict: Authing department {actual.department_id} is not linked to "
+                  f"WeCom department {desired.id} in organization {policy.organization_code}")
+        return (_skip(Kind.DEPARTMENT, department_open_id(desired.id), reason,
+                      actual.department_id, cause=Cause.CONFLICT),)
+    return _after_departments(_plan_department_update(desired, actual, policy, index), policy,
+                              index)
+
+
+def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[WeComDepartment],
+              actual_users: Iterable[AuthingUser], actual_departments: Iterable[AuthingDepartment],
+              policy: Binding, mode: Mode = Mode.CREATE_UPDATE) -> tuple[Operation, ...]:
+    """Everything, for the reconciler. Order: departments created or moved parent-first,
+    users created or updated, users removed, departments deleted children-first."""
+    users, depts = list(desired_users), {d.id: d for d in desired_departments}
+    authing_users, authing_depts = list(actual_users), list(actual_departments)
+    ours: dict[int, AuthingDepartment] = {}
+    for existing in authing_depts:
+        wecom_id = managed_department_id(existing, policy)
+        if wecom_id is not None:
+            ours.setdefault(wecom_id, existing)
+    relinked = _relink_by_path(depts, authing_depts, ours, policy)
+    ours.update(relinked)
+    index = DepartmentIndex.build(authing_depts, policy)
+    if relinked:
+        index = DepartmentIndex({**index.authing_ids, **{w: d.department_id for w, d in
+                                                           relinked.items()}})
+
+    dept_ops: list[Operation] = []
+    if mode is not Mode.DELETE_ONLY:
+        for dept in sorted(depts.values(), key=lambda d: (_source_depth(d, depts), d.id)):
+            if dept.id == policy.root_wecom_id:
+                continue
+            parent = dept.parent_id
+            if (parent is not None and parent not in depts and index.authing_id(parent) is None):
+                reason = f"parent department {parent} is neither in WeCom nor in Authing"
+                dept_ops.append(_skip(Kind.DEPARTMENT, department_open_id(dept.id), reason,
+                                      cause=Cause.INCOMPLETE))
+                continue
+            if dept.id in relinked:  # ours, known until now by its synthetic key
+                dept_ops.append(_plan_department_update(dept, relinked[dept.id], policy, index))
+                continue
+            dept_ops += plan_department(dept, ours.get(dept.id), policy, index)
+
+    upserts, wanted = _plan_user_upserts(users, authing_users, policy, index, mode)
+    removals: list[Operation] = []
+    dept_deletes: list[Operation] = []
+    if mode is not Mode.CREATE_UPDATE:
+        gone = sorted((u for u in authing_users if u.external_id and u.external_id not in wanted
+                       and is_managed_user(u, policy, index)), key=lambda u: u.external_id or "")
+        removals = [_plan_user_gone(u, policy, index) for u in gone]
+        gone_depts = [d for w, d in ours.items() if w not in depts and w != policy.root_wecom_id]
+        dept_deletes = _plan_department_deletes(gone_depts, authing_depts, authing_users,
+                                                [*dept_ops, *upserts, *removals], policy)
+    return (*dept_ops, *upserts, *removals, *dept_deletes)
+
+
+def _relink_by_path(depts: Mapping[int, WeComDepartment], authing: list[AuthingDepartment],
+                    ours: Mapping[int, AuthingDepartment], policy: Binding
+                    ) -> dict[int, AuthingDepartment]:
+    """WeCom departments (real ids) with no Authing department yet, matched to one of ours
+    that still carries only a synthetic key (created from an address book's paths) by
+    the same path of names below the root. Such a department is re-keyed, not recreated:
+    its ``wechatwork_department_id`` gets WeCom's id, and its members stay."""
+    unlinked = {d.department_id: d for w, d in ours.items() if is_synthetic(w)}
+    wanted = [d for d in depts.values() if d.id not in ours and not is_synthetic(d.id)
+              and d.id != policy.root_wecom_id]
+    if not unlinked or not wanted:
+        return {}
+    by_id = {d.department_id: d for d in authing}
+    by_path: dict[tuple[str, ...], AuthingDepartment | None] = {}
+    for dept in unlinked.values():
+        names = authing_path(dept, by_id, policy)
+        if names is not None:  # two with one path: neither can be told apart
+            by_path[names] = None if names in by_path else dept
+    found: dict[int, AuthingDepartment] = {}
+    for desired in wanted:
+        path = _wecom_path(desired, depts, policy)
+        match = by_path.get(path) if path is not None else None
+        if match is not None:
+            found[desired.id] = match
+    return found
+
+
+def authing_path(dept: AuthingDepartment, by_id: Mapping[str, AuthingDepartment],
+                 policy: Binding) -> tuple[str, ...] | None:
+    """Names from below the organization root down to ``dept``; ``None`` if one is
+    unknown (or the parents loop)."""
+    return _names_down(dept, lambda d: d.department_id == policy.root_department_id,
+                       lambda d: by_id.get(d.parent_department_id or ""))
+
+
+def _wecom_path(dept: WeComDepartment, depts: Mapping[int, WeComDepartment],
+                policy: Binding) -> tuple[str, ...] | None:
+    return _names_down(dept, lambda d: d.id == policy.root_wecom_id,
+                       lambda d: depts.get(d.parent_id) if d.parent_id is not None else None)
+
+
+def _names_down(dept: _D, is_root: Callable[[_D], bool],
+                parent: Callable[[_D], _D | None]) -> tuple[str, ...] | None:
+    names: list[str] = []
+    current: _D | None = dept
+    while current is not None and not is_root(current):
+        name = current.name
+        if not name or len(names) > 32:  # unnamed, or the parents loop
+            return None
+        names.append(name.strip())
+        current = parent(current)
+    return tuple(reversed(names))
+
+
+def count_managed(actual_users: Iterable[AuthingUser],
+                  actual_departments: Iterable[AuthingDepartment], policy: Binding) -> int:
+    """How many Authing objects are ours: the base of the guard's percentage."""
+    depts = list(actual_departments)
+    index = DepartmentIndex.build(depts, policy)
+    users = sum(1 for u in actual_users if u.external_id and is_managed_user(u, policy, index))
+    return users + sum(1 for d in depts if managed_department_id(d, policy) not in
+                       (None, policy.root_wecom_id))
+
+
+def is_managed_user(user: AuthingUser, policy: Binding, index: DepartmentIndex) -> bool:
+    """Ours: has an externalId and shows it was written by us (our extension field, or a
+    department of our organization). With neither read, the externalId alone decides."""
+    if not user.external_id:
+        return False
+    if user.custom_data is None and user.memberships is None:
+        return True
+    if user.custom().get(USER_ID_FIELD) == user.external_id:
+        return True
+    return any(_membership_wecom_id(m, policy, index) is not None
+               for m in user.memberships or ())
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy: Binding,
+                       index: DepartmentIndex, mode: Mode) -> tuple[list[Operation], set[str]]:
+    by_external = {u.external_id: u for u in actual if u.external_id}
+    unmanaged = _UnmanagedLookup([u for u in actual if not u.external_id])
+    moved = match_renames(users, actual, policy, index)
+    users = [replace(u, renamed_from=moved[u.userid].external_id) if u.userid in moved else u
+             for u in users]
+    wanted = {u.userid for u in users} | {u.renamed_from for u in users if u.renamed_from}
+    ops: list[Operation] = []
+    if mode is Mode.DELETE_ONLY:
+        return ops, wanted
+    adopted: set[str] = set()
+    for user in sorted(users, key=lambda u: u.userid):
+        match = by_external.get(user.userid) or by_external.get(user.renamed_from or "")
+        if match is None:
+            hit = unmanaged.find(map_user(user, policy.mapping), adopted)
+            if hit is not None and not policy.adopt_existing:
+                reason = (f"conflict: unmanaged Authing user {hit[0].user_id} has the same "
+                          f"{hit[1]} and no externalId; set adopt_existing to take it over")
+                ops.append(_skip(Kind.USER, user.userid, reason, hit[0].user_id,
+                                 cause=Cause.CONFLICT))
+                continue
+            if hit is not None:
+                match = hit[0]
+                adopted.add(match.user_id)
+        ops += plan_user(user, match, policy, index)
+    return ops, wanted
+
+
+def match_renames(users: Iterable[WeComUser], actual: Iterable[AuthingUser], policy: Binding,
+                  index: DepartmentIndex) -> dict[str, AuthingUser]:
+    """Renames whose callback was lost: {new userid: the account of its old userid}.
+
+    Candidates are managed accounts whose userid is no longer in WeCom and WeCom userids
+    that have no account. A pair is the same member when they share an email or mobile
+    (WeCom keeps both unique in the corp, reference §3.6), or, where WeCom withholds both
+    (apps created after 2022-06-20), when name and (known, non-empty) department set agree
+    and no other candidate on either side has the same pair."""
+    users = list(users)
+    present = {u.userid for u in users}
+    accounts = [a for a in actual if a.external_id]
+    held = {a.external_id for a in accounts}
+    orphans = [a for a in accounts if a.external_id not in present
+               and is_managed_user(a, policy, index)]
+    newcomers = [u for u in users if u.userid not in held and u.renamed_from not in held]
+    if not orphans or not newcomers:
+        return {}
+    pairs: dict[str, AuthingUser] = {}
+    taken: set[str] = set()
+    by_unique = {(how, v.lower()): a for a in orphans
+                 for how, v in (("email", a.email), ("phone", a.phone)) if v}
+    for user in newcomers:
+        want = map_user(user, policy.mapping)
+        for how in ("email", "phone"):
+            value = want.get(how)
+            hit = by_unique.get((how, str(value).lower())) if value else None
+            if hit is not None and hit.user_id not in taken:
+                pairs[user.userid] = hit
+                taken.add(hit.user_id)
+                break
+
+    def account_sign(a: AuthingUser) -> tuple[str, frozenset[int]] | None:
+        depts = {_membership_wecom_id(m, policy, index) for m in a.memberships or ()}
+        known = frozenset(d for d in depts if d is not None)
+        return (a.name, known) if a.name and known else None
+
+    def user_sign(u: WeComUser) -> tuple[str, frozenset[int]] | None:
+        return (u.name, frozenset(u.department)) if u.name and u.department else None
+
+    left = defaultdict(list)
+    for a in orphans:
+        if a.user_id not in taken and (sign := account_sign(a)) is not None:
+            left[sign].append(a)
+    came = defaultdict(list)
+    for u in newcomers:
+        if u.userid not in pairs and (sign := user_sign(u)) is not None:
+            came[sign].append(u)
+    for sign, group in came.items():
+        if len(group) == 1 and len(left.get(sign, ())) == 1:
+            pairs[group[0].userid] = left[sign][0]
+    return pairs
+
+
+class _UnmanagedLookup:
+    """Authing users without externalId, by the identifiers Authing keeps unique."""
+
+    def __init__(self, users: list[AuthingUser]) -> None:
+        self._by: dict[tuple[str, str], AuthingUser] = {}
+        for user in users:
+            for how, value in (("email", user.email), ("username", user.username),
+                               ("phone", user.phone)):
+                if value:
+                    self._by.setdefault((how, value.lower()), user)
+
+    def find(self, want: DesiredUser, taken: set[str]) -> tuple[AuthingUser, str] | None:
+        for how in ("email", "phone", "username"):
+            value = want.get(how)
+            user = self._by.get((how, value.lower())) if value else None
+            if user is not None and user.user_id not in taken:
+                return user, how
+        return None
+
+
+def _ownership_problem(want: DesiredUser, actual: AuthingUser, policy: Binding) -> str | None:
+    if actual.external_id and actual.external_id in (want.external_id, want.renamed_from):
+        return None
+    if not actual.external_id:
+        if policy.adopt_existing:
+            return None
+        return (f"conflict: unmanaged Authing user {actual.user_id} has no externalId; "
+                f"set adopt_existing to take it over")
+    return (f"conflict: Authing user {actual.user_id} belongs to externalId "
+            f"{actual.external_id!r}")
+
+
+def _plan_user_create(want: DesiredUser, policy: Binding, index: DepartmentIndex) -> Operation:
+    key = want.external_id
+    values = {**dict(want.create_only), **dict(want.fields)}
+    body: dict[str, Any] = {"externalId": key}
+    body.update((k, v) for k, v in values.items() if v)
+    if body.get("status") == "Resigned":
+        return _skip(Kind.USER, key, "resigned in WeCom (status 5): no account is created",
+                     cause=Cause.POLICY)
+    if not any(body.get(k) for k in ("username", "phone", "email")):
+        return _skip(Kind.USER, key, "cannot create: Authing needs a username, phone or "
+                                     "email and WeCom sent none", cause=Cause.INCOMPLETE)
+    changes = [Change(k, None, v) for k, v in body.items()]
+    custom = {k: v for k, v in want.custom_data if v}
+    body["customData"] = custom
+    changes += [Change(f"customData.{k}", None, v) for k, v in custom.items()]
+    requests = [Request("create-user", body)]
+    needs: tuple[str, ...] = ()
+    planned = _membership_plan(want.memberships, None, policy, index)
+    unfit = want.unfit
+    if planned is not None and planned.items:
+        needs, change = planned.needs, planned.change
+        changes.append(change)
+        writes, too_many = _membership_requests(key, True, planned, policy)
+        requests += writes
+        unfit += too_many
+    return Operation(Kind.USER, key, Action.CREATE, None, tuple(changes), tuple(requests), needs,
+                     unfit=unfit)
+
+
+def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Binding,
+                      index: DepartmentIndex) -> Operation:
+    changes, body = _profile_changes(want, actual, policy)
+    custom_changes, custom = _custom_changes(want.custom_data, actual.custom_data)
+    changes += custom_changes
+    if custom is not None:
+        body["customData"] = custom
+    requests = []
+    if body:
+        requests.append(Request("update-user", {"userId": actual.user_id, **body}))
+    needs: tuple[str, ...] = ()
+    planned = _membership_plan(want.memberships, actual, policy, index)
+    unfit = want.unfit
+    if planned is not None:
+        needs, change = planned.needs, planned.change
+        changes.append(change)
+        writes, too_many = _membership_requests(actual.user_id, False, planned, policy)
+        requests += writes
+        unfit += too_many
+    action = Action.UPDATE if requests else Action.UNCHANGED
+    return Operation(Kind.USER, want.external_id, action, actual.user_id, tuple(changes),
+                     tuple(requests), needs, unfit=unfit)
+
+
+def _membership_requests(user: str, by_external_id: bool, planned: _Memberships,
+                         policy: Binding) -> tuple[list[Request], tuple[str, ...]]:
+    """The calls that give ``user`` exactly the planned memberships, and what cannot be
+    written.
+
+    set-user-departments replaces the whole list but takes at most SET_DEPARTMENTS_MAX
+    departments, where WeCom allows 100 per member. Beyond that, the call carries first the
+    items only it can write (main and leader flags, kept memberships outside our
+    organization), and add-department-members, which adds without replacing and has no
+    flags, adds the rest one department at a time (reference/authing-api.md §2.3). A flag
+    or kept membership that still does not fit is reported (its department is joined
+    without the flag). add-department-members takes Authing user ids only: a user created
+    by externalId in the same operation is named by a UserRef."""
+    options = {"options": {"userIdType": "external_id"}} if by_external_id else {}
+    items = planned.items
+    if len(items) <= SET_DEPARTMENTS_MAX:
+        return [Request("set-user-departments",
+                        {"userId": user, "departments": items, **options})], ()
+    ours = list(zip(planned.wecom_ids, items, strict=False))
+    foreign = items[len(ours):]
+    flagged = [(w, i) for w, i in ours if i["isLeader"] or i["isMainDepartment"]]
+    plain = [(w, i) for w, i in ours if not (i["isLeader"] or i["isMainDepartment"])]
+    first = [i for _, i in flagged] + list(foreign)
+    room = SET_DEPARTMENTS_MAX - len(first)
+    unfit: list[str] = []
+    if room < 0:
+        over = flagged[SET_DEPARTMENTS_MAX:] if len(flagged) > SET_DEPARTMENTS_MAX else []
+        lost = first[SET_DEPARTMENTS_MAX:][len(over):]
+        unfit += [f"{'leader' if i['isLeader'] else 'main'} flag for WeCom department {w} not "
+                  f"written: set-user-departments takes at most {SET_DEPARTMENTS_MAX} "
+                  f"departments, and more carry flags" for w, i in over]
+        unfit += [f"membership in Authing department {i['departmentId']} outside organization "
+                  f"{policy.organization_code} not kept: set-user-departments takes at most "
+                  f"{SET_DEPARTMENTS_MAX} departments" for i in lost]
+        plain = over + plain
+        first = first[:SET_DEPARTMENTS_MAX]
+    else:
+        first += [i for _, i in plain[:room]]
+        plain = plain[room:]
+    requests = [Request("set-user-departments",
+                        {"userId": user, "departments": tuple(first), **options})]
+    member: Any = UserRef(user) if by_external_id else user
+    requests += [Request("add-department-members", {
+        "userIds": (member,), "organizationCode": policy.organization_code,
+        "departmentId": i["departmentId"]}) for _, i in plain]
+    return requests, tuple(unfit)
+
+
+_USER_ATTRS = USER_ATTRS
+
+
+def _profile_changes(want: DesiredUser, actual: AuthingUser,
+                     policy: Binding) -> tuple[list[Change], dict[str, Any]]:
+    changes: list[Change] = []
+    body: dict[str, Any] = {}
+    if actual.external_id != want.external_id:  # rename or adoption
+        changes.append(Change("externalId", actual.external_id, want.external_id))
+        body["externalId"] = want.external_id
+    fields = dict(want.fields)
+    if (want.renamed_from and "username" not in fields and actual.username == want.renamed_from
+            and policy.mapping.username_source is UsernameSource.USERID):
+        fields["username"] = want.external_id
+    for name, new in fields.items():
+        old = getattr(actual, _USER_ATTRS[name])
+        if name == "phoneCountryCode":  # Authing leaves it empty for its default region
+            old = old or policy.mapping.default_country_code
+        if not _same(old, new):
+            changes.append(Change(name, old, new))
+            body[name] = new
+    if body.get("phone") and "phoneCountryCode" in fields:
+        body["phoneCountryCode"] = fields["phoneCountryCode"]
+    return changes, body
+
+
+def _plan_user_gone(actual: AuthingUser, policy: Binding, index: DepartmentIndex) -> Operation:
+    key, uid = actual.external_id or actual.user_id, actual.user_id
+    if not is_managed_user(actual, policy, index):
+        return _skip(Kind.USER, key, "not managed by wecom-sync: left alone", uid,
+                     cause=Cause.NOT_MANAGED)
+    rule = policy.user_delete_policy
+    if rule is UserDeletePolicy.IGNORE:
+        return _skip(Kind.USER, key, "deleted in WeCom; user_delete_policy is ignore", uid,
+                     cause=Cause.POLICY)
+    if rule is UserDeletePolicy.DELETE:
+        return Operation(Kind.USER, key, Action.DELETE, uid, (Change("externalId", key, None),),
+                         (Request("delete-users-batch", {"userIds": (uid,)}),))
+    if rule is UserDeletePolicy.RESIGN:
+        if actual.status == "Resigned":
+            return Operation(Kind.USER, key, Action.UNCHANGED, uid)
+        return Operation(Kind.USER, key, Action.RESIGN, uid,
+                         (Change("status", actual.status, "Resigned"),),
+                         (Request("resign-user", {"userId": uid}),))
+    if actual.status in ("Suspended", "Resigned"):  # resigned is already more than suspended
+        return Operation(Kind.USER, key, Action.UNCHANGED, uid)
+    return Operation(Kind.USER, key, Action.SUSPEND, uid,
+                     (Change("status", actual.status, "Suspended"),),
+                     (Request("update-user", {"userId": uid, "status": "Suspended"}),))
+
+
+@dataclass(frozen=True, slots=True)
+class _Memberships:
+    """Planned memberships: ``items`` as set-user-departments takes them, ours first (one
+    per ``wecom_ids``, in order), then those kept outside our organization."""
+
+    items: tuple[dict[str, Any], ...]
+    wecom_ids: tuple[int, ...]
+    needs: tuple[str, ...]
+    change: Change
+
+
+def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | None,
+                     policy: Binding, index: DepartmentIndex) -> _Memberships | None:
+    """The set-user-departments items, or None when WeCom did not say or nothing changes.
+
+    Memberships outside our organization (or in departments we do not manage) are kept, as
+    set-user-departments replaces the whole list. Flags WeCom did not send keep their
+    Authing value; with no main department known anywhere the first department is main.
+    When Authing's memberships were not read, the list is written as WeCom has it (and
+    other organizations' memberships cannot be kept): read users withDepartmentIds.
+    """
+    if want is None:
+        return None
+    known = actual is not None and actual.memberships is not None
+    ours: dict[int, tuple[bool, bool]] = {}
+    foreign: list[AuthingMembership] = []
+    for m in (actual.memberships if actual is not None else None) or ():
+        wecom_id = _membership_wecom_id(m, policy, index)
+        if wecom_id is None:
+            foreign.append(m)
+        else:
+            ours[wecom_id] = (bool(m.is_leader), bool(m.is_main))
+    leaders = {m.department: m.is_leader if m.is_leader is not None
+               else ours.get(m.department, (False, False))[0] for m in want}
+    main = next((m.department for m in want if m.is_main), None)
+    explicit = main is not None
+    if main is None:
+        main = next((d for d in leaders if ours.get(d, (False, False))[1]), None)
+    if main is None and leaders and not any(m.is_main for m in foreign):
+        main, explicit = next(iter(leaders)), True
+    new = {d: (leader, d == main) for d, leader in leaders.items()}
+    foreign_main_cleared = explicit and any(m.is_main for m in foreign)
+    if known and new == ours and not foreign_main_cleared:
+        return None
+    items = tuple({"departmentId": _dept_ref(d, index), "isLeader": leader, "isMainDepartment": m}
+                  for d, (leader, m) in new.items())
+    items += tuple({"departmentId": m.department_id, "isLeader": bool(m.is_leader),
+                    "isMainDepartment": bool(m.is_main) and not explicit} for m in foreign)
+    needs = tuple(department_open_id(d) for d in new if index.authing_id(d) is None)
+    change = Change("departments", _render(ours) if known else None, _render(new))
+    return _Memberships(items, tuple(new), needs, change)
+
+
+def _render(memberships: Mapping[int, tuple[bool, bool]]) -> str:
+    def one(dept: int, leader: bool, main: bool) -> str:
+        flags = [name for name, on in (("leader", leader), ("main", main)) if on]
+        shown = department_open_id(dept)
+        return f"{shown}[{','.join(flags)}]" if flags else shown
+
+    return ";".join(one(d, *flags) for d, flags in sorted(memberships.items()))
+
+
+def _membership_wecom_id(m: AuthingMembership, policy: Binding,
+                         index: DepartmentIndex) -> int | None:
+    if m.organization_code and m.organization_code != policy.organization_code:
+        return None
+    wecom_id = index.wecom_id(m.department_id)
+    if wecom_id is None and m.organization_code:
+        wecom_id = department_id_of(m.open_department_id)
+    return wecom_id
+
+
+def _after_departments(op: Operation, policy: Binding,
+                       index: DepartmentIndex) -> tuple[Operation, ...]:
+    """Prefix the creates of missing departments ``op`` needs that ``index.source`` knows,
+    parent-first; anything unknown stays in ``op.needs`` for the executor."""
+    creates: list[Operation] = []
+    planned: set[int] = set()
+    for open_id in op.needs:
+        chain: list[WeComDepartment] = []
+        wecom_id: int | None = department_id_of(open_id)
+        while (wecom_id is not None and wecom_id in index.source and wecom_id not in planned
+               and index.authing_id(wecom_id) is None):
+            dept = index.source[wecom_id]
+            planned.add(dept.id)
+            chain.append(dept)
+            wecom_id = dept.parent_id
+        creates += [_plan_department_create(d, policy, index) for d in reversed(chain)]
+    return (*creates, op)
+
+
+# -- departments ---------------------------------------------------------------------------
+
+
+def _plan_department_create(desired: WeComDepartment, policy: Binding,
+                            index: DepartmentIndex) -> Operation:
+    want = map_department(desired)
+    key = want.open_department_id
+    if not want.name:
+        return _skip(Kind.DEPARTMENT, key, "department name unknown (WeCom sent only ids); "
+                                           "read it from WeCom first", cause=Cause.INCOMPLETE)
+    if want.parent_id is None:
+        return _skip(Kind.DEPARTMENT, key, "parent department unknown", cause=Cause.INCOMPLETE)
+    parent = _dept_ref(want.parent_id, index)
+    body = {"organizationCode": policy.organization_code, "name": want.name,
+            "parentDepartmentId": parent, "openDepartmentId": key,
+            "customData": dict(want.custom_data)}
+    changes = (Change("name", None, want.name),
+               Change("parent", None, department_open_id(want.parent_id)),
+               *(Change(f"customData.{k}", None, v) for k, v in want.custom_data))
+    needs = ((department_open_id(want.parent_id),) if isinstance(parent, DepartmentRef)
+                 else ())
+    return Operation(Kind.DEPARTMENT, key, Action.CREATE, None, changes,
+                     (Request("create-department", body),), needs)
+
+
+def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
+                            policy: Binding, index: DepartmentIndex) -> Operation:
+    want = map_department(desired)
+    changes: list[Change] = []
+    body: dict[str, Any] = {}
+    if want.name and not _same(actual.name, want.name):
+        changes.append(Change("name", actual.name, want.name))
+        body["name"] = want.name
+    needs: tuple[str, ...] = ()
+    old_parent = index.wecom_id(actual.parent_department_id)
+    moved = want.parent_id is not None and old_parent != want.parent_id
+    if want.parent_id is not None and moved:
+        parent = _dept_ref(want.parent_id, index)
+        body["parentDepartmentId"] = parent
+        needs = ((department_open_id(want.parent_id),) if isinstance(parent, DepartmentRef)
+                 else ())
+        shown = (actual.parent_department_id if old_parent is None
+                 else department_open_id(old_parent))
+        changes.append(Change("parent", shown, department_open_id(want.parent_id)))
+    custom_changes, custom = _custom_changes(want.custom_data, actual.custom_data)
+    changes += custom_changes
+    if custom is not None:
+        body["customData"] = custom
+    if not body:
+        return Operation(Kind.DEPARTMENT, want.open_department_id, Action.UNCHANGED,
+                         actual.department_id)
+    request = Request("update-department", {"organizationCode": policy.organization_code,
+                                            "departmentId": actual.department_id, **body})
+    return Operation(Kind.DEPARTMENT, want.open_department_id,
+                     Action.MOVE if moved else Action.UPDATE, actual.department_id,
+                     tuple(changes), (request,), needs)
+
+
+def _plan_department_gone(actual: AuthingDepartment, policy: Binding, members: int,
+                          children: int) -> Operation:
+    wecom_id = managed_department_id(actual, policy)
+    key, did = actual.open_department_id or actual.department_id, actual.department_id
+    if wecom_id is None:
+        return _skip(Kind.DEPARTMENT, key, "not managed by wecom-sync: left alone", did,
+                     cause=Cause.NOT_MANAGED)
+    if wecom_id == policy.root_wecom_id:
+        return _skip(Kind.DEPARTMENT, key, "the organization root is never deleted", did,
+                     cause=Cause.PROTECTED)
+    if members > 0 or children > 0:
+        return _skip(Kind.DEPARTMENT, key, f"blocked: department is not empty ({members} "
+                                           f"members, {children} child departments)", did,
+                     cause=Cause.BLOCKED)
+    request = Request("delete-department", {"organizationCode": policy.organization_code,
+                                            "departmentId": did})
+    return Operation(Kind.DEPARTMENT, key, Action.DELETE, did,
+                     (Change("name", actual.name, None),), (request,))
+
+
+def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[AuthingDepartment],
+                             users: list[AuthingUser], planned: list[Operation],
+                             policy: Binding) -> list[Operation]:
+    """Deepest first, each only when nothing is left in it once ``planned`` has run."""
+    by_target = {op.target: op for op in planned if op.kind is Kind.USER and op.target}
+    members: Counter[str] = Counter()
+    leaving: Counter[str] = Counter()
+    for user in users:
+        current = {m.department_id for m in user.memberships or ()}
+        members.update(current)
+        op = by_target.get(user.user_id)
+        final = current
+        if op is not None and op.action in (Action.RESIGN, Action.DELETE):
+            final = set()
+        elif op is not None:
+            for request in op.requests:
+                if request.endpoint == "set-user-departments":
+                    final = {i["departmentId"] for i in request.body["departments"]
+                             if isinstance(i["departmentId"], str)}
+                elif request.endpoint == "add-department-members" and isinstance(
+                        request.body["departmentId"], str):
+                    final = final | {request.body["departmentId"]}
+        leaving.update(current - final)
+    children: dict[str, list[str]] = defaultdict(list)
+    parents = {d.department_id: d.parent_department_id for d in all_depts}
+    for dept in all_depts:
+        if dept.parent_department_id:
+            children[dept.parent_department_id].append(dept.department_id)
+    moved = {op.target for op in planned if op.kind is Kind.DEPARTMENT and op.action is Action.MOVE}
+    removed: set[str] = set()
+    ops = []
+    for dept in sorted(gone, key=lambda d: (-_authing_depth(d.department_id, parents),
+                                            d.department_id)):
+        did = dept.department_id
+        base = dept.members_count if dept.members_count is not None else members[did]
+        kids = [c for c in children[did] if c not in removed and c not in moved]
+        op = _plan_department_gone(dept, policy, max(base - leaving[did], 0), len(kids))
+        if op.action is Action.DELETE:
+            removed.add(did)
+        ops.append(op)
+    return ops
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def managed_department_id(dept: AuthingDepartment, policy: Binding) -> int | None:
+    """The WeCom id (real or synthetic) of an Authing department of our organization,
+    else None."""
+    if dept.organization_code not in (None, policy.organization_code):
+        return None
+    wecom_id = department_id_of(dept.open_department_id)
+    if wecom_id is not None and is_synthetic(wecom_id):
+        linked = str(dept.custom().get(DEPARTMENT_ID_FIELD) or "")
+        if linked.isdigit():  # re-keyed to WeCom's id once it became known
+            return int(linked)
+    return wecom_id
+
+
+def _dept_ref(wecom_id: int, index: DepartmentIndex) -> str | DepartmentRef:
+    return index.authing_id(wecom_id) or DepartmentRef(department_open_id(wecom_id))
+
+
+def _source_depth(dept: WeComDepartment, depts: Mapping[int, WeComDepartment]) -> int:
+    depth, seen, parent = 0, {dept.id}, dept.parent_id
+    while parent is not None and parent in depts and parent not in seen:
+        seen.add(parent)
+        depth += 1
+        parent = depts[parent].parent_id
+    return depth
+
+
+def _authing_depth(department_id: str, parents: Mapping[str, str | None]) -> int:
+    depth, seen, parent = 0, {department_id}, parents.get(department_id)
+    while parent is not None and parent not in seen:
+        seen.add(parent)
+        depth += 1
+        parent = parents.get(parent)
+    return depth
+
+
+def _custom_changes(desired: tuple[tuple[str, str], ...], actual: tuple[tuple[str, Any], ...]
+                    | None) -> tuple[list[Change], dict[str, Any] | None]:
+    """Changed customData keys, and the body to send: Authing's current customData with
+    ours merged in, so keys other writers own survive whatever update-user does."""
+    old = dict(actual or ())
+    changes = [Change(f"customData.{k}", old.get(k), v) for k, v in desired
+               if not _same(old.get(k), v)]
+    return (changes, {**old, **dict(desired)}) if changes else ([], None)
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Equal, where None and "" both mean empty and numbers read back as strings."""
+    if old in (None, "") or new in (None, ""):
+        return old in (None, "") and new in (None, "")
+    return str(old) == str(new)
+
+
+def _skip(kind: Kind, key: str, reason: str, target: str | None = None, *,
+          cause: Cause) -> Operation:
+    return Operation(kind, key, Action.SKIP, target, reason=reason, cause=cause)
+
+
+__all__ = [
+    "DESTRUCTIVE", "Action", "Change", "DepartmentIndex", "DepartmentRef", "GuardVerdict",
+    "Kind", "Mode", "Operation", "Request", "UnresolvedDepartment", "deletion_guard",
+    "authing_path", "count_managed", "is_managed_user", "managed_department_id",
+    "match_renames", "plan_department", "plan_duplicate_removal", "plan_full", "plan_user",
+    "plan_user_hold", "resolve_refs",
+]

@@ -1,0 +1,108 @@
+"""Run items and counters from operations and outcomes (pure), and operations to/from JSON
+so that a blocked run's staged deletes can be applied exactly as they were shown."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from sync_core.directory.essence import digest
+from sync_core.directory.operations import DESTRUCTIVE, Action, Change, Operation, Request
+from sync_core.directory.vocabulary import Cause, Kind
+from sync_core.engine.executor import ItemStatus, Outcome
+from sync_core.store.links import LinkRow
+
+STAGED = "staged"  # a delete held back by the deletion guard, awaiting approval
+
+
+def item_of(outcome: Outcome) -> dict[str, Any]:
+    op = outcome.op
+    error = outcome.error_text
+    if op.action is Action.SKIP and op.reason:
+        error = error or op.reason
+    return {
+        "kind": str(op.kind), "key": op.key, "action": str(op.action),
+        "status": str(outcome.status),
+        "changes": [[c.field, _jsonable(c.old), _jsonable(c.new)] for c in op.changes],
+        "error": error, "operation": None,
+    }
+
+
+def failed_row_item(key: str, error: str) -> dict[str, Any]:
+    """A source row that could not be read (an address-book row with a bad cell): a user
+    item, failed, whose error names the row, the column and the reason."""
+    return {"kind": str(Kind.USER), "key": key, "action": str(Action.SKIP),
+            "status": str(ItemStatus.FAILED), "changes": [], "error": error,
+            "operation": None}
+
+
+def staged_item(op: Operation) -> dict[str, Any]:
+    item = item_of(Outcome(op, ItemStatus.PLANNED))
+    item.update(status=STAGED, operation=operation_to_json(op),
+                error="held back by the deletion guard: approve the run to apply")
+    return item
+
+
+def count(items: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """The contract's counters. Planned items (dry runs) count as what they would do."""
+    counters: Counter[str] = Counter(dict.fromkeys(
+        ("created", "updated", "deleted", "unchanged", "skipped", "failed"), 0))
+    for item in items:
+        status, action = item["status"], item["action"]
+        if status == ItemStatus.FAILED:
+            counters["failed"] += 1
+        elif status in (ItemStatus.SKIPPED, STAGED):
+            counters["skipped"] += 1
+        elif status == ItemStatus.UNCHANGED or action == Action.UNCHANGED:
+            counters["unchanged"] += 1
+        elif action == Action.CREATE:
+            counters["created"] += 1
+        elif action in (Action.UPDATE, Action.MOVE):
+            counters["updated"] += 1
+        elif Action(action) in DESTRUCTIVE:
+            counters["deleted"] += 1
+    return dict(counters)
+
+
+def withhold_deletes(ops: Iterable[Operation], reason: str) -> list[Operation]:
+    """Turn every destructive operation into a skip carrying ``reason``."""
+    return [replace(op, action=Action.SKIP, requests=(), reason=reason, cause=Cause.WITHHELD)
+            if op.action in DESTRUCTIVE else op for op in ops]
+
+
+def operation_to_json(op: Operation) -> dict[str, Any]:
+    return {"kind": str(op.kind), "key": op.key, "action": str(op.action),
+            "target": op.target, "reason": op.reason,
+            "cause": None if op.cause is None else str(op.cause),
+            "changes": [[c.field, _jsonable(c.old), _jsonable(c.new)] for c in op.changes],
+            "requests": [{"endpoint": r.endpoint, "body": dict(r.body)} for r in op.requests]}
+
+
+def operation_from_json(data: dict[str, Any]) -> Operation:
+    return Operation(
+        kind=Kind(data["kind"]), key=str(data["key"]), action=Action(data["action"]),
+        target=data.get("target"), reason=data.get("reason"),
+        cause=Cause(data["cause"]) if data.get("cause") else None,
+        changes=tuple(Change(*c) for c in data.get("changes") or ()),
+        requests=tuple(Request(r["endpoint"], r["body"]) for r in data.get("requests") or ()))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def written(outcomes: Iterable[Outcome],
+            essence: Callable[[str, str], Any]) -> list[LinkRow]:
+    """Link rows for the operations that were applied and wrote something; ``essence``
+    answers, for (kind, key), what the target shows after the write (None: deleted)."""
+    return [LinkRow(str(o.op.kind), o.op.key, o.op.target,
+                    digest(essence(str(o.op.kind), o.op.key)))
+            for o in outcomes if o.status is ItemStatus.APPLIED and o.op.writes]

@@ -1,0 +1,112 @@
+"""Entity sync over fake ports: what is read (and when not), the departments created on
+demand parent-first, the id cache, the re-plan after a refused create, and the echo check
+against the link table."""
+
+from __future__ import annotations
+
+from sync_core.directory.essence import digest
+from sync_core.engine.entity_sync import EntitySync
+from sync_core.engine.executor import ItemStatus
+from sync_core.errors import BadRequestError, TransientError
+from tests.engine.fakes import Department, Stored, User, fake_direction
+
+
+async def test_prepare_completes_the_binding_from_the_target() -> None:
+    d = fake_direction()
+    sync = EntitySync(d.ports)
+    assert sync.binding.root_department_id == "root"
+    await sync.prepare()
+    assert sync.binding.root_department_id == "t-root" and d.target.bootstraps == 1
+    assert d.ports.binding.root_department_id == "root"  # the wiring's binding is not patched
+
+
+async def test_an_update_reads_both_sides_and_applies_the_difference() -> None:
+    d = fake_direction()
+    d.source.users["ann"] = User("ann", "Ann Lee")
+    d.target.users["ann"] = Stored("t-1", User("ann", "Ann"))
+    result = await EntitySync(d.ports).sync_user("ann", [{}])
+    assert [(o.op.action, o.status) for o in result.outcomes] == [("update", "applied")]
+    assert d.source.reads == [("user", "ann")] and d.target.reads == [("user", ("ann",))]
+    assert d.target.users["ann"].record.name == "Ann Lee"
+    assert [(r.source_key, r.target_id, r.essence_hash) for r in result.links()] == [
+        ("ann", "t-1", digest({"name": "Ann Lee"}))]
+
+
+async def test_an_announced_user_is_created_without_reading_the_target() -> None:
+    d = fake_direction()
+    d.source.users["bob"] = User("bob", "Bob")
+    result = await EntitySync(d.ports).sync_user("bob", [{"created": True}])
+    assert result.outcomes[0].status is ItemStatus.APPLIED and "bob" in d.target.users
+    assert d.target.reads == []
+
+
+async def test_a_refused_announced_create_reads_the_target_and_plans_again() -> None:
+    d = fake_direction()
+    d.source.users["bob"] = User("bob", "Bob")
+    d.target.users["bob"] = Stored("t-9", User("bob", "Robert"))
+    d.writer.fail = {"bob": BadRequestError("exists")}
+    sync = EntitySync(d.ports)
+    result = await sync.sync_user("bob", [{"created": True}])
+    assert d.target.reads == [("user", ("bob",))]
+    # The refused create is not reported; the re-plan is an update of the user found
+    # (which the writer refuses alike here).
+    assert [(o.op.action, o.status) for o in result.outcomes] == [("update", "failed")]
+    d.writer.fail = {}
+    again = await sync.sync_user("bob", [{"created": True}])
+    assert again.outcomes[-1].status is ItemStatus.APPLIED
+    assert d.target.users["bob"].record.name == "Bob"
+
+
+async def test_missing_departments_are_created_parent_first_and_their_ids_kept() -> None:
+    d = fake_direction()
+    d.source.departments.update({"2": Department("2", "研发", "root"),
+                                 "3": Department("3", "后端", "2")})
+    d.source.users.update({"ann": User("ann", "Ann", "3"), "bob": User("bob", "Bob", "3")})
+    sync = EntitySync(d.ports)
+    first = await sync.sync_user("ann", [{}])
+    assert [(o.op.kind, o.op.key, o.op.action) for o in first.outcomes] == [
+        ("department", "2", "create"), ("department", "3", "create"), ("user", "ann", "create")]
+    assert {r.source_key for r in first.links()} == {"2", "3", "ann"}
+    reads = len(d.target.reads)
+    await sync.sync_user("bob", [{}])
+    # The department id learnt from the create saves the target read for the next user.
+    assert ("department_id", "3") not in d.target.reads[reads:]
+
+
+async def test_a_failure_drops_the_department_id_cache() -> None:
+    d = fake_direction()
+    d.target.departments["3"] = Stored("t-3", Department("3", "后端"))
+    d.source.users.update({"ann": User("ann", "Ann", "3"), "bob": User("bob", "Bob", "3")})
+    sync = EntitySync(d.ports)
+    await sync.sync_user("ann", [{}])
+    d.writer.fail = {"bob": TransientError("later")}
+    failed = await sync.sync_user("bob", [{}])
+    assert failed.failures
+    reads = len(d.target.reads)
+    d.writer.fail = {}
+    await sync.sync_user("bob", [{}])
+    assert ("department_id", "3") in d.target.reads[reads:]
+
+
+async def test_a_department_delete_blocked_by_members_is_a_blocked_skip() -> None:
+    d = fake_direction()
+    d.target.departments["busy"] = Stored("t-5", Department("busy", "忙"))
+    result = await EntitySync(d.ports).sync_department("busy", [{}])
+    assert result.blocked and not result.failures and "busy" in d.target.departments
+
+
+async def test_the_echo_of_the_opposite_directions_write_is_not_planned() -> None:
+    d = fake_direction()
+    d.source.users["ann"] = User("ann", "Ann")
+    d.target.users["ann"] = Stored("t-1", User("ann", "Old"))
+    sync = EntitySync(d.ports)
+    written = digest({"name": "Ann"})  # what the opposite direction wrote to "ann"
+    echo = await sync.sync_user("ann", [{}], echo_of=written)
+    assert echo.echo and echo.outcomes == () and echo.links() == []
+    assert d.target.users["ann"].record.name == "Old"
+    # A state that differs from what was written is a real change, and is applied.
+    d.source.users["ann"] = User("ann", "Ann Lee")
+    real = await sync.sync_user("ann", [{}], echo_of=written)
+    assert not real.echo and d.target.users["ann"].record.name == "Ann Lee"
+    d.source.departments["5"] = Department("5", "法务")
+    assert (await sync.sync_department("5", [{}], echo_of=digest({"name": "法务"}))).echo

@@ -1,0 +1,183 @@
+"""The worker's decisions, over fake ports: the verdict on an entity sync, the backoff, the
+dispatch of an inbox event to its direction by source, and giving up after the budget."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, create_engine
+
+from sync_core.directory.operations import Action, Operation
+from sync_core.directory.vocabulary import Cause, Kind
+from sync_core.engine.entity_sync import EntityResult, EntitySync
+from sync_core.engine.executor import ItemStatus, Outcome
+from sync_core.engine.ports import ReadFrom
+from sync_core.engine.worker import Settle, Worker, backoff, judge
+from sync_core.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    StopSync,
+    TransientError,
+)
+from sync_core.metrics import Metrics
+from sync_core.store.models import utcnow
+from sync_core.store.queue import Claim, ClaimedEvent
+from tests.conftest import make_settings
+from tests.engine.fakes import User, fake_direction
+
+
+def _result(*outcomes: Outcome, echo: bool = False) -> EntityResult:
+    return EntityResult(Kind.USER, "ann", outcomes, ReadFrom.API,
+                        {(Kind.USER, "ann"): lambda: {"name": "Ann"}}, echo=echo)
+
+
+def _applied() -> Outcome:
+    return Outcome(Operation(Kind.USER, "ann", Action.UPDATE, "t-1",
+                             requests=(_request(),)), ItemStatus.APPLIED)
+
+
+def _request():  # type: ignore[no-untyped-def]
+    from sync_core.directory.operations import Request
+
+    return Request("update", {"key": "ann"})
+
+
+def _failed(error: Exception) -> Outcome:
+    return Outcome(Operation(Kind.USER, "ann", Action.UPDATE, "t-1", requests=(_request(),)),
+                   ItemStatus.FAILED, error)  # type: ignore[arg-type]
+
+
+def _skipped(cause: Cause) -> Outcome:
+    return Outcome(Operation(Kind.USER, "ann", Action.SKIP, reason=f"{cause}: why",
+                             cause=cause), ItemStatus.SKIPPED)
+
+
+def test_applied_is_done_and_links_what_was_written() -> None:
+    verdict = judge(_result(_applied()))
+    assert verdict.status is Settle.DONE
+    assert [(r.kind, r.source_key, r.target_id) for r in verdict.links] == [("user", "ann",
+                                                                             "t-1")]
+    assert verdict.links[0].essence_hash is not None
+
+
+@pytest.mark.parametrize("error", [TransientError("later", retry_after=7.0),
+                                   ConflictError("re-plan"), StopSync("credentials")])
+def test_failures_that_may_pass_are_retried(error: Exception) -> None:
+    verdict = judge(_result(_applied(), _failed(error)))
+    assert verdict.status is Settle.RETRY
+    assert verdict.retry_after == (7.0 if isinstance(error, TransientError) else None)
+    assert len(verdict.links) == 1  # the write that happened is recorded all the same
+
+
+@pytest.mark.parametrize("error", [BadRequestError("invalid"), NotFoundError("gone")])
+def test_permanent_failures_are_dead(error: Exception) -> None:
+    verdict = judge(_result(_failed(error), _failed(TransientError("later"))))
+    assert verdict.status is Settle.DEAD
+
+
+def test_a_conflict_skip_is_dead_and_a_blocked_skip_is_retried() -> None:
+    assert judge(_result(_skipped(Cause.CONFLICT))).status is Settle.DEAD
+    assert judge(_result(_skipped(Cause.BLOCKED))).status is Settle.RETRY
+    # The text does not decide: only the cause.
+    for cause in (Cause.NOT_MANAGED, Cause.POLICY, Cause.INCOMPLETE, Cause.PROTECTED):
+        assert judge(_result(_skipped(cause))).status is Settle.DONE
+
+
+def test_an_echo_is_done_with_nothing_written() -> None:
+    verdict = judge(_result(echo=True))
+    assert verdict.status is Settle.DONE and verdict.links == ()
+    assert "echo of our own write" in verdict.text
+
+
+def test_backoff_doubles_with_jitter_under_a_cap_and_never_below_the_hint() -> None:
+    random.seed(7)
+    for attempts, low, high in ((1, 1, 2), (2, 2, 4), (3, 4, 8), (10, 15, 30)):
+        for _ in range(50):
+            assert low <= backoff(attempts, 30) <= high
+    assert backoff(1, 30, at_least=45) == 45
+    assert backoff(0, 30) <= 2  # a first failure waits as long as the first retry
+
+
+def _claim(source: str, kind: str, key: str, attempts: int = 1,
+           **payload: object) -> Claim:
+    return Claim(source, kind, key, (ClaimedEvent(1, "update", dict(payload), attempts,
+                                                  utcnow() - timedelta(seconds=1)),))
+
+
+def _worker(**settings: object):  # type: ignore[no-untyped-def]
+    d = fake_direction()
+    sync = EntitySync(d.ports)
+    worker = Worker(make_settings("sqlite://", **settings), create_engine("sqlite://"),
+                    {"wecom": sync, "ops": sync}, Metrics())
+    return d, worker
+
+
+async def test_an_event_goes_to_the_direction_of_its_source() -> None:
+    d, worker = _worker()
+    d.source.users["ann"] = User("ann", "Ann")
+    verdict = await worker._decide(_claim("ops", "user", "ann"))
+    assert verdict.status is Settle.DONE and verdict.direction == "upstream"
+    assert "ann" in d.target.users
+    unknown = await worker._decide(_claim("authing", "user", "ann"))
+    assert unknown.status is Settle.DEAD and "no handler for authing events" in unknown.text
+
+
+async def test_kinds_that_are_not_synced_are_settled_without_reads() -> None:
+    d, worker = _worker()
+    tag = await worker._decide(_claim("wecom", "tag", "1", change_type="update_tag"))
+    other = await worker._decide(_claim("wecom", "other", "x", change_type="enter_agent"))
+    assert tag.status is other.status is Settle.DONE
+    assert "ignored" in other.text and d.source.reads == []
+
+
+async def test_a_retry_past_the_attempt_budget_goes_dead_with_the_reason() -> None:
+    d, worker = _worker(worker_max_attempts=3)
+    d.source.users["ann"] = User("ann", "Ann")
+    d.writer.fail = {"ann": ConflictError("re-plan")}
+    await worker._process(_claim("wecom", "user", "ann", attempts=2))
+    await worker._process(_claim("wecom", "user", "ann", attempts=3))
+    (_, second), (_, third) = worker._finished
+    assert second.status is Settle.RETRY
+    assert third.status is Settle.DEAD and third.text.startswith("gave up after 3 attempts")
+
+
+async def test_transient_failures_spend_time_not_attempts() -> None:
+    d, worker = _worker(worker_max_attempts=3, retry_window_hours=1)
+    d.source.users["ann"] = User("ann", "Ann")
+    d.writer.fail = {"ann": TransientError("target down")}
+    fresh = _claim("wecom", "user", "ann", attempts=9)
+    old = Claim("wecom", "user", "ann", (ClaimedEvent(
+        1, "update", {}, 9, utcnow(), transient_since=utcnow() - timedelta(hours=2),
+        transient_failures=9),))
+    await worker._process(fresh)
+    await worker._process(old)
+    (_, within), (_, spent) = worker._finished
+    assert within.status is Settle.RETRY and within.transient
+    assert spent.status is Settle.DEAD and "retry_window_hours" in spent.text
+
+
+async def test_the_worker_reads_what_the_opposite_direction_wrote_with_the_claim(
+        engine: Engine) -> None:
+    from sync_core.directory.essence import digest
+    from sync_core.store import links
+    from sync_core.store.inbox import NewEvent, insert_new
+
+    d = fake_direction()
+    d.source.users.update({"ann": User("ann", "Ann"), "bob": User("bob", "Bob")})
+    sync = EntitySync(d.ports)
+    worker = Worker(make_settings("sqlite://"), engine, {"wecom": sync}, Metrics())
+    with engine.begin() as conn:
+        insert_new(conn, [NewEvent(source="wecom", dedupe_key=k, entity_kind="user",
+                                   entity_key=k, event_type="update_user", payload={},
+                                   received_at=utcnow()) for k in ("ann", "bob")])
+        # Downstream wrote "Ann" into the entity upstream reads as "ann"; nothing to "bob".
+        links.record(conn, direction="downstream", now=utcnow(), rows=[
+            links.LinkRow("user", "authing-ann", "ann", digest({"name": "Ann"})),
+            links.LinkRow("user", "authing-bob", "bob", None)])
+    claims = worker._settle_and_claim([], 8)
+    verdicts = {c.entity_key: await worker._decide(c) for c in claims}
+    assert "echo of our own write" in verdicts["ann"].text and "ann" not in d.target.users
+    assert verdicts["bob"].status is Settle.DONE and "bob" in d.target.users

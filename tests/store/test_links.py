@@ -1,0 +1,81 @@
+"""The link table: one row per (direction, kind, source key), found by target id too, and
+the helper that says whether a target state is what we last wrote (both databases)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, inspect, text
+
+from sync_core.directory.essence import digest
+from sync_core.store import links, migrate
+from sync_core.store.db import make_engine
+from sync_core.store.models import utcnow
+
+
+def _write(engine: Engine, direction: str, *rows: links.LinkRow) -> None:
+    with engine.begin() as conn:
+        links.record(conn, direction=direction, rows=rows, now=utcnow())
+
+
+def test_a_link_is_found_by_source_key_and_by_target_id(engine: Engine) -> None:
+    _write(engine, "upstream", links.LinkRow("user", "zhangsan", "auth-1", digest({"a": 1})),
+           links.LinkRow("department", "2", "dept-2", digest({"name": "研发"})))
+    with engine.connect() as conn:
+        by_source = links.by_source(conn, direction="upstream", kind="user", key="zhangsan")
+        by_target = links.by_target(conn, direction="upstream", kind="user", target_id="auth-1")
+        other_kind = links.by_target(conn, direction="upstream", kind="department",
+                                     target_id="auth-1")
+        other_direction = links.by_source(conn, direction="downstream", kind="user",
+                                          key="zhangsan")
+    assert by_source == by_target == links.LinkRow("user", "zhangsan", "auth-1",
+                                                   digest({"a": 1}))
+    assert other_kind is None and other_direction is None
+    indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("links")}
+    assert indexes["ix_links_target"] == ["direction", "kind", "target_id"]
+
+
+def test_last_wrote_answers_only_for_the_exact_essence(engine: Engine) -> None:
+    written = {"externalId": "zhangsan", "name": "张三", "departments": ["1", "2"]}
+    _write(engine, "upstream", links.LinkRow("user", "zhangsan", "auth-1", digest(written)))
+    with engine.connect() as conn:
+        def asks(essence: object, target_id: str = "auth-1", direction: str = "upstream") -> bool:
+            return links.last_wrote(conn, direction=direction, kind="user", target_id=target_id,
+                                    essence_hash=digest(essence))  # type: ignore[arg-type]
+
+        assert asks(dict(written))
+        # None and "" both mean empty; numbers read back as text.
+        assert asks({**written, "email": None}) == asks({**written, "email": ""})
+        assert not asks({**written, "name": "张三丰"})  # someone changed it after us
+        assert not asks(written, target_id="auth-2")
+        assert not asks(written, direction="downstream")
+        assert not links.last_wrote(conn, direction="upstream", kind="user",
+                                    target_id="auth-1", essence_hash=None)
+
+
+def test_a_delete_clears_the_essence_and_keeps_the_target_id(engine: Engine) -> None:
+    _write(engine, "upstream", links.LinkRow("user", "li", "auth-9", digest({"name": "李"})))
+    _write(engine, "upstream", links.LinkRow("user", "li", None, None))
+    with engine.connect() as conn:
+        row = links.by_source(conn, direction="upstream", kind="user", key="li")
+    assert row == links.LinkRow("user", "li", "auth-9", None)
+
+
+def test_migration_0007_keeps_identities_and_clears_the_old_hashes(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0006_delivery")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO links (direction, kind, key, target_id, state_hash, updated_at) "
+                "VALUES ('upstream', 'user', 'wang', 'auth-3', :h, :t)"),
+                {"h": "f" * 64, "t": utcnow()})
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            row = links.by_target(conn, direction="upstream", kind="user", target_id="auth-3")
+        # The old hash was of the WeCom record, never of what Authing shows: it is dropped.
+        assert row == links.LinkRow("user", "wang", "auth-3", None)
+        migrate.downgrade(engine, "0006_delivery")
+        with engine.connect() as conn:
+            back = conn.execute(text("SELECT key, target_id FROM links")).one()
+        assert tuple(back) == ("wang", "auth-3")
+    finally:
+        engine.dispose()
