@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from sync_core.metrics import Metrics
 from sync_core.runtime import build_runtime
@@ -18,9 +18,10 @@ from sync_core.settings import Settings
 from sync_core.store import migrate
 from sync_core.store.db import make_engine
 from sync_core.store.writer import InboxWriter
+from sync_core.version import version
 from sync_core.wecom.crypto import WeComCrypto
 
-from . import routes_authing, routes_health, routes_ops, routes_runs, routes_wecom
+from . import console, routes_authing, routes_health, routes_ops, routes_runs, routes_wecom
 from .context import AppContext
 from .failures import AnswerFailures
 
@@ -46,7 +47,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
         engine=engine,
         writer=InboxWriter(engine, batch_max=settings.inbox_batch_max,
                            linger_ms=settings.inbox_batch_linger_ms),
-        metrics=Metrics(),
+        metrics=Metrics(version=version()),
         crypto=build_crypto(settings),
     )
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if run_migrations:
             await run_in_threadpool(migrate.upgrade, engine)
+        log.info("wecom-sync %s starting", version())
         await context.writer.start()
         stop = asyncio.Event()
         background = [asyncio.create_task(runtime.work(stop), name="worker")
@@ -85,13 +87,20 @@ def create_app(settings: Settings, *, run_migrations: bool = True,
         Route("/readyz", routes_health.readyz, methods=["GET"]),
         Route("/metrics", routes_health.metrics, methods=["GET"]),
         Route("/ops/events", routes_ops.events, methods=["GET"]),
+        Route("/ops/events/{id}", routes_ops.event, methods=["GET"]),
         Route("/ops/events/{id}/replay", routes_ops.replay, methods=["POST"]),
+        Route("/ops/objects/{kind}/{key}", routes_ops.object_history, methods=["GET"]),
+        Route("/ops/status", routes_ops.status, methods=["GET"]),
+        Route("/ops/openapi.json", routes_ops.openapi, methods=["GET"]),
         Route("/ops/sync/users/{userid}", routes_ops.sync_user, methods=["POST"]),
         Route("/ops/sync/departments/{id}", routes_ops.sync_department, methods=["POST"]),
         Route("/ops/reconcile", routes_runs.reconcile, methods=["POST"]),
         Route("/ops/runs", routes_runs.list_runs, methods=["GET"]),
         Route("/ops/runs/{id}", routes_runs.get_run, methods=["GET"]),
         Route("/ops/runs/{id}/approve", routes_runs.approve, methods=["POST"]),
+        Route("/ops/runs/{id}/reject", routes_runs.reject, methods=["POST"]),
+        Route("/ops/runs/{id}/cancel", routes_runs.cancel, methods=["POST"]),
+        Mount("/ops/console", routes=console.routes(), name="console"),
     ]
     app = Starlette(
         routes=routes,

@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wecom-sync",
         description="Keep a WeCom directory and an Authing user pool in step.")
+    from sync_core.version import version
+
+    parser.add_argument("--version", action="version", version=f"wecom-sync {version()}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="HTTP receiver (and worker, scheduler) in one process")
@@ -61,9 +64,10 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help="apply Alembic migrations up to head")
     upgrade.set_defaults(handler=_db_upgrade)
 
-    from . import cli_runs, demo, simulate
+    from . import cli_ops, cli_runs, demo, simulate
 
     cli_runs.register(sub)
+    cli_ops.register(sub)
     simulate.register(sub)
     demo.register(sub)
     return parser

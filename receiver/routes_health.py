@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -11,15 +12,17 @@ from starlette.responses import JSONResponse, Response
 
 from sync_core.store.db import ping
 from sync_core.store.inbox import count_by_status
+from sync_core.version import version
 
 from .context import ctx
 from .failures import report_database_unavailable
+from .status import credential_states, schedule
 
 log = logging.getLogger(__name__)
 
 
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": "ok", "version": version()})
 
 
 async def readyz(request: Request) -> Response:
@@ -36,10 +39,7 @@ async def readyz(request: Request) -> Response:
     runtime = request.app.state.runtime
     if runtime is None:  # a receiver without credentials: storing is its whole job
         return JSONResponse(body)
-    # The last word of each remote on our credentials; no call is made here.
-    for name, client in (("wecom", runtime.remotes.wecom),
-                         ("authing", runtime.remotes.authing)):
-        state = client.credentials
+    for name, state in credential_states(runtime).items():
         if state.refused is not None:
             body.update({"status": "unavailable", name: "credentials refused",
                          f"{name}_error": state.refused[:300]})
@@ -61,4 +61,7 @@ async def metrics(request: Request) -> Response:
         depth = {}
     for status in ("pending", "done", "failed", "dead"):
         c.metrics.inbox_depth.labels(status).set(depth.get(status, 0))
+    for direction, planned in schedule(c.settings).items():
+        fire = datetime.fromisoformat(str(planned["next_run_at"]))
+        c.metrics.next_reconcile.labels(direction).set(fire.timestamp())
     return Response(c.metrics.render(), media_type=c.metrics.content_type)

@@ -6,7 +6,8 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 
-from sqlmodel import Session
+from sqlalchemy import or_, select
+from sqlmodel import Session, col
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,8 +15,10 @@ from starlette.responses import JSONResponse, Response
 from sync_core.directory.vocabulary import Kind
 from sync_core.store import queue
 from sync_core.store.inbox import NewEvent, as_json, get_event, list_events
-from sync_core.store.models import EventSource, EventStatus, utcnow
+from sync_core.store.models import EventSource, EventStatus, InboxEvent, utcnow
 
+from . import history
+from . import status as status_strip
 from .context import AppContext, ctx
 from .http import check_ops_token, json_error
 from .params import ParamError, choice, integer, path_id, query, text
@@ -62,47 +65,120 @@ async def events(request: Request, c: AppContext) -> Response:
 
 
 @ops_route
+async def event(request: Request, c: AppContext) -> Response:
+    """One event with its payload and every attempt (replays included), oldest first."""
+    event_id = path_id(request, "event")
+    query(request, {})
+    detail = await run_in_threadpool(history.event_detail, c.engine, event_id)
+    if detail is None:
+        return json_error(404, f"no event {event_id}")
+    return JSONResponse(detail)
+
+
+@ops_route
 async def replay(request: Request, c: AppContext) -> Response:
     event_id = path_id(request, "event")
     query(request, {})
+    event = await replay_event(c, event_id, actor="api")
+    if event is None:
+        return json_error(404, f"no event {event_id}")
+    return JSONResponse({"event": event}, status_code=202)
 
+
+async def replay_event(c: AppContext, event_id: int, *, actor: str
+                       ) -> dict[str, object] | None:
+    """Re-queue the event, adding the replay to its history; None when there is none."""
     def requeue() -> dict[str, object] | None:
         with c.engine.begin() as conn:
-            if not queue.replay(conn, event_id=event_id, now=utcnow()):
+            if not queue.replay(conn, event_id=event_id, now=utcnow(), actor=actor):
                 return None
         with Session(c.engine) as session:
             row = get_event(session, event_id)
             return as_json(row) if row else None
 
     event = await run_in_threadpool(requeue)
-    if event is None:
-        return json_error(404, f"no event {event_id}")
-    c.wake.set()
-    return JSONResponse({"event": event}, status_code=202)
+    if event is not None:
+        c.wake.set()
+    return event
+
+
+@ops_route
+async def object_history(request: Request, c: AppContext) -> Response:
+    """``/ops/objects/{kind}/{key}``: kind ``user`` or ``department``; key a WeCom userid or
+    department id, or an Authing id."""
+    kind, key = object_ref(request.path_params["kind"], request.path_params["key"])
+    query(request, {})
+    return JSONResponse(await run_in_threadpool(history.object_history, c.engine, kind, key))
+
+
+@ops_route
+async def status(request: Request, c: AppContext) -> Response:
+    query(request, {})
+    return JSONResponse(await status_strip.snapshot(request))
+
+
+@ops_route
+async def openapi(request: Request, c: AppContext) -> Response:
+    query(request, {})
+    from .openapi import document
+
+    return JSONResponse(document())
+
+
+def object_ref(kind: str, key: str) -> tuple[str, str]:
+    """Checked ``kind`` and ``key`` of an object; raises ParamError."""
+    choice(history.OBJECT_KINDS)("kind", kind)
+    text(255)("key", key)
+    if not key.strip() or key != key.strip():
+        raise ParamError("key must be non-empty, without surrounding spaces")
+    return kind, key
 
 
 @ops_route
 async def sync_user(request: Request, c: AppContext) -> Response:
     userid = request.path_params["userid"]
     query(request, {})
-    if not _USERID.fullmatch(userid):
-        return json_error(400, "not a WeCom userid")
-    return await _enqueue(c, "user", userid, {"kind": "user", "change_type": "sync",
-                                              "user_id": userid})
+    return await _queued(c, "user", userid)
 
 
 @ops_route
 async def sync_department(request: Request, c: AppContext) -> Response:
     key = str(path_id(request, "department", _MAX_DEPARTMENT_ID))
     query(request, {})
-    return await _enqueue(c, "department", key, {"kind": "department", "change_type": "sync",
-                                                 "id": int(key)})
+    return await _queued(c, "department", key)
 
 
-async def _enqueue(c: AppContext, kind: str, key: str, payload: dict[str, object]) -> Response:
-    """Sync one object now: queued like a callback, so it keeps per-entity order."""
+async def _queued(c: AppContext, kind: str, key: str) -> Response:
+    event_id = await sync_now(c, kind, key)
+    return JSONResponse({"queued": {"entity_kind": kind, "entity_key": key},
+                         "event_id": event_id}, status_code=202)
+
+
+async def sync_now(c: AppContext, kind: str, key: str) -> int:
+    """Sync one WeCom user or department now: queued like a callback, so it keeps
+    per-entity order. Returns the event's id (its page shows the result). Raises
+    ParamError for a key WeCom cannot hold."""
+    if kind == "user":
+        if not _USERID.fullmatch(key):
+            raise ParamError("not a WeCom userid")
+        payload: dict[str, object] = {"kind": "user", "change_type": "sync", "user_id": key}
+    else:
+        key = str(integer(1, _MAX_DEPARTMENT_ID)("department id", key))
+        payload = {"kind": "department", "change_type": "sync", "id": int(key)}
+    dedupe = uuid.uuid4().hex
     await c.writer.submit(NewEvent(
-        source=EventSource.OPS.value, dedupe_key=uuid.uuid4().hex, entity_kind=kind,
+        source=EventSource.OPS.value, dedupe_key=dedupe, entity_kind=kind,
         entity_key=key, event_type="sync", payload=payload, received_at=utcnow()))
     c.wake.set()
-    return JSONResponse({"queued": {"entity_kind": kind, "entity_key": key}}, status_code=202)
+
+    def stored_id() -> int:
+        with Session(c.engine) as session:
+            # A claim may already have released the key (``<key>#<id>``: store.queue).
+            found = session.scalars(select(col(InboxEvent.id)).where(
+                col(InboxEvent.source) == EventSource.OPS.value,
+                or_(col(InboxEvent.dedupe_key) == dedupe,
+                    col(InboxEvent.dedupe_key).startswith(f"{dedupe}#")))).one()
+            assert found is not None  # a stored row has its id
+            return found
+
+    return await run_in_threadpool(stored_id)

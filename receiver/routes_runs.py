@@ -17,23 +17,26 @@ from sync_core.engine.reconciler import ExcelInput, RequestError, RunRequest
 from sync_core.engine.reconcilers import Reconcilers
 from sync_core.engine.run_log import STAGED
 from sync_core.store import runs
-from sync_core.store.models import RunStatus
+from sync_core.store.models import RunStatus, utcnow
 
 from .context import AppContext
 from .http import json_error
-from .params import choice, integer, path_id, query
+from .params import choice, integer, path_id, query, text
 from .routes_ops import ops_route
+from .status import schedule
 
 MAX_UPLOAD = 50 * 1024 * 1024
 _DIRECTIONS = ("upstream", "downstream")
 _SOURCES = ("api", "excel")
 _RUN_FILTERS = {
     "status": choice(RunStatus), "direction": choice(_DIRECTIONS), "mode": choice(Mode),
-    "source": choice(_SOURCES), "limit": integer(1, 500), "before": integer(),
+    "source": choice(_SOURCES), "trigger": text(32), "limit": integer(1, 500),
+    "before": integer(),
 }
 _ITEM_FILTERS = {
     "item_status": choice([*ItemStatus, STAGED]), "kind": choice(SYNCED_KINDS),
-    "action": choice(Action),
+    "action": choice(Action), "key": text(255), "limit": integer(1, 100_000),
+    "offset": integer(0),
 }
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
@@ -45,18 +48,48 @@ def _reconciler(request: Request) -> Reconcilers | None:
 
 @ops_route
 async def reconcile(request: Request, c: AppContext) -> Response:
-    reconciler = _reconciler(request)
-    if reconciler is None:
-        return json_error(503, "reconcile needs WECOM_SYNC_WECOM_CONTACT_SECRET and the "
-                               "Authing key pair")
     try:
-        run_request = await _parse(request)
-        run_id = await reconciler.start(run_request)
+        fields, upload = await _body(request)
+        run_id = await start_run(request, fields, upload, trigger="ops")
     except RequestError as exc:
         return json_error(400, str(exc))
+    except Unavailable as exc:
+        return json_error(503, str(exc))
     except runs.RunConflict as exc:
         return JSONResponse({"error": str(exc), "run_id": exc.run_id}, status_code=409)
     return JSONResponse({"run_id": run_id}, status_code=202)
+
+
+async def start_run(request: Request, fields: dict[str, Any], upload: object, *,
+                    trigger: str) -> int:
+    """Start a run from request fields (``direction``, ``mode``, ``dry_run``, ``source``,
+    and with an uploaded file ``sheet``, ``start_row``, ``end_row``,
+    ``keep_top_department`` and an optional ``departments`` file). Raises RequestError,
+    Unavailable (no credentials) or runs.RunConflict."""
+    reconciler = _reconciler(request)
+    if reconciler is None:
+        raise Unavailable("reconcile needs WECOM_SYNC_WECOM_CONTACT_SECRET and the "
+                          "Authing key pair")
+    if isinstance(upload, UploadFile) and (upload.filename or upload.size):
+        data = await upload.read()
+        if not data:
+            raise RequestError("the uploaded file is empty")
+        departments = fields.get("departments")
+        tree = await departments.read() if isinstance(departments, UploadFile) and (
+            departments.filename or departments.size) else None
+        fields = {**fields, "source": fields.get("source") or "excel"}
+        fields["excel"] = ExcelInput(data=data, filename=upload.filename or "upload.xlsx",
+                                     sheet=_sheet(fields.get("sheet")),
+                                     start_row=_int(fields.get("start_row"), 0, "start_row"),
+                                     end_row=_int(fields.get("end_row"), -1, "end_row"),
+                                     keep_top_department=_bool(
+                                         fields.get("keep_top_department", False),
+                                         "keep_top_department"),
+                                     departments=tree)
+    run_request = _run_request(fields, trigger)
+    if run_request.excel is not None:
+        await run_in_threadpool(_check_file, run_request.excel)
+    return await reconciler.start(run_request)
 
 
 @ops_route
@@ -69,12 +102,14 @@ async def list_runs(request: Request, c: AppContext) -> Response:
         with c.engine.connect() as conn:
             return [runs.as_json(r) for r in runs.recent(conn, **filters)]
 
-    return JSONResponse({"runs": await run_in_threadpool(select)})
+    return JSONResponse({"runs": await run_in_threadpool(select),
+                         "schedule": schedule(c.settings)})
 
 
 @ops_route
 async def get_run(request: Request, c: AppContext) -> Response:
-    """One run with its items; ``?item_status= &kind= &action=`` filter the items."""
+    """One run with its items; ``?item_status= &kind= &action= &key=`` filter the items,
+    ``?limit= &offset=`` page them."""
     run_id = path_id(request, "run")
     filters = query(request, _ITEM_FILTERS)
     if "item_status" in filters:
@@ -94,21 +129,70 @@ async def get_run(request: Request, c: AppContext) -> Response:
 
 @ops_route
 async def approve(request: Request, c: AppContext) -> Response:
-    reconciler = _reconciler(request)
+    return await _decided(request, c, "approved")
+
+
+@ops_route
+async def reject(request: Request, c: AppContext) -> Response:
+    return await _decided(request, c, "rejected")
+
+
+@ops_route
+async def cancel(request: Request, c: AppContext) -> Response:
+    return await _decided(request, c, "cancelled")
+
+
+async def _decided(request: Request, c: AppContext, decision: str) -> Response:
     run_id = path_id(request, "run")
     query(request, {})
-    if reconciler is None:
-        return json_error(503, "approval needs the WeCom and Authing credentials")
     try:
-        await reconciler.approve(run_id)
+        status = await decide(request, c, run_id, decision, actor="api")
     except LookupError as exc:
         return json_error(404, str(exc).strip("'"))
-    except RequestError as exc:
+    except (RequestError, runs.DecisionError) as exc:
         return json_error(409, str(exc))
-    return JSONResponse({"run_id": run_id, "status": "running"}, status_code=202)
+    except Unavailable as exc:
+        return json_error(503, str(exc))
+    return JSONResponse({"run_id": run_id, "status": status, "decision": decision},
+                        status_code=202 if decision == "approved" else 200)
 
 
-async def _parse(request: Request) -> RunRequest:
+class Unavailable(Exception):
+    """This process cannot act on the run (→ 503)."""
+
+
+async def decide(request: Request, c: AppContext, run_id: int, decision: str, *,
+                 actor: str) -> str:
+    """Approve (apply the staged deletes), reject (drop them) or cancel (stop the run);
+    notes who and when. Returns the run's new status. Raises LookupError, RequestError or
+    runs.DecisionError (wrong state), Unavailable (approval without credentials)."""
+    now = utcnow()
+    if decision == "approved":
+        reconciler = _reconciler(request)
+        if reconciler is None:
+            raise Unavailable("approval needs the WeCom and Authing credentials")
+        await reconciler.approve(run_id)
+        await run_in_threadpool(_in_transaction, c, lambda conn: runs.decide(
+            conn, run_id=run_id, decision=decision, actor=actor, now=now))
+        return RunStatus.RUNNING.value
+    if decision == "rejected":
+        run = await run_in_threadpool(_in_transaction, c, lambda conn: runs.reject(
+            conn, run_id=run_id, actor=actor, now=now))
+        return str(run["status"])
+    await run_in_threadpool(_in_transaction, c, lambda conn: runs.cancel(
+        conn, run_id=run_id, actor=actor, now=now))
+    if (reconciler := _reconciler(request)) is not None:
+        reconciler.cancel(run_id)  # a run of this process stops now; another's at its lease
+    return RunStatus.FAILED.value
+
+
+def _in_transaction(c: AppContext, step: Any) -> Any:
+    with c.engine.begin() as conn:
+        return step(conn)
+
+
+async def _body(request: Request) -> tuple[dict[str, Any], UploadFile | None]:
+    """The JSON or multipart body's fields, and the uploaded file of a multipart one."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         declared = request.headers.get("content-length", "")
@@ -122,32 +206,18 @@ async def _parse(request: Request) -> RunRequest:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise RequestError("multipart reconcile needs a 'file' part (the Excel export)")
-        data = await upload.read()
-        if not data:
-            raise RequestError("the uploaded file is empty")
         departments = form.get("departments")
-        tree = await departments.read() if isinstance(departments, UploadFile) else None
-        fields.setdefault("source", "excel")
-        fields["excel"] = ExcelInput(data=data, filename=upload.filename or "upload.xlsx",
-                                     sheet=_sheet(fields.get("sheet")),
-                                     start_row=_int(fields.get("start_row"), 0, "start_row"),
-                                     end_row=_int(fields.get("end_row"), -1, "end_row"),
-                                     keep_top_department=_bool(
-                                         fields.get("keep_top_department", False),
-                                         "keep_top_department"),
-                                     departments=tree)
-    else:
-        body = await request.body()
-        try:
-            fields = json.loads(body) if body.strip() else {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RequestError("body must be JSON (or multipart with a file)") from None
-        if not isinstance(fields, dict):
-            raise RequestError("body must be a JSON object")
-    request_ = _run_request(fields)
-    if request_.excel is not None:
-        await run_in_threadpool(_check_file, request_.excel)
-    return request_
+        if isinstance(departments, UploadFile):
+            fields["departments"] = departments
+        return fields, upload
+    body = await request.body()
+    try:
+        fields = json.loads(body) if body.strip() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestError("body must be JSON (or multipart with a file)") from None
+    if not isinstance(fields, dict):
+        raise RequestError("body must be a JSON object")
+    return fields, None
 
 
 def _check_file(excel: ExcelInput) -> None:
@@ -158,7 +228,7 @@ def _check_file(excel: ExcelInput) -> None:
     check_excel(excel)
 
 
-def _run_request(fields: dict[str, Any]) -> RunRequest:
+def _run_request(fields: dict[str, Any], trigger: str) -> RunRequest:
     direction = str(fields.get("direction") or "upstream")
     if direction not in _DIRECTIONS:
         raise RequestError(f"direction must be one of {list(_DIRECTIONS)}")
@@ -174,7 +244,7 @@ def _run_request(fields: dict[str, Any]) -> RunRequest:
     if source == "excel" and excel is None:
         raise RequestError("source excel needs a multipart upload with the file")
     return RunRequest(direction=direction, mode=mode, source=source, dry_run=dry_run,
-                      excel=excel)
+                      excel=excel, trigger=trigger)
 
 
 def _bool(value: Any, name: str) -> bool:

@@ -9,8 +9,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, version: str = "") -> None:
         self.registry = CollectorRegistry()
+        self.build_info = Gauge(
+            "wecom_sync_build_info", "Always 1; the running version as a label.",
+            ["version"], registry=self.registry)
+        self.build_info.labels(version or "unknown").set(1)
+        self.next_reconcile = Gauge(
+            "wecom_sync_next_reconcile_timestamp_seconds",
+            "When the next scheduled reconcile of a direction fires (Unix time).",
+            ["direction"], registry=self.registry)
         self.callbacks = Counter(
             "wecom_sync_callbacks_total", "Inbound callbacks by route and outcome.",
             ["route", "outcome"], registry=self.registry)

@@ -19,18 +19,24 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
                           env={**clean, **env}, capture_output=True, text=True, timeout=120)
 
 
+def sim_env(wecom: WeComSimulator, authing: AuthingSimulator, tmp_path: Path,
+            **extra: str) -> dict[str, str]:
+    """The settings of a CLI process working against the two simulators."""
+    return {"WECOM_SYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "WECOM_SYNC_WECOM_CORP_ID": "wwcli",
+            "WECOM_SYNC_WECOM_CONTACT_SECRET": "contact-sync-secret",
+            "WECOM_SYNC_WECOM_API_BASE": wecom.url,
+            "WECOM_SYNC_AUTHING_API_BASE": authing.url,
+            "WECOM_SYNC_AUTHING_ACCESS_KEY_ID": "cli-pool",
+            "WECOM_SYNC_AUTHING_ACCESS_KEY_SECRET": "s3cret", **extra}
+
+
 def test_reconcile_and_runs_commands(tmp_path: Path) -> None:
     directory = generate_directory(users=10, departments=3, seed=5)
     with WeComSimulator(corp_id="wwcli") as wecom, \
             AuthingSimulator(userpool_id="cli-pool", secret="s3cret") as authing:
         wecom.admin.load(directory.departments, directory.users)
-        env = {"WECOM_SYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
-               "WECOM_SYNC_WECOM_CORP_ID": "wwcli",
-               "WECOM_SYNC_WECOM_CONTACT_SECRET": "contact-sync-secret",
-               "WECOM_SYNC_WECOM_API_BASE": wecom.url,
-               "WECOM_SYNC_AUTHING_API_BASE": authing.url,
-               "WECOM_SYNC_AUTHING_ACCESS_KEY_ID": "cli-pool",
-               "WECOM_SYNC_AUTHING_ACCESS_KEY_SECRET": "s3cret"}
+        env = sim_env(wecom, authing, tmp_path)
         dry = _run(["reconcile", "--dry-run", "--json"], env, tmp_path)
         assert dry.returncode == 0, dry.stderr
         planned = json.loads(dry.stdout)

@@ -12,12 +12,18 @@ from .helpers import change_contact, running_receiver, signed_post
 
 def test_health_ready_metrics(db_url: str) -> None:
     with running_receiver(make_settings(db_url)) as srv:
-        assert httpx.get(f"{srv.url}/healthz").json() == {"status": "ok"}
+        from sync_core.version import version
+
+        assert httpx.get(f"{srv.url}/healthz").json() == {"status": "ok",
+                                                          "version": version()}
         ready = httpx.get(f"{srv.url}/readyz")
         metrics = httpx.get(f"{srv.url}/metrics")
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
     assert metrics.status_code == 200
     assert "wecom_sync_inbox_events" in metrics.text
+    assert f'wecom_sync_build_info{{version="{version()}"}} 1.0' in metrics.text
+    # The default schedule is on: the next upstream fire time is exported.
+    assert 'wecom_sync_next_reconcile_timestamp_seconds{direction="upstream"}' in metrics.text
 
 
 def test_readyz_reports_an_unreachable_database(sqlite_url: str) -> None:

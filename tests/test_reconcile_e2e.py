@@ -33,6 +33,13 @@ def seed(s: Stack, users: int = 40, departments: int = 8) -> Any:
     return directory
 
 
+def lose_deletes(s: Stack, userids: list[str]) -> None:
+    """Delete users in WeCom with their callbacks lost: only a full run sees it."""
+    s.wecom.pusher.drop_next(len(userids))
+    s.wecom.admin.delete_users(userids)
+    s.wecom.pusher.flush()
+
+
 def test_first_run_converges_and_the_second_writes_nothing(db_url: str,
                                                            keys: CallbackKeys) -> None:
     with running_stack(db_url, keys) as s:
@@ -83,9 +90,7 @@ def test_deletes_beyond_the_threshold_block_until_approved(sqlite_url: str,
         directory = seed(s, users=20, departments=4)
         assert finished(s, start(s))["status"] == "succeeded"
         gone = [u["userid"] for u in directory.users[:6]]
-        s.wecom.pusher.drop_next(len(gone))  # the callbacks are lost
-        s.wecom.admin.delete_users(gone)
-        s.wecom.pusher.flush()
+        lose_deletes(s, gone)
 
         default = finished(s, start(s))  # create_update never deletes
         assert default["counters"]["deleted"] == 0

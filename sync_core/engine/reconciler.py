@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 
+from sync_core import logs
 from sync_core.directory.operations import DESTRUCTIVE, Mode, Operation, deletion_guard
 from sync_core.directory.vocabulary import Kind
 from sync_core.engine import run_log as run_items
@@ -145,7 +146,7 @@ class Reconciler:
     async def start(self, request: RunRequest, progress: Progress | None = None) -> int:
         """Create the run and execute it in the background of this process."""
         run_id = await asyncio.to_thread(self.create, request)
-        self._spawn(self.execute(run_id, request, progress))
+        self._spawn(self.execute(run_id, request, progress), run_id)
         return run_id
 
     async def approve(self, run_id: int) -> None:
@@ -161,7 +162,7 @@ class Reconciler:
             runs.take(conn, run_id=run_id, owner=self.owner, until=self._clock() + self._lease)
 
         await asyncio.to_thread(self._db, resume)
-        self._spawn(self._apply_staged(run_id, run))
+        self._spawn(self._apply_staged(run_id, run), run_id)
 
     async def wait(self) -> None:
         """Until every background run of this process has finished (tests, CLI, shutdown)."""
@@ -415,8 +416,18 @@ class Reconciler:
 
     # -- bookkeeping --------------------------------------------------------------------
 
-    def _spawn(self, job: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(job)
+    def cancel(self, run_id: int) -> bool:
+        """Stop this process's task for ``run_id`` (the store already marked it cancelled:
+        ``runs.cancel``); False when the run is not running here."""
+        found = [t for t in self._tasks if t.get_name() == f"run-{run_id}"]
+        for task in found:
+            task.cancel()
+        return bool(found)
+
+    def _spawn(self, job: Awaitable[None], run_id: int) -> None:
+        with logs.bind(run_id=run_id):  # the task copies the context: all its lines say so
+            task: asyncio.Task[None] = asyncio.ensure_future(job)
+        task.set_name(f"run-{run_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -424,11 +435,16 @@ class Reconciler:
         while True:
             await asyncio.sleep(self._lease.total_seconds() / 3)
             try:
-                await asyncio.to_thread(self._db, lambda c: runs.renew(
+                renewed = await asyncio.to_thread(self._db, lambda c: runs.renew(
                     c, run_id=run_id, owner=self.owner, until=self._clock() + self._lease))
             except Exception:  # noqa: BLE001 - a database blip must not end the heartbeat
                 log.warning("run %s: could not renew its lease; retrying", run_id,
                             exc_info=True)
+                continue
+            if not renewed:  # cancelled by an operator (or swept): stop writing
+                log.warning("run %s lost its lease (cancelled?): stopping it", run_id)
+                self.cancel(run_id)
+                return
 
     def _db(self, step: Callable[[Any], Any]) -> Any:
         with self.engine.begin() as conn:

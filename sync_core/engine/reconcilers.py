@@ -53,6 +53,10 @@ class Reconcilers:
         for reconciler in self.by_direction.values():
             await reconciler.wait()
 
+    def cancel(self, run_id: int) -> bool:
+        """Stop this process's task for ``run_id``, whichever direction runs it."""
+        return any([r.cancel(run_id) for r in self.by_direction.values()])
+
     def interrupt(self, reason: str) -> None:
         for reconciler in self.by_direction.values():
             reconciler.interrupt(reason)

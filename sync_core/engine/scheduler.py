@@ -61,6 +61,15 @@ def previous_fire(cron: str, now: datetime) -> datetime:
     return fire
 
 
+def next_fire(cron: str, now: datetime) -> datetime:
+    """The first fire time strictly after ``now``, in ``now``'s time zone.
+
+    ``next_fire("0 6 * * *", 2024-05-02T06:00Z) == 2024-05-03T06:00Z``.
+    """
+    fire: datetime = croniter(cron, now).get_next(datetime)
+    return fire
+
+
 def due(cron: str, last: datetime | None, now: datetime) -> bool:
     """Whether a fire time of ``cron`` fell after ``last`` and at or before ``now``.
 

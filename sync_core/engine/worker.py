@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from sync_core import logs
 from sync_core.directory.vocabulary import SYNCED_KINDS, Direction, Kind
 from sync_core.engine.echo import written_by_opposite
 from sync_core.engine.entity_sync import EntityResult, EntitySync
@@ -160,7 +161,8 @@ class Worker:
         for claim, verdict in settling:
             self._report(claim, verdict)
         for claim in claims:
-            task = asyncio.create_task(self._process(claim))
+            with logs.bind(event_id=_ids(claim), entity=_entity(claim)):
+                task = asyncio.create_task(self._process(claim))
             self._in_flight[task] = claim
             task.add_done_callback(self._in_flight.pop)
         return len(claims)
@@ -236,7 +238,8 @@ class Worker:
 
     def _report(self, claim: queue.Claim, verdict: Verdict) -> None:
         log.info("%s %s:%s → %s: %s", claim.source, claim.entity_kind, claim.entity_key,
-                 verdict.status, verdict.text)
+                 verdict.status, verdict.text,
+                 extra={"event_id": _ids(claim), "entity": _entity(claim)})
         self.metrics.worker_events.labels(claim.source, claim.entity_kind,
                                           verdict.status).inc(len(claim.ids))
         if verdict.status is Settle.DONE:
@@ -400,6 +403,16 @@ def judge(result: EntityResult) -> Verdict:
     if result.blocked:
         return Verdict(Settle.RETRY, summary, links=written)
     return Verdict(Settle.DONE, summary, links=written)
+
+
+def _ids(claim: queue.Claim) -> int | str:
+    """The log lines' ``event_id``: the event, or the events a claim coalesced."""
+    ids = claim.ids
+    return ids[0] if len(ids) == 1 else ",".join(map(str, ids))
+
+
+def _entity(claim: queue.Claim) -> str:
+    return f"{claim.entity_kind}:{claim.entity_key}"
 
 
 def _hours(window: timedelta) -> str:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import Link
@@ -103,3 +103,17 @@ def written(conn: Connection, *, direction: str) -> list[LinkRow]:
     rows = conn.execute(select(_T.c.kind, _T.c.source_key, _T.c.target_id, _T.c.essence_hash)
                         .where(_T.c.direction == direction))
     return [LinkRow(*row) for row in rows]
+
+
+def involving(conn: Connection, *, kind: str, key: str) -> list[dict[str, Any]]:
+    """Every link row of ``kind`` whose source key or target id is ``key``, in any
+    direction: what we last wrote for that object, and its id on the other side."""
+    rows = conn.execute(select(_T).where(_T.c.kind == kind, or_(
+        _T.c.source_key == key, _T.c.target_id == key)).order_by(_T.c.direction))
+    return [{"direction": r["direction"], "kind": r["kind"], "source_key": r["source_key"],
+             "target_id": r["target_id"], "essence_hash": r["essence_hash"],
+             "updated_at": _iso(r["updated_at"])} for r in rows.mappings()]
+
+
+def _iso(value: datetime) -> str:
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()

@@ -65,6 +65,34 @@ class InboxEvent(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     transient_failures: int = Field(
         default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    # When the current lease was taken: the start of the attempt in flight (migration 0008_console).
+    claimed_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class AttemptOutcome(StrEnum):
+    DONE = "done"
+    RETRY = "retry"  # failed; the event waits for its next attempt
+    DEAD = "dead"
+    REPLAYED = "replayed"  # not a worker attempt: an operator re-queued the event
+
+
+class EventAttempt(SQLModel, table=True):
+    """One worker attempt on one inbox event, or one replay: the event's history. Rows are
+    only ever added, so a replay never hides what happened before it."""
+
+    __tablename__ = "event_attempts"
+    __table_args__ = (Index("ix_event_attempts_event", "event_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int
+    number: int  # the event's attempt counter when it ended (restarts at 1 after a replay)
+    started_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    finished_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    outcome: str = Field(max_length=16)
+    detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    actor: str | None = Field(default=None, max_length=64)
 
 
 class Link(SQLModel, table=True):
@@ -122,6 +150,12 @@ class Run(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
     progress_done: int = Field(default=0)
     progress_total: int = Field(default=0)
+    # An operator's decision (migration 0008_console): approved, rejected or cancelled;
+    # by whom and when.
+    decision: str | None = Field(default=None, max_length=16)
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
 class RunItem(SQLModel, table=True):

@@ -39,7 +39,8 @@ from sqlalchemy import (
     update,
 )
 
-from .models import EventStatus, InboxEvent
+from . import attempts
+from .models import AttemptOutcome, EventStatus, InboxEvent
 
 _OPEN = (EventStatus.PENDING.value, EventStatus.FAILED.value)
 _CLAIM_LOCK = 7_305_002  # serialises claims across processes sharing PostgreSQL
@@ -151,7 +152,7 @@ _LEASE = (
     .where(tuple_(_T.c.source, _T.c.entity_kind, _T.c.entity_key)
            .in_(bindparam("picked", expanding=True)), _T.c.status.in_(_OPEN), _FREE)
     .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"),
-            attempts=_T.c.attempts + 1, dedupe_key=_RELEASE)
+            attempts=_T.c.attempts + 1, claimed_at=_NOW, dedupe_key=_RELEASE)
     .returning(_T.c.id, _T.c.event_type, _T.c.payload, _T.c.attempts, _T.c.received_at,
                _T.c.source, _T.c.entity_kind, _T.c.entity_key, _T.c.transient_since,
                _T.c.transient_failures)
@@ -164,6 +165,9 @@ _COMPLETE = update(_T).where(_OWNED).values(
 _DEAD = update(_T).where(_OWNED).values(
     status=EventStatus.DEAD.value, processed_at=_NOW, last_error=bindparam("text"),
     lease_owner=None, lease_until=None)
+# Each settlement first adds the attempt to the event's history (store.attempts).
+_RECORD = {outcome: attempts.settled_from(_OWNED, outcome=outcome.value)
+           for outcome in (AttemptOutcome.DONE, AttemptOutcome.RETRY, AttemptOutcome.DEAD)}
 _RETRY = update(_T).where(_OWNED).values(
     status=EventStatus.FAILED.value, next_attempt_at=bindparam("retry_at"),
     last_error=bindparam("text"), lease_owner=None, lease_until=None)
@@ -182,8 +186,9 @@ def renew(conn: Connection, *, owner: str, ids: tuple[int, ...], until: datetime
 
 def complete(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime,
              outcome: str) -> int:
-    result = conn.execute(_COMPLETE, {"ids": list(ids), "owner": owner, "now": now,
-                                      "text": outcome[:2000]})
+    params = {"ids": list(ids), "owner": owner, "now": now, "text": outcome[:2000]}
+    conn.execute(_RECORD[AttemptOutcome.DONE], params)
+    result = conn.execute(_COMPLETE, params)
     return int(result.rowcount or 0)
 
 
@@ -194,9 +199,12 @@ def fail(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime, e
     ``transient_since`` marks a transient failure (an upstream outage or throttling): the
     attempt is then not counted by the attempt budget, and the entity's time budget is
     measured from that instant."""
-    params: dict[str, Any] = {"ids": list(ids), "owner": owner, "text": error[:2000]}
+    params: dict[str, Any] = {"ids": list(ids), "owner": owner, "text": error[:2000],
+                              "now": now}
+    conn.execute(_RECORD[AttemptOutcome.DEAD if retry_at is None else AttemptOutcome.RETRY],
+                 params)
     if retry_at is None:
-        result = conn.execute(_DEAD, {**params, "now": now})
+        result = conn.execute(_DEAD, params)
     elif transient_since is not None:
         result = conn.execute(_RETRY_TRANSIENT, {**params, "retry_at": retry_at,
                                                  "since": transient_since})
@@ -205,12 +213,15 @@ def fail(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime, e
     return int(result.rowcount or 0)
 
 
-def replay(conn: Connection, *, event_id: int, now: datetime) -> bool:
-    """Re-queue one event (any status) for immediate processing with fresh attempts."""
+def replay(conn: Connection, *, event_id: int, now: datetime, actor: str = "ops") -> bool:
+    """Re-queue one event (any status) for immediate processing with fresh attempts; the
+    replay is added to the event's history (``actor``: who asked), which it never clears."""
     result = conn.execute(update(_T).where(_T.c.id == event_id).values(
         status=EventStatus.PENDING.value, attempts=0, next_attempt_at=now,
         transient_since=None, transient_failures=0,
         lease_owner=None, lease_until=None, processed_at=None))
+    if result.rowcount:
+        attempts.record_replay(conn, event_id=event_id, now=now, actor=actor)
     return bool(result.rowcount)
 
 

@@ -6,13 +6,15 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 
 from .models import Run, RunItem, RunStatus
 
 _R = Run.__table__  # type: ignore[attr-defined]
+_NOT_CANCELLED = or_(_R.c.decision.is_(None), _R.c.decision != "cancelled")
 _I = RunItem.__table__  # type: ignore[attr-defined]
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+_STAGED = "staged"  # run_items.STAGED: a delete the deletion guard holds for a decision
 COUNTER_KEYS = ("created", "updated", "deleted", "unchanged", "skipped", "failed")
 
 
@@ -88,9 +90,62 @@ def update_item(conn: Connection, *, item_id: int, status: str, error: str | Non
 
 def finish(conn: Connection, *, run_id: int, status: str, counters: dict[str, int],
            now: datetime, error: str | None = None) -> None:
-    conn.execute(update(_R).where(_R.c.id == run_id).values(
+    """Record the run's end; a run an operator cancelled keeps its cancellation."""
+    conn.execute(update(_R).where(_R.c.id == run_id, _NOT_CANCELLED).values(
         status=status, counters=counters, finished_at=now, error=error, lease_owner=None,
         lease_until=None))
+
+
+class DecisionError(Exception):
+    """The run is not in a state that takes this decision (→ 409)."""
+
+
+def decide(conn: Connection, *, run_id: int, decision: str, actor: str, now: datetime) -> None:
+    """Note who approved, rejected or cancelled the run, and when."""
+    conn.execute(update(_R).where(_R.c.id == run_id).values(
+        decision=decision, decided_by=actor[:64], decided_at=now))
+
+
+def reject(conn: Connection, *, run_id: int, actor: str, now: datetime) -> dict[str, Any]:
+    """Drop a blocked run's staged deletes: they become ``skipped`` items saying who
+    rejected them, and the run ends with what it applied. Raises LookupError or
+    DecisionError (not blocked)."""
+    run = _locked(conn, run_id)
+    if run["status"] != RunStatus.BLOCKED.value:
+        raise DecisionError(f"run {run_id} is {run['status']}, not blocked")
+    # Staged items already count as skipped: the counters stay as they are.
+    conn.execute(update(_I).where(_I.c.run_id == run_id, _I.c.status == _STAGED).values(
+        status="skipped", error=f"not applied: rejected by {actor[:64]}"))
+    failed = conn.execute(select(_I.c.id).where(_I.c.run_id == run_id,
+                                                _I.c.status == "failed").limit(1)).first()
+    status = RunStatus.PARTIAL.value if failed else RunStatus.SUCCEEDED.value
+    conn.execute(update(_R).where(_R.c.id == run_id).values(
+        status=status, error=None, decision="rejected",
+        decided_by=actor[:64], decided_at=now, finished_at=now))
+    return {**run, "status": status}
+
+
+def cancel(conn: Connection, *, run_id: int, actor: str, now: datetime) -> None:
+    """Stop a queued or running run: it is failed at once, whatever its process does next
+    (``finish`` leaves a cancelled run alone, and its lease is gone). Raises LookupError or
+    DecisionError (not active)."""
+    run = _locked(conn, run_id)
+    if run["status"] not in ACTIVE:
+        raise DecisionError(f"run {run_id} is {run['status']}, not queued or running")
+    conn.execute(update(_R).where(_R.c.id == run_id).values(
+        status=RunStatus.FAILED.value, error=f"cancelled by {actor[:64]}", finished_at=now,
+        lease_owner=None, lease_until=None, decision="cancelled", decided_by=actor[:64],
+        decided_at=now))
+
+
+def _locked(conn: Connection, run_id: int) -> dict[str, Any]:
+    query = select(_R).where(_R.c.id == run_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise LookupError(f"no run {run_id}")
+    return dict(row)
 
 
 def sweep_stale(conn: Connection, *, now: datetime) -> list[int]:
@@ -111,22 +166,54 @@ def get(conn: Connection, run_id: int) -> dict[str, Any] | None:
 
 
 def items(conn: Connection, run_id: int, *, status: str | None = None,
-          kind: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
-    """The run's items in order; each given filter must match exactly."""
+          kind: str | None = None, action: str | None = None, key: str | None = None,
+          limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """The run's items in order; each given filter must match exactly; ``limit`` and
+    ``offset`` page through them."""
     query = select(_I).where(_I.c.run_id == run_id).order_by(_I.c.seq)
-    for column, value in ((_I.c.status, status), (_I.c.kind, kind), (_I.c.action, action)):
+    for column, value in ((_I.c.status, status), (_I.c.kind, kind), (_I.c.action, action),
+                          (_I.c.key, key)):
         if value is not None:
             query = query.where(column == value)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def touching(conn: Connection, *, kind: str, keys: Iterable[str], limit: int = 50
+             ) -> list[dict[str, Any]]:
+    """The newest runs with an item for one of ``keys`` of ``kind``: each run's fields
+    plus ``item`` (that object's item in it)."""
+    query = (select(_R, _I.c.action, _I.c.status.label("item_status"), _I.c.changes,
+                    _I.c.error.label("item_error"), _I.c.key)
+             .join(_I, _I.c.run_id == _R.c.id)
+             .where(_I.c.kind == kind, _I.c.key.in_(sorted(set(keys))))
+             .order_by(_R.c.id.desc(), _I.c.seq).limit(limit))
+    out = []
+    for row in conn.execute(query).mappings():
+        out.append({**as_json(dict(row)), "item": {
+            "kind": kind, "key": row["key"], "action": row["action"],
+            "status": row["item_status"], "changes": row["changes"],
+            "error": row["item_error"]}})
+    return out
+
+
+def last_finished(conn: Connection, *, direction: str, statuses: Sequence[str]
+                  ) -> dict[str, Any] | None:
+    """The newest run of ``direction`` that ended in one of ``statuses`` (not a dry run)."""
+    row = conn.execute(select(_R).where(
+        _R.c.direction == direction, _R.c.status.in_(list(statuses)),
+        _R.c.dry_run.is_(False)).order_by(_R.c.id.desc()).limit(1)).mappings().first()
+    return None if row is None else dict(row)
 
 
 def recent(conn: Connection, *, limit: int = 50, direction: str | None = None,
            status: str | None = None, mode: str | None = None, source: str | None = None,
-           before_id: int | None = None) -> list[dict[str, Any]]:
+           trigger: str | None = None, before_id: int | None = None) -> list[dict[str, Any]]:
     """Newest first; each given filter must match exactly; ``before_id`` pages backwards."""
     query = select(_R).order_by(_R.c.id.desc()).limit(limit)
     for column, value in ((_R.c.direction, direction), (_R.c.status, status),
-                          (_R.c.mode, mode), (_R.c.source, source)):
+                          (_R.c.mode, mode), (_R.c.source, source), (_R.c.trigger, trigger)):
         if value:
             query = query.where(column == value)
     if before_id is not None:
@@ -152,6 +239,9 @@ def as_json(run: dict[str, Any], run_items: Iterable[dict[str, Any]] | None = No
         "finished_at": _iso(run["finished_at"]), "error": run["error"],
         "notes": list(run["notes"] or []),
         "progress": {"done": run["progress_done"], "total": run["progress_total"]},
+        "decision": None if not run.get("decision") else {
+            "decision": run["decision"], "by": run["decided_by"],
+            "at": _iso(run["decided_at"])},
     }
     if run_items is not None:
         out["items"] = [{"kind": i["kind"], "key": i["key"], "action": i["action"],
