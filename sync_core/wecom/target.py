@@ -219,7 +219,7 @@ class WeComWriter:
             try:
                 await self.client.department_delete(int(body["id"]))
             except NotFoundError:
-                pass  # already gone
+                return  # already gone: what the delete wanted holds
             except PermanentError as exc:
                 if exc.code not in NOT_EMPTY:
                     raise
