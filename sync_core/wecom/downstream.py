@@ -12,7 +12,8 @@ customData ``wechatwork_department_id``); the organization root is WeCom's root.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -338,16 +339,18 @@ class DownstreamPlanner:
         source = {d.department_id: d for d in departments}
         return {key: _depth(key, source) for key in source}
 
-    def essence(self, kind: Kind, desired: Any, actual: Any,
-                binding: Binding) -> dict[str, Any] | None:
+    def essence(self, kind: Kind, desired: Any, actual: Any, binding: Binding
+                ) -> dict[str, Any] | Callable[[Operation], dict[str, Any] | None] | None:
         """What WeCom will show after the write, in ``wecom.essence`` form: the echo
-        check of the upstream direction compares a WeCom callback's state with it."""
+        check of the upstream direction compares a WeCom callback's state with it. For a
+        department, a function of the applied operation (``engine.run_log.written``)."""
         if desired is None:
             return None
         if kind is Kind.USER:
             want = canonical_source_user(desired, binding, self.policy.userid_source)
             return wecom_essence.user(_written_user(want, actual, self.policy))
-        return None
+        # The id (a create's) and the parent's id (resolved on the way) come with the write.
+        return functools.partial(_written_department, desired, actual)
 
     def source_essence(self, kind: Kind, record: Any) -> dict[str, Any] | None:
         if record is None:
@@ -369,6 +372,27 @@ def _written_user(want: User, actual: WeComUser | None, policy: DownstreamPolicy
     if "gender" not in policy.ignore and gender in ("male", "female"):
         values["gender"] = 1 if gender == "male" else 2
     return replace(base, **values)
+
+
+def department_essence(dept_id: Any, name: str | None, parent: Any) -> dict[str, Any]:
+    """A department as WeCom shows it (``wecom.essence``), from ids as text or numbers."""
+    return wecom_essence.department(WeComDepartment(
+        int(dept_id), name, None if parent is None else int(parent)))
+
+
+def _written_department(desired: AuthingDepartment, actual: WeComDepartment | None,
+                        op: Operation) -> dict[str, Any] | None:
+    """What WeCom shows once ``op`` (applied: its refs resolved, a created department's
+    id as its target) has run against ``actual``."""
+    if op.target is None:
+        return None
+    name = actual.name if actual is not None else rules.department_name(desired.name)
+    parent: Any = actual.parent_id if actual is not None else None
+    for request in op.requests:
+        if request.endpoint in ("department/create", "department/update"):
+            name = request.body.get("name", name)
+            parent = request.body.get("parentid", parent)
+    return department_essence(op.target, name, parent)
 
 
 def _wecom_depth(key: str, parents: Mapping[str, str]) -> int:
