@@ -113,3 +113,20 @@ def test_member_events_are_about_the_user() -> None:
     [entry] = parse_delivery({"eventName": "organization:member-added",
                               "data": {"node": {"id": "d1"}, "user": {"id": "u1"}}})
     assert (entry.entity_kind, entry.entity_key) == ("user", "u1")
+
+
+@pytest.mark.parametrize("direction, wakes", [("downstream", True), ("upstream", False)])
+def test_a_stored_webhook_wakes_the_worker(sqlite_url: str, direction: str,
+                                           wakes: bool) -> None:
+    """As a WeCom callback does: otherwise the event waits for the worker's next poll."""
+    from receiver.app import create_app
+    from simulators.server import BackgroundServer
+
+    app = create_app(_settings(sqlite_url, direction))
+    with BackgroundServer(app) as srv:
+        app.state.ctx.wake.clear()
+        response = httpx.post(f"{srv.url}/authing/webhook", headers={
+            "x-authing-webhook-secret": SECRET}, json={
+            "eventName": "user:updated", "data": {"user": {"id": "u-9"}, "updates": {}}})
+        assert response.status_code == 200 and response.json()["stored"] == 1
+        assert app.state.ctx.wake.is_set() is wakes
