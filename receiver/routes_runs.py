@@ -19,6 +19,7 @@ from sync_core.engine.run_log import STAGED
 from sync_core.store import runs
 from sync_core.store.models import RunStatus, utcnow
 
+from .actor import api_actor
 from .context import AppContext
 from .http import json_error
 from .params import choice, integer, path_id, query, text
@@ -146,7 +147,7 @@ async def _decided(request: Request, c: AppContext, decision: str) -> Response:
     run_id = path_id(request, "run")
     query(request, {})
     try:
-        status = await decide(request, c, run_id, decision, actor="api")
+        status = await decide(request, c, run_id, decision, actor=api_actor(request))
     except LookupError as exc:
         return json_error(404, str(exc).strip("'"))
     except (RequestError, runs.DecisionError) as exc:
