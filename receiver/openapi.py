@@ -106,6 +106,7 @@ PATHS: dict[str, dict[str, Any]] = {
                              params=[
         _q("status", _RUN_STATUS), _q("direction", _DIRECTION), _q("mode", _MODE),
         _q("source", _enum("api", "excel")), _q("trigger", {"type": "string"}),
+        _q("dry_run", _enum("true", "false")),
         _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
         _q("before", {"type": "integer"})])},
     "/ops/runs/{id}": {"get": _op("One run with its items", params=[

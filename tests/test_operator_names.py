@@ -166,3 +166,4 @@ def test_cli_by_is_recorded_and_a_bad_name_changes_nothing(tmp_path: Path) -> No
     cancelled = _run(["cancel", str(run_id), "--by", "王五", "--json"], env, tmp_path)
     assert cancelled.returncode == 0, cancelled.stderr
     assert json.loads(cancelled.stdout)["decision"]["by"] == "cli:王五"
+

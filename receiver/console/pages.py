@@ -180,16 +180,14 @@ async def home(request: Request) -> Response:
 @page
 async def runs_page(request: Request, c: AppContext, session: dict[str, Any]) -> Response:
     filters = query(request, _RUN_FILTERS)
-    dry = filters.pop("dry_run", None)
     before = filters.pop("before", None)
+    if (dry := filters.pop("dry_run", None)) is not None:
+        filters["dry_run"] = dry == "true"
 
     def select() -> list[dict[str, Any]]:
         with c.engine.connect() as conn:
             rows = runs.recent(conn, limit=PAGE + 1, before_id=before, **filters)
-        out = [runs.as_json(r) for r in rows]
-        if dry is not None:
-            out = [r for r in out if r["dry_run"] == (dry == "true")]
-        return out
+        return [runs.as_json(r) for r in rows]
 
     found = await run_in_threadpool(select)
     more = len(found) > PAGE
