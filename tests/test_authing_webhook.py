@@ -130,3 +130,24 @@ def test_a_stored_webhook_wakes_the_worker(sqlite_url: str, direction: str,
             "eventName": "user:updated", "data": {"user": {"id": "u-9"}, "updates": {}}})
         assert response.status_code == 200 and response.json()["stored"] == 1
         assert app.state.ctx.wake.is_set() is wakes
+
+
+@pytest.mark.parametrize("payloads, expected", [
+    ([{"eventName": "user:updated", "data": {"updates": {"externalId": "lisi"}}},
+      {"eventName": "user:udv-changed", "data": {"udv": {"key": "wechatwork_user_id",
+                                                         "value": "lisi"}}}],
+     [("externalId", "lisi"), ("wechatwork_user_id", "lisi")]),
+    ([{"eventName": "user:updated", "data": {"updates": {"externalId": "x", "name": "N"}}}],
+     None),  # another field as well: a real change
+    ([{"eventName": "user:updated", "data": {"updates": {}}}], None),  # says nothing
+    ([{"eventName": "user:updated", "data": {}}], None),
+    ([{"eventName": "organization:member-added", "data": {}}], None),
+    ([{"eventName": "user:updated", "data": {"updates": {"externalId": "lisi"}}},
+      {"eventName": "user:created", "data": {}}], None),  # folded with a real event
+])
+def test_write_back_changes_names_only_pure_write_back_updates(
+        payloads: list[dict[str, object]], expected: object) -> None:
+    from sync_core.authing.events import write_back_changes
+    from sync_core.directory.vocabulary import Kind
+
+    assert write_back_changes(Kind.USER, payloads) == expected
