@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from ..conftest import CallbackKeys
-from ..e2e_stack import running_stack
-from ..test_downstream_e2e import root, wecom_user, writes
+from ..e2e_stack import ORG, running_stack
+from ..test_downstream_e2e import authing_writes, root, wecom_user, writes
 
 
 @pytest.mark.parametrize("mobile", ["+852-61234567", "+86-13800000001"])
@@ -40,3 +40,25 @@ def test_an_authing_phone_with_a_country_code_reaches_wecom_with_it(
         member = wecom_user(s, "hk")
         assert member is not None
         assert "852" in member["mobile"], member["mobile"]
+
+
+def test_an_authing_membership_change_called_back_writes_nothing_to_authing(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """Issue 10 §6: "An Authing change → WeCom write causes 0 Authing writes, even when a
+    callback comes back". A second department added in Authing comes back from WeCom and
+    upstream rewrites customData ``wechatwork_department_ids`` ("2" → "2,3")."""
+    with running_stack(sqlite_url, keys, direction="both") as s:
+        s.wecom.switches.callback_api_writes = True  # another app sees our writes
+        a = s.authing.admin
+        sales = a.create_department(ORG, "销售部", root(s))["departmentId"]
+        market = a.create_department(ORG, "市场部", root(s))["departmentId"]
+        user = a.create_user(username="ww", name="王五", email="ww@example.com")
+        a.set_user_departments(user["userId"], [{"departmentId": sales}])
+        s.settle()
+        before = authing_writes(s)
+        a.set_user_departments(user["userId"], [{"departmentId": market},
+                                                {"departmentId": sales,
+                                                 "isMainDepartment": True}])
+        s.settle()
+        assert len(wecom_user(s, "ww")["department"]) == 2  # type: ignore[index]
+        assert authing_writes(s) == before, s.authing.stats

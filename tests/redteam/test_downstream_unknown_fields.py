@@ -71,3 +71,19 @@ def test_a_name_change_event_is_applied_when_wecom_refuses_reads(
         a.update_user(user["userId"], name="读受限二")
         s.settle()
         assert wecom_user(s, "rr")["name"] == "读受限二"  # type: ignore[index]
+
+
+def test_a_gender_set_in_authing_reaches_a_wecom_member_whose_gender_is_unset(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """WeCom's gender "0" (未定义) is read as unknown, so Authing's later "M" is never
+    written (0 WeCom writes), though gender is a field downstream writes (README ignore
+    list: name, mobile, email, gender, department, enable)."""
+    with running_stack(sqlite_url, keys, direction="downstream") as s:
+        a = s.authing.admin
+        user = a.create_user(username="gd", name="性别", email="gd@example.com")
+        a.set_user_departments(user["userId"], [{"departmentId": root(s)}])
+        s.settle()
+        assert wecom_user(s, "gd")["gender"] == "0"  # type: ignore[index]
+        a.update_user(user["userId"], gender="M")
+        s.settle()
+        assert wecom_user(s, "gd")["gender"] == "1"  # type: ignore[index]
