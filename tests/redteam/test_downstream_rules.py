@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..conftest import CallbackKeys
 from ..e2e_stack import ORG, running_stack
 from ..test_downstream_e2e import dead_reasons, root, wecom_departments
+from ..test_downstream_reconcile_e2e import down
 
 
 def test_a_sixteenth_level_department_fails_without_a_wecom_call(
@@ -70,3 +71,28 @@ def test_a_taken_department_name_is_not_retried_against_wecom(
         assert "研发部" in dead_reasons(s)
         assert s.wecom.faults.stats.writes["department/create"] == 1, \
             dict(s.wecom.faults.stats.writes)
+
+
+def test_two_authing_users_whose_userids_differ_in_case_do_not_share_a_member(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """WeCom's userid uniqueness "忽略大小写" (reference §3.3): ``bob`` and ``BOB`` are one
+    member. The second Authing user silently overwrites the first one's member (name,
+    email), and every reconcile rewrites it (never a no-op). Issue 10 §4: a uniqueness
+    clash is a per-item error naming the field and the other holder."""
+    with running_stack(sqlite_url, keys, direction="downstream") as s:
+        a = s.authing.admin
+        first = a.create_user(username="bob1", externalId="bob", name="甲",
+                              email="bob1@example.com")
+        a.set_user_departments(first["userId"], [{"departmentId": root(s)}])
+        s.settle()
+        second = a.create_user(username="bob2", externalId="BOB", name="乙",
+                               email="bob2@example.com")
+        a.set_user_departments(second["userId"], [{"departmentId": root(s)}])
+        s.settle()
+        member = s.wecom.state.users.find("bob").view(withhold_sensitive=False)
+        assert (member["name"], member["email"]) == ("甲", "bob1@example.com"), member
+        assert "userid" in dead_reasons(s), dead_reasons(s)
+        updates = s.wecom.faults.stats.writes["user/update"]
+        run = down(s)
+        assert run["status"] in ("partial", "succeeded", "failed")
+        assert s.wecom.faults.stats.writes["user/update"] == updates, run["counters"]
