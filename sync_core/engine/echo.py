@@ -28,8 +28,12 @@ def opposite(direction: Direction) -> Direction:
 def written_by_opposite(conn: Connection, direction: Direction,
                         entities: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """For (kind, key) entities of ``direction``'s source, the essence digests the opposite
-    direction's last writes left on them (only those that have one)."""
-    return links.digests_by_target(conn, direction=opposite(direction), entities=entities)
+    direction's last writes left on them (only those that have one), unless ``direction``
+    itself wrote for the entity since: the state the opposite wrote was then replaced by
+    a change from this side, and the same state seen again is a real change back (a
+    member moved to B, to C through upstream, then to B again), never an echo."""
+    return links.digests_by_target(conn, direction=opposite(direction), entities=entities,
+                                   superseded_by=direction)
 
 
 def is_echo(essence: Any, written: str | None) -> bool:

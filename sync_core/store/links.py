@@ -65,27 +65,44 @@ def by_target(conn: Connection, *, direction: str, kind: str, target_id: str) ->
 
 
 def digests_by_target(conn: Connection, *, direction: str,
-                      entities: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+                      entities: Iterable[tuple[str, str]],
+                      superseded_by: str | None = None) -> dict[tuple[str, str], str]:
     """(kind, target id) → essence digest, for the given entities that have one: one
-    statement for any number of entities (the worker's claim)."""
+    statement for any number of entities (the worker's claim). ``superseded_by``: a direction
+    whose own later write to the same entity (its source key) makes the digest stale: a
+    state written before that is history, not the state the entity should echo."""
     wanted = set(entities)
     if not wanted:
         return {}
-    rows = conn.execute(_by_targets(), {
-        "direction": direction, "kinds": sorted({kind for kind, _ in wanted}),
-        "targets": sorted({key for _, key in wanted})})
-    return {(kind, target): digest for kind, target, digest in rows
-            if (kind, target) in wanted}
+    params = {"kinds": sorted({kind for kind, _ in wanted}),
+              "keys": sorted({key for _, key in wanted})}
+    rows = conn.execute(_by_targets(), {"direction": direction, **params})
+    found = {(kind, target): (digest, at) for kind, target, digest, at in rows
+             if (kind, target) in wanted}
+    if superseded_by is not None and found:
+        own = {(kind, key): at for kind, key, at in conn.execute(
+            _by_sources(), {"direction": superseded_by, **params})}
+        found = {entity: (digest, at) for entity, (digest, at) in found.items()
+                 if entity not in own or _aware(own[entity]) <= _aware(at)}
+    return {entity: digest for entity, (digest, _) in found.items()}
 
 
 @functools.cache
 def _by_targets() -> Any:
     """Built once; the lists are expanding parameters, so one cached compilation."""
-    return select(_T.c.kind, _T.c.target_id, _T.c.essence_hash).where(
+    return select(_T.c.kind, _T.c.target_id, _T.c.essence_hash, _T.c.updated_at).where(
         _T.c.direction == bindparam("direction"),
         _T.c.kind.in_(bindparam("kinds", expanding=True)),
-        _T.c.target_id.in_(bindparam("targets", expanding=True)),
+        _T.c.target_id.in_(bindparam("keys", expanding=True)),
         _T.c.essence_hash.is_not(None))
+
+
+@functools.cache
+def _by_sources() -> Any:
+    return select(_T.c.kind, _T.c.source_key, _T.c.updated_at).where(
+        _T.c.direction == bindparam("direction"),
+        _T.c.kind.in_(bindparam("kinds", expanding=True)),
+        _T.c.source_key.in_(bindparam("keys", expanding=True)))
 
 
 def last_wrote(conn: Connection, *, direction: str, kind: str, target_id: str,
@@ -115,5 +132,9 @@ def involving(conn: Connection, *, kind: str, key: str) -> list[dict[str, Any]]:
              "updated_at": _iso(r["updated_at"])} for r in rows.mappings()]
 
 
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _iso(value: datetime) -> str:
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return _aware(value).isoformat()

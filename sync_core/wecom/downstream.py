@@ -40,6 +40,8 @@ _CANONICAL_TO_WECOM = {"male": "1", "female": "2", "unknown": "0"}
 _WECOM_TO_CANONICAL = {1: "male", 2: "female"}
 ENABLED_STATUSES = frozenset({"Activated"})
 WECOM_DISABLED = 2  # status: 已禁用
+WECOM_NOT_ACTIVATED = 4  # status of a member just created (未激活)
+GONE_STATUSES = frozenset({"Resigned"})  # 离职: the person left (reference §2, resign-user)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,14 +186,30 @@ class DownstreamPlanner:
                    key: str) -> tuple[Operation, ...]:
         """``ids`` and ``policy`` come from the caller, built once per plan: a reconcile
         plans 10^5 users against the same ones (copying ``ids`` per user was most of it)."""
+        if desired is not None and desired.status in GONE_STATUSES:
+            # Resigned in Authing (離職: memberships removed, account disabled) is the
+            # person leaving: the delete policy applies, as for a deleted user.
+            desired = None
         want = canonical_source_user(desired, binding, self.policy.userid_source) \
             if desired is not None else None
         have = canonical_target_user(actual, key) if actual is not None else None
         problems: list[str] = []
+        if want is not None and want.enabled is False:
+            if have is None:
+                # Nothing in WeCom to disable. In ``both`` this is also the remains of a
+                # member deleted in WeCom (upstream suspended the account): re-creating
+                # it would undo that deletion.
+                return (Operation(Kind.USER, key, Action.SKIP, want.target_id,
+                                  reason="disabled in Authing and not in WeCom: not created",
+                                  cause=Cause.POLICY),)
+            if not want.departments:
+                want = replace(want, departments=None)  # disabled: its departments stay
         if want is not None:
             problems = rules.user_problems(want.target_id, want.fields.get("name"),
                                            want.departments or ())
-            if problems == [rules.NO_DEPARTMENT]:
+            if want.enabled is False:
+                problems = [p for p in problems if p != rules.NO_DEPARTMENT]
+            elif problems == [rules.NO_DEPARTMENT]:
                 # Authing adds a new user to departments after creating it: retried (and
                 # dead, with this reason, if it never gets one).
                 return (Operation(Kind.USER, key, Action.SKIP, want.target_id,
@@ -340,15 +358,18 @@ class DownstreamPlanner:
         return {key: _depth(key, source) for key in source}
 
     def essence(self, kind: Kind, desired: Any, actual: Any, binding: Binding
-                ) -> dict[str, Any] | Callable[[Operation], dict[str, Any] | None] | None:
+                ) -> Callable[[Operation], dict[str, Any] | None] | None:
         """What WeCom will show after the write, in ``wecom.essence`` form: the echo
-        check of the upstream direction compares a WeCom callback's state with it. For a
-        department, a function of the applied operation (``engine.run_log.written``)."""
+        check of the upstream direction compares a WeCom callback's state with it. A
+        function of the applied operation (``engine.run_log.written``): every field the
+        write sent (departments and ids as resolved on the way, ``enable`` as the status)
+        replaces the one read before it, so the digest is never that of a stale state. A
+        member disabled for a deleted Authing user has an essence too (its callback is
+        our own write coming back); a removed one has none."""
+        if kind is Kind.USER:
+            return functools.partial(_written_user, actual)
         if desired is None:
             return None
-        if kind is Kind.USER:
-            want = canonical_source_user(desired, binding, self.policy.userid_source)
-            return wecom_essence.user(_written_user(want, actual, self.policy))
         # The id (a create's) and the parent's id (resolved on the way) come with the write.
         return functools.partial(_written_department, desired, actual)
 
@@ -360,18 +381,33 @@ class DownstreamPlanner:
         return authing_essence.read_department(record, self.binding)
 
 
-def _written_user(want: User, actual: WeComUser | None, policy: DownstreamPolicy) -> WeComUser:
-    base = actual or WeComUser(userid=want.target_id or want.key)
-    if actual is not None and not policy.update:
-        return actual
-    values: dict[str, Any] = {}
-    for name in ("name", "mobile", "email"):
-        if name not in policy.ignore and want.fields.get(name) is not None:
-            values[name] = want.fields[name]
-    gender = want.fields.get("gender")
-    if "gender" not in policy.ignore and gender in ("male", "female"):
-        values["gender"] = 1 if gender == "male" else 2
-    return replace(base, **values)
+def _written_user(actual: WeComUser | None, op: Operation) -> dict[str, Any] | None:
+    """What WeCom shows once ``op`` (applied: its departments resolved, a created
+    member's userid as its target) has run against ``actual``. A value WeCom decides
+    itself and we cannot know (the status a re-enabled member returns to) is left
+    unknown: its echo is then missed, which costs reads, never a write."""
+    if op.target is None or op.action is Action.DELETE:
+        return None
+    record = actual or WeComUser(userid=str(op.target), status=WECOM_NOT_ACTIVATED)
+    for request in op.requests:
+        if request.endpoint not in ("user/create", "user/update"):
+            continue
+        body = request.body
+        values: dict[str, Any] = {k: body[k] for k in ("name", "mobile", "email", "position")
+                                  if k in body}
+        if "gender" in body:
+            values["gender"] = int(body["gender"]) or None  # 0: undefined, read as unknown
+        if "department" in body:
+            departments = tuple(int(d) for d in body["department"])
+            main = record.main_department
+            values["department"] = departments
+            values["main_department"] = main if main in departments else (
+                departments[0] if departments else None)
+        if "enable" in body:
+            values["status"] = WECOM_DISABLED if not int(body["enable"]) else (
+                None if record.status in (None, WECOM_DISABLED) else record.status)
+        record = replace(record, **values)
+    return wecom_essence.user(record)
 
 
 def department_essence(dept_id: Any, name: str | None, parent: Any) -> dict[str, Any]:
