@@ -24,6 +24,7 @@ from sync_core.engine.ports import Ports, SourceSnapshot
 from sync_core.engine.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
 from sync_core.engine.reconcilers import Reconcilers
 from sync_core.engine.scheduler import Scheduler
+from sync_core.engine.sync_now import SyncNow
 from sync_core.engine.worker import Worker
 from sync_core.excel.snapshot import read_excel
 from sync_core.metrics import Metrics
@@ -160,14 +161,23 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
     if settings.direction is not DirectionSetting.DOWNSTREAM:
         directions[EventSource.WECOM.value] = sync
     downstream: EntitySync | None = None
+    resolve = None
     if settings.direction in (DirectionSetting.DOWNSTREAM, DirectionSetting.BOTH):
         # An echo of an upstream write is planned against WeCom all the same: it writes
         # nothing when WeCom agrees, and repairs a crossing write when it does not.
-        downstream = EntitySync(downstream_ports(settings, remotes, engine), trust_echoes=False)
+        down_ports = downstream_ports(settings, remotes, engine)
+        downstream = EntitySync(down_ports, trust_echoes=False)
+        assert isinstance(down_ports.target, WeComTarget)
+        resolve = down_ports.target.source_key
         directions[EventSource.AUTHING.value] = downstream
         by_direction[Direction.DOWNSTREAM.value] = Reconciler(settings, engine, downstream)
     reconcilers = Reconcilers(engine, by_direction)
+    # An operator's sync-now (an ops event about a WeCom key) runs in every direction
+    # that runs here, upstream first (engine.sync_now).
+    sync_now = SyncNow(
+        sync if settings.direction is not DirectionSetting.DOWNSTREAM else None, downstream,
+        resolve)
     worker = Worker(settings, engine, directions, metrics, wake=wake,
-                    on_batch_job=on_batch_job)
+                    on_batch_job=on_batch_job, sync_now=sync_now)
     scheduler = Scheduler(settings, engine, scheduled)
     return SyncRuntime(remotes, sync, worker, reconcilers, scheduler, downstream)

@@ -143,7 +143,7 @@ def test_operator_day_in_the_console(sqlite_url: str, keys: CallbackKeys,
         text = page.inner_text("main")
         assert "Events received" in text and f"#{event['id']}" in text and "upstream" in text
         shot(page, "08-object")
-        page.get_by_role("button", name="Sync now from WeCom").click()
+        page.get_by_role("button", name="Sync now").click()
         page.wait_for_url("**/ops/console/events/*")
         page.wait_for_selector("h1 .status.done", timeout=WAIT)
         assert "Result:" in page.inner_text("main")

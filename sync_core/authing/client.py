@@ -180,10 +180,11 @@ class AuthingClient(TokenAuthClient):
 
     # -- users ---------------------------------------------------------------------------
 
-    async def get_user(self, *, external_id: str | None = None,
-                       user_id: str | None = None) -> dict[str, Any] | None:
-        """The user with custom data and department ids, or None when absent."""
-        ident, id_type = _one_of(user_id=user_id, external_id=external_id)
+    async def get_user(self, *, external_id: str | None = None, user_id: str | None = None,
+                       username: str | None = None) -> dict[str, Any] | None:
+        """The user with custom data and department ids, or None when absent. One selector:
+        its ``userIdType`` (reference/authing-api.md §2.1)."""
+        ident, id_type = _one_of(user_id=user_id, external_id=external_id, username=username)
         user: dict[str, Any] | None = await self._get_or_none(
             "get-user", userId=ident, userIdType=id_type, withCustomData=True,
             withDepartmentIds=True)

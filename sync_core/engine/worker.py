@@ -36,6 +36,7 @@ from sync_core import logs
 from sync_core.directory.vocabulary import SYNCED_KINDS, Direction, Kind
 from sync_core.engine.echo import written_by_opposite
 from sync_core.engine.entity_sync import EntityResult, EntitySync
+from sync_core.engine.sync_now import SyncNow
 from sync_core.errors import (
     ConflictError,
     PermanentError,
@@ -50,7 +51,7 @@ from sync_core.settings import Settings
 from sync_core.store import links, queue
 from sync_core.store.db import describe
 from sync_core.store.links import LinkRow
-from sync_core.store.models import utcnow
+from sync_core.store.models import EventSource, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ class Verdict:
     transient: bool = False  # a retry caused only by transient failures (time budget)
     waiting: bool = False  # for a dependency not known to be gone: no budget at all
     direction: Direction | None = None  # of the links
+    # The verdicts of the other directions of one event (an operator's sync-now), whose
+    # links are recorded with this one's.
+    others: tuple[Verdict, ...] = ()
 
 
 class Worker:
@@ -83,7 +87,9 @@ class Worker:
                  wake: asyncio.Event | None = None,
                  owner: str | None = None, clock: Callable[[], datetime] = utcnow,
                  on_batch_job: Callable[[dict[str, Any]], Awaitable[str]] | None = None,
-                 ) -> None:
+                 sync_now: SyncNow | None = None) -> None:
+        """``sync_now``: how an operator's event about one object is applied (every
+        running direction); without it, by the direction ``directions`` maps ops to."""
         self.settings = settings
         self.engine = engine
         # Inbox event source → the direction that applies its events.
@@ -93,6 +99,7 @@ class Worker:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._clock = clock
         self._on_batch_job = on_batch_job
+        self._sync_now = sync_now
         self._in_flight: dict[asyncio.Task[None], queue.Claim] = {}
         self._finished: list[tuple[queue.Claim, Verdict]] = []  # applied, not yet settled
         # (source, kind, key) → what the opposite direction last wrote there, read with
@@ -211,6 +218,7 @@ class Worker:
     # -- one entity ---------------------------------------------------------------------
 
     async def _process(self, claim: queue.Claim) -> None:
+        queue.HELD.set(claim.ids)  # this task's own events are not "open" to its checks
         try:
             verdict = await self._decide(claim)
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the event
@@ -249,7 +257,12 @@ class Worker:
 
     async def _decide(self, claim: queue.Claim) -> Verdict:
         payloads = [e.payload for e in claim.events]
+        direction = self.directions[claim.source].ports.direction \
+            if claim.source in self.directions else None
         try:
+            if self._sync_now is not None and claim.source == EventSource.OPS \
+                    and claim.entity_kind in SYNCED_KINDS:
+                return await self._run_sync_now(self._sync_now, claim, payloads)
             result = await self._dispatch(claim, payloads)
         except TransientError as exc:
             return Verdict(Settle.RETRY, _reason(exc), exc.retry_after, transient=True)
@@ -259,9 +272,15 @@ class Worker:
             return Verdict(Settle.RETRY, _reason(exc), 60.0)
         except PermanentError as exc:
             return Verdict(Settle.DEAD, _reason(exc))
-        if isinstance(result, str):
-            return Verdict(Settle.DONE, result)
-        return replace(judge(result), direction=self.directions[claim.source].ports.direction)
+        return _verdict(result, direction)
+
+    async def _run_sync_now(self, sync_now: SyncNow, claim: queue.Claim,
+                            payloads: list[dict[str, Any]]) -> Verdict:
+        kind = Kind(claim.entity_kind)
+        echo_of = self._echoes.pop((claim.source, kind, claim.entity_key), None)
+        async with self._identities.hold({claim.entity_key}):
+            steps = await sync_now.run(kind, claim.entity_key, payloads, echo_of=echo_of)
+        return combine([_verdict(step.result, step.direction) for step in steps])
 
     async def _dispatch(self, claim: queue.Claim,
                         payloads: list[dict[str, Any]]) -> EntityResult | str:
@@ -341,8 +360,9 @@ class Worker:
 
     def _settle(self, conn: Connection, claim: queue.Claim, verdict: Verdict,
                 now: datetime) -> None:
-        if verdict.links and verdict.direction is not None:  # whatever the verdict
-            links.record(conn, direction=verdict.direction, rows=verdict.links, now=now)
+        for part in (verdict, *verdict.others):  # whatever the verdict
+            if part.links and part.direction is not None:
+                links.record(conn, direction=part.direction, rows=part.links, now=now)
         if verdict.status is Settle.DONE:
             queue.complete(conn, owner=self.owner, ids=claim.ids, now=now,
                            outcome=verdict.text)
@@ -403,6 +423,24 @@ def judge(result: EntityResult) -> Verdict:
     if result.blocked:
         return Verdict(Settle.RETRY, summary, links=written)
     return Verdict(Settle.DONE, summary, links=written)
+
+
+_SEVERITY = {Settle.DONE: 0, Settle.RETRY: 1, Settle.DEAD: 2}
+
+
+def _verdict(result: EntityResult | str, direction: Direction | None) -> Verdict:
+    if isinstance(result, str):
+        return Verdict(Settle.DONE, result, direction=direction)
+    return replace(judge(result), direction=direction)
+
+
+def combine(verdicts: list[Verdict]) -> Verdict:
+    """One verdict for the directions one event was applied in, in order: the worst
+    status settles the event, its text says what each direction did, and every
+    direction's writes are recorded."""
+    worst = max(verdicts, key=lambda v: _SEVERITY[v.status])
+    text = "; ".join(f"{v.direction}: {v.text}" for v in verdicts)
+    return replace(worst, text=text, others=tuple(v for v in verdicts if v is not worst))
 
 
 def _ids(claim: queue.Claim) -> int | str:

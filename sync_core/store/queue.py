@@ -16,6 +16,7 @@ Functions take a connection and never commit; the caller owns the transaction.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -227,8 +228,17 @@ def replay(conn: Connection, *, event_id: int, now: datetime, actor: str = "ops"
 
 def has_open(conn: Connection, *, sources: tuple[str, ...], kind: str, key: str) -> bool:
     """Whether ``sources`` hold an open event (pending, claimed or due to retry) about
-    entity (``kind``, ``key``): one indexed probe."""
-    row = conn.execute(select(_T.c.id).where(
+    entity (``kind``, ``key``), other than the events being applied in this context
+    (``HELD``: an operator's sync-now runs both directions under one event): one indexed
+    probe."""
+    stmt = select(_T.c.id).where(
         _T.c.source.in_(sources), _T.c.entity_kind == kind, _T.c.entity_key == key,
-        _T.c.status.in_(_OPEN)).limit(1)).first()
-    return row is not None
+        _T.c.status.in_(_OPEN))
+    if held := HELD.get():
+        stmt = stmt.where(_T.c.id.not_in(held))
+    return conn.execute(stmt.limit(1)).first() is not None
+
+
+# The ids of the events the current task applies (set by the worker per claim).
+HELD: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar("held_events",
+                                                                        default=())

@@ -77,6 +77,19 @@ class LinkIds:
         """The Authing entity downstream linked to WeCom id ``wecom_id``, if any."""
         return await asyncio.to_thread(self._authing_id, kind, wecom_id)
 
+    def _linked(self, kind: Kind, wecom_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = links.by_target(conn, direction=Direction.DOWNSTREAM, kind=kind,
+                                  target_id=wecom_id)
+            if row is not None:
+                return row.source_key
+            row = links.by_source(conn, direction=Direction.UPSTREAM, kind=kind, key=wecom_id)
+            return row.target_id if row is not None else None
+
+    async def linked(self, kind: Kind, wecom_id: str) -> str | None:
+        """The Authing entity either direction linked to WeCom id ``wecom_id``."""
+        return await asyncio.to_thread(self._linked, kind, wecom_id)
+
     def _record(self, row: LinkRow) -> None:
         with self.engine.begin() as conn:
             links.record(conn, direction=Direction.DOWNSTREAM, rows=[row], now=utcnow())
@@ -175,6 +188,25 @@ class WeComTarget:
 
     def forget(self) -> None:
         """Nothing to drop after a run: every read here goes to WeCom or the link table."""
+
+    async def source_key(self, kind: Kind, wecom_id: str) -> str | None:
+        """The Authing id of the entity WeCom knows as ``wecom_id`` (an operator's
+        sync-now names WeCom's key): the link table, else the Authing record that holds
+        it (a user's externalId, then the configured userid rule when it is the username;
+        a department's openDepartmentId), else None."""
+        linked = await self.ids.linked(kind, wecom_id)
+        if linked is not None:
+            return linked
+        if kind is Kind.DEPARTMENT:
+            dto = await self.authing.get_department(open_department_id=wecom_id)
+            return AuthingDepartment.from_dto(dto).department_id if dto else None
+        dto = await self.authing.get_user(external_id=wecom_id)
+        if dto is None and self.userid_source == "username":
+            dto = await self.authing.get_user(username=wecom_id)
+            # Someone else's userid already: that account is not this member's.
+            if dto is not None and AuthingUser.from_dto(dto).external_id not in (None, wecom_id):
+                dto = None
+        return AuthingUser.from_dto(dto).user_id if dto else None
 
     async def write_back_echo(self, kind: Kind, key: str, hints: Hints) -> bool:
         """Authing's webhooks about the ids this direction wrote back (externalId and
