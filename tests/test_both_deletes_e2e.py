@@ -1,0 +1,143 @@
+"""Deletions in ``both``, end to end (issue 10 §4, §6): a deletion one side made and the
+other direction applied comes back as webhooks or callbacks and must not be undone (no
+re-create, no write back) nor dead-letter, under every delete policy; and Authing's own
+"resigned" follows the delete policy downstream."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import CallbackKeys
+from .e2e_stack import ORG, running_stack
+from .test_downstream_e2e import (
+    authing_writes,
+    dead_reasons,
+    root,
+    wecom_departments,
+    wecom_id,
+    wecom_user,
+    writes,
+)
+
+POLICIES = ["suspend", "resign", "delete", "ignore"]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_member_deleted_in_wecom_is_not_recreated_nor_dead_lettered(
+        db_url: str, keys: CallbackKeys, policy: str) -> None:
+    with running_stack(db_url, keys, direction="both", user_delete_policy=policy) as s:
+        s.wecom.admin.create_department("研发部", 1, id=2)
+        s.wecom.admin.create_user("leaver", "离职者", department=(2,), mobile="13800000016",
+                                  email="leaver@example.com")
+        s.settle()
+        before = writes(s)
+        s.wecom.admin.delete_user("leaver")
+        s.settle(60)
+        kept = s.user("leaver")
+        assert (kept is None) == (policy == "delete"), kept
+        if policy in ("suspend", "resign"):
+            assert kept is not None and kept["status"] != "Activated", kept
+        assert wecom_user(s, "leaver") is None, "re-created in WeCom"
+        assert writes(s) == before, dict(s.wecom.faults.stats.writes)
+        assert not dead_reasons(s), dead_reasons(s)
+        # A later change of the suspended account in Authing does not bring it back.
+        if kept is not None and policy != "ignore":
+            s.authing.admin.update_user(kept["userId"], name="离职者（已离开）")
+            s.settle(60)
+            assert wecom_user(s, "leaver") is None and writes(s) == before
+            assert not dead_reasons(s), dead_reasons(s)
+
+
+def test_a_department_deleted_in_wecom_is_not_recreated(db_url: str,
+                                                        keys: CallbackKeys) -> None:
+    with running_stack(db_url, keys, direction="both") as s:
+        s.wecom.admin.create_department("临时组", 1, id=7)
+        s.wecom.admin.create_department("子组", 7, id=8)
+        s.settle()
+        assert {"7", "8"} <= set(s.departments())
+        before = writes(s)
+        s.wecom.admin.delete_department(8)
+        s.wecom.admin.delete_department(7)
+        s.settle(60)
+        assert not {"7", "8"} & set(s.departments()), "removed from Authing"
+        assert wecom_departments(s) == {}, "re-created in WeCom"
+        assert writes(s) == before, dict(s.wecom.faults.stats.writes)
+        assert not dead_reasons(s), dead_reasons(s)
+
+
+@pytest.mark.parametrize("policy, status", [("delete", None), ("suspend", 2), ("resign", 2)])
+def test_an_authing_deletion_applied_downstream_is_not_undone_upstream(
+        sqlite_url: str, keys: CallbackKeys, policy: str, status: int | None) -> None:
+    with running_stack(sqlite_url, keys, direction="both", user_delete_policy=policy) as s:
+        s.wecom.switches.callback_api_writes = True  # our WeCom writes are called back
+        a = s.authing.admin
+        dept = a.create_department(ORG, "销售部", root(s))["departmentId"]
+        user = a.create_user(username="gone", name="将离开", email="gone@example.com")
+        a.set_user_departments(user["userId"], [{"departmentId": dept}])
+        s.settle()
+        assert wecom_user(s, "gone") is not None
+        a.delete_user(user["userId"])
+        s.settle(60)
+        before = authing_writes(s)
+        member = wecom_user(s, "gone")
+        assert (member and member["status"]) == status or (member is None and status is None)
+        assert s.user("gone") is None, "re-created in Authing from WeCom's disabled member"
+        s.settle()
+        assert authing_writes(s) == before
+        assert not dead_reasons(s), dead_reasons(s)
+
+
+def test_an_authing_department_deletion_is_not_undone_upstream(sqlite_url: str,
+                                                               keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys, direction="both") as s:
+        s.wecom.switches.callback_api_writes = True
+        a = s.authing.admin
+        dept = a.create_department(ORG, "短期项目", root(s))["departmentId"]
+        s.settle()
+        dept_id = wecom_id(s, dept)
+        a.delete_department(ORG, dept)
+        s.settle(60)
+        assert dept_id not in wecom_departments(s)
+        assert str(dept_id) not in s.departments(), "re-created in Authing"
+        assert not dead_reasons(s), dead_reasons(s)
+
+
+@pytest.mark.parametrize("policy, status", [
+    ("resign", 2), ("suspend", 2), ("delete", None), ("ignore", 4)])  # 4: left as created
+def test_an_authing_resignation_follows_the_delete_policy_downstream(
+        sqlite_url: str, keys: CallbackKeys, policy: str, status: int | None) -> None:
+    """resign-user removes the memberships and disables the account: the person left. It
+    used to dead-letter ("needs at least one department")."""
+    with running_stack(sqlite_url, keys, direction="downstream",
+                       user_delete_policy=policy) as s:
+        a = s.authing.admin
+        user = a.create_user(username="quitter", name="辞职者", email="q@example.com")
+        a.set_user_departments(user["userId"], [{"departmentId": root(s)}])
+        s.settle()
+        assert wecom_user(s, "quitter") is not None
+        a.resign_user(user["userId"])
+        s.settle(60)
+        member = wecom_user(s, "quitter")
+        assert (member and member["status"]) == status or (member is None and status is None)
+        assert not dead_reasons(s), dead_reasons(s)
+
+
+def test_a_suspended_authing_user_is_disabled_in_wecom_and_never_created(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys, direction="downstream") as s:
+        a = s.authing.admin
+        user = a.create_user(username="paused", name="暂停", email="p@example.com")
+        a.set_user_departments(user["userId"], [{"departmentId": root(s)}])
+        never = a.create_user(username="never", name="从未", email="n@example.com",
+                              status="Suspended")
+        a.set_user_departments(never["userId"], [{"departmentId": root(s)}])
+        s.settle()
+        assert wecom_user(s, "never") is None, "a disabled account is not created"
+        a.update_user(user["userId"], status="Suspended")
+        s.settle()
+        assert wecom_user(s, "paused")["status"] == 2  # type: ignore[index]
+        a.set_user_departments(user["userId"], [])  # a disabled account without departments
+        s.settle()
+        member = wecom_user(s, "paused")
+        assert member is not None and member["status"] == 2 and member["department"]
+        assert not dead_reasons(s), dead_reasons(s)
