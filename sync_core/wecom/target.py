@@ -286,11 +286,13 @@ class WeComWriter:
             except PermanentError as exc:
                 if exc.code not in NOT_EMPTY:
                     raise
-                # Deleted once empty: its members and children go first (their own events).
-                raise TransientError(f"WeCom department {body['id']} is not empty yet: "
-                                     f"{exc.message}", retry_after=30.0, maybe_applied=False,
-                                     code=exc.code, remote="wecom",
-                                     endpoint="department/delete") from exc
+                # Deleted once empty: its members and children go first (their own events,
+                # or earlier phases of the same run). A conflict, not an outage: the event
+                # is retried within its attempts; a run reports it and goes on, rather than
+                # waiting its outage window for members it does not manage.
+                raise ConflictError(f"WeCom department {body['id']} is not empty yet: "
+                                    f"{exc.message}", code=exc.code, remote="wecom",
+                                    endpoint="department/delete") from exc
         elif endpoint == "user/create":
             source = str(body.pop(SOURCE_KEY))
             await self.client.user_create(_ints(body))
