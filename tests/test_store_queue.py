@@ -172,3 +172,26 @@ def test_transient_failures_spend_time_not_attempts(engine) -> None:  # type: ig
 def _naive(value):  # type: ignore[no-untyped-def]
     """SQLite hands back naive UTC datetimes, PostgreSQL aware ones."""
     return value.replace(tzinfo=None)
+
+
+def test_the_events_being_applied_are_not_open_to_their_own_checks(engine) -> None:  # type: ignore[no-untyped-def]
+    """A sync-now applies both directions under one ops event: the downstream step's
+    "is upstream still busy with this entity?" must not wait for that very event."""
+    import contextvars
+
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("1", "a", source="ops")])
+    [claim] = _claim(engine)
+
+    def busy() -> bool:
+        with engine.connect() as conn:
+            return queue.has_open(conn, sources=("wecom", "ops"), kind="user", key="a")
+
+    def held() -> bool:
+        queue.HELD.set(claim.ids)
+        return busy()
+
+    assert busy() and not contextvars.copy_context().run(held)
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("2", "a")])  # a WeCom change arrives meanwhile
+    assert contextvars.copy_context().run(held)

@@ -181,3 +181,43 @@ async def test_the_worker_reads_what_the_opposite_direction_wrote_with_the_claim
     verdicts = {c.entity_key: await worker._decide(c) for c in claims}
     assert "echo of our own write" in verdicts["ann"].text and "ann" not in d.target.users
     assert verdicts["bob"].status is Settle.DONE and "bob" in d.target.users
+
+
+async def test_sync_now_runs_each_direction_in_order_and_says_what_each_did() -> None:
+    """An ops event in ``both``: upstream first, then downstream under the key the
+    resolver gives; the worst verdict settles it, every direction's links are kept."""
+    from dataclasses import replace
+
+    from sync_core.directory.vocabulary import Direction
+    from sync_core.engine.sync_now import SyncNow
+
+    up, down = fake_direction(), fake_direction()
+    down_sync = EntitySync(replace(down.ports, direction=Direction.DOWNSTREAM))
+    up_sync = EntitySync(up.ports)
+    asked: list[tuple[str, str]] = []
+
+    async def resolve(kind: Kind, key: str) -> str | None:
+        asked.append((kind, key))
+        return {"ann": "a-1"}.get(key)
+
+    worker = Worker(make_settings("sqlite://"), create_engine("sqlite://"),
+                    {"wecom": up_sync, "ops": up_sync}, Metrics(),
+                    sync_now=SyncNow(up_sync, down_sync, resolve))
+    up.source.users["ann"] = User("ann", "Ann")
+    down.source.users["a-1"] = User("a-1", "Ann A")
+    verdict = await worker._decide(_claim("ops", "user", "ann"))
+    assert verdict.status is Settle.DONE, verdict.text
+    assert verdict.text.index("upstream:") < verdict.text.index("downstream:")
+    assert "ann" in up.target.users and "a-1" in down.target.users
+    assert {verdict.direction, *(v.direction for v in verdict.others)} == {
+        "upstream", "downstream"}
+    assert all(v.links for v in (verdict, *verdict.others))
+    nobody = await worker._decide(_claim("ops", "user", "bob"))
+    assert "downstream: no Source user maps to bob" in nobody.text
+    assert asked == [("user", "ann"), ("user", "bob")]
+    # A failing direction settles the event, whatever the other did.
+    down.source.users["a-1"] = User("a-1", "Ann B")
+    down.writer.fail["a-1"] = TransientError("later")
+    failing = await worker._decide(_claim("ops", "user", "ann"))
+    assert failing.status is Settle.RETRY and failing.direction == "downstream"
+    assert failing.text.startswith("upstream: ") and "later" in failing.text

@@ -79,3 +79,26 @@ def test_migration_0007_keeps_identities_and_clears_the_old_hashes(db_url: str) 
         assert tuple(back) == ("wang", "auth-3")
     finally:
         engine.dispose()
+
+
+def test_an_echo_digest_is_stale_once_the_own_direction_wrote_since(engine: Engine) -> None:
+    """Downstream wrote member zs (X); upstream then wrote WeCom's change to Authing: the
+    digest of X no longer tells an echo from a change back to X."""
+    from datetime import timedelta
+
+    first = utcnow()
+    with engine.begin() as conn:
+        links.record(conn, direction="downstream", now=first, rows=[
+            links.LinkRow("user", "auth-1", "zs", digest({"name": "X"})),
+            links.LinkRow("user", "auth-2", "ls", digest({"name": "Y"}))])
+        links.record(conn, direction="upstream", now=first + timedelta(seconds=1), rows=[
+            links.LinkRow("user", "zs", "auth-1", digest({"name": "Z"}))])
+        links.record(conn, direction="upstream", now=first - timedelta(seconds=1), rows=[
+            links.LinkRow("user", "ls", "auth-2", digest({"name": "Y"}))])
+    wanted = [("user", "zs"), ("user", "ls")]
+    with engine.connect() as conn:
+        every = links.digests_by_target(conn, direction="downstream", entities=wanted)
+        fresh = links.digests_by_target(conn, direction="downstream", entities=wanted,
+                                        superseded_by="upstream")
+    assert set(every) == {("user", "zs"), ("user", "ls")}
+    assert fresh == {("user", "ls"): digest({"name": "Y"})}  # zs: upstream wrote since
