@@ -18,6 +18,7 @@ from .test_downstream_e2e import (
     wecom_user,
     writes,
 )
+from .test_reconcile_e2e import finished, start
 
 POLICIES = ["suspend", "resign", "delete", "ignore"]
 
@@ -141,3 +142,49 @@ def test_a_suspended_authing_user_is_disabled_in_wecom_and_never_created(
         member = wecom_user(s, "paused")
         assert member is not None and member["status"] == 2 and member["department"]
         assert not dead_reasons(s), dead_reasons(s)
+
+
+def test_an_upstream_reconcile_does_not_recreate_an_authing_deletion(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """Authing user deleted; downstream disabled its member (suspend). WeCom's disabled
+    member is the state downstream wrote: an upstream reconcile does not create an Authing
+    account for it."""
+    with running_stack(sqlite_url, keys, direction="both", user_delete_policy="suspend") as s:
+        a = s.authing.admin
+        dept = a.create_department(ORG, "销售部", root(s))["departmentId"]
+        user = a.create_user(username="gone", name="将离开", email="gone@example.com")
+        a.set_user_departments(user["userId"], [{"departmentId": dept}])
+        s.settle()
+        a.delete_user(user["userId"])
+        s.settle()
+        assert wecom_user(s, "gone")["status"] == 2  # type: ignore[index]
+        run = finished(s, start(s, {"direction": "upstream"}), timeout=120)
+        assert run["status"] == "succeeded", run
+        assert s.user("gone") is None, "re-created in Authing"
+        skipped = [i for i in run["items"] if i["key"] == "gone"]
+        assert skipped and skipped[0]["action"] == "skip", skipped
+        assert "not re-created" in skipped[0]["error"], skipped
+        # A change made in WeCom afterwards is WeCom's: it is applied.
+        s.wecom.admin.update_user("gone", name="回来了")
+        s.wecom.admin.enable_user("gone")
+        s.settle()
+        assert s.user("gone") is not None
+
+
+def test_a_downstream_reconcile_does_not_recreate_a_wecom_deletion_left_by_ignore(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """WeCom member deleted; upstream's policy ignore leaves the Authing account as
+    upstream wrote it: a downstream reconcile does not create the member again."""
+    with running_stack(sqlite_url, keys, direction="both", user_delete_policy="ignore") as s:
+        s.wecom.admin.create_department("研发部", 1, id=2)
+        s.wecom.admin.create_user("leaver", "离职者", department=(2,), mobile="13800000016",
+                                  email="leaver@example.com")
+        s.settle()
+        before = writes(s)
+        s.wecom.admin.delete_user("leaver")
+        s.settle()
+        for mode in ("create_update", "full"):
+            run = finished(s, start(s, {"direction": "downstream", "mode": mode}),
+                           timeout=120)
+            assert run["status"] == "succeeded", run
+        assert wecom_user(s, "leaver") is None and writes(s) == before

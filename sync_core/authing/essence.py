@@ -54,6 +54,8 @@ def written_user(want: DesiredUser, actual: AuthingUser | None,
                    "departments": []}
         essence.update((k, v) for k, v in want.create_only)
         essence["phoneCountryCode"] = binding.mapping.default_country_code
+        # What Authing gives a new account unless told otherwise (its read shows them).
+        essence.update(gender="U", status="Activated")
     essence["externalId"] = want.external_id
     essence.update((k, v) for k, v in want.fields if k in USER_ATTRS)
     essence["customData"] = {**essence["customData"], **dict(want.custom_data)}

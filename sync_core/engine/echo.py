@@ -39,3 +39,9 @@ def written_by_opposite(conn: Connection, direction: Direction,
 def is_echo(essence: Any, written: str | None) -> bool:
     """Whether a source state with this essence is what was last written (``written``)."""
     return written is not None and digest(essence) == written
+
+
+def every_write_by_opposite(conn: Connection, direction: Direction) -> dict[tuple[str, str], str]:
+    """``written_by_opposite`` for every entity of ``direction``'s source (a reconcile)."""
+    return links.every_digest_by_target(conn, direction=opposite(direction),
+                                        superseded_by=direction)

@@ -32,7 +32,7 @@ import gc
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,9 +40,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Engine
 
 from sync_core import logs
-from sync_core.directory.operations import DESTRUCTIVE, Mode, Operation, deletion_guard
-from sync_core.directory.vocabulary import Kind
+from sync_core.directory.operations import (
+    DESTRUCTIVE,
+    Action,
+    Mode,
+    Operation,
+    deletion_guard,
+)
+from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.engine import run_log as run_items
+from sync_core.engine.echo import every_write_by_opposite, is_echo, opposite
 from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.executor import Executor, ItemStatus, Outcome, unapplied
 from sync_core.engine.ports import Planner, SourceSnapshot, TargetSnapshot
@@ -231,7 +238,8 @@ class Reconciler:
             await asyncio.to_thread(self._note, run_id, note)
         for note in target.notes:
             await asyncio.to_thread(self._note, run_id, note)
-        ops = _settled(self._plan(source, target, binding, request))
+        echoes = await asyncio.to_thread(self._opposite_writes)
+        ops = _settled(self._plan(source, target, binding, request, echoes))
         withheld: str | None = None
         if not source.complete:
             await asyncio.to_thread(self._note, run_id, _withheld(source))
@@ -259,7 +267,7 @@ class Reconciler:
             # before its answer was lost is not repeated, and whatever it held up follows.
             target, binding = await self._read_target(outage)
             held = {(op.kind, op.key) for op in staged}
-            again = [op for op in self._plan(source, target, binding, request)
+            again = [op for op in self._plan(source, target, binding, request, echoes)
                      if (op.kind, op.key) not in held]
             applied.carry(outcomes, again)
             outcomes = _merge(outcomes, await self._apply(run_id, again, depths, progress,
@@ -292,9 +300,40 @@ class Reconciler:
         return _settled(target), binding
 
     def _plan(self, source: SourceSnapshot, target: TargetSnapshot, binding: Binding,
-              request: RunRequest) -> list[Operation]:
+              request: RunRequest, echoes: Mapping[tuple[str, str], str]) -> list[Operation]:
         ops = list(self.ports.planner.plan_all(source, target, binding, Mode(request.mode)))
+        ops = self._not_recreated(ops, source, echoes)
         return ops if source.complete else run_items.withhold_deletes(ops, _withheld(source))
+
+    def _opposite_writes(self) -> dict[tuple[str, str], str]:
+        with self.engine.connect() as conn:
+            return every_write_by_opposite(conn, self.ports.direction)
+
+    def _not_recreated(self, ops: list[Operation], source: SourceSnapshot,
+                       echoes: Mapping[tuple[str, str], str]) -> list[Operation]:
+        """A create for a source record whose state is what the opposite direction last
+        wrote there (engine.echo): the record exists in the source only because that
+        direction put it there, so the target's lack of it is a deletion made on the
+        target's side since, not something new to create (in ``both``: an Authing user
+        deleted, its WeCom member disabled by downstream, is not re-created upstream)."""
+        creates = {(op.kind, op.key) for op in ops
+                   if op.action is Action.CREATE and (op.kind, op.key) in echoes}
+        if not creates:
+            return ops
+        planner = self.ports.planner
+        echoed = set()
+        for kind, records in ((Kind.USER, source.users), (Kind.DEPARTMENT, source.departments)):
+            for record in records:
+                entity = (kind, planner.source_key(kind, record))
+                if entity in creates and is_echo(planner.source_essence(kind, record),
+                                                 echoes[entity]):
+                    echoed.add(entity)
+        reason = (f"not re-created: {self.ports.source_name} holds what the "
+                  f"{opposite(self.ports.direction)} direction last wrote to it, and "
+                  f"{self.ports.target_name} has removed it since")
+        return [replace(op, action=Action.SKIP, requests=(), needs=(), reason=reason,
+                        cause=Cause.POLICY) if (op.kind, op.key) in echoed else op
+                for op in ops]
 
     async def _read_source(self, request: RunRequest) -> SourceSnapshot:
         """From the API, or from the file (its snapshot may carry rows that failed, and

@@ -105,6 +105,20 @@ def _by_sources() -> Any:
         _T.c.source_key.in_(bindparam("keys", expanding=True)))
 
 
+def every_digest_by_target(conn: Connection, *, direction: str,
+                           superseded_by: str) -> dict[tuple[str, str], str]:
+    """``digests_by_target`` for every entity ``direction`` wrote (a reconcile's): two
+    statements, one pass over each direction's rows."""
+    own = {(kind, key): at for kind, key, at in conn.execute(
+        select(_T.c.kind, _T.c.source_key, _T.c.updated_at)
+        .where(_T.c.direction == superseded_by))}
+    rows = conn.execute(select(_T.c.kind, _T.c.target_id, _T.c.essence_hash, _T.c.updated_at)
+                        .where(_T.c.direction == direction, _T.c.essence_hash.is_not(None),
+                               _T.c.target_id.is_not(None)))
+    return {(kind, target): digest for kind, target, digest, at in rows
+            if (kind, target) not in own or _aware(own[(kind, target)]) <= _aware(at)}
+
+
 def last_wrote(conn: Connection, *, direction: str, kind: str, target_id: str,
                essence_hash: str | None) -> bool:
     """Is this target state what we last wrote? True when ``direction``'s last write to
