@@ -92,30 +92,42 @@ def _element_value(element: Element) -> Any:
     return {child.tag: _element_value(child) for child in children}
 
 
+MAX_DEPTH = 32  # levels of nesting a stored document may have; real ones have under 8
+
+
 def json_object(text: str) -> dict[str, Any]:
-    """A JSON document that must be an object, holding only text a database can store
-    (no NUL, no unpaired surrogate from a ``\\ud800`` escape); MalformedDocument otherwise."""
+    """A JSON document that must be an object, at most ``MAX_DEPTH`` levels deep, holding
+    only what both databases store: no NaN or Infinity (PostgreSQL's json refuses them), no
+    NUL, no unpaired surrogate from a ``\\ud800`` escape. MalformedDocument otherwise."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:  # incl. nesting and over-long integers
         raise MalformedDocument("malformed JSON") from exc
     if not isinstance(value, dict):
         raise MalformedDocument("JSON body must be an object")
     if not storable(value):
-        raise MalformedDocument("JSON text holds NUL or unpaired surrogate characters")
+        raise MalformedDocument(f"JSON nested deeper than {MAX_DEPTH} levels, or text with "
+                                "NUL or unpaired surrogate characters")
     return value
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def storable(value: Any) -> bool:
-    """Whether every string in ``value`` (JSON-like) is text both databases accept."""
-    pending = [value]
+    """Whether ``value`` (JSON-like) nests at most ``MAX_DEPTH`` levels and every string in
+    it is text both databases accept."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)) and depth >= MAX_DEPTH:
+            return False
         if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
+            pending.extend((k, depth + 1) for k in item)
+            pending.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
-            pending.extend(item)
+            pending.extend((v, depth + 1) for v in item)
         elif isinstance(item, str):
             if "\x00" in item:
                 return False
