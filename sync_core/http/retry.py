@@ -251,15 +251,35 @@ class Remote:
         def retryable(exc: BaseException) -> bool:
             return isinstance(exc, TransientError) and (idempotent or not exc.maybe_applied)
 
+        # The first attempt runs bare: nearly every call succeeds at once, and tenacity's
+        # bookkeeping costs about as much CPU as the rest of our side of a call. A
+        # retryable failure hands over to tenacity as its attempt 1 (replayed, not resent).
+        started = self._clock()
+        try:
+            return await self.observed(endpoint, attempt)
+        except TransientError as exc:
+            if not retryable(exc):
+                raise
+            failed: TransientError | None = exc
+
+        async def again() -> T:
+            nonlocal failed
+            if failed is not None:
+                error, failed = failed, None
+                raise error
+            return await self.observed(endpoint, attempt)
+
+        spent = max(0.0, self._clock() - started)
         retrying = AsyncRetrying(
             retry=retry_if_exception(retryable),
-            stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.total_seconds),
+            stop=(stop_after_attempt(policy.attempts)
+                  | stop_before_delay(max(0.0, policy.total_seconds - spent))),
             wait=_wait_with_hint(policy),
             sleep=self._sleep,
             before_sleep=lambda state: self._log_retry(endpoint, state),
             reraise=True,
         )
-        result: T = await retrying(self.observed, endpoint, attempt)
+        result: T = await retrying(again)
         return result
 
     def _observe(self, endpoint: str, outcome: str, started: float) -> None:
