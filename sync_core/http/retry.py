@@ -183,6 +183,9 @@ def json_object(response: httpx.Response, *, remote: str, endpoint: str) -> dict
     raise PermanentError(message, status=status, remote=remote, endpoint=endpoint)
 
 
+_URLS_KEPT = 256  # parsed endpoint URLs a Remote keeps (bounded, should paths vary)
+
+
 class Remote:
     """One remote API (``wecom`` or ``authing``) behind one injected ``httpx.AsyncClient``."""
 
@@ -204,13 +207,19 @@ class Remote:
         self._observer = observer
         self._clock = clock
         self._sleep = sleep
+        self._urls: dict[str, httpx.URL] = {}
         install_log_redaction()
 
     async def send(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
                    json: Any = None, headers: Mapping[str, str] | None = None,
                    endpoint: str) -> httpx.Response:
         """One HTTP exchange under the concurrency cap and rate limit, with the timeout."""
-        request = self._http.build_request(method, url, params=params, json=json,
+        parsed = self._urls.get(url)
+        if parsed is None:  # a handful of endpoints: parsing each once saves CPU per call
+            parsed = httpx.URL(url)
+            if len(self._urls) < _URLS_KEPT:
+                self._urls[url] = parsed
+        request = self._http.build_request(method, parsed, params=params, json=json,
                                            headers=headers, timeout=self._timeout)
         async with self._gate:
             if self._limiter is not None:
