@@ -29,6 +29,8 @@ _WRITE_ERRORS: dict[type[Exception], type[Exception]] = {
 _CONNECT_ERRORS: dict[type[Exception], type[Exception]] = {
     TimeoutError: httpcore.ConnectTimeout, OSError: httpcore.ConnectError}  # ssl.SSLError too
 
+_CLOSE_WAIT_SECONDS = 1.0
+
 
 @contextlib.contextmanager
 def _mapped(errors: dict[type[Exception], type[Exception]]) -> Iterator[None]:
@@ -71,8 +73,13 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     async def aclose(self) -> None:
         self._writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await self._writer.wait_closed()
+        try:
+            # A TLS close waits for the peer's close_notify (asyncio: up to 30 s); httpcore's
+            # anyio streams never wait for it, and neither does this one for long.
+            async with asyncio.timeout(_CLOSE_WAIT_SECONDS):
+                await self._writer.wait_closed()
+        except (TimeoutError, OSError, ssl.SSLError):
+            self._writer.transport.abort()
 
     async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                         timeout: float | None = None) -> httpcore.AsyncNetworkStream:
