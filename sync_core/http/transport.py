@@ -3,9 +3,9 @@
 httpx reaches asyncio through anyio, whose per-operation bookkeeping (a cancel scope per
 read and write, socket attributes rebuilt as a dict on every pool check) was about a
 quarter of each call's CPU (1.2 → 0.9 ms per request on the benchmark machine), and the
-worker makes several calls per event. This backend gives httpcore the same operations on asyncio
-streams, with the same exceptions (``httpcore.ReadTimeout``, ``ConnectError``, …, which
-httpx maps to its own, and ``http.retry`` to transient errors), timeouts and TLS.
+worker makes several calls per event. This backend gives httpcore the same operations on
+asyncio streams, with the same exceptions (``httpcore.ReadTimeout``, ``ConnectError``, …,
+which httpx maps to its own, and ``http.retry`` to transient errors), timeouts and TLS.
 """
 
 from __future__ import annotations
