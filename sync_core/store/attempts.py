@@ -1,8 +1,8 @@
 """An inbox event's history: one row per worker attempt and per replay, only ever added.
 
-The worker's settlement writes the attempt rows in the statement before it settles the
-events (``queue.complete`` / ``queue.fail``), from the rows it still holds the lease of, so
-an attempt is recorded exactly when its settlement is. Functions never commit.
+The worker's settlement (``queue.settle``) writes the attempt rows in the statement before
+it settles the events, from the rows it still holds the lease of, so an attempt is
+recorded exactly when its settlement is. Functions never commit.
 """
 
 from __future__ import annotations
