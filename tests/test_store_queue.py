@@ -217,3 +217,29 @@ def test_settle_many_claims_at_once(engine) -> None:  # type: ignore[no-untyped-
     again = {c.entity_key: c for c in _claim(engine, now=later + timedelta(seconds=61))}
     assert set(again) == {"b", "c"}
     assert again["c"].transient_since is not None and again["b"].transient_since is None
+
+
+def test_an_attempt_cut_by_an_expired_lease_is_in_the_history(engine) -> None:  # type: ignore[no-untyped-def]
+    """A worker that stopped mid-attempt (crash, kill -9) leaves no settlement; the next
+    claim records that attempt as interrupted, once, before its own."""
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("1", "a"), _ev("2", "a"), _ev("3", "b")])
+    first = _claim(engine, owner="crashed-host-1")
+    assert {c.entity_key for c in first} == {"a", "b"}
+    later = utcnow() + LEASE + timedelta(seconds=1)
+    taken = _claim(engine, owner="w2", now=later)
+    assert {c.entity_key for c in taken} == {"a", "b"}
+    with engine.begin() as conn:
+        queue.complete(conn, owner="w2", ids=tuple(i for c in taken for i in c.ids),
+                       now=later, outcome="ok")
+        history = {i: attempts.of_event(conn, i) for i in (1, 2, 3)}
+    for event_id, rows in history.items():
+        assert [(r["outcome"], r["number"]) for r in rows] == [
+            (AttemptOutcome.INTERRUPTED.value, 1), (AttemptOutcome.DONE.value, 2)], event_id
+        assert "crashed-host-1" in rows[0]["detail"] and rows[0]["started_at"]
+    # A claim after a settled attempt records nothing more.
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("4", "a")])
+    (again,) = _claim(engine, owner="w3", now=later + timedelta(seconds=1))
+    with engine.begin() as conn:
+        assert attempts.of_event(conn, again.ids[0]) == []

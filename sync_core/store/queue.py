@@ -94,15 +94,23 @@ def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
     """Lease up to ``max_entities`` entities that have a due event and none in flight.
 
     Three statements whatever the number of entities: the lock (PostgreSQL), one query for
-    the due entities, one update that leases all their open events."""
+    the due entities, one update that leases all their open events; a fourth only when an
+    event's lease ran out under a worker that stopped mid-attempt, to add that attempt to
+    its history as interrupted (store.attempts)."""
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         conn.execute(_LOCK, {"k": _CLAIM_LOCK})
     due = conn.execute(_due(postgres, filtered=bool(sources)),
                        {"now": now, "scan": max_entities * 8, "sources": list(sources or ())})
-    picked = list(dict.fromkeys(tuple(row) for row in due))[:max_entities]
+    rows_due = due.all()
+    picked = list(dict.fromkeys((r.source, r.entity_kind, r.entity_key)
+                                for r in rows_due))[:max_entities]
     if not picked:
         return []
+    chosen = set(picked)
+    if any(r.lease_owner is not None for r in rows_due
+           if (r.source, r.entity_kind, r.entity_key) in chosen):
+        conn.execute(_INTERRUPTED, {"picked": picked, "now": now})
     rows = conn.execute(_LEASE, {"picked": picked, "now": now, "owner": owner,
                                  "until": now + lease}).all()
     events: dict[tuple[str, str, str], list[ClaimedEvent]] = {}
@@ -130,7 +138,7 @@ def _due(postgres: bool, *, filtered: bool) -> Select[Any]:
         other.c.entity_kind == _T.c.entity_kind, other.c.entity_key == _T.c.entity_key,
         other.c.source == _T.c.source, other.c.status.in_(_OPEN), other.c.lease_until >= _NOW,
     ).exists()
-    due = select(_T.c.source, _T.c.entity_kind, _T.c.entity_key).where(
+    due = select(_T.c.source, _T.c.entity_kind, _T.c.entity_key, _T.c.lease_owner).where(
         _T.c.status.in_(_OPEN), _T.c.next_attempt_at <= _NOW, _FREE, ~in_flight,
     ).order_by(_T.c.id).limit(bindparam("scan"))
     if filtered:
@@ -158,6 +166,10 @@ _LEASE = (
                _T.c.source, _T.c.entity_kind, _T.c.entity_key, _T.c.transient_since,
                _T.c.transient_failures)
 )
+_INTERRUPTED = attempts.interrupted(
+    and_(tuple_(_T.c.source, _T.c.entity_kind, _T.c.entity_key)
+         .in_(bindparam("picked", expanding=True)), _T.c.status.in_(_OPEN),
+         _T.c.lease_owner.is_not(None), _T.c.lease_until < _NOW))
 _RENEW = update(_T).where(_T.c.id.in_(_IDS), _T.c.lease_owner == bindparam("owner")).values(
     lease_until=bindparam("until"))
 
