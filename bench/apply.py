@@ -233,6 +233,9 @@ def notes_lines(phases: list[Phase], peaks: dict[str, int]) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="wecom-sync apply benchmark",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--direction", choices=["upstream", "downstream"], default="upstream",
+                   help="upstream: WeCom changes to Authing; downstream: Authing changes "
+                        "(webhooks) to WeCom (bench/apply_downstream.py)")
     p.add_argument("--latency-ms", type=float, default=20.0, help="per API call, both sims")
     p.add_argument("--rate", type=float, default=report.FIXED_RATE,
                    help="fixed-rate phase: changes/s")
@@ -266,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join(["python", "-m", "bench.apply",
                           *(sys.argv[1:] if argv is None else argv)])
+    if args.direction == "downstream":
+        from bench import apply_downstream
+
+        return apply_downstream.main(args, command)
     started = time.time()
     busy = wait_for_quiet(args.quiet_wait)
     print(f"machine busy before start: {100 * busy:.0f}% of all cores", flush=True)

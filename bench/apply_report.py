@@ -346,12 +346,14 @@ def _cores_text(machine: list[str]) -> str:
     return text.split(",", 1)[0].removeprefix("- Machine: ") or "unknown cores"
 
 
-def splice(path: Path, section: str) -> None:
-    """Put ``section`` between the apply markers of ``path``, keeping everything else."""
+def splice(path: Path, section: str, markers: tuple[str, str] = (START, END)) -> None:
+    """Put ``section`` between the ``markers`` (the apply section's unless given) of
+    ``path``, keeping everything else."""
+    first, last = markers
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    start, end = old.find(START), old.find(END)
+    start, end = old.find(first), old.find(last)
     if start != -1 and end > start:
-        text = old[:start] + section.rstrip("\n") + old[end + len(END):]
+        text = old[:start] + section.rstrip("\n") + old[end + len(last):]
     elif old.strip():
         text = old.rstrip("\n") + "\n\n" + section
     else:

@@ -19,7 +19,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -292,8 +292,10 @@ def wecom_sync_exe() -> str:
 
 @contextmanager
 def running_stack(*, keys: Keys, db: Database, tuning: Tuning, latency_ms: float,
-                  workdir: Path) -> Iterator[Stack]:
-    """Start the simulators and the service, wait until the worker has bootstrapped."""
+                  workdir: Path, service_env: Mapping[str, str] | None = None
+                  ) -> Iterator[Stack]:
+    """Start the simulators and the service, wait until the worker has bootstrapped.
+    ``service_env``: more settings for the service (the downstream run's direction)."""
     exe = wecom_sync_exe()
     ports = {name: free_port() for name in ("wecom", "authing", "receiver")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
@@ -319,7 +321,7 @@ def running_stack(*, keys: Keys, db: Database, tuning: Tuning, latency_ms: float
                    "WECOM_SYNC_AUTHING_ACCESS_KEY_ID": USERPOOL,
                    "WECOM_SYNC_AUTHING_ACCESS_KEY_SECRET": POOL_SECRET,
                    "WECOM_SYNC_UPSTREAM_RECONCILE_CRON": "",
-                   "WECOM_SYNC_DOWNSTREAM_RECONCILE_CRON": ""}
+                   "WECOM_SYNC_DOWNSTREAM_RECONCILE_CRON": "", **(service_env or {})}
     with ExitStack() as stack:
         processes: dict[str, Process] = {}
         for name in ("wecom", "authing", "receiver"):

@@ -78,6 +78,8 @@ async def receive(request: Request) -> Response:
             settled=settled,
         ))
         stored += not result.duplicate
+    if stored and settled is None:
+        c.wake.set()  # as a WeCom callback does: not left for the worker's next poll
     c.metrics.callbacks.labels(ROUTE, "stored" if stored else "duplicate").inc()
     return JSONResponse({"ok": True, "stored": stored})
 

@@ -113,3 +113,41 @@ def test_member_events_are_about_the_user() -> None:
     [entry] = parse_delivery({"eventName": "organization:member-added",
                               "data": {"node": {"id": "d1"}, "user": {"id": "u1"}}})
     assert (entry.entity_kind, entry.entity_key) == ("user", "u1")
+
+
+@pytest.mark.parametrize("direction, wakes", [("downstream", True), ("upstream", False)])
+def test_a_stored_webhook_wakes_the_worker(sqlite_url: str, direction: str,
+                                           wakes: bool) -> None:
+    """As a WeCom callback does: otherwise the event waits for the worker's next poll."""
+    from receiver.app import create_app
+    from simulators.server import BackgroundServer
+
+    app = create_app(_settings(sqlite_url, direction))
+    with BackgroundServer(app) as srv:
+        app.state.ctx.wake.clear()
+        response = httpx.post(f"{srv.url}/authing/webhook", headers={
+            "x-authing-webhook-secret": SECRET}, json={
+            "eventName": "user:updated", "data": {"user": {"id": "u-9"}, "updates": {}}})
+        assert response.status_code == 200 and response.json()["stored"] == 1
+        assert app.state.ctx.wake.is_set() is wakes
+
+
+@pytest.mark.parametrize("payloads, expected", [
+    ([{"eventName": "user:updated", "data": {"updates": {"externalId": "lisi"}}},
+      {"eventName": "user:udv-changed", "data": {"udv": {"key": "wechatwork_user_id",
+                                                         "value": "lisi"}}}],
+     [("externalId", "lisi"), ("wechatwork_user_id", "lisi")]),
+    ([{"eventName": "user:updated", "data": {"updates": {"externalId": "x", "name": "N"}}}],
+     None),  # another field as well: a real change
+    ([{"eventName": "user:updated", "data": {"updates": {}}}], None),  # says nothing
+    ([{"eventName": "user:updated", "data": {}}], None),
+    ([{"eventName": "organization:member-added", "data": {}}], None),
+    ([{"eventName": "user:updated", "data": {"updates": {"externalId": "lisi"}}},
+      {"eventName": "user:created", "data": {}}], None),  # folded with a real event
+])
+def test_write_back_changes_names_only_pure_write_back_updates(
+        payloads: list[dict[str, object]], expected: object) -> None:
+    from sync_core.authing.events import write_back_changes
+    from sync_core.directory.vocabulary import Kind
+
+    assert write_back_changes(Kind.USER, payloads) == expected

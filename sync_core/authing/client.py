@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import json
 import math
@@ -28,9 +29,17 @@ from pydantic import SecretStr
 
 from sync_core.errors import AuthError, BadRequestError, NotFoundError, PermanentError, from_authing
 from sync_core.http.client import ClientOptions, TokenAuthClient
-from sync_core.http.retry import chunked, gather_or_cancel, json_object, parse_retry_after
+from sync_core.http.retry import (
+    chunked,
+    decode_json,
+    gather_or_cancel,
+    in_order,
+    json_object,
+    parse_retry_after,
+)
 
 DEFAULT_BASE_URL = "https://api.authing.cn"
+_DONE = object()  # the end of a listing
 PAGE_LIMIT = 50  # "limit must less than 50"
 BATCH_LIMIT = 50  # "数组长度限制：50"
 _TOKEN_ENDPOINT = "get-management-token"
@@ -101,7 +110,7 @@ class AuthingClient(TokenAuthClient):
         if response.status_code == 401:
             return True
         try:
-            body = response.json()
+            body = decode_json(response)
         except ValueError:
             return False
         # Kept for _decode, which comes next: a list-users page is worth parsing once.
@@ -156,20 +165,18 @@ class AuthingClient(TokenAuthClient):
         first = await fetch(1)
         total = int(first.get("totalCount") or 0) if isinstance(first, dict) else 0
         seen: set[Any] = set()
-        batches: list[Any] = [first]
-        window = self._remote.max_concurrency
-        next_page = 2
-        last_page = math.ceil(total / PAGE_LIMIT)
-        while batches:
-            for data in batches:
+        # Twice the call cap ahead: the next calls wait at the cap, not behind our parsing.
+        pages = (fetch(page) for page in range(2, math.ceil(total / PAGE_LIMIT) + 1))
+        async with contextlib.aclosing(in_order(pages, 2 * self._remote.max_concurrency)
+                                       ) as rest:
+            data: Any = first
+            while data is not _DONE:
                 for row in _rows(data):
                     ident = row.get(key)
                     if ident is None or ident not in seen:
                         seen.add(ident)
                         yield row
-            pages = range(next_page, min(next_page + window, last_page + 1))
-            next_page += len(pages)
-            batches = await gather_or_cancel(fetch(page) for page in pages)
+                data = await anext(rest, _DONE)
 
     # -- users ---------------------------------------------------------------------------
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sync_core.authing.mapping import DEPARTMENT_ID_FIELD, PARENT_DEPARTMENT_FIELD, USER_ID_FIELD
 from sync_core.directory.vocabulary import Kind
 from sync_core.wecom.envelope import MalformedDocument, json_object, storable
 
@@ -136,3 +138,41 @@ def _id(obj: Any) -> str | None:
                 and str(value).strip():
             return str(value).strip()
     return None
+
+
+# What the downstream direction writes back to Authing (the ids WeCom gave), by entity kind.
+WRITE_BACK_FIELDS = {
+    Kind.USER: frozenset({"externalId", USER_ID_FIELD}),
+    Kind.DEPARTMENT: frozenset({"openDepartmentId", DEPARTMENT_ID_FIELD,
+                                PARENT_DEPARTMENT_FIELD}),
+}
+
+
+def write_back_changes(kind: Kind, payloads: Sequence[Mapping[str, Any]]
+                       ) -> list[tuple[str, Any]] | None:
+    """(field, new value) for each change the stored deliveries report, when every one of
+    them is an update that names only write-back fields (``WRITE_BACK_FIELDS``): the
+    ``updates`` of ``user:updated`` / ``organization:node-updated``, the ``udv`` of a
+    ``*:udv-changed``. None for anything else (another event, another field, a shape we do
+    not know): those are re-read."""
+    allowed = WRITE_BACK_FIELDS.get(kind, frozenset())
+    changes: list[tuple[str, Any]] = []
+    for payload in payloads:
+        name, data = payload.get("eventName"), payload.get("data")
+        if not isinstance(data, dict):
+            return None
+        if name in ("user:updated", "organization:node-updated"):
+            updates = data.get("updates")
+            if not isinstance(updates, dict) or not updates:
+                return None
+            changes.extend(updates.items())
+        elif name in ("user:udv-changed", "organization:udv-changed"):
+            udv = data.get("udv")
+            if not isinstance(udv, dict) or not isinstance(udv.get("key"), str):
+                return None
+            changes.append((udv["key"], udv.get("value")))
+        else:
+            return None
+    if not changes or any(field not in allowed for field, _ in changes):
+        return None
+    return changes

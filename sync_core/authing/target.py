@@ -24,7 +24,7 @@ from sync_core.authing.model import AuthingDepartment, AuthingUser
 from sync_core.authing.snapshot import read_authing
 from sync_core.binding import Binding
 from sync_core.directory.vocabulary import Kind
-from sync_core.engine.ports import TargetSnapshot
+from sync_core.engine.ports import Hints, TargetSnapshot
 from sync_core.errors import PermanentError, SyncError
 from sync_core.http.retry import gather_pair
 from sync_core.wecom.model import WeComUser
@@ -131,6 +131,10 @@ class AuthingTarget:
     def forget(self) -> None:
         """Drop the scan of re-keyed departments: a run may have re-keyed some."""
         self._rekeyed_at = None
+
+    async def write_back_echo(self, kind: Kind, key: str, hints: Hints) -> bool:
+        """Upstream writes nothing back to WeCom: no event is such an echo."""
+        return False
 
     async def snapshot(self, binding: Binding) -> TargetSnapshot:
         return await read_authing(self.client, binding)

@@ -128,6 +128,8 @@ class EntitySync:
         """``echo_of``: the essence digest the opposite direction last wrote to this entity
         (``engine.echo``); a source state with that essence is settled unplanned."""
         hints = self.source.hints(Kind.USER, payloads)
+        if await self.target.write_back_echo(Kind.USER, key, hints):
+            return EntityResult(Kind.USER, key, (), ReadFrom.EVENT, echo=True)
         current = hints.renamed_to or key
         essences: dict[tuple[str, str], Callable[[], Any]] = {}
         done: list[Outcome] = []
@@ -219,6 +221,8 @@ class EntitySync:
     async def sync_department(self, key: str, payloads: Sequence[Mapping[str, Any]], *,
                               echo_of: str | None = None) -> EntityResult:
         hints = self.source.hints(Kind.DEPARTMENT, payloads)
+        if await self.target.write_back_echo(Kind.DEPARTMENT, key, hints):
+            return EntityResult(Kind.DEPARTMENT, key, (), ReadFrom.EVENT, echo=True)
         self._dept_ids.pop(key, None)
         desired, read_from = await self.source.read_department(key, hints)
         if self._echo(Kind.DEPARTMENT, desired, echo_of):

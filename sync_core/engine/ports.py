@@ -122,6 +122,13 @@ class TargetReader(Protocol):
 
     async def snapshot(self, binding: Binding) -> TargetSnapshot: ...
 
+    async def write_back_echo(self, kind: Kind, key: str, hints: Hints) -> bool:
+        """Whether the events (``hints``) only report what this direction itself wrote
+        back to the source about ``key`` (the ids the target gave), with the values it
+        wrote: nothing the target shows changed, so the entity is settled unread. False
+        whenever unsure (an echo missed costs reads, never a write)."""
+        ...
+
     def forget(self) -> None:
         """Drop whatever the reader caches about the target's keys: a run rewrote them."""
         ...
@@ -205,7 +212,8 @@ class Planner(Protocol):
 
     def essence(self, kind: Kind, desired: Any, actual: Any, binding: Binding) -> Any:
         """What the target will show after the write, in the form ``directory.essence``
-        hashes; None for a delete."""
+        hashes; None for a delete. It may be a function of the applied ``Operation``
+        instead, when the write decides part of it (an id the target gives)."""
         ...
 
     def source_essence(self, kind: Kind, record: Any) -> Any:

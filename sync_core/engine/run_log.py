@@ -102,7 +102,14 @@ def _jsonable(value: Any) -> Any:
 def written(outcomes: Iterable[Outcome],
             essence: Callable[[str, str], Any]) -> list[LinkRow]:
     """Link rows for the operations that were applied and wrote something; ``essence``
-    answers, for (kind, key), what the target shows after the write (None: deleted)."""
-    return [LinkRow(str(o.op.kind), o.op.key, o.op.target,
-                    digest(essence(str(o.op.kind), o.op.key)))
-            for o in outcomes if o.status is ItemStatus.APPLIED and o.op.writes]
+    answers, for (kind, key), what the target shows after the write (None: deleted), or a
+    function of the applied operation for a state only the write decides (an id the
+    target gave, a parent resolved on the way)."""
+    rows = []
+    for o in outcomes:
+        if o.status is ItemStatus.APPLIED and o.op.writes:
+            value = essence(str(o.op.kind), o.op.key)
+            if callable(value):
+                value = value(o.op)
+            rows.append(LinkRow(str(o.op.kind), o.op.key, o.op.target, digest(value)))
+    return rows

@@ -12,7 +12,8 @@ customData ``wechatwork_department_id``); the organization root is WeCom's root.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -174,6 +175,15 @@ class DownstreamPlanner:
 
     def plan_user(self, desired: AuthingUser | None, actual: WeComUser | None,
                   binding: Binding, index: DownstreamIndex, key: str) -> tuple[Operation, ...]:
+        ops = self._plan_user(desired, actual, binding, self._ids(index, binding),
+                              self._policy(binding), key)
+        return (*self._parents_first(index, binding), *ops) if index.source else ops
+
+    def _plan_user(self, desired: AuthingUser | None, actual: WeComUser | None,
+                   binding: Binding, ids: Mapping[str, str], policy: planner.Policy,
+                   key: str) -> tuple[Operation, ...]:
+        """``ids`` and ``policy`` come from the caller, built once per plan: a reconcile
+        plans 10^5 users against the same ones (copying ``ids`` per user was most of it)."""
         want = canonical_source_user(desired, binding, self.policy.userid_source) \
             if desired is not None else None
         have = canonical_target_user(actual, key) if actual is not None else None
@@ -186,13 +196,11 @@ class DownstreamPlanner:
                 # dead, with this reason, if it never gets one).
                 return (Operation(Kind.USER, key, Action.SKIP, want.target_id,
                                   reason=rules.NO_DEPARTMENT, cause=Cause.BLOCKED),)
-        ops = list(planner.plan_user(want, have, self._ids(index, binding),
-                                     self._policy(binding), self.render, key=key,
-                                     problems=problems))
+        ops = planner.plan_user(want, have, ids, policy, self.render, key=key,
+                                problems=problems)
         if desired is not None and want is not None and not problems:
-            ops = [self._with_user_write_back(op, desired, want) for op in ops]
-        ops = [*self._parents_first(index, binding), *ops] if index.source else ops
-        return tuple(ops)
+            return tuple(self._with_user_write_back(op, desired, want) for op in ops)
+        return ops
 
     def _with_user_write_back(self, op: Operation, desired: AuthingUser,
                               want: User) -> Operation:
@@ -273,6 +281,7 @@ class DownstreamPlanner:
             if wid is not None and wid in wecom_depts:
                 ids[key] = wid
         members = {u.userid.lower(): u for u in target.users}
+        policy = self._policy(binding)
         ops: list[Operation] = []
         wanted_users: set[str] = set()
         for user in source.users:
@@ -287,13 +296,12 @@ class DownstreamPlanner:
                 level = _depth(dept.department_id, ours) + 2  # below the root, level 1
                 ops.extend(self._plan_department(dept, actual, binding, ids, dept.department_id,
                                                  level))
-            index = DownstreamIndex(ids)
             for user in source.users:
                 userid = wecom_userid(user, self.policy.userid_source)
                 actual_user = members.get(userid.lower()) if userid else None
-                ops.extend(self.plan_user(user, actual_user, binding, index, user.user_id))
+                ops.extend(self._plan_user(user, actual_user, binding, ids, policy,
+                                           user.user_id))
         if mode is not Mode.CREATE_UPDATE and target.managed is not None:
-            policy = self._policy(binding)
             for member in target.users:
                 if ((Kind.USER, member.userid) in target.managed
                         and member.userid.lower() not in wanted_users):
@@ -331,16 +339,18 @@ class DownstreamPlanner:
         source = {d.department_id: d for d in departments}
         return {key: _depth(key, source) for key in source}
 
-    def essence(self, kind: Kind, desired: Any, actual: Any,
-                binding: Binding) -> dict[str, Any] | None:
+    def essence(self, kind: Kind, desired: Any, actual: Any, binding: Binding
+                ) -> dict[str, Any] | Callable[[Operation], dict[str, Any] | None] | None:
         """What WeCom will show after the write, in ``wecom.essence`` form: the echo
-        check of the upstream direction compares a WeCom callback's state with it."""
+        check of the upstream direction compares a WeCom callback's state with it. For a
+        department, a function of the applied operation (``engine.run_log.written``)."""
         if desired is None:
             return None
         if kind is Kind.USER:
             want = canonical_source_user(desired, binding, self.policy.userid_source)
             return wecom_essence.user(_written_user(want, actual, self.policy))
-        return None
+        # The id (a create's) and the parent's id (resolved on the way) come with the write.
+        return functools.partial(_written_department, desired, actual)
 
     def source_essence(self, kind: Kind, record: Any) -> dict[str, Any] | None:
         if record is None:
@@ -362,6 +372,27 @@ def _written_user(want: User, actual: WeComUser | None, policy: DownstreamPolicy
     if "gender" not in policy.ignore and gender in ("male", "female"):
         values["gender"] = 1 if gender == "male" else 2
     return replace(base, **values)
+
+
+def department_essence(dept_id: Any, name: str | None, parent: Any) -> dict[str, Any]:
+    """A department as WeCom shows it (``wecom.essence``), from ids as text or numbers."""
+    return wecom_essence.department(WeComDepartment(
+        int(dept_id), name, None if parent is None else int(parent)))
+
+
+def _written_department(desired: AuthingDepartment, actual: WeComDepartment | None,
+                        op: Operation) -> dict[str, Any] | None:
+    """What WeCom shows once ``op`` (applied: its refs resolved, a created department's
+    id as its target) has run against ``actual``."""
+    if op.target is None:
+        return None
+    name = actual.name if actual is not None else rules.department_name(desired.name)
+    parent: Any = actual.parent_id if actual is not None else None
+    for request in op.requests:
+        if request.endpoint in ("department/create", "department/update"):
+            name = request.body.get("name", name)
+            parent = request.body.get("parentid", parent)
+    return department_essence(op.target, name, parent)
 
 
 def _wecom_depth(key: str, parents: Mapping[str, str]) -> int:

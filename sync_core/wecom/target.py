@@ -18,21 +18,25 @@ from typing import Any
 from sqlalchemy import Engine
 
 from sync_core.authing.client import AuthingClient
+from sync_core.authing.events import write_back_changes
 from sync_core.authing.mapping import DEPARTMENT_ID_FIELD, PARENT_DEPARTMENT_FIELD, USER_ID_FIELD
 from sync_core.authing.model import AuthingDepartment, AuthingUser
 from sync_core.binding import Binding
+from sync_core.directory.essence import digest
 from sync_core.directory.operations import Operation, Request
 from sync_core.directory.vocabulary import Direction, Kind
-from sync_core.engine.ports import TargetSnapshot
+from sync_core.engine.ports import Hints, TargetSnapshot
 from sync_core.errors import ConflictError, NotFoundError, PermanentError, TransientError
 from sync_core.store import links, queue
-from sync_core.store.models import EventSource
+from sync_core.store.links import LinkRow
+from sync_core.store.models import EventSource, utcnow
 from sync_core.wecom.client import WeComClient
 from sync_core.wecom.downstream import (
     PARENT_KEY,
     SOURCE_KEY,
     WRITE_BACK_DEPARTMENT,
     WRITE_BACK_USER,
+    department_essence,
     wecom_department_id,
     wecom_userid,
 )
@@ -72,6 +76,16 @@ class LinkIds:
     async def authing_id(self, kind: Kind, wecom_id: str) -> str | None:
         """The Authing entity downstream linked to WeCom id ``wecom_id``, if any."""
         return await asyncio.to_thread(self._authing_id, kind, wecom_id)
+
+    def _record(self, row: LinkRow) -> None:
+        with self.engine.begin() as conn:
+            links.record(conn, direction=Direction.DOWNSTREAM, rows=[row], now=utcnow())
+
+    async def record(self, row: LinkRow) -> None:
+        """Record a write at once rather than when its entity settles: WeCom may call a
+        created department back (to another app, or upstream's own) before then, and
+        the echo check and upstream's id lookup must find it."""
+        await asyncio.to_thread(self._record, row)
 
     def managed(self) -> frozenset[tuple[str, str]]:
         """(kind, WeCom id) of every entity the downstream direction wrote and did not
@@ -162,6 +176,20 @@ class WeComTarget:
     def forget(self) -> None:
         """Nothing to drop after a run: every read here goes to WeCom or the link table."""
 
+    async def write_back_echo(self, kind: Kind, key: str, hints: Hints) -> bool:
+        """Authing's webhooks about the ids this direction wrote back (externalId and
+        wechatwork_user_id of a member; a department's wechatwork_department_id and its
+        parent's) carry the value written: equal to the WeCom id linked to ``key``, they
+        are our write coming back and WeCom is not concerned. The parent's id is never
+        read downstream (the tree is), so its change alone is never one to apply."""
+        changes = write_back_changes(kind, hints.events)
+        if changes is None:
+            return False
+        linked = await self.ids.wecom_id(kind, key)
+        return linked is not None and all(
+            field == PARENT_DEPARTMENT_FIELD or str(value) == linked
+            for field, value in changes)
+
     async def snapshot(self, binding: Binding) -> TargetSnapshot:
         """The whole WeCom directory. Where WeCom refuses detail reads (48009, 60020), the
         structure comes from ``department/simplelist`` and ``user/list_id``; attributes it
@@ -213,6 +241,9 @@ class WeComWriter:
         if endpoint == "department/create":
             source = str(body.pop(SOURCE_KEY))
             ids[source] = made[source] = str(await self.client.department_create(_ints(body)))
+            essence = department_essence(ids[source], body.get("name"), body.get("parentid"))
+            await self.target.ids.record(LinkRow(str(Kind.DEPARTMENT), source, ids[source],
+                                                 digest(essence)))
         elif endpoint == "department/update":
             await self.client.department_update(_ints(body))
         elif endpoint == "department/delete":

@@ -112,6 +112,9 @@ class FakeTarget:
         stored = self.departments.get(key)
         return stored.target_id if stored else None
 
+    async def write_back_echo(self, kind: Kind, key: str, hints: Hints) -> bool:
+        return False  # this fake target writes nothing back to its source
+
     async def snapshot(self, binding: Binding) -> TargetSnapshot:
         return TargetSnapshot(tuple(self.users.values()), tuple(self.departments.values()))
 
