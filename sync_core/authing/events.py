@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sync_core.directory.vocabulary import Kind
-from sync_core.wecom.envelope import MalformedDocument, json_object, storable
+from sync_core.http.documents import MalformedDocument, json_object, storable
 
 # Never persisted: the user:created sample carries password hashes and salts.
 _SENSITIVE_KEYS = frozenset({"password", "salt", "token", "tokenExpiredAt", "secret",
