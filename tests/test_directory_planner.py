@@ -10,11 +10,13 @@ import pytest
 
 from sync_core.directory.model import Department, User
 from sync_core.directory.operations import Action, DepartmentRef, Request
-from sync_core.directory.planner import Policy, plan_department, plan_user
+from sync_core.directory.planner import Policy, Rendered, Wording, plan_department, plan_user
 from sync_core.directory.vocabulary import Cause
 
 
 class Rec:
+    wording = Wording()
+
     def create_user(self, user: User, fields: Mapping[str, Any],
                     departments: Sequence[Any]) -> tuple[Request, ...]:
         return (Request("create", {"id": user.target_id, **fields,
@@ -26,8 +28,11 @@ class Rec:
         return (Request("update", {"id": target_id, **fields, "departments": departments,
                                    "enabled": enabled}),)
 
-    def delete_user(self, target_id: str) -> tuple[Request, ...]:
-        return (Request("delete", {"id": target_id}),)
+    def remove_user(self, actual: User, action: Action) -> Rendered:
+        target = str(actual.target_id)
+        if action is Action.DELETE:
+            return (), (Request("delete", {"id": target}),)
+        return (), self.update_user(target, {}, None, False)
 
     def create_department(self, department: Department, parent: Any) -> tuple[Request, ...]:
         return (Request("dcreate", {"name": department.name, "parent": parent}),)
@@ -36,8 +41,8 @@ class Rec:
                           parent: Any) -> tuple[Request, ...]:
         return (Request("dupdate", {"id": target_id, "name": name, "parent": parent}),)
 
-    def delete_department(self, target_id: str) -> tuple[Request, ...]:
-        return (Request("ddelete", {"id": target_id}),)
+    def remove_department(self, actual: Department) -> Rendered:
+        return (), (Request("ddelete", {"id": actual.target_id}),)
 
 
 IDS = {"a": "2", "b": "3"}

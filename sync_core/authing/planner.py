@@ -39,7 +39,10 @@ from sync_core.authing.mapping import (
     map_user,
 )
 from sync_core.authing.model import AuthingDepartment, AuthingMembership, AuthingUser
+from sync_core.authing.render import WORDING, AuthingRender
 from sync_core.binding import Binding
+from sync_core.directory import planner as directory
+from sync_core.directory.model import Department, User
 from sync_core.directory.operations import (
     DESTRUCTIVE,
     Action,
@@ -108,10 +111,11 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Bin
     want = map_user(desired, policy.mapping)
     if actual is None:
         return _after_departments(_plan_user_create(want, policy, index), policy, index)
-    problem = _ownership_problem(want, actual, policy)
-    if problem is not None:
-        return (_skip(Kind.USER, want.external_id, problem, actual.user_id,
-                      cause=Cause.CONFLICT),)
+    conflict = directory.user_conflict(
+        User(want.external_id, None, renamed_from=want.renamed_from),
+        canonical_user(actual, policy, index), _policy(policy), WORDING, key=want.external_id)
+    if conflict is not None:
+        return (conflict,)
     return _after_departments(_plan_user_update(want, actual, policy, index), policy, index)
 
 
@@ -399,18 +403,6 @@ class _UnmanagedLookup:
         return None
 
 
-def _ownership_problem(want: DesiredUser, actual: AuthingUser, policy: Binding) -> str | None:
-    if actual.external_id and actual.external_id in (want.external_id, want.renamed_from):
-        return None
-    if not actual.external_id:
-        if policy.adopt_existing:
-            return None
-        return (f"conflict: unmanaged Authing user {actual.user_id} has no externalId; "
-                f"set adopt_existing to take it over")
-    return (f"conflict: Authing user {actual.user_id} belongs to externalId "
-            f"{actual.external_id!r}")
-
-
 def _plan_user_create(want: DesiredUser, policy: Binding, index: DepartmentIndex) -> Operation:
     key = want.external_id
     values = {**dict(want.create_only), **dict(want.fields)}
@@ -539,28 +531,10 @@ def _profile_changes(want: DesiredUser, actual: AuthingUser,
 
 
 def _plan_user_gone(actual: AuthingUser, policy: Binding, index: DepartmentIndex) -> Operation:
-    key, uid = actual.external_id or actual.user_id, actual.user_id
-    if not is_managed_user(actual, policy, index):
-        return _skip(Kind.USER, key, "not managed by wecom-sync: left alone", uid,
-                     cause=Cause.NOT_MANAGED)
-    rule = policy.user_delete_policy
-    if rule is UserDeletePolicy.IGNORE:
-        return _skip(Kind.USER, key, "deleted in WeCom; user_delete_policy is ignore", uid,
-                     cause=Cause.POLICY)
-    if rule is UserDeletePolicy.DELETE:
-        return Operation(Kind.USER, key, Action.DELETE, uid, (Change("externalId", key, None),),
-                         (Request("delete-users-batch", {"userIds": (uid,)}),))
-    if rule is UserDeletePolicy.RESIGN:
-        if actual.status == "Resigned":
-            return Operation(Kind.USER, key, Action.UNCHANGED, uid)
-        return Operation(Kind.USER, key, Action.RESIGN, uid,
-                         (Change("status", actual.status, "Resigned"),),
-                         (Request("resign-user", {"userId": uid}),))
-    if actual.status in ("Suspended", "Resigned"):  # resigned is already more than suspended
-        return Operation(Kind.USER, key, Action.UNCHANGED, uid)
-    return Operation(Kind.USER, key, Action.SUSPEND, uid,
-                     (Change("status", actual.status, "Suspended"),),
-                     (Request("update-user", {"userId": uid, "status": "Suspended"}),))
+    [op] = directory.plan_user_removal(
+        canonical_user(actual, policy, index), _policy(policy),
+        AuthingRender(policy.organization_code), key=actual.external_id or actual.user_id)
+    return op
 
 
 @dataclass(frozen=True, slots=True)
@@ -715,21 +689,14 @@ def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
 def _plan_department_gone(actual: AuthingDepartment, policy: Binding, members: int,
                           children: int) -> Operation:
     wecom_id = managed_department_id(actual, policy)
-    key, did = actual.open_department_id or actual.department_id, actual.department_id
-    if wecom_id is None:
-        return _skip(Kind.DEPARTMENT, key, "not managed by wecom-sync: left alone", did,
-                     cause=Cause.NOT_MANAGED)
-    if wecom_id == policy.root_wecom_id:
-        return _skip(Kind.DEPARTMENT, key, "the organization root is never deleted", did,
-                     cause=Cause.PROTECTED)
-    if members > 0 or children > 0:
-        return _skip(Kind.DEPARTMENT, key, f"blocked: department is not empty ({members} "
-                                           f"members, {children} child departments)", did,
-                     cause=Cause.BLOCKED)
-    request = Request("delete-department", {"organizationCode": policy.organization_code,
-                                            "departmentId": did})
-    return Operation(Kind.DEPARTMENT, key, Action.DELETE, did,
-                     (Change("name", actual.name, None),), (request,))
+    canonical = Department(actual.open_department_id or "", actual.department_id, actual.name,
+                           actual.parent_department_id, managed=wecom_id is not None,
+                           root=wecom_id == policy.root_wecom_id, members=members,
+                           children=children, record=actual)
+    [op] = directory.plan_department_removal(
+        canonical, AuthingRender(policy.organization_code),
+        key=actual.open_department_id or actual.department_id)
+    return op
 
 
 def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[AuthingDepartment],
@@ -776,6 +743,28 @@ def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[Auth
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+# Authing statuses that disable an account (create-user's status values,
+# reference/authing-api.md §2.2). Another status (Archived, Deactivated) counts as enabled:
+# the suspend policy still writes Suspended.
+_DISABLED = frozenset({"Suspended", "Resigned"})
+
+
+def canonical_user(user: AuthingUser, policy: Binding, index: DepartmentIndex) -> User:
+    """An Authing user as the canonical planner's target record (the fields its ownership
+    and removal rules read): linked to its externalId, ours by ``is_managed_user``."""
+    status = user.status
+    return User(user.external_id or "", user.user_id,
+                enabled=None if status is None else status not in _DISABLED,
+                resigned=None if status is None else status == "Resigned",
+                managed=is_managed_user(user, policy, index), record=user)
+
+
+def _policy(binding: Binding) -> directory.Policy:
+    return directory.Policy(delete=str(binding.user_delete_policy),
+                            adopt=binding.adopt_existing)
+
 
 
 def managed_department_id(dept: AuthingDepartment, policy: Binding) -> int | None:

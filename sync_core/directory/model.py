@@ -4,6 +4,10 @@ A direction maps its source records and its target records into these, and one p
 (``directory.planner``) compares them. ``None`` means UNKNOWN everywhere (the side did not
 say, or withheld it); it is never "cleared". A known empty value is ``""`` or ``()``.
 
+A target record also says whose it is: ``managed`` True (ours: written by this service),
+False (someone else's: never deleted or taken over), None (unknown: a direction that
+reads only its own objects). Which marks prove ownership is the direction's rule.
+
 Field names of ``User.fields`` (a direction may leave any out): ``name``, ``mobile``,
 ``email``, ``gender`` (``"male"``, ``"female"``, ``"unknown"``), ``position``.
 """
@@ -29,6 +33,14 @@ class User:
     fields: Mapping[str, Any] = field(default_factory=dict, hash=False)
     departments: tuple[str, ...] | None = None
     enabled: bool | None = None
+    # Source records: the key this user had before a rename, when known.
+    renamed_from: str | None = None
+    # Target records: ours or not (see the module docstring); ``resigned`` None where the
+    # target cannot tell a resignation from a suspension.
+    managed: bool | None = None
+    resigned: bool | None = None
+    # The platform record this was mapped from: opaque to the planner, for the Render.
+    record: Any = field(default=None, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +52,10 @@ class Department:
     target_id: str | None
     name: str | None
     parent: str | None
+    # Target records: ours or not; ``root``: the target's root, never deleted; ``members``
+    # and ``children``: what is still in it (None: unknown, the target checks on delete).
+    managed: bool | None = None
+    root: bool = False
+    members: int | None = None
+    children: int | None = None
+    record: Any = field(default=None, compare=False, hash=False, repr=False)

@@ -9,8 +9,13 @@ requests, so the planner names no platform. Rules:
   updated (create only);
 - a source record with ``problems`` (a direction's validation) becomes a skip naming them,
   with no request;
+- ownership: a target user linked to another source key is a conflict; an unlinked one
+  (no source key) is taken over only with ``Policy.adopt``; a target object that is not
+  ours (``managed`` False) is never removed, nor is the target's root, nor a department
+  that still holds members or child departments;
 - a deleted source user follows ``Policy.delete``: ``delete`` removes, ``resign`` and
-  ``suspend`` disable (``enabled=False``), ``ignore`` leaves it.
+  ``suspend`` disable (``enabled=False``; resign also where only suspended, when the
+  target tells the two apart), ``ignore`` leaves it.
 """
 
 from __future__ import annotations
@@ -29,9 +34,35 @@ class Policy:
     update: bool = True  # False: create only
     ignore: frozenset[str] = frozenset()
     delete: str = "resign"  # delete | resign | suspend | ignore
+    adopt: bool = False  # take over an unlinked target user that matches a source one
 
 
-class Render(Protocol):
+@dataclass(frozen=True, slots=True)
+class Wording:
+    """How reasons name a direction's sides: the source and target platforms, the target
+    field that holds the source key, and the service that owns what it wrote."""
+
+    source: str = "the source"
+    target: str = "target"
+    key_field: str = "source key"
+    service: str = "this service"
+
+
+Rendered = tuple[tuple[Change, ...], tuple[Request, ...]]
+
+
+class RemovalRender(Protocol):
+    """A direction's target requests, and the changes they make as its run items show
+    them, for removals: ``action`` is DELETE, RESIGN or SUSPEND."""
+
+    wording: Wording
+
+    def remove_user(self, actual: User, action: Action) -> Rendered: ...
+
+    def remove_department(self, actual: Department) -> Rendered: ...
+
+
+class Render(RemovalRender, Protocol):
     """A direction's target requests for the planner's decisions. ``departments`` hold
     target ids or ``DepartmentRef``s (resolved by the executor)."""
 
@@ -42,14 +73,10 @@ class Render(Protocol):
                     departments: Sequence[Any] | None,
                     enabled: bool | None) -> tuple[Request, ...]: ...
 
-    def delete_user(self, target_id: str) -> tuple[Request, ...]: ...
-
     def create_department(self, department: Department, parent: Any) -> tuple[Request, ...]: ...
 
     def update_department(self, target_id: str, name: str | None,
                           parent: Any) -> tuple[Request, ...]: ...
-
-    def delete_department(self, target_id: str) -> tuple[Request, ...]: ...
 
 
 def _resolve(keys: Sequence[str], ids: Mapping[str, str]) -> tuple[list[Any], tuple[str, ...]]:
@@ -63,10 +90,14 @@ def plan_user(desired: User | None, actual: User | None, ids: Mapping[str, str],
               problems: Sequence[str] = ()) -> tuple[Operation, ...]:
     """``ids``: source department key → target id, for the departments known now."""
     if desired is None:
-        return _user_gone(actual, policy, render, key)
+        return () if actual is None else plan_user_removal(actual, policy, render, key=key)
     if problems:
         return (Operation(Kind.USER, key, Action.SKIP, desired.target_id,
                           reason="; ".join(problems), cause=Cause.INVALID),)
+    if actual is not None:
+        conflict = user_conflict(desired, actual, policy, render.wording, key=key)
+        if conflict is not None:
+            return (conflict,)
     wanted = {k: v for k, v in desired.fields.items()
               if k not in policy.ignore and v is not None}
     departments = desired.departments or ()
@@ -101,33 +132,76 @@ def plan_user(desired: User | None, actual: User | None, ids: Mapping[str, str],
                       render.update_user(target, changed, new_departments, enabled), needs),)
 
 
-def _user_gone(actual: User | None, policy: Policy, render: Render,
-               key: str) -> tuple[Operation, ...]:
-    if actual is None or actual.target_id is None:
+def user_conflict(desired: User, actual: User, policy: Policy, wording: Wording, *,
+                  key: str) -> Operation | None:
+    """A skip when ``actual`` is not this user's to write: linked to another source key,
+    or unlinked without ``Policy.adopt``; None when it is."""
+    if actual.key and actual.key in (desired.key, desired.renamed_from):
+        return None
+    if not actual.key:
+        if policy.adopt:
+            return None
+        reason = (f"conflict: unmanaged {wording.target} user {actual.target_id} has no "
+                  f"{wording.key_field}; set adopt_existing to take it over")
+    else:
+        reason = (f"conflict: {wording.target} user {actual.target_id} belongs to "
+                  f"{wording.key_field} {actual.key!r}")
+    return Operation(Kind.USER, key, Action.SKIP, actual.target_id, reason=reason,
+                     cause=Cause.CONFLICT)
+
+
+def plan_user_removal(actual: User, policy: Policy, render: RemovalRender, *,
+                      key: str) -> tuple[Operation, ...]:
+    """A target user whose source record is gone, under ``Policy.delete``."""
+    if actual.target_id is None:
         return ()
-    target = actual.target_id
+    target, wording = actual.target_id, render.wording
+    if actual.managed is False:
+        return (Operation(Kind.USER, key, Action.SKIP, target, cause=Cause.NOT_MANAGED,
+                          reason=f"not managed by {wording.service}: left alone"),)
     if policy.delete == "ignore":
-        return (Operation(Kind.USER, key, Action.SKIP, target,
-                          reason="user delete policy ignore: left as it is", cause=Cause.POLICY),)
-    if policy.delete == "delete":
-        return (Operation(Kind.USER, key, Action.DELETE, target,
-                          requests=render.delete_user(target)),)
-    action = Action.SUSPEND if policy.delete == "suspend" else Action.RESIGN
-    if actual.enabled is False:
+        return (Operation(Kind.USER, key, Action.SKIP, target, cause=Cause.POLICY,
+                          reason=f"deleted in {wording.source}; user_delete_policy is ignore"),)
+    action = {"delete": Action.DELETE, "suspend": Action.SUSPEND}.get(policy.delete,
+                                                                     Action.RESIGN)
+    # Resigned is more than suspended; where the target cannot tell them apart
+    # (``resigned`` None), disabled is as far as it goes.
+    done = actual.resigned if action is Action.RESIGN and actual.resigned is not None \
+        else actual.enabled is False
+    if action is not Action.DELETE and done:
         return (Operation(Kind.USER, key, Action.UNCHANGED, target,
                           reason="already disabled"),)
-    return (Operation(Kind.USER, key, action, target, (Change("enable", actual.enabled, False),),
-                      render.update_user(target, {}, None, False)),)
+    changes, requests = render.remove_user(actual, action)
+    return (Operation(Kind.USER, key, action, target, changes, requests),)
+
+
+def plan_department_removal(actual: Department, render: RemovalRender, *,
+                            key: str) -> tuple[Operation, ...]:
+    """A target department whose source record is gone: deleted when it is ours, not the
+    root, and empty (as far as ``members`` and ``children`` tell)."""
+    if actual.target_id is None:
+        return ()
+    target, wording = actual.target_id, render.wording
+    if actual.managed is False:
+        return (Operation(Kind.DEPARTMENT, key, Action.SKIP, target, cause=Cause.NOT_MANAGED,
+                          reason=f"not managed by {wording.service}: left alone"),)
+    if actual.root:
+        return (Operation(Kind.DEPARTMENT, key, Action.SKIP, target, cause=Cause.PROTECTED,
+                          reason="the organization root is never deleted"),)
+    members, children = actual.members or 0, actual.children or 0
+    if members > 0 or children > 0:
+        return (Operation(Kind.DEPARTMENT, key, Action.SKIP, target, cause=Cause.BLOCKED,
+                          reason=f"blocked: department is not empty ({members} members, "
+                                 f"{children} child departments)"),)
+    changes, requests = render.remove_department(actual)
+    return (Operation(Kind.DEPARTMENT, key, Action.DELETE, target, changes, requests),)
 
 
 def plan_department(desired: Department | None, actual: Department | None,
                     ids: Mapping[str, str], policy: Policy, render: Render, *, key: str,
                     problems: Sequence[str] = ()) -> tuple[Operation, ...]:
     if desired is None:
-        if actual is None or actual.target_id is None:
-            return ()
-        return (Operation(Kind.DEPARTMENT, key, Action.DELETE, actual.target_id,
-                          requests=render.delete_department(actual.target_id)),)
+        return () if actual is None else plan_department_removal(actual, render, key=key)
     if problems:
         return (Operation(Kind.DEPARTMENT, key, Action.SKIP, desired.target_id,
                           reason="; ".join(problems), cause=Cause.INVALID),)
