@@ -42,7 +42,9 @@ from sync_core.authing.model import AuthingDepartment, AuthingMembership, Authin
 from sync_core.authing.render import WORDING, AuthingRender
 from sync_core.binding import Binding
 from sync_core.directory import planner as directory
+from sync_core.directory.memberships import plan_memberships
 from sync_core.directory.model import Department, User
+from sync_core.directory.model import Membership as Canonical
 from sync_core.directory.operations import (
     DESTRUCTIVE,
     Action,
@@ -550,53 +552,45 @@ class _Memberships:
 
 def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | None,
                      policy: Binding, index: DepartmentIndex) -> _Memberships | None:
-    """The set-user-departments items, or None when WeCom did not say or nothing changes.
-
-    Memberships outside our organization (or in departments we do not manage) are kept, as
-    set-user-departments replaces the whole list. Flags WeCom did not send keep their
-    Authing value; with no main department known anywhere the first department is main.
-    When Authing's memberships were not read, the list is written as WeCom has it (and
-    other organizations' memberships cannot be kept): read users withDepartmentIds.
-    """
+    """The set-user-departments items for ``directory.memberships``' plan, or None when
+    WeCom did not say or nothing changes. When Authing's memberships were not read, the
+    list is written as WeCom has it (and other organizations' memberships cannot be
+    kept): read users withDepartmentIds."""
     if want is None:
         return None
-    known = actual is not None and actual.memberships is not None
-    ours: dict[int, tuple[bool, bool]] = {}
-    foreign: list[AuthingMembership] = []
-    for m in (actual.memberships if actual is not None else None) or ():
-        wecom_id = _membership_wecom_id(m, policy, index)
-        if wecom_id is None:
-            foreign.append(m)
-        else:
-            ours[wecom_id] = (bool(m.is_leader), bool(m.is_main))
-    leaders = {m.department: m.is_leader if m.is_leader is not None
-               else ours.get(m.department, (False, False))[0] for m in want}
-    main = next((m.department for m in want if m.is_main), None)
-    explicit = main is not None
-    if main is None:
-        main = next((d for d in leaders if ours.get(d, (False, False))[1]), None)
-    if main is None and leaders and not any(m.is_main for m in foreign):
-        main, explicit = next(iter(leaders)), True
-    new = {d: (leader, d == main) for d, leader in leaders.items()}
-    foreign_main_cleared = explicit and any(m.is_main for m in foreign)
-    if known and new == ours and not foreign_main_cleared:
+    read = actual.memberships if actual is not None else None
+    planned = plan_memberships(
+        [Canonical(department_open_id(m.department), m.is_leader, m.is_main) for m in want],
+        None if read is None else [_canonical_membership(m, policy, index) for m in read],
+        lambda key: _known_id(key, index))
+    if planned is None:
         return None
-    items = tuple({"departmentId": _dept_ref(d, index), "isLeader": leader, "isMainDepartment": m}
-                  for d, (leader, m) in new.items())
-    items += tuple({"departmentId": m.department_id, "isLeader": bool(m.is_leader),
-                    "isMainDepartment": bool(m.is_main) and not explicit} for m in foreign)
-    needs = tuple(department_open_id(d) for d in new if index.authing_id(d) is None)
-    change = Change("departments", _render(ours) if known else None, _render(new))
-    return _Memberships(items, tuple(new), needs, change)
+    wecom_ids = tuple(_wecom_id(m.department) for m in planned.ours)
+    items = tuple({"departmentId": _dept_ref(w, index), "isLeader": bool(m.leader),
+                   "isMainDepartment": bool(m.main)}
+                  for w, m in zip(wecom_ids, planned.ours, strict=True))
+    items += tuple({"departmentId": m.department, "isLeader": bool(m.leader),
+                    "isMainDepartment": bool(m.main)} for m in planned.foreign)
+    return _Memberships(items, wecom_ids, planned.needs, planned.change)
 
 
-def _render(memberships: Mapping[int, tuple[bool, bool]]) -> str:
-    def one(dept: int, leader: bool, main: bool) -> str:
-        flags = [name for name, on in (("leader", leader), ("main", main)) if on]
-        shown = department_open_id(dept)
-        return f"{shown}[{','.join(flags)}]" if flags else shown
+def _canonical_membership(m: AuthingMembership, policy: Binding,
+                          index: DepartmentIndex) -> Canonical:
+    wecom_id = _membership_wecom_id(m, policy, index)
+    if wecom_id is None:
+        return Canonical(m.department_id, m.is_leader, m.is_main, foreign=True)
+    return Canonical(department_open_id(wecom_id), m.is_leader, m.is_main)
 
-    return ";".join(one(d, *flags) for d, flags in sorted(memberships.items()))
+
+def _known_id(key: str, index: DepartmentIndex) -> str | None:
+    wecom_id = department_id_of(key)
+    return None if wecom_id is None else index.authing_id(wecom_id)
+
+
+def _wecom_id(key: str) -> int:
+    wecom_id = department_id_of(key)
+    assert wecom_id is not None  # keys made by department_open_id
+    return wecom_id
 
 
 def _membership_wecom_id(m: AuthingMembership, policy: Binding,

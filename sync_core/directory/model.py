@@ -22,6 +22,20 @@ USER_FIELDS = ("name", "mobile", "email", "gender", "position")
 
 
 @dataclass(frozen=True, slots=True)
+class Membership:
+    """A user's place in one department, with its flags (None: the side did not say).
+
+    ``department``: a source department key; in a target record, the source key of the
+    department it is linked to, or, with ``foreign`` True, the target id of a department
+    the direction does not manage (kept as it is by a write that replaces the list)."""
+
+    department: str
+    leader: bool | None = None
+    main: bool | None = None
+    foreign: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class User:
     """``key``: the source key (or, for a target record, the source key it is linked to);
     ``target_id``: the target's id (for the source: the id it must have there).

@@ -1,0 +1,74 @@
+"""A user's planned department memberships with their leader and main flags (pure).
+
+The target's list is replaced as a whole, so what the source does not decide is kept:
+memberships in departments the direction does not manage (``foreign``) stay, and a flag
+the source did not send keeps the target's value. The main department is the one the
+source names; else the one the target already has among the source's; else, when no kept
+membership is main either, the first. Naming a main clears a kept one's main flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from sync_core.directory.model import Membership
+from sync_core.directory.operations import Change
+
+_PLAIN = (False, False)
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipPlan:
+    """``ours``: one per source department, in the source's order, flags decided;
+    ``foreign``: the kept ones (target ids); ``needs``: source keys the target lacks."""
+
+    ours: tuple[Membership, ...]
+    foreign: tuple[Membership, ...]
+    needs: tuple[str, ...]
+    change: Change
+
+
+def plan_memberships(want: Sequence[Membership] | None, actual: Sequence[Membership] | None,
+                     target_id: Callable[[str], str | None]) -> MembershipPlan | None:
+    """None when the source did not say (``want`` None) or nothing changes. ``actual``
+    None: the target's list was not read, so it is written as the source has it (nothing
+    can be kept). ``target_id``: a source department key's target id, if it exists."""
+    if want is None:
+        return None
+    ours: dict[str, tuple[bool, bool]] = {}
+    foreign: list[Membership] = []
+    for m in actual or ():
+        if m.foreign:
+            foreign.append(m)
+        else:
+            ours[m.department] = (bool(m.leader), bool(m.main))
+    leaders = {m.department: m.leader if m.leader is not None
+               else ours.get(m.department, _PLAIN)[0] for m in want}
+    main = next((m.department for m in want if m.main), None)
+    explicit = main is not None
+    if main is None:
+        main = next((d for d in leaders if ours.get(d, _PLAIN)[1]), None)
+    if main is None and leaders and not any(m.main for m in foreign):
+        main, explicit = next(iter(leaders)), True
+    new = {d: (leader, d == main) for d, leader in leaders.items()}
+    foreign_main_cleared = explicit and any(m.main for m in foreign)
+    if actual is not None and new == ours and not foreign_main_cleared:
+        return None
+    return MembershipPlan(
+        tuple(Membership(d, leader, is_main) for d, (leader, is_main) in new.items()),
+        tuple(Membership(m.department, bool(m.leader), bool(m.main) and not explicit,
+                         foreign=True) for m in foreign),
+        tuple(d for d in new if target_id(d) is None),
+        Change("departments", None if actual is None else _shown(ours), _shown(new)))
+
+
+def _shown(memberships: Mapping[str, tuple[bool, bool]]) -> str:
+    """``"2[leader,main];3"``: keys in order (shorter first, so numeric keys sort as
+    numbers), each with its flags."""
+    def one(key: str, leader: bool, main: bool) -> str:
+        flags = [name for name, on in (("leader", leader), ("main", main)) if on]
+        return f"{key}[{','.join(flags)}]" if flags else key
+
+    return ";".join(one(k, *memberships[k]) for k in sorted(memberships,
+                                                             key=lambda k: (len(k), k)))
