@@ -59,6 +59,7 @@ from sync_core.directory.operations import (
     deletion_guard,
     resolve_refs,
 )
+from sync_core.directory.planner import merge_custom, same
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.settings import UserDeletePolicy
 from sync_core.wecom.model import WeComDepartment, WeComUser
@@ -437,7 +438,8 @@ def _plan_user_create(want: DesiredUser, policy: Binding, index: DepartmentIndex
 def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Binding,
                       index: DepartmentIndex) -> Operation:
     changes, body = _profile_changes(want, actual, policy)
-    custom_changes, custom = _custom_changes(want.custom_data, actual.custom_data)
+    custom_changes, custom = merge_custom(want.custom_data, actual.custom_data,
+                                          field="customData")
     changes += custom_changes
     if custom is not None:
         body["customData"] = custom
@@ -524,7 +526,7 @@ def _profile_changes(want: DesiredUser, actual: AuthingUser,
         old = getattr(actual, _USER_ATTRS[name])
         if name == "phoneCountryCode":  # Authing leaves it empty for its default region
             old = old or policy.mapping.default_country_code
-        if not _same(old, new):
+        if not same(old, new):
             changes.append(Change(name, old, new))
             body[name] = new
     if body.get("phone") and "phoneCountryCode" in fields:
@@ -652,7 +654,7 @@ def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
     want = map_department(desired)
     changes: list[Change] = []
     body: dict[str, Any] = {}
-    if want.name and not _same(actual.name, want.name):
+    if want.name and not same(actual.name, want.name):
         changes.append(Change("name", actual.name, want.name))
         body["name"] = want.name
     needs: tuple[str, ...] = ()
@@ -666,7 +668,8 @@ def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
         shown = (actual.parent_department_id if old_parent is None
                  else department_open_id(old_parent))
         changes.append(Change("parent", shown, department_open_id(want.parent_id)))
-    custom_changes, custom = _custom_changes(want.custom_data, actual.custom_data)
+    custom_changes, custom = merge_custom(want.custom_data, actual.custom_data,
+                                          field="customData")
     changes += custom_changes
     if custom is not None:
         body["customData"] = custom
@@ -796,23 +799,6 @@ def _authing_depth(department_id: str, parents: Mapping[str, str | None]) -> int
         depth += 1
         parent = parents.get(parent)
     return depth
-
-
-def _custom_changes(desired: tuple[tuple[str, str], ...], actual: tuple[tuple[str, Any], ...]
-                    | None) -> tuple[list[Change], dict[str, Any] | None]:
-    """Changed customData keys, and the body to send: Authing's current customData with
-    ours merged in, so keys other writers own survive whatever update-user does."""
-    old = dict(actual or ())
-    changes = [Change(f"customData.{k}", old.get(k), v) for k, v in desired
-               if not _same(old.get(k), v)]
-    return (changes, {**old, **dict(desired)}) if changes else ([], None)
-
-
-def _same(old: Any, new: Any) -> bool:
-    """Equal, where None and "" both mean empty and numbers read back as strings."""
-    if old in (None, "") or new in (None, ""):
-        return old in (None, "") and new in (None, "")
-    return str(old) == str(new)
 
 
 def _skip(kind: Kind, key: str, reason: str, target: str | None = None, *,

@@ -111,7 +111,7 @@ def plan_user(desired: User | None, actual: User | None, ids: Mapping[str, str],
         return (Operation(Kind.USER, key, Action.UNCHANGED, target,
                           reason="update policy none: existing members are not updated"),)
     changed = {k: v for k, v in wanted.items()
-               if actual.fields.get(k) is not None and not _same(actual.fields.get(k), v)}
+               if actual.fields.get(k) is not None and not same(actual.fields.get(k), v)}
     changes = [Change(k, actual.fields.get(k), v) for k, v in sorted(changed.items())]
     new_departments: list[Any] | None = None
     needs: tuple[str, ...] = ()
@@ -218,7 +218,7 @@ def plan_department(desired: Department | None, actual: Department | None,
     changes = []
     name = None
     if desired.name is not None and actual.name is not None \
-            and not _same(desired.name, actual.name) and "name" not in policy.ignore:
+            and not same(desired.name, actual.name) and "name" not in policy.ignore:
         name = desired.name
         changes.append(Change("name", actual.name, desired.name))
     moved = needs or (actual.parent is not None and str(parent) != actual.parent)
@@ -232,7 +232,20 @@ def plan_department(desired: Department | None, actual: Department | None,
                       needs),)
 
 
-def _same(old: Any, new: Any) -> bool:
+def same(old: Any, new: Any) -> bool:
+    """Equal, where None and "" both mean empty and numbers read back as strings."""
     if old in (None, "") or new in (None, ""):
         return old in (None, "") and new in (None, "")
     return str(old) == str(new)
+
+
+def merge_custom(desired: Sequence[tuple[str, Any]], actual: Sequence[tuple[str, Any]] | None,
+                 *, field: str) -> tuple[list[Change], dict[str, Any] | None]:
+    """A record's free-form data (the target's ``field``): the keys ours changes, shown
+    as ``field.key``, and the whole value to write, None when nothing changed. The value
+    is the target's current one with ours merged in, so the keys other writers own
+    survive a write that replaces it. ``actual`` None: not read, nothing to keep."""
+    old = dict(actual or ())
+    changes = [Change(f"{field}.{k}", old.get(k), v) for k, v in desired
+               if not same(old.get(k), v)]
+    return (changes, {**old, **dict(desired)}) if changes else ([], None)
