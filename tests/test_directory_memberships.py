@@ -41,6 +41,6 @@ def test_nothing_to_write_when_the_target_already_agrees() -> None:
 
 
 def test_departments_the_target_lacks_are_needed_and_numbers_sort_as_numbers() -> None:
-    plan = plan_memberships([M("10"), M("2", True, None)], [], IDS.get)
-    assert plan is not None and plan.needs == ("10",)
-    assert plan.change.old == "" and plan.change.new == "2[leader];10[main]"
+    plan = plan_memberships([M(10), M(2, True, None)], [], {2: "a2"}.get, lambda k: f"#{k}")
+    assert plan is not None and plan.needs == (10,)
+    assert plan.change.old == "" and plan.change.new == "#2[leader];#10[main]"

@@ -30,7 +30,6 @@ from sync_core.authing.mapping import (
     SET_DEPARTMENTS_MAX,
     USER_ID_FIELD,
     DesiredUser,
-    Membership,
     UsernameSource,
     department_id_of,
     department_open_id,
@@ -43,8 +42,7 @@ from sync_core.authing.render import WORDING, AuthingRender
 from sync_core.binding import Binding
 from sync_core.directory import planner as directory
 from sync_core.directory.memberships import plan_memberships
-from sync_core.directory.model import Department, User
-from sync_core.directory.model import Membership as Canonical
+from sync_core.directory.model import Department, Membership, User
 from sync_core.directory.operations import (
     DESTRUCTIVE,
     Action,
@@ -115,8 +113,8 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Bin
     if actual is None:
         return _after_departments(_plan_user_create(want, policy, index), policy, index)
     conflict = directory.user_conflict(
-        User(want.external_id, None, renamed_from=want.renamed_from),
-        canonical_user(actual, policy, index), _policy(policy), WORDING, key=want.external_id)
+        (want.external_id, want.renamed_from), actual.external_id or "", actual.user_id,
+        policy.adopt_existing, WORDING, key=want.external_id)
     if conflict is not None:
         return (conflict,)
     return _after_departments(_plan_user_update(want, actual, policy, index), policy, index)
@@ -561,38 +559,23 @@ def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | 
     if want is None:
         return None
     read = actual.memberships if actual is not None else None
-    planned = plan_memberships(
-        [Canonical(department_open_id(m.department), m.is_leader, m.is_main) for m in want],
-        None if read is None else [_canonical_membership(m, policy, index) for m in read],
-        lambda key: _known_id(key, index))
+    held: list[Membership] | None = None
+    if read is not None:
+        held = []
+        for m in read:  # inline: once per membership of every planned user
+            wecom_id = _membership_wecom_id(m, policy, index)
+            held.append(Membership(m.department_id, m.is_leader, m.is_main, True)
+                        if wecom_id is None else Membership(wecom_id, m.is_leader, m.is_main))
+    planned = plan_memberships(want, held, index.authing_id, department_open_id)
     if planned is None:
         return None
-    wecom_ids = tuple(_wecom_id(m.department) for m in planned.ours)
-    items = tuple({"departmentId": _dept_ref(w, index), "isLeader": bool(m.leader),
-                   "isMainDepartment": bool(m.main)}
-                  for w, m in zip(wecom_ids, planned.ours, strict=True))
+    wecom_ids = tuple(m.department for m in planned.ours)
+    items = tuple({"departmentId": _dept_ref(m.department, index), "isLeader": bool(m.leader),
+                   "isMainDepartment": bool(m.main)} for m in planned.ours)
     items += tuple({"departmentId": m.department, "isLeader": bool(m.leader),
                     "isMainDepartment": bool(m.main)} for m in planned.foreign)
-    return _Memberships(items, wecom_ids, planned.needs, planned.change)
-
-
-def _canonical_membership(m: AuthingMembership, policy: Binding,
-                          index: DepartmentIndex) -> Canonical:
-    wecom_id = _membership_wecom_id(m, policy, index)
-    if wecom_id is None:
-        return Canonical(m.department_id, m.is_leader, m.is_main, foreign=True)
-    return Canonical(department_open_id(wecom_id), m.is_leader, m.is_main)
-
-
-def _known_id(key: str, index: DepartmentIndex) -> str | None:
-    wecom_id = department_id_of(key)
-    return None if wecom_id is None else index.authing_id(wecom_id)
-
-
-def _wecom_id(key: str) -> int:
-    wecom_id = department_id_of(key)
-    assert wecom_id is not None  # keys made by department_open_id
-    return wecom_id
+    needs = tuple(department_open_id(d) for d in planned.needs)
+    return _Memberships(items, wecom_ids, needs, planned.change)
 
 
 def _membership_wecom_id(m: AuthingMembership, policy: Binding,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sync_core.directory.model import Membership
 from sync_core.directory.operations import Change
@@ -25,18 +26,20 @@ class MembershipPlan:
 
     ours: tuple[Membership, ...]
     foreign: tuple[Membership, ...]
-    needs: tuple[str, ...]
+    needs: tuple[Any, ...]
     change: Change
 
 
 def plan_memberships(want: Sequence[Membership] | None, actual: Sequence[Membership] | None,
-                     target_id: Callable[[str], str | None]) -> MembershipPlan | None:
+                     target_id: Callable[[Any], str | None],
+                     label: Callable[[Any], str] = str) -> MembershipPlan | None:
     """None when the source did not say (``want`` None) or nothing changes. ``actual``
     None: the target's list was not read, so it is written as the source has it (nothing
-    can be kept). ``target_id``: a source department key's target id, if it exists."""
+    can be kept). ``target_id``: a source department key's target id, if it exists;
+    ``label``: a key as the change shows it."""
     if want is None:
         return None
-    ours: dict[str, tuple[bool, bool]] = {}
+    ours: dict[Any, tuple[bool, bool]] = {}
     foreign: list[Membership] = []
     for m in actual or ():
         if m.foreign:
@@ -60,15 +63,14 @@ def plan_memberships(want: Sequence[Membership] | None, actual: Sequence[Members
         tuple(Membership(m.department, bool(m.leader), bool(m.main) and not explicit,
                          foreign=True) for m in foreign),
         tuple(d for d in new if target_id(d) is None),
-        Change("departments", None if actual is None else _shown(ours), _shown(new)))
+        Change("departments", None if actual is None else _shown(ours, label),
+               _shown(new, label)))
 
 
-def _shown(memberships: Mapping[str, tuple[bool, bool]]) -> str:
-    """``"2[leader,main];3"``: keys in order (shorter first, so numeric keys sort as
-    numbers), each with its flags."""
-    def one(key: str, leader: bool, main: bool) -> str:
+def _shown(memberships: Mapping[Any, tuple[bool, bool]], label: Callable[[Any], str]) -> str:
+    """``"2[leader,main];3"``: keys in their order, each with its flags."""
+    def one(key: Any, leader: bool, main: bool) -> str:
         flags = [name for name, on in (("leader", leader), ("main", main)) if on]
-        return f"{key}[{','.join(flags)}]" if flags else key
+        return f"{label(key)}[{','.join(flags)}]" if flags else label(key)
 
-    return ";".join(one(k, *memberships[k]) for k in sorted(memberships,
-                                                             key=lambda k: (len(k), k)))
+    return ";".join(one(k, *memberships[k]) for k in sorted(memberships))

@@ -16,20 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 USER_FIELDS = ("name", "mobile", "email", "gender", "position")
 
 
-@dataclass(frozen=True, slots=True)
-class Membership:
+class Membership(NamedTuple):
     """A user's place in one department, with its flags (None: the side did not say).
 
-    ``department``: a source department key; in a target record, the source key of the
-    department it is linked to, or, with ``foreign`` True, the target id of a department
-    the direction does not manage (kept as it is by a write that replaces the list)."""
+    ``department``: a source department key (text, or the number a source gives its
+    departments); in a target record, the source key of the department it is linked to,
+    or, with ``foreign`` True, the target id of a department the direction does not
+    manage (kept as it is by a write that replaces the list). A tuple: one is made per
+    membership on both sides of every planned user."""
 
-    department: str
+    department: Any
     leader: bool | None = None
     main: bool | None = None
     foreign: bool = False

@@ -95,7 +95,8 @@ def plan_user(desired: User | None, actual: User | None, ids: Mapping[str, str],
         return (Operation(Kind.USER, key, Action.SKIP, desired.target_id,
                           reason="; ".join(problems), cause=Cause.INVALID),)
     if actual is not None:
-        conflict = user_conflict(desired, actual, policy, render.wording, key=key)
+        conflict = user_conflict((desired.key, desired.renamed_from), actual.key,
+                                 actual.target_id, policy.adopt, render.wording, key=key)
         if conflict is not None:
             return (conflict,)
     wanted = {k: v for k, v in desired.fields.items()
@@ -132,21 +133,23 @@ def plan_user(desired: User | None, actual: User | None, ids: Mapping[str, str],
                       render.update_user(target, changed, new_departments, enabled), needs),)
 
 
-def user_conflict(desired: User, actual: User, policy: Policy, wording: Wording, *,
-                  key: str) -> Operation | None:
-    """A skip when ``actual`` is not this user's to write: linked to another source key,
-    or unlinked without ``Policy.adopt``; None when it is."""
-    if actual.key and actual.key in (desired.key, desired.renamed_from):
+def user_conflict(keys: tuple[str, str | None], linked: str, target_id: str | None,
+                  adopt: bool, wording: Wording, *, key: str) -> Operation | None:
+    """A skip when the target user ``target_id``, linked to source key ``linked`` ("" for
+    none), is not for the source user of ``keys`` (its key and the one it was renamed
+    from): linked to another key, or unlinked without ``adopt``; None when it is. Plain
+    values: it runs for every planned user that exists in the target."""
+    if linked and linked in keys:
         return None
-    if not actual.key:
-        if policy.adopt:
+    if not linked:
+        if adopt:
             return None
-        reason = (f"conflict: unmanaged {wording.target} user {actual.target_id} has no "
+        reason = (f"conflict: unmanaged {wording.target} user {target_id} has no "
                   f"{wording.key_field}; set adopt_existing to take it over")
     else:
-        reason = (f"conflict: {wording.target} user {actual.target_id} belongs to "
-                  f"{wording.key_field} {actual.key!r}")
-    return Operation(Kind.USER, key, Action.SKIP, actual.target_id, reason=reason,
+        reason = (f"conflict: {wording.target} user {target_id} belongs to "
+                  f"{wording.key_field} {linked!r}")
+    return Operation(Kind.USER, key, Action.SKIP, target_id, reason=reason,
                      cause=Cause.CONFLICT)
 
 
