@@ -41,11 +41,11 @@ class Rec:
             return (), (Request("delete", {"id": target}),)
         return (), self.update_user(target, {}, None, False)
 
-    def create_department(self, department: Department, parent: Any) -> tuple[Request, ...]:
-        return (Request("dcreate", {"name": department.name, "parent": parent}),)
+    def create_department(self, department: Department, parent: Any) -> Rendered:
+        return (), (Request("dcreate", {"name": department.name, "parent": parent}),)
 
-    def update_department(self, target_id: str, name: str | None,
-                          parent: Any) -> tuple[Request, ...]:
+    def update_department(self, target_id: str, name: str | None, parent: Any,
+                          custom: Mapping[str, Any] | None) -> tuple[Request, ...]:
         return (Request("dupdate", {"id": target_id, "name": name, "parent": parent}),)
 
     def remove_department(self, actual: Department) -> Rendered:
@@ -123,8 +123,8 @@ def test_department_decisions(desired: Department | None, actual: Department | N
 
 
 def test_a_root_is_never_written() -> None:
-    assert plan_department(Department("r", None, "公司", None), None, IDS, Policy(), Rec(),
-                           key="r") == ()
+    assert plan_department(Department("r", None, "公司", None, root=True), None, IDS, Policy(),
+                           Rec(), key="r") == ()
 
 
 @pytest.mark.parametrize("actual, policy, action, cause", [

@@ -20,7 +20,7 @@ ours are deleted, and an unmanaged user that looks like a WeCom user is a confli
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -612,58 +612,54 @@ def _after_departments(op: Operation, policy: Binding,
 
 def _plan_department_create(desired: WeComDepartment, policy: Binding,
                             index: DepartmentIndex) -> Operation:
-    want = map_department(desired)
-    key = want.open_department_id
-    if not want.name:
-        return _skip(Kind.DEPARTMENT, key, "department name unknown (WeCom sent only ids); "
-                                           "read it from WeCom first", cause=Cause.INCOMPLETE)
-    if want.parent_id is None:
-        return _skip(Kind.DEPARTMENT, key, "parent department unknown", cause=Cause.INCOMPLETE)
-    parent = _dept_ref(want.parent_id, index)
-    body = {"organizationCode": policy.organization_code, "name": want.name,
-            "parentDepartmentId": parent, "openDepartmentId": key,
-            "customData": dict(want.custom_data)}
-    changes = (Change("name", None, want.name),
-               Change("parent", None, department_open_id(want.parent_id)),
-               *(Change(f"customData.{k}", None, v) for k, v in want.custom_data))
-    needs = ((department_open_id(want.parent_id),) if isinstance(parent, DepartmentRef)
-                 else ())
-    return Operation(Kind.DEPARTMENT, key, Action.CREATE, None, changes,
-                     (Request("create-department", body),), needs)
+    want = _canonical_department(desired)
+    [op] = directory.plan_department(want, None, _OpenIds(index), _policy(policy),
+                                     AuthingRender(policy.organization_code), key=want.key)
+    return op
 
 
 def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
                             policy: Binding, index: DepartmentIndex) -> Operation:
-    want = map_department(desired)
-    changes: list[Change] = []
-    body: dict[str, Any] = {}
-    if want.name and not same(actual.name, want.name):
-        changes.append(Change("name", actual.name, want.name))
-        body["name"] = want.name
-    needs: tuple[str, ...] = ()
+    want = _canonical_department(desired)
     old_parent = index.wecom_id(actual.parent_department_id)
-    moved = want.parent_id is not None and old_parent != want.parent_id
-    if want.parent_id is not None and moved:
-        parent = _dept_ref(want.parent_id, index)
-        body["parentDepartmentId"] = parent
-        needs = ((department_open_id(want.parent_id),) if isinstance(parent, DepartmentRef)
-                 else ())
-        shown = (actual.parent_department_id if old_parent is None
-                 else department_open_id(old_parent))
-        changes.append(Change("parent", shown, department_open_id(want.parent_id)))
-    custom_changes, custom = merge_custom(want.custom_data, actual.custom_data,
-                                          field="customData")
-    changes += custom_changes
-    if custom is not None:
-        body["customData"] = custom
-    if not body:
-        return Operation(Kind.DEPARTMENT, want.open_department_id, Action.UNCHANGED,
-                         actual.department_id)
-    request = Request("update-department", {"organizationCode": policy.organization_code,
-                                            "departmentId": actual.department_id, **body})
-    return Operation(Kind.DEPARTMENT, want.open_department_id,
-                     Action.MOVE if moved else Action.UPDATE, actual.department_id,
-                     tuple(changes), (request,), needs)
+    have = Department(want.key, actual.department_id, actual.name, actual.parent_department_id,
+                      custom=actual.custom_data,
+                      parent_key=None if old_parent is None else department_open_id(old_parent))
+    [op] = directory.plan_department(want, have, _OpenIds(index), _policy(policy),
+                                     AuthingRender(policy.organization_code), key=want.key)
+    return op
+
+
+def _canonical_department(desired: WeComDepartment) -> Department:
+    want = map_department(desired)
+    parent = None if want.parent_id is None else department_open_id(want.parent_id)
+    return Department(want.open_department_id, None, want.name, parent,
+                      custom=want.custom_data)
+
+
+class _OpenIds(Mapping[str, str]):
+    """The index's Authing departmentIds by openDepartmentId (the canonical keys): a view,
+    as one is made per planned department."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, index: DepartmentIndex) -> None:
+        self._ids = index.authing_ids
+
+    def __getitem__(self, key: str) -> str:
+        wecom_id = department_id_of(key)
+        if wecom_id is None or wecom_id not in self._ids:
+            raise KeyError(key)
+        return self._ids[wecom_id]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and department_id_of(key) in self._ids
+
+    def __iter__(self) -> Iterator[str]:
+        return (department_open_id(w) for w in self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 def _plan_department_gone(actual: AuthingDepartment, policy: Binding, members: int,

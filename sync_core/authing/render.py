@@ -1,10 +1,11 @@
 """Authing v3 requests for the canonical planner's decisions (``directory.planner``'s
-``RemovalRender``), and the changes they make in Authing's field names as run items show
-them (reference/authing-api.md §2: delete-users-batch, resign-user, update-user,
-delete-department)."""
+``DepartmentRender``), and the changes they make in Authing's field names as run items
+show them (reference/authing-api.md §2: delete-users-batch, resign-user, update-user;
+create-department, update-department, delete-department)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sync_core.directory.model import Department, User
@@ -12,7 +13,7 @@ from sync_core.directory.operations import Action, Change, Request
 from sync_core.directory.planner import Rendered, Wording
 
 WORDING = Wording(source="WeCom", target="Authing", key_field="externalId",
-                  service="wecom-sync")
+                  service="wecom-sync", custom_field="customData")
 # The Authing status each disabling action writes.
 _STATUS = {Action.RESIGN: "Resigned", Action.SUSPEND: "Suspended"}
 
@@ -35,6 +36,27 @@ class AuthingRender:
         request = (Request("resign-user", {"userId": uid}) if action is Action.RESIGN
                    else Request("update-user", {"userId": uid, "status": status}))
         return (Change("status", old, status),), (request,)
+
+    def create_department(self, department: Department, parent: Any) -> Rendered:
+        """Created with its openDepartmentId (the canonical key) and customData."""
+        custom = department.custom or ()
+        body = {"organizationCode": self.organization_code, "name": department.name,
+                "parentDepartmentId": parent, "openDepartmentId": department.key,
+                "customData": dict(custom)}
+        changes = (Change("name", None, department.name),
+                   Change("parent", None, department.parent),
+                   *(Change(f"customData.{k}", None, v) for k, v in custom))
+        return changes, (Request("create-department", body),)
+
+    def update_department(self, target_id: str, name: str | None, parent: Any,
+                          custom: Mapping[str, Any] | None) -> tuple[Request, ...]:
+        body: dict[str, Any] = {"organizationCode": self.organization_code,
+                                "departmentId": target_id}
+        for field, value in (("name", name), ("parentDepartmentId", parent),
+                             ("customData", custom)):
+            if value is not None:
+                body[field] = value
+        return (Request("update-department", body),)
 
     def remove_department(self, actual: Department) -> Rendered:
         request = Request("delete-department", {"organizationCode": self.organization_code,

@@ -61,16 +61,20 @@ class User:
 @dataclass(frozen=True, slots=True)
 class Department:
     """``parent``: for a source record, the parent's source key; for a target record, the
-    parent's target id. None for a root."""
+    parent's target id. None: a root (``root``), else unknown. ``custom``: free-form
+    data, (key, value) pairs; a source record's are the keys it owns, None: none."""
 
     key: str
     target_id: str | None
     name: str | None
     parent: str | None
-    # Target records: ours or not; ``root``: the target's root, never deleted; ``members``
-    # and ``children``: what is still in it (None: unknown, the target checks on delete).
+    root: bool = False  # the source's root, or the target's: never written or deleted
+    custom: tuple[tuple[str, Any], ...] | None = None
+    # Target records: ours or not; ``parent_key``: the parent's source key, when known
+    # (shown in changes); ``members`` and ``children``: what is still in it (None:
+    # unknown, the target checks on delete).
     managed: bool | None = None
-    root: bool = False
+    parent_key: str | None = None
     members: int | None = None
     children: int | None = None
     record: Any = field(default=None, compare=False, hash=False, repr=False)

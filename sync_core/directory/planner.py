@@ -46,6 +46,7 @@ class Wording:
     target: str = "target"
     key_field: str = "source key"
     service: str = "this service"
+    custom_field: str = "custom"  # the target field that holds free-form data
 
 
 Rendered = tuple[tuple[Change, ...], tuple[Request, ...]]
@@ -62,7 +63,19 @@ class RemovalRender(Protocol):
     def remove_department(self, actual: Department) -> Rendered: ...
 
 
-class Render(RemovalRender, Protocol):
+class DepartmentRender(RemovalRender, Protocol):
+    """A direction's target requests for department decisions; a parent is a target id
+    or a ``DepartmentRef`` (resolved by the executor)."""
+
+    def create_department(self, department: Department, parent: Any) -> Rendered: ...
+
+    def update_department(self, target_id: str, name: str | None, parent: Any,
+                          custom: Mapping[str, Any] | None) -> tuple[Request, ...]:
+        """``custom``: the whole free-form value to write (ours merged into the target's)."""
+        ...
+
+
+class Render(DepartmentRender, Protocol):
     """A direction's target requests for the planner's decisions. ``departments`` hold
     target ids or ``DepartmentRef``s (resolved by the executor)."""
 
@@ -72,11 +85,6 @@ class Render(RemovalRender, Protocol):
     def update_user(self, target_id: str, fields: Mapping[str, Any],
                     departments: Sequence[Any] | None,
                     enabled: bool | None) -> tuple[Request, ...]: ...
-
-    def create_department(self, department: Department, parent: Any) -> tuple[Request, ...]: ...
-
-    def update_department(self, target_id: str, name: str | None,
-                          parent: Any) -> tuple[Request, ...]: ...
 
 
 def _resolve(keys: Sequence[str], ids: Mapping[str, str]) -> tuple[list[Any], tuple[str, ...]]:
@@ -201,38 +209,59 @@ def plan_department_removal(actual: Department, render: RemovalRender, *,
 
 
 def plan_department(desired: Department | None, actual: Department | None,
-                    ids: Mapping[str, str], policy: Policy, render: Render, *, key: str,
+                    ids: Mapping[str, str], policy: Policy, render: DepartmentRender, *, key: str,
                     problems: Sequence[str] = ()) -> tuple[Operation, ...]:
     if desired is None:
         return () if actual is None else plan_department_removal(actual, render, key=key)
     if problems:
         return (Operation(Kind.DEPARTMENT, key, Action.SKIP, desired.target_id,
                           reason="; ".join(problems), cause=Cause.INVALID),)
-    if desired.parent is None:  # a root maps onto the target's root: never written
+    if desired.root:  # a root maps onto the target's root: never written
         return ()
-    [parent], needs = _resolve([desired.parent], ids)
+    wording = render.wording
     if actual is None:
-        return (Operation(Kind.DEPARTMENT, key, Action.CREATE, None,
-                          (Change("name", None, desired.name),),
-                          render.create_department(desired, parent), needs),)
+        return (_department_create(desired, ids, wording, render, key),)
     target = actual.target_id or key
     if not policy.update:
         return (Operation(Kind.DEPARTMENT, key, Action.UNCHANGED, target),)
     changes = []
     name = None
-    if desired.name is not None and actual.name is not None \
+    if desired.name and actual.name is not None \
             and not same(desired.name, actual.name) and "name" not in policy.ignore:
         name = desired.name
         changes.append(Change("name", actual.name, desired.name))
-    moved = needs or (actual.parent is not None and str(parent) != actual.parent)
-    if moved:
-        changes.append(Change("parent", actual.parent, desired.parent))
+    parent: Any = None
+    needs: tuple[str, ...] = ()
+    if desired.parent is not None:  # else unknown: left where it is
+        [resolved], needs = _resolve([desired.parent], ids)
+        if needs or (actual.parent is not None and str(resolved) != actual.parent):
+            parent = resolved
+            changes.append(Change("parent", actual.parent_key or actual.parent,
+                                  desired.parent))
+    custom = None
+    if desired.custom is not None:
+        custom_changes, custom = merge_custom(desired.custom, actual.custom,
+                                              field=wording.custom_field)
+        changes += custom_changes
     if not changes:
         return (Operation(Kind.DEPARTMENT, key, Action.UNCHANGED, target),)
-    return (Operation(Kind.DEPARTMENT, key, Action.MOVE if moved and name is None
-                      else Action.UPDATE, target, tuple(changes),
-                      render.update_department(target, name, parent if moved else None),
-                      needs),)
+    return (Operation(Kind.DEPARTMENT, key, Action.UPDATE if parent is None else Action.MOVE,
+                      target, tuple(changes),
+                      render.update_department(target, name, parent, custom), needs),)
+
+
+def _department_create(desired: Department, ids: Mapping[str, str], wording: Wording,
+                       render: DepartmentRender, key: str) -> Operation:
+    if not desired.name:
+        return Operation(Kind.DEPARTMENT, key, Action.SKIP, cause=Cause.INCOMPLETE,
+                         reason=f"department name unknown ({wording.source} sent only ids); "
+                                f"read it from {wording.source} first")
+    if desired.parent is None:
+        return Operation(Kind.DEPARTMENT, key, Action.SKIP, cause=Cause.INCOMPLETE,
+                         reason="parent department unknown")
+    [parent], needs = _resolve([desired.parent], ids)
+    changes, requests = render.create_department(desired, parent)
+    return Operation(Kind.DEPARTMENT, key, Action.CREATE, None, changes, requests, needs)
 
 
 def same(old: Any, new: Any) -> bool:

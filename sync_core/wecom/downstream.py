@@ -134,12 +134,14 @@ class WeComRender:
         return ((Change("enable", actual.enabled, False),),
                 self.update_user(target, {}, None, False))
 
-    def create_department(self, department: Department, parent: Any) -> tuple[Request, ...]:
-        return (Request("department/create", {"name": department.name, "parentid": parent,
-                                              SOURCE_KEY: department.key}),)
+    def create_department(self, department: Department, parent: Any) -> planner.Rendered:
+        return ((Change("name", None, department.name),),
+                (Request("department/create", {"name": department.name, "parentid": parent,
+                                               SOURCE_KEY: department.key}),))
 
-    def update_department(self, target_id: str, name: str | None,
-                          parent: Any) -> tuple[Request, ...]:
+    def update_department(self, target_id: str, name: str | None, parent: Any,
+                          custom: Mapping[str, Any] | None) -> tuple[Request, ...]:
+        """``custom`` is always None: downstream maps no free-form data to WeCom."""
         body: dict[str, Any] = {"id": target_id}
         if name is not None:
             body["name"] = name
@@ -244,7 +246,7 @@ class DownstreamPlanner:
                        or not desired.parent_department_id)
             want = Department(key, wecom_department_id(desired),
                               rules.department_name(desired.name),
-                              None if is_root else desired.parent_department_id)
+                              None if is_root else desired.parent_department_id, root=is_root)
             if not is_root:
                 problems = rules.department_problems(want.name, level)
         have = None if actual is None else Department(
