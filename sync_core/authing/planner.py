@@ -41,7 +41,7 @@ from sync_core.authing.model import AuthingDepartment, AuthingMembership, Authin
 from sync_core.authing.render import WORDING, AuthingRender
 from sync_core.binding import Binding
 from sync_core.directory import planner as directory
-from sync_core.directory.memberships import plan_memberships
+from sync_core.directory.memberships import Held, plan_memberships
 from sync_core.directory.model import Department, Membership, User
 from sync_core.directory.operations import (
     DESTRUCTIVE,
@@ -559,13 +559,13 @@ def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | 
     if want is None:
         return None
     read = actual.memberships if actual is not None else None
-    held: list[Membership] | None = None
+    held: list[Held] | None = None
     if read is not None:
         held = []
         for m in read:  # inline: once per membership of every planned user
             wecom_id = _membership_wecom_id(m, policy, index)
-            held.append(Membership(m.department_id, m.is_leader, m.is_main, True)
-                        if wecom_id is None else Membership(wecom_id, m.is_leader, m.is_main))
+            held.append((m.department_id, m.is_leader, m.is_main, True) if wecom_id is None
+                        else (wecom_id, m.is_leader, m.is_main, False))
     planned = plan_memberships(want, held, index.authing_id, department_open_id)
     if planned is None:
         return None

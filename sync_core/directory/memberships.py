@@ -30,7 +30,12 @@ class MembershipPlan:
     change: Change
 
 
-def plan_memberships(want: Sequence[Membership] | None, actual: Sequence[Membership] | None,
+# A membership as (department, leader, main, foreign): a ``Membership``, or the plain tuple
+# an adapter builds per membership of every planned user without the named one's cost.
+Held = tuple[Any, bool | None, bool | None, bool]
+
+
+def plan_memberships(want: Sequence[Membership] | None, actual: Sequence[Held] | None,
                      target_id: Callable[[Any], str | None],
                      label: Callable[[Any], str] = str) -> MembershipPlan | None:
     """None when the source did not say (``want`` None) or nothing changes. ``actual``
@@ -40,28 +45,32 @@ def plan_memberships(want: Sequence[Membership] | None, actual: Sequence[Members
     if want is None:
         return None
     ours: dict[Any, tuple[bool, bool]] = {}
-    foreign: list[Membership] = []
-    for m in actual or ():
-        if m.foreign:
-            foreign.append(m)
+    foreign: list[Held] = []
+    for held in actual or ():
+        if held[3]:
+            foreign.append(held)
         else:
-            ours[m.department] = (bool(m.leader), bool(m.main))
-    leaders = {m.department: m.leader if m.leader is not None
-               else ours.get(m.department, _PLAIN)[0] for m in want}
-    main = next((m.department for m in want if m.main), None)
+            ours[held[0]] = (bool(held[1]), bool(held[2]))
+    leaders: dict[Any, bool] = {}
+    main = None
+    for department, leader, is_main, _ in want:
+        leaders[department] = bool(leader) if leader is not None \
+            else ours.get(department, _PLAIN)[0]
+        if is_main and main is None:
+            main = department
     explicit = main is not None
     if main is None:
         main = next((d for d in leaders if ours.get(d, _PLAIN)[1]), None)
-    if main is None and leaders and not any(m.main for m in foreign):
+    if main is None and leaders and not any(h[2] for h in foreign):
         main, explicit = next(iter(leaders)), True
     new = {d: (leader, d == main) for d, leader in leaders.items()}
-    foreign_main_cleared = explicit and any(m.main for m in foreign)
+    foreign_main_cleared = explicit and any(h[2] for h in foreign)
     if actual is not None and new == ours and not foreign_main_cleared:
         return None
     return MembershipPlan(
         tuple(Membership(d, leader, is_main) for d, (leader, is_main) in new.items()),
-        tuple(Membership(m.department, bool(m.leader), bool(m.main) and not explicit,
-                         foreign=True) for m in foreign),
+        tuple(Membership(d, bool(leader), bool(is_main) and not explicit, True)
+              for d, leader, is_main, _ in foreign),
         tuple(d for d in new if target_id(d) is None),
         Change("departments", None if actual is None else _shown(ours, label),
                _shown(new, label)))
