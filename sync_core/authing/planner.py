@@ -1,20 +1,27 @@
-"""Sync planner: desired WeCom state + actual Authing state + policy → ordered operations.
+"""The upstream direction's planning (WeCom → Authing): WeCom records and Authing records
+mapped onto the canonical planner (``directory.planner``, ``directory.memberships``), with
+``authing.render`` writing the Authing v3 bodies, plus the rules only this pair of
+platforms has.
 
 Pure: no I/O, no clock, no database. The worker (one entity), the reconciler (everything)
 and the dry run all plan here, so they agree by construction, and planning a state that
 already holds yields only ``unchanged`` operations with no requests.
 
-One ``Operation`` is one run item (kind, key, action). It carries, in order, the Authing v3
-requests that apply it, in Authing's field names. Where an Authing ``departmentId`` is not
-known at plan time (the department is created earlier in the same plan, or must be created
-by the executor first) the body holds a ``DepartmentRef`` and ``needs`` lists the WeCom
-department id; the executor substitutes the real id with ``resolve_refs``. A body with an
-unresolved ref does not serialise to JSON, so it cannot be sent by mistake.
+Decided by the canonical planner: department creates, renames, moves and custom data;
+memberships with their leader/main flags; ownership conflicts (adopt or not); removals
+(delete policy; only objects that are ours, never the root, never a department that is
+not empty). Still planned here over the platform records: a user's create and profile
+update in Authing's field names (``username`` from the userid, ``phoneCountryCode``,
+status), the set-user-departments replace rule and its 50-department split, renames
+whose callback was lost (``match_renames``), unmanaged users that look like ours,
+departments re-keyed from an address book's paths, and the order of a full plan.
 
-Ownership: the planner never silently takes over an Authing object. Users are matched by
-externalId, departments by openDepartmentId within the organization; only objects that are
-ours are deleted, and an unmanaged user that looks like a WeCom user is a conflict unless
-``Binding.adopt_existing``.
+Where an Authing ``departmentId`` is not known at plan time the body holds a
+``DepartmentRef`` and ``needs`` lists the WeCom department id; the executor substitutes
+the real id with ``resolve_refs``. A body with an unresolved ref does not serialise to
+JSON, so it cannot be sent by mistake. Ownership: users are ours by externalId plus our
+extension field or a department of our organization (``is_managed_user``), departments by
+openDepartmentId within the organization (``managed_department_id``).
 """
 
 from __future__ import annotations

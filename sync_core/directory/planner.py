@@ -15,7 +15,11 @@ requests, so the planner names no platform. Rules:
   that still holds members or child departments;
 - a deleted source user follows ``Policy.delete``: ``delete`` removes, ``resign`` and
   ``suspend`` disable (``enabled=False``; resign also where only suspended, when the
-  target tells the two apart), ``ignore`` leaves it.
+  target tells the two apart), ``ignore`` leaves it;
+- a department is never created without a name or a known parent; one whose parent is
+  unknown (None, not a root) stays where it is; a move is a MOVE even with a rename;
+- free-form data (``custom``) is merged into what the target holds (``merge_custom``);
+  memberships with leader/main flags are planned in ``directory.memberships``.
 """
 
 from __future__ import annotations
