@@ -1,5 +1,7 @@
-"""``wecom-sync approve|reject|cancel RUN`` and ``wecom-sync events [ID]``: what the console
-and the ops API do, from a shell on the server (settings from the environment).
+"""``wecom-sync approve|reject|cancel RUN``, ``wecom-sync events [ID]`` and
+``wecom-sync replay EVENT``: what the console and the ops API do, from a shell on the server
+(settings from the environment). ``--by NAME`` is recorded with the decision or replay as
+``cli:NAME`` (without it, as ``cli``).
 
 Exit 0 when done, 1 when the run or event does not exist or is in the wrong state.
 """
@@ -29,7 +31,14 @@ def register(sub: Any) -> None:
         cmd = sub.add_parser(name, help=about)
         cmd.add_argument("run", type=int, help="the run id")
         cmd.add_argument("--json", action="store_true", help="print the run as JSON")
+        _by(cmd)
         cmd.set_defaults(handler=decide, decision=name)
+
+    replay = sub.add_parser("replay", help="queue an event again (a dead one included)")
+    replay.add_argument("id", type=int, help="the event id")
+    replay.add_argument("--json", action="store_true", help="print the event as JSON")
+    _by(replay)
+    replay.set_defaults(handler=replay_command)
 
     events = sub.add_parser("events", help="the inbox, or one event with every attempt")
     events.add_argument("id", nargs="?", type=int, help="an event id")
@@ -40,19 +49,36 @@ def register(sub: Any) -> None:
     events.set_defaults(handler=events_command)
 
 
+def _by(cmd: Any) -> None:
+    cmd.add_argument("--by", metavar="NAME", default=None,
+                     help="your name, recorded with what you do as cli:NAME")
+
+
+def _actor(args: argparse.Namespace) -> str:
+    """``cli:NAME``; raises ActorError for a name that cannot be recorded."""
+    from .actor import actor, operator_name
+
+    return actor("cli", operator_name(args.by))
+
+
 def decide(args: argparse.Namespace) -> int:
     from sync_core.engine.reconciler import RequestError
     from sync_core.store import runs
     from sync_core.store.models import utcnow
 
+    from .actor import ActorError
     from .cli import with_runtime
 
+    try:
+        who = _actor(args)
+    except ActorError as exc:
+        return _fail(str(exc))
     try:
         if args.decision == "approve":
             async def job(runtime: SyncRuntime) -> None:
                 await runtime.reconciler.approve(args.run)
                 with runtime.reconciler.engine.begin() as conn:
-                    runs.decide(conn, run_id=args.run, decision="approved", actor="cli",
+                    runs.decide(conn, run_id=args.run, decision="approved", actor=who,
                                 now=utcnow())
                 await runtime.reconciler.wait()
 
@@ -60,7 +86,7 @@ def decide(args: argparse.Namespace) -> int:
         else:
             step = runs.reject if args.decision == "reject" else runs.cancel
             _with_engine(lambda engine: _in_transaction(engine, lambda conn: step(
-                conn, run_id=args.run, actor="cli", now=utcnow())))
+                conn, run_id=args.run, actor=who, now=utcnow())))
     except LookupError as exc:
         return _fail(str(exc).strip("'"))
     except (RequestError, runs.DecisionError) as exc:
@@ -79,6 +105,36 @@ def decide(args: argparse.Namespace) -> int:
         from .cli_runs import _print_run
 
         _print_run(run)
+    return 0
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """Re-queue event ``args.id``; a running worker (``serve`` or ``worker``) takes it at its
+    next poll. Exit 1 when there is no such event."""
+    from sync_core.store import queue
+    from sync_core.store.models import utcnow
+
+    from .actor import ActorError
+    from .history import event_detail
+
+    try:
+        who = _actor(args)
+    except ActorError as exc:
+        return _fail(str(exc))
+
+    def requeue(engine: Engine) -> dict[str, Any] | None:
+        if not _in_transaction(engine, lambda conn: queue.replay(
+                conn, event_id=args.id, now=utcnow(), actor=who)):
+            return None
+        return event_detail(engine, args.id)
+
+    event = _with_engine(requeue)
+    if event is None:
+        return _fail(f"no event {args.id}")
+    if args.json:
+        print(json.dumps(event, ensure_ascii=False, indent=2))
+    else:
+        _print_event(event)
     return 0
 
 

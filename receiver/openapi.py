@@ -15,6 +15,11 @@ _ID = {"name": "id", "in": "path", "required": True,
        "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}
 _ERR = {"description": "bad parameter or body", "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/Error"}}}}
+_ACTOR = {"name": "X-Ops-Actor", "in": "header", "required": False,
+          "schema": {"type": "string", "maxLength": 48 * 9},
+          "description": "the operator's name, recorded with the decision or replay as "
+                         "api:NAME; percent-encoded UTF-8, at most 48 characters of letters, "
+                         "digits, spaces and _ . @ + -"}
 _404 = {"description": "nothing by that id"}
 _409 = {"description": "the run is not in a state that takes this"}
 
@@ -47,7 +52,7 @@ def _op(summary: str, *, params: list[dict[str, Any]] | None = None,
 
 
 def _decision(what: str) -> dict[str, Any]:
-    return {"post": _op(what, params=[_ID], ok="202" if "Apply" in what else "200",
+    return {"post": _op(what, params=[_ID, _ACTOR], ok="202" if "Apply" in what else "200",
                         extra={"404": _404, "409": _409})}
 
 
@@ -65,7 +70,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/ops/events/{id}": {"get": _op("One event with its payload and every attempt, replays "
                                     "included (a replay adds to the history)",
                                     params=[_ID], extra={"404": _404})},
-    "/ops/events/{id}/replay": {"post": _op("Re-queue one event", params=[_ID], ok="202",
+    "/ops/events/{id}/replay": {"post": _op("Re-queue one event", params=[_ID, _ACTOR],
+                                            ok="202",
                                             extra={"404": _404})},
     "/ops/objects/{kind}/{key}": {"get": _op(
         "One user or department across both directions: events with their attempts, the "
@@ -100,6 +106,7 @@ PATHS: dict[str, dict[str, Any]] = {
                              params=[
         _q("status", _RUN_STATUS), _q("direction", _DIRECTION), _q("mode", _MODE),
         _q("source", _enum("api", "excel")), _q("trigger", {"type": "string"}),
+        _q("dry_run", _enum("true", "false")),
         _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
         _q("before", {"type": "integer"})])},
     "/ops/runs/{id}": {"get": _op("One run with its items", params=[

@@ -19,6 +19,7 @@ from sync_core.store.models import EventSource, EventStatus, InboxEvent, utcnow
 
 from . import history
 from . import status as status_strip
+from .actor import api_actor
 from .context import AppContext, ctx
 from .http import check_ops_token, json_error
 from .params import ParamError, choice, integer, path_id, query, text
@@ -79,7 +80,7 @@ async def event(request: Request, c: AppContext) -> Response:
 async def replay(request: Request, c: AppContext) -> Response:
     event_id = path_id(request, "event")
     query(request, {})
-    event = await replay_event(c, event_id, actor="api")
+    event = await replay_event(c, event_id, actor=api_actor(request))
     if event is None:
         return json_error(404, f"no event {event_id}")
     return JSONResponse({"event": event}, status_code=202)

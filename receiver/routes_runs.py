@@ -19,6 +19,7 @@ from sync_core.engine.run_log import STAGED
 from sync_core.store import runs
 from sync_core.store.models import RunStatus, utcnow
 
+from .actor import api_actor
 from .context import AppContext
 from .http import json_error
 from .params import choice, integer, path_id, query, text
@@ -30,8 +31,8 @@ _DIRECTIONS = ("upstream", "downstream")
 _SOURCES = ("api", "excel")
 _RUN_FILTERS = {
     "status": choice(RunStatus), "direction": choice(_DIRECTIONS), "mode": choice(Mode),
-    "source": choice(_SOURCES), "trigger": text(32), "limit": integer(1, 500),
-    "before": integer(),
+    "source": choice(_SOURCES), "trigger": text(32), "dry_run": choice(("true", "false")),
+    "limit": integer(1, 500), "before": integer(),
 }
 _ITEM_FILTERS = {
     "item_status": choice([*ItemStatus, STAGED]), "kind": choice(SYNCED_KINDS),
@@ -94,9 +95,12 @@ async def start_run(request: Request, fields: dict[str, Any], upload: object, *,
 
 @ops_route
 async def list_runs(request: Request, c: AppContext) -> Response:
-    """``?status= &direction= &mode= &source= &limit= (1-500, 50) &before=`` (run id)"""
+    """``?status= &direction= &mode= &source= &trigger= &dry_run= (true|false)
+    &limit= (1-500, 50) &before=`` (run id)"""
     filters = query(request, _RUN_FILTERS, {"limit": 50})
     filters["before_id"] = filters.pop("before", None)
+    if (dry := filters.pop("dry_run", None)) is not None:
+        filters["dry_run"] = dry == "true"
 
     def select() -> list[dict[str, Any]]:
         with c.engine.connect() as conn:
@@ -146,7 +150,7 @@ async def _decided(request: Request, c: AppContext, decision: str) -> Response:
     run_id = path_id(request, "run")
     query(request, {})
     try:
-        status = await decide(request, c, run_id, decision, actor="api")
+        status = await decide(request, c, run_id, decision, actor=api_actor(request))
     except LookupError as exc:
         return json_error(404, str(exc).strip("'"))
     except (RequestError, runs.DecisionError) as exc:

@@ -22,6 +22,7 @@ from .test_reconcile_e2e import finished, lose_deletes, seed, start
 
 ARTIFACTS = Path(__file__).parent / "artifacts" / "console"
 TOKEN = "ops-test-token"
+OPERATOR = "值班-李雷"
 WAIT = 60_000  # ms: a run against the simulators takes a second or two
 
 
@@ -69,6 +70,7 @@ def sign_in(page: Any, s: Stack) -> None:
     assert "/ops/console/login" in page.url  # nothing readable before signing in
     shot(page, "01-sign-in")
     page.get_by_label("Ops token").fill(TOKEN)
+    page.get_by_label("Your name").fill(OPERATOR)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/ops/console/runs")
 
@@ -111,7 +113,7 @@ def test_operator_day_in_the_console(sqlite_url: str, keys: CallbackKeys,
         shot(page, "04-blocked-run")
         page.get_by_role("button", name="Approve").click()
         wait_status(page, "succeeded")
-        assert "Approved by console" in page.inner_text("main")
+        assert f"Approved by console:{OPERATOR}" in page.inner_text("main")
         assert all(s.user(u)["status"] == "Resigned" for u in gone)
 
         page.get_by_role("link", name="Runs", exact=True).click()
@@ -133,7 +135,7 @@ def test_operator_day_in_the_console(sqlite_url: str, keys: CallbackKeys,
         page.wait_for_url(f"**/ops/console/events/{event['id']}")
         page.wait_for_selector("h1 .status.done", timeout=WAIT)
         history = page.inner_text("main")
-        assert "replayed by console" in history and "dead" in history
+        assert f"replayed by console:{OPERATOR}" in history and "dead" in history
         shot(page, "07-event")
 
         # One object's history, and "sync now" shows its result.

@@ -1,6 +1,7 @@
 """Console sign-in: the ops token, once, buys a signed session cookie.
 
-The cookie holds no secret: only a random CSRF token and the sign-in time, signed
+The cookie holds no secret: only a random CSRF token, the operator's name as typed on the
+sign-in form (optional, recorded with their decisions) and the sign-in time, signed
 (itsdangerous) with a key derived from the ops token by HMAC, so it is worthless without
 the token and every session ends when the token changes. It is HttpOnly, SameSite=Strict,
 scoped to ``/ops/console`` and Secure over HTTPS. Every POST carries the CSRF token in a
@@ -41,8 +42,10 @@ def session(request: Request, ops_token: str | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("csrf"), str) else None
 
 
-def sign_in(response: Response, request: Request, ops_token: str) -> None:
-    value = _serializer(ops_token).dumps({"csrf": secrets.token_urlsafe(24)})
+def sign_in(response: Response, request: Request, ops_token: str, *,
+            name: str | None = None) -> None:
+    """``name``: the operator's name (``receiver.actor``), recorded with what they do."""
+    value = _serializer(ops_token).dumps({"csrf": secrets.token_urlsafe(24), "name": name})
     response.set_cookie(COOKIE, value, max_age=MAX_AGE, path=PATH, httponly=True,
                         samesite="strict", secure=request.url.scheme == "https")
 

@@ -28,6 +28,7 @@ from sync_core.store.writer import WriterClosed
 
 from .. import history
 from .. import status as status_strip
+from ..actor import ActorError, actor, operator_name
 from ..context import AppContext, ctx
 from ..http import secret_matches
 from ..params import ParamError, choice, integer, path_id, query, text
@@ -104,6 +105,7 @@ async def render(request: Request, name: str, session: dict[str, Any] | None, *,
     strip = await status_strip.snapshot(request) if session is not None else None
     return TEMPLATES.TemplateResponse(request, name, {
         "csrf": session["csrf"] if session else "", "strip": strip, "refresh": refresh,
+        "operator": session.get("name") if session else None,
         "base": auth.PATH, "would": WOULD, "quote": quote, **context},
         status_code=status_code, headers={"Cache-Control": "no-store",
                                           "X-Frame-Options": "DENY",
@@ -114,6 +116,11 @@ def _message(request: Request, status: int, title: str, text_: str) -> Response:
     return TEMPLATES.TemplateResponse(request, "message.html", {
         "title": title, "text": text_, "strip": None, "csrf": "", "refresh": None,
         "base": auth.PATH}, status_code=status)
+
+
+def _actor(session: dict[str, Any]) -> str:
+    name = session.get("name")
+    return actor("console", name if isinstance(name, str) else None)
 
 
 def _back(path: str) -> RedirectResponse:
@@ -140,14 +147,21 @@ async def login(request: Request) -> Response:
     if request.method == "POST":
         form = await request.form(max_files=0, max_fields=5)
         presented = form.get("token")
+        typed = form.get("name")
+        try:
+            name = operator_name(typed if isinstance(typed, str) else None)
+        except ActorError as exc:
+            return await render(request, "login.html", None, next=_next(form.get("next")),
+                                error=str(exc), typed_name=typed, status_code=400)
         if isinstance(presented, str) and secret_matches(presented.strip(), token):
             response = RedirectResponse(_next(form.get("next")), status_code=303)
-            auth.sign_in(response, request, token)
+            auth.sign_in(response, request, token, name=name)
             return response
         error = "That is not the ops token."
+        return await render(request, "login.html", None, next=_next(form.get("next")),
+                            error=error, typed_name=name, status_code=401)
     return await render(request, "login.html", None, next=_next(
-        request.query_params.get("next")), error=error,
-        status_code=401 if error else 200)
+        request.query_params.get("next")), error=None, typed_name=None)
 
 
 @page
@@ -166,16 +180,14 @@ async def home(request: Request) -> Response:
 @page
 async def runs_page(request: Request, c: AppContext, session: dict[str, Any]) -> Response:
     filters = query(request, _RUN_FILTERS)
-    dry = filters.pop("dry_run", None)
     before = filters.pop("before", None)
+    if (dry := filters.pop("dry_run", None)) is not None:
+        filters["dry_run"] = dry == "true"
 
     def select() -> list[dict[str, Any]]:
         with c.engine.connect() as conn:
             rows = runs.recent(conn, limit=PAGE + 1, before_id=before, **filters)
-        out = [runs.as_json(r) for r in rows]
-        if dry is not None:
-            out = [r for r in out if r["dry_run"] == (dry == "true")]
-        return out
+        return [runs.as_json(r) for r in rows]
 
     found = await run_in_threadpool(select)
     more = len(found) > PAGE
@@ -233,7 +245,7 @@ async def run_decision(request: Request, c: AppContext, session: dict[str, Any])
     if decision is None:
         return _message(request, 404, "Not found", "No such action.")
     try:
-        await decide(request, c, run_id, decision, actor="console")
+        await decide(request, c, run_id, decision, actor=_actor(session))
     except LookupError:
         return _message(request, 404, "Not found", f"There is no run {run_id}.")
     except (RequestError, runs.DecisionError, Unavailable) as exc:
@@ -311,7 +323,7 @@ async def event_page(request: Request, c: AppContext, session: dict[str, Any]) -
 @page
 async def event_replay(request: Request, c: AppContext, session: dict[str, Any]) -> Response:
     event_id = path_id(request, "event")
-    if await replay_event(c, event_id, actor="console") is None:
+    if await replay_event(c, event_id, actor=_actor(session)) is None:
         return _message(request, 404, "Not found", f"There is no event {event_id}.")
     return _back(f"/events/{event_id}")
 

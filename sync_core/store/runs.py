@@ -209,13 +209,16 @@ def last_finished(conn: Connection, *, direction: str, statuses: Sequence[str]
 
 def recent(conn: Connection, *, limit: int = 50, direction: str | None = None,
            status: str | None = None, mode: str | None = None, source: str | None = None,
-           trigger: str | None = None, before_id: int | None = None) -> list[dict[str, Any]]:
+           trigger: str | None = None, dry_run: bool | None = None,
+           before_id: int | None = None) -> list[dict[str, Any]]:
     """Newest first; each given filter must match exactly; ``before_id`` pages backwards."""
     query = select(_R).order_by(_R.c.id.desc()).limit(limit)
     for column, value in ((_R.c.direction, direction), (_R.c.status, status),
                           (_R.c.mode, mode), (_R.c.source, source), (_R.c.trigger, trigger)):
         if value:
             query = query.where(column == value)
+    if dry_run is not None:
+        query = query.where(_R.c.dry_run == dry_run)
     if before_id is not None:
         query = query.where(_R.c.id < before_id)
     return [dict(r) for r in conn.execute(query).mappings()]
