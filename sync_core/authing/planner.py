@@ -444,7 +444,7 @@ def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Binding,
                       index: DepartmentIndex) -> Operation:
     changes, body = _profile_changes(want, actual, policy)
     custom_changes, custom = merge_custom(want.custom_data, actual.custom_data,
-                                          field="customData")
+                                          field=WORDING.custom_field)
     changes += custom_changes
     if custom is not None:
         body["customData"] = custom
