@@ -119,11 +119,12 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Bin
     want = map_user(desired, policy.mapping)
     if actual is None:
         return _after_departments(_plan_user_create(want, policy, index), policy, index)
-    conflict = directory.user_conflict(
-        (want.external_id, want.renamed_from), actual.external_id or "", actual.user_id,
-        policy.adopt_existing, WORDING, key=want.external_id)
-    if conflict is not None:
-        return (conflict,)
+    if actual.external_id != want.external_id:  # unlinked, renamed or another's
+        conflict = directory.user_conflict(
+            (want.external_id, want.renamed_from), actual.external_id or "", actual.user_id,
+            policy.adopt_existing, WORDING, key=want.external_id)
+        if conflict is not None:
+            return (conflict,)
     return _after_departments(_plan_user_update(want, actual, policy, index), policy, index)
 
 

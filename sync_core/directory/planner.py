@@ -106,7 +106,7 @@ def plan_user(desired: User | None, actual: User | None, ids: Mapping[str, str],
     if problems:
         return (Operation(Kind.USER, key, Action.SKIP, desired.target_id,
                           reason="; ".join(problems), cause=Cause.INVALID),)
-    if actual is not None:
+    if actual is not None and actual.key != desired.key:  # unlinked, renamed or another's
         conflict = user_conflict((desired.key, desired.renamed_from), actual.key,
                                  actual.target_id, policy.adopt, render.wording, key=key)
         if conflict is not None:
