@@ -676,7 +676,7 @@ def _plan_department_gone(actual: AuthingDepartment, policy: Binding, members: i
     canonical = Department(actual.open_department_id or "", actual.department_id, actual.name,
                            actual.parent_department_id, managed=wecom_id is not None,
                            root=wecom_id == policy.root_wecom_id, members=members,
-                           children=children, record=actual)
+                           children=children)
     [op] = directory.plan_department_removal(
         canonical, AuthingRender(policy.organization_code),
         key=actual.open_department_id or actual.department_id)

@@ -32,7 +32,7 @@ class AuthingRender:
             return ((Change("externalId", actual.key, None),),
                     (Request("delete-users-batch", {"userIds": (uid,)}),))
         status = _STATUS[action]
-        old = _record_attr(actual, "status")
+        old = getattr(actual.record, "status", None)  # the AuthingUser it was mapped from
         request = (Request("resign-user", {"userId": uid}) if action is Action.RESIGN
                    else Request("update-user", {"userId": uid, "status": status}))
         return (Change("status", old, status),), (request,)
@@ -63,6 +63,3 @@ class AuthingRender:
                                                 "departmentId": actual.target_id})
         return (Change("name", actual.name, None),), (request,)
 
-
-def _record_attr(record: User | Department, name: str) -> Any:
-    return getattr(record.record, name, None)

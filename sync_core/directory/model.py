@@ -77,4 +77,3 @@ class Department:
     parent_key: str | None = None
     members: int | None = None
     children: int | None = None
-    record: Any = field(default=None, compare=False, hash=False, repr=False)
