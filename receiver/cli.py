@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 from sync_core.settings import Settings, SettingsError, load_settings
 
+from .params import argument
+
 if TYPE_CHECKING:
     from sync_core.runtime import SyncRuntime
 
@@ -46,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="HTTP receiver (and worker, scheduler) in one process")
     serve.add_argument("--host", help="listen address (default WECOM_SYNC_HOST)")
-    serve.add_argument("--port", type=int, help="listen port (default WECOM_SYNC_PORT)")
+    serve.add_argument("--port", type=argument(1, 65535, "port"),
+                       help="listen port (default WECOM_SYNC_PORT)")
     serve.add_argument("--no-worker", action="store_true",
                        help="only receive and store; another process applies events")
     serve.add_argument("--access-log", action="store_true", help="log every request")

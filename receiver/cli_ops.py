@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sync_core.store.models import EventSource, EventStatus
 
+from .params import argument
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
@@ -29,22 +31,22 @@ def register(sub: Any) -> None:
                         ("reject", "drop the deletes a blocked run staged"),
                         ("cancel", "stop a queued or running run")):
         cmd = sub.add_parser(name, help=about)
-        cmd.add_argument("run", type=int, help="the run id")
+        cmd.add_argument("run", type=argument(what="run id"), help="the run id")
         cmd.add_argument("--json", action="store_true", help="print the run as JSON")
         _by(cmd)
         cmd.set_defaults(handler=decide, decision=name)
 
     replay = sub.add_parser("replay", help="queue an event again (a dead one included)")
-    replay.add_argument("id", type=int, help="the event id")
+    replay.add_argument("id", type=argument(what="event id"), help="the event id")
     replay.add_argument("--json", action="store_true", help="print the event as JSON")
     _by(replay)
     replay.set_defaults(handler=replay_command)
 
     events = sub.add_parser("events", help="the inbox, or one event with every attempt")
-    events.add_argument("id", nargs="?", type=int, help="an event id")
+    events.add_argument("id", nargs="?", type=argument(what="event id"), help="an event id")
     events.add_argument("--status", choices=[s.value for s in EventStatus])
     events.add_argument("--source", choices=[s.value for s in EventSource])
-    events.add_argument("--limit", type=int, default=50)
+    events.add_argument("--limit", type=argument(1, 1000, "limit"), default=50)
     events.add_argument("--json", action="store_true", help="print JSON")
     events.set_defaults(handler=events_command)
 
@@ -159,7 +161,7 @@ def events_command(args: argparse.Namespace) -> int:
         with Session(engine) as session:
             return [as_json(e) for e in list_events(session, status=args.status,
                                                     source=args.source,
-                                                    limit=max(1, min(args.limit, 1000)))]
+                                                    limit=args.limit)]
 
     listed = _with_engine(select)
     if args.json:

@@ -16,13 +16,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sync_core.authing.planner import Mode
+from sync_core.directory.operations import Mode
+
+from .params import argument
 
 if TYPE_CHECKING:
     from sync_core.runtime import SyncRuntime
 
 EXIT = {"succeeded": 0, "blocked": 3}
-
+EXCEL_ROWS = 1_048_575  # the last 0-based row of an .xlsx sheet (1,048,576 rows)
 
 def register(sub: Any) -> None:
     rec = sub.add_parser("reconcile", help="compare everything and apply the difference")
@@ -34,8 +36,10 @@ def register(sub: Any) -> None:
                      help="api (default) or excel (needs --file)")
     rec.add_argument("--file", type=Path, help="WeCom's exported address book (.xlsx/.csv)")
     rec.add_argument("--sheet", help="sheet index or name (default: all)")
-    rec.add_argument("--start-row", type=int, default=0, help="first row, 0-based")
-    rec.add_argument("--end-row", type=int, default=-1, help="last row, 0-based; -1 = last")
+    rec.add_argument("--start-row", type=argument(0, EXCEL_ROWS, "start-row"), default=0,
+                     help="first row, 0-based")
+    rec.add_argument("--end-row", type=argument(-1, EXCEL_ROWS, "end-row"), default=-1,
+                     help="last row, 0-based; -1 = last")
     rec.add_argument("--keep-top-department", action="store_true",
                      help="the paths' top segment (the company) becomes a department "
                           "instead of the organization root")
@@ -46,8 +50,8 @@ def register(sub: Any) -> None:
     rec.set_defaults(handler=reconcile)
 
     show = sub.add_parser("runs", help="list reconcile runs, or show one with its items")
-    show.add_argument("id", nargs="?", type=int, help="a run id")
-    show.add_argument("--limit", type=int, default=20)
+    show.add_argument("id", nargs="?", type=argument(what="run id"), help="a run id")
+    show.add_argument("--limit", type=argument(1, 500, "limit"), default=20)
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=runs_command)
 

@@ -7,6 +7,7 @@ silently ignored filter or an overflow in the driver (→ 5xx).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -52,6 +53,18 @@ def text(max_length: int) -> Parser:
         if len(raw) > max_length or "\x00" in raw:
             raise ParamError(f"{name} must be at most {max_length} characters, without NUL")
         return raw
+
+    return parse
+
+
+def argument(low: int = 1, high: int = MAX_ID, what: str = "an id") -> Callable[[str], int]:
+    """An argparse ``type=`` for an integer in [low, high]: out of range or not a number is
+    a usage error (exit 2, one line), never an overflow in the driver."""
+    def parse(raw: str) -> int:
+        try:
+            return int(integer(low, high)(what, raw.strip()))
+        except ParamError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 
