@@ -12,16 +12,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sync_core.authing.events import MalformedWebhook, handled, parse_delivery
-from sync_core.settings import DirectionSetting
-from sync_core.store.inbox import NewEvent
-from sync_core.store.models import EventSource, utcnow
-from sync_core.wecom.envelope import (
+from sync_core.http.documents import (
     MAX_DEPTH,
     MalformedDocument,
     decode_utf8,
     json_object,
     storable,
 )
+from sync_core.settings import DirectionSetting
+from sync_core.store.inbox import NewEvent
+from sync_core.store.models import EventSource, utcnow
 
 from .context import ctx
 from .http import BodyTooLarge, read_body, reject, secret_matches

@@ -16,7 +16,7 @@ from typing import Any
 
 from sync_core.authing.mapping import DEPARTMENT_ID_FIELD, PARENT_DEPARTMENT_FIELD, USER_ID_FIELD
 from sync_core.directory.vocabulary import Kind
-from sync_core.wecom.envelope import MalformedDocument, json_object, storable
+from sync_core.http.documents import MalformedDocument, json_object, storable
 
 # Never persisted (reference/authing-api.md §4.3b: the samples carry a password hash, its
 # salt, ``encryptedPassword``, a JWT and linked accounts' access tokens). A key is dropped

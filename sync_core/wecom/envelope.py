@@ -6,7 +6,6 @@ we parse with defusedxml: no DTDs, no entities, no external references.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -15,9 +14,7 @@ from xml.etree.ElementTree import ParseError as _XmlSyntaxError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-
-class MalformedDocument(ValueError):
-    """The bytes are not a well-formed, safe XML/JSON document of the expected shape."""
+from sync_core.http.documents import MalformedDocument, decode_utf8, json_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +35,6 @@ def parse_xml(data: bytes) -> Element:
         raise MalformedDocument("XML with a DTD or entities is refused") from exc
     except (_XmlSyntaxError, ValueError) as exc:
         raise MalformedDocument("malformed XML") from exc
-
-
-def decode_utf8(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedDocument("body is not UTF-8") from exc
 
 
 def parse_envelope(body: bytes) -> Envelope:
@@ -90,52 +80,6 @@ def _element_value(element: Element) -> Any:
     if all(child.tag == "Item" for child in children):
         return [_element_value(child) for child in children]
     return {child.tag: _element_value(child) for child in children}
-
-
-MAX_DEPTH = 32  # levels of nesting a stored document may have; real ones have under 8
-
-
-def json_object(text: str) -> dict[str, Any]:
-    """A JSON document that must be an object, at most ``MAX_DEPTH`` levels deep, holding
-    only what both databases store: no NaN or Infinity (PostgreSQL's json refuses them), no
-    NUL, no unpaired surrogate from a ``\\ud800`` escape. MalformedDocument otherwise."""
-    try:
-        value = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:  # incl. nesting and over-long integers
-        raise MalformedDocument("malformed JSON") from exc
-    if not isinstance(value, dict):
-        raise MalformedDocument("JSON body must be an object")
-    if not storable(value):
-        raise MalformedDocument(f"JSON nested deeper than {MAX_DEPTH} levels, or text with "
-                                "NUL or unpaired surrogate characters")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def storable(value: Any) -> bool:
-    """Whether ``value`` (JSON-like) nests at most ``MAX_DEPTH`` levels and every string in
-    it is text both databases accept."""
-    pending: list[tuple[Any, int]] = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, (dict, list)) and depth >= MAX_DEPTH:
-            return False
-        if isinstance(item, dict):
-            pending.extend((k, depth + 1) for k in item)
-            pending.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            pending.extend((v, depth + 1) for v in item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                return False
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
-    return True
 
 
 def _opt_str(value: Any) -> str | None:
