@@ -156,9 +156,10 @@ async def _queued(c: AppContext, kind: str, key: str) -> Response:
 
 
 async def sync_now(c: AppContext, kind: str, key: str) -> int:
-    """Sync one WeCom user or department now: queued like a callback, so it keeps
-    per-entity order. Returns the event's id (its page shows the result). Raises
-    ParamError for a key WeCom cannot hold."""
+    """Sync one user or department, named by its WeCom key, now: queued like a callback,
+    so it keeps per-entity order, and applied in the configured direction(s)
+    (``engine.sync_now``). Returns the event's id (its outcome says what each direction
+    did). Raises ParamError for a key WeCom cannot hold."""
     if kind == "user":
         if not _USERID.fullmatch(key):
             raise ParamError("not a WeCom userid")
