@@ -81,9 +81,9 @@ PATHS: dict[str, dict[str, Any]] = {
             {"name": "key", "in": "path", "required": True,
              "schema": {"type": "string", "maxLength": 255},
              "description": "WeCom userid or department id, or the Authing id"}])},
-    "/ops/sync/users/{userid}": {"post": _op("Sync one user, named by its WeCom userid, now in the configured "
-                                             "direction(s) (both: upstream, then downstream); "
-                                             "answers the event id",
+    "/ops/sync/users/{userid}": {"post": _op(
+        "Sync one user, named by its WeCom userid, now in the configured direction(s) "
+        "(both: upstream, then downstream); answers the event id",
                                              ok="202", params=[
         {"name": "userid", "in": "path", "required": True, "schema": {"type": "string"}}])},
     "/ops/sync/departments/{id}": {"post": _op("Sync one department, named by its WeCom id, "
