@@ -83,8 +83,7 @@ PATHS: dict[str, dict[str, Any]] = {
              "description": "WeCom userid or department id, or the Authing id"}])},
     "/ops/sync/users/{userid}": {"post": _op(
         "Sync one user, named by its WeCom userid, now in the configured direction(s) "
-        "(both: upstream, then downstream); answers the event id",
-                                             ok="202", params=[
+        "(both: upstream, then downstream); answers the event id", ok="202", params=[
         {"name": "userid", "in": "path", "required": True, "schema": {"type": "string"}}])},
     "/ops/sync/departments/{id}": {"post": _op("Sync one department, named by its WeCom id, "
                                                "now in the configured direction(s); answers "
