@@ -1,6 +1,5 @@
-"""An operator's "sync this object now": one entity, named by its upstream source key (a
-WeCom userid or department id, as the ops route and the console take it), synced in every
-direction that runs here.
+"""An operator's "sync this object now": one entity, named by its upstream source key (as
+the ops route and the console take it), synced in every direction that runs here.
 
 Order, when both run: upstream first, then downstream, which re-reads the other side
 after it. That is the conflict rule's order for two changes waiting at once (the source
