@@ -314,9 +314,9 @@ class Reconciler:
         """A create for a source record whose state is what the opposite direction last
         wrote there (engine.echo): the record exists in the source only because that
         direction put it there, so the target's lack of it is a deletion made on the
-        target's side since, not something new to create (a user the downstream target
-        removed, whose source account downstream had disabled, is not re-created
-        upstream)."""
+        target's side since, not something new to create (a user deleted in downstream's
+        source, whose record downstream then disabled, is not re-created by an upstream
+        run from that disabled record)."""
         creates = {(op.kind, op.key) for op in ops
                    if op.action is Action.CREATE and (op.kind, op.key) in echoes}
         if not creates:
