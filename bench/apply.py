@@ -28,7 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 if __package__ in (None, ""):  # run as ``python bench/apply.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -100,23 +100,12 @@ class Driver:
         cpu0, busy0, own0 = stack.cpu_seconds(), machine_busy_seconds(), _own_cpu()
         started = time.monotonic()
         sent: dict[str, float] = {}
-        lag = 0.0
 
         def make(change: Change) -> None:
             sent[change.userid] = time.time()
             self.make(change)
 
-        if rate:
-            for i, change in enumerate(changes):
-                due = started + i / rate
-                pause = due - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                lag = max(lag, time.monotonic() - due)
-                make(change)
-        else:  # back to back, several at a time: the driver must not be what limits the rate
-            with ThreadPoolExecutor(DRIVER_THREADS) as pool:
-                list(pool.map(make, changes))
+        lag = drive(changes, make, rate, started)
         self._settle(name, mark, len(changes))
         wall = time.monotonic() - started
         cpu1 = stack.cpu_seconds()
@@ -156,6 +145,29 @@ class Driver:
                 raise RuntimeError(f"{name}: out of time with {total}/{expected} events "
                                    f"stored and {settled} settled")
             time.sleep(0.05)
+
+
+T = TypeVar("T")
+
+
+def drive(changes: list[T], make: Callable[[T], None], rate: float | None,
+          started: float) -> float:
+    """Make ``changes``: at ``rate``/s from ``started`` (open loop, one at a time), or back
+    to back ``DRIVER_THREADS`` at a time, so the driver is not what limits the rate.
+    Returns the worst lateness against the schedule, s."""
+    if not rate:
+        with ThreadPoolExecutor(DRIVER_THREADS) as pool:
+            list(pool.map(make, changes))
+        return 0.0
+    lag = 0.0
+    for i, change in enumerate(changes):
+        due = started + i / rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        lag = max(lag, time.monotonic() - due)
+        make(change)
+    return lag
 
 
 def _own_cpu() -> float:

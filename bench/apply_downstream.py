@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import apply_report as report
-from bench.apply import _own_cpu, _with_log_on_error
+from bench.apply import _own_cpu, _with_log_on_error, drive
 from bench.apply_report import Bounds, Phase, Verdict
 from bench.apply_stack import Row, Stack, Tuning, running_stack
 from bench.ingest import fresh_database, new_keys
@@ -121,16 +121,12 @@ class Driver:
         cpu0, busy0, own0 = stack.cpu_seconds(), machine_busy_seconds(), _own_cpu()
         started = time.monotonic()
         sent: dict[str, float] = {}
-        lag = 0.0
-        for i, (what, subject) in enumerate(changes):
-            if rate:
-                due = started + i / rate
-                pause = due - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                lag = max(lag, time.monotonic() - due)
+
+        def make(change: tuple[str, str]) -> None:
             at = time.time()
-            sent[self.make(what, subject)] = at
+            sent[self.make(*change)] = at
+
+        lag = drive(changes, make, rate, started)
         self._settle(name, mark, set(sent))
         wall = time.monotonic() - started
         cpu1 = stack.cpu_seconds()
