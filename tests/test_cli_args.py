@@ -23,7 +23,8 @@ from .test_cli_runs import _run
     (["replay", "99999999999999999999"], "event id"), (["replay", "x"], "event id"),
     (["approve", "99999999999999999999"], "run id"), (["reject", "9223372036854775808"], "run id"),
     (["cancel", "-1"], "run id"), (["serve", "--port", "99999"], "port"),
-    (["reconcile", "--start-row", "-5"], "start-row"), (["reconcile", "--end-row", "-2"], "end-row"),
+    (["reconcile", "--start-row", "-5"], "start-row"),
+    (["reconcile", "--end-row", "-2"], "end-row"),
 ], ids=lambda a: " ".join(a) if isinstance(a, list) else "")
 def test_an_unusable_number_is_a_usage_error(db_url: str, tmp_path: Path, args: list[str],
                                              says: str) -> None:

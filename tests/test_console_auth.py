@@ -77,3 +77,50 @@ def test_console_is_off_without_an_ops_token(sqlite_url: str) -> None:
     with running_receiver(make_settings(sqlite_url, ops_token=None)) as srv:
         assert httpx.get(f"{srv.url}{BASE}/login").status_code == 403
         assert httpx.post(f"{srv.url}{BASE}/login", data={"token": ""}).status_code == 403
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def test_a_form_larger_than_any_console_form_is_refused_unread(sqlite_url: str) -> None:
+    with running_receiver(make_settings(sqlite_url)) as srv:
+        huge = b"token=" + b"a" * (20 * 1024 * 1024)
+        reply = httpx.post(f"{srv.url}{BASE}/login", content=huge, headers=FORM, timeout=60)
+        assert reply.status_code == 413 and "set-cookie" not in reply.headers
+
+        def chunks():  # no Content-Length: refused while streaming
+            yield b"token="
+            for _ in range(200):
+                yield b"a" * 65536
+
+        streamed = httpx.post(f"{srv.url}{BASE}/login", content=chunks(), headers=FORM,
+                              timeout=60)
+        assert streamed.status_code == 413
+
+        many = "&".join(f"f{i}=1" for i in range(50)).encode()
+        assert httpx.post(f"{srv.url}{BASE}/login", content=many,
+                          headers=FORM).status_code == 400
+        latin = httpx.post(f"{srv.url}{BASE}/login", content=b"token=%ff%fe", headers=FORM)
+        assert latin.status_code == 400 and "UTF-8" in latin.text
+        multipart = httpx.post(f"{srv.url}{BASE}/login", files={"token": ("t", b"x")})
+        assert multipart.status_code == 415
+
+        client, csrf = _signed_in(srv.url)
+        with contextlib.closing(client):
+            # Signed in, the same bounds hold for every form; the session stays usable.
+            assert client.post(f"{BASE}/events/1/replay", content=huge,
+                               headers=FORM, timeout=60).status_code == 413
+            too_many = f"csrf={csrf}&" + "&".join(f"f{i}=1" for i in range(30))
+            assert client.post(f"{BASE}/events/1/replay", content=too_many.encode(),
+                               headers=FORM).status_code == 400
+            def upload():  # an upload without a Content-Length cannot be bounded up front
+                yield b"--b\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n"
+                yield csrf.encode() + b"\r\n--b--\r\n"
+
+            chunked = client.post(f"{BASE}/start", content=upload(), headers={
+                "content-type": "multipart/form-data; boundary=b"})
+            assert chunked.status_code == 411
+            assert client.get(f"{BASE}/runs").status_code == 200
+        # Nobody's POST is refused before its body is read.
+        assert httpx.post(f"{srv.url}{BASE}/start", content=huge, headers=FORM,
+                          timeout=60).status_code == 403

@@ -35,6 +35,7 @@ from ..params import ParamError, choice, integer, path_id, query, text
 from ..routes_ops import object_ref, replay_event, sync_now
 from ..routes_runs import MAX_UPLOAD, Unavailable, decide, start_run
 from . import auth, filters
+from .forms import FormError, read_form
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 TEMPLATES.env.filters.update(filters.ALL)
@@ -72,11 +73,17 @@ def page(handler: Page) -> Callable[[Request], Awaitable[Response]]:
         c = ctx(request)
         session = auth.session(request, _token(c))
         if request.method == "POST":
-            form = await _form(request)
-            if session is None or not auth.csrf_ok(session, form.get("csrf")):
-                return _message(request, 403, "Refused",
-                                "The form is stale or did not come from this console: "
-                                "reload the page and try again.")
+            stale = _message(request, 403, "Refused",
+                             "The form is stale or did not come from this console: "
+                             "reload the page and try again.")
+            if session is None:
+                return stale  # unread: a body from nobody costs nothing
+            try:
+                form = await read_form(request, max_upload=MAX_UPLOAD)
+            except FormError as exc:
+                return _message(request, exc.status, "Refused", str(exc))
+            if not auth.csrf_ok(session, form.get("csrf")):
+                return stale
             request.state.form = form
         elif session is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -88,15 +95,6 @@ def page(handler: Page) -> Callable[[Request], Awaitable[Response]]:
 
     route.__name__ = handler.__name__
     return route
-
-
-async def _form(request: Request) -> FormData:
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_UPLOAD:
-            return FormData()
-        return await request.form(max_files=2, max_fields=20)
-    return await request.form(max_files=0, max_fields=20)
 
 
 async def render(request: Request, name: str, session: dict[str, Any] | None, *,
@@ -145,7 +143,10 @@ async def login(request: Request) -> Response:
                         "Set WECOM_SYNC_OPS_TOKEN to use the console.")
     error = None
     if request.method == "POST":
-        form = await request.form(max_files=0, max_fields=5)
+        try:
+            form = await read_form(request, max_fields=5)
+        except FormError as exc:
+            return _message(request, exc.status, "Refused", str(exc))
         presented = form.get("token")
         typed = form.get("name")
         try:
