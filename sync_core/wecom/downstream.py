@@ -18,10 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sync_core.authing import essence as authing_essence
-from sync_core.authing.mapping import DEPARTMENT_ID_FIELD, USER_ID_FIELD
+from sync_core.authing.mapping import DEPARTMENT_ID_FIELD, USER_ID_FIELD, split_mobile
 from sync_core.authing.model import AuthingDepartment, AuthingUser
 from sync_core.binding import Binding
 from sync_core.directory import planner
+from sync_core.directory.essence import digest
 from sync_core.directory.model import Department, User
 from sync_core.directory.operations import Action, Mode, Operation, Request
 from sync_core.directory.vocabulary import Cause, Kind
@@ -37,7 +38,13 @@ WRITE_BACK_DEPARTMENT = "authing/update-department"
 
 _GENDER_TO_CANONICAL = {"M": "male", "F": "female", "U": "unknown"}
 _CANONICAL_TO_WECOM = {"male": "1", "female": "2", "unknown": "0"}
-_WECOM_TO_CANONICAL = {1: "male", 2: "female"}
+_WECOM_TO_CANONICAL = {0: "unknown", 1: "male", 2: "female"}
+# Shown in a change's old value for a field WeCom did not show us (withheld, or reads
+# refused) and that the link table says has changed since our last write.
+WITHHELD = "(not shown by WeCom)"
+# The fields downstream writes that WeCom may withhold on read (reference §3.3, user/get).
+_MAY_WITHHOLD = ("name", "mobile", "email", "gender")
+
 ENABLED_STATUSES = frozenset({"Activated"})
 WECOM_DISABLED = 2  # status: 已禁用
 
@@ -83,8 +90,29 @@ def memberships(user: AuthingUser, binding: Binding) -> tuple[str, ...]:
         if m.organization_code in (None, binding.organization_code)))
 
 
+def canonical_mobile(mobile: str | None, default_code: str) -> str | None:
+    """``"+<code>-<national>"``, the one form both sides are compared in: Authing keeps
+    phone and phoneCountryCode apart, WeCom one text (``+852-61234567``, or a national
+    number for the default code). A number that does not split stays as it is."""
+    text = (mobile or "").replace(" ", "")
+    if not text:
+        return None
+    split = split_mobile(text, default_code)
+    return text if split is None else f"{split[0]}-{split[1]}"
+
+
+def wecom_mobile(mobile: str, default_code: str) -> str:
+    """A canonical mobile as WeCom is sent it: a national number for the default code
+    (WeCom's own import template writes no +86), ``+<code>-<national>`` otherwise
+    (reference §3.6: digits, ``+`` and ``-``)."""
+    prefix = default_code + "-"
+    return mobile[len(prefix):] if mobile.startswith(prefix) else mobile
+
+
 def canonical_source_user(user: AuthingUser, binding: Binding, rule: str) -> User:
-    phone = (user.phone or "").replace(" ", "") or None
+    default_code = binding.mapping.default_country_code
+    phone = canonical_mobile(user.phone, user.phone_country_code or default_code) \
+        if user.phone else None
     return User(
         key=user.user_id, target_id=wecom_userid(user, rule),
         fields={"name": user.name or None, "mobile": phone, "email": user.email,
@@ -93,22 +121,26 @@ def canonical_source_user(user: AuthingUser, binding: Binding, rule: str) -> Use
         enabled=None if user.status is None else user.status in ENABLED_STATUSES)
 
 
-def canonical_target_user(user: WeComUser, key: str) -> User:
+def canonical_target_user(user: WeComUser, key: str, default_code: str = "+86") -> User:
     gender = _WECOM_TO_CANONICAL.get(user.gender) if user.gender is not None else None
     return User(
         key=key, target_id=user.userid,
-        fields={"name": user.name, "mobile": user.mobile, "email": user.email,
-                "gender": gender},
+        fields={"name": user.name, "mobile": canonical_mobile(user.mobile, default_code),
+                "email": user.email, "gender": gender},
         departments=None if user.department is None else tuple(str(d) for d in user.department),
         enabled=None if user.status is None else user.status != WECOM_DISABLED)
 
 
 class WeComRender:
-    """WeCom requests for the planner's decisions (``directory.planner.Render``)."""
+    """WeCom requests for the planner's decisions (``directory.planner.Render``).
+    ``default_code``: the country code WeCom's mobiles carry when they show none."""
+
+    def __init__(self, default_code: str = "+86") -> None:
+        self.default_code = default_code
 
     def create_user(self, user: User, fields: Mapping[str, Any],
                     departments: Sequence[Any]) -> tuple[Request, ...]:
-        body = {"userid": user.target_id, **_wecom_fields(fields),
+        body = {"userid": user.target_id, **_wecom_fields(fields, self.default_code),
                 "department": list(departments), "to_invite": False, SOURCE_KEY: user.key}
         if user.enabled is False:
             body["enable"] = 0
@@ -117,7 +149,8 @@ class WeComRender:
     def update_user(self, target_id: str, fields: Mapping[str, Any],
                     departments: Sequence[Any] | None,
                     enabled: bool | None) -> tuple[Request, ...]:
-        body: dict[str, Any] = {"userid": target_id, **_wecom_fields(fields)}
+        body: dict[str, Any] = {"userid": target_id,
+                                **_wecom_fields(fields, self.default_code)}
         if departments is not None:
             body["department"] = list(departments)
         if enabled is not None:
@@ -144,8 +177,10 @@ class WeComRender:
         return (Request("department/delete", {"id": target_id}),)
 
 
-def _wecom_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+def _wecom_fields(fields: Mapping[str, Any], default_code: str) -> dict[str, Any]:
     body = {k: v for k, v in fields.items() if k in ("name", "mobile", "email", "position")}
+    if body.get("mobile"):
+        body["mobile"] = wecom_mobile(body["mobile"], default_code)
     if fields.get("gender") is not None:
         body["gender"] = _CANONICAL_TO_WECOM[fields["gender"]]
     return body
@@ -158,7 +193,8 @@ class DownstreamPlanner:
     def __init__(self, policy: DownstreamPolicy, binding: Binding) -> None:
         self.policy = policy
         self.binding = binding
-        self.render = WeComRender()
+        self.default_code = binding.mapping.default_country_code
+        self.render = WeComRender(self.default_code)
 
     def _policy(self, binding: Binding) -> planner.Policy:
         return planner.Policy(update=self.policy.update, ignore=self.policy.ignore,
@@ -186,7 +222,8 @@ class DownstreamPlanner:
         plans 10^5 users against the same ones (copying ``ids`` per user was most of it)."""
         want = canonical_source_user(desired, binding, self.policy.userid_source) \
             if desired is not None else None
-        have = canonical_target_user(actual, key) if actual is not None else None
+        have = canonical_target_user(actual, key, self.default_code) \
+            if actual is not None else None
         problems: list[str] = []
         if want is not None:
             problems = rules.user_problems(want.target_id, want.fields.get("name"),
@@ -196,11 +233,33 @@ class DownstreamPlanner:
                 # dead, with this reason, if it never gets one).
                 return (Operation(Kind.USER, key, Action.SKIP, want.target_id,
                                   reason=rules.NO_DEPARTMENT, cause=Cause.BLOCKED),)
+            if have is None:
+                policy = _create_policy(policy, want)
+                if not (want.fields.get("mobile") or want.fields.get("email")):
+                    problems.append(rules.NO_CONTACT)
+            elif actual is not None and self._stale(want, actual, have):
+                have = _unknown_changed(have, want)
         ops = planner.plan_user(want, have, ids, policy, self.render, key=key,
                                 problems=problems)
         if desired is not None and want is not None and not problems:
             return tuple(self._with_user_write_back(op, desired, want) for op in ops)
         return ops
+
+    def _stale(self, want: User, actual: WeComUser, have: User) -> bool:
+        """Whether fields WeCom did not show us (withheld, or reads refused) may differ
+        from Authing: the link table's digest of our last write (``actual.last_written``)
+        is not what writing ``want`` now would leave. The visible fields the planner
+        compares itself; the essence of our last write took WeCom's other fields from the
+        member as read then, or (a create) had none of them, so both forms are tried."""
+        if actual.last_written is None or not (
+                have.departments is None or have.enabled is None
+                or any(have.fields.get(f) is None for f in _MAY_WITHHOLD)):
+            return False
+        written = _written_user(want, actual, self.policy, self.default_code)
+        created = replace(_written_user(want, None, self.policy, self.default_code),
+                          department=actual.department)
+        return actual.last_written not in (digest(wecom_essence.user(written)),
+                                           digest(wecom_essence.user(created)))
 
     def _with_user_write_back(self, op: Operation, desired: AuthingUser,
                               want: User) -> Operation:
@@ -283,11 +342,8 @@ class DownstreamPlanner:
         members = {u.userid.lower(): u for u in target.users}
         policy = self._policy(binding)
         ops: list[Operation] = []
-        wanted_users: set[str] = set()
-        for user in source.users:
-            userid = wecom_userid(user, self.policy.userid_source)
-            if userid:
-                wanted_users.add(userid.lower())
+        claims = _claims(source.users, members, self.policy.userid_source)
+        wanted_users = set(claims)
         if mode is not Mode.DELETE_ONLY:
             for dept in sorted(ours.values(), key=lambda d: _depth(d.department_id, ours)):
                 if dept.department_id == root_key:
@@ -298,6 +354,12 @@ class DownstreamPlanner:
                                                  level))
             for user in source.users:
                 userid = wecom_userid(user, self.policy.userid_source)
+                holder = claims.get(userid.lower()) if userid else None
+                if userid and holder is not None and holder[0] != user.user_id:
+                    ops.append(Operation(Kind.USER, user.user_id, Action.SKIP, userid,
+                                         reason=userid_taken(userid, holder[1], holder[0]),
+                                         cause=Cause.CONFLICT))
+                    continue
                 actual_user = members.get(userid.lower()) if userid else None
                 ops.extend(self._plan_user(user, actual_user, binding, ids, policy,
                                            user.user_id))
@@ -348,7 +410,9 @@ class DownstreamPlanner:
             return None
         if kind is Kind.USER:
             want = canonical_source_user(desired, binding, self.policy.userid_source)
-            return wecom_essence.user(_written_user(want, actual, self.policy))
+            # The departments (ids resolved on the way) come with the write.
+            return functools.partial(_written_user_essence, want, actual, self.policy,
+                                     self.default_code)
         # The id (a create's) and the parent's id (resolved on the way) come with the write.
         return functools.partial(_written_department, desired, actual)
 
@@ -360,18 +424,67 @@ class DownstreamPlanner:
         return authing_essence.read_department(record, self.binding)
 
 
-def _written_user(want: User, actual: WeComUser | None, policy: DownstreamPolicy) -> WeComUser:
+def _written_user(want: User, actual: WeComUser | None, policy: DownstreamPolicy,
+                  default_code: str) -> WeComUser:
+    """The member as WeCom shows it after writing ``want`` over ``actual`` (its
+    departments as read: ``_written_user_essence`` puts the written ones in)."""
     base = actual or WeComUser(userid=want.target_id or want.key)
+    base = replace(base, last_written=None)
     if actual is not None and not policy.update:
-        return actual
+        return base
     values: dict[str, Any] = {}
-    for name in ("name", "mobile", "email"):
+    for name in ("name", "email"):
         if name not in policy.ignore and want.fields.get(name) is not None:
             values[name] = want.fields[name]
+    if "mobile" not in policy.ignore and want.fields.get("mobile") is not None:
+        values["mobile"] = wecom_mobile(want.fields["mobile"], default_code)
     gender = want.fields.get("gender")
-    if "gender" not in policy.ignore and gender in ("male", "female"):
-        values["gender"] = 1 if gender == "male" else 2
+    if "gender" not in policy.ignore and gender is not None:
+        values["gender"] = int(_CANONICAL_TO_WECOM[gender])
     return replace(base, **values)
+
+
+def _written_user_essence(want: User, actual: WeComUser | None, policy: DownstreamPolicy,
+                          default_code: str, op: Operation) -> dict[str, Any]:
+    """``wecom.essence`` of the member once ``op`` (applied: department refs resolved)
+    has run: the upstream echo check compares a WeCom callback's member with it, so the
+    departments written must be in it (else a callback about a membership change
+    downstream made looks like a change to bring back to Authing)."""
+    written = _written_user(want, actual, policy, default_code)
+    for request in op.requests:
+        if request.endpoint in ("user/create", "user/update") \
+                and request.body.get("department") is not None:
+            written = replace(written, department=tuple(
+                int(d) for d in request.body["department"]))
+    return wecom_essence.user(written)
+
+
+def _create_policy(policy: planner.Policy, want: User) -> planner.Policy:
+    """A create sends what WeCom requires even when the ignore list names it (reference
+    §3.3 user/create): the name, and mobile and email when without them it would have
+    neither (60129). The ignore list keeps them from every later update."""
+    needed = {"name"}
+    if not any(want.fields.get(f) for f in ("mobile", "email") if f not in policy.ignore):
+        needed |= {"mobile", "email"}
+    if not needed & policy.ignore:
+        return policy
+    return replace(policy, ignore=policy.ignore - needed)
+
+
+def _unknown_changed(have: User, want: User) -> User:
+    """``have`` with what WeCom did not show marked as different from ``want``, so the
+    planner writes it: the link table says it changed since our last write."""
+    fields = dict(have.fields)
+    for name in _MAY_WITHHOLD:
+        if fields.get(name) is None and want.fields.get(name) is not None:
+            fields[name] = WITHHELD
+    departments = have.departments
+    if departments is None and want.departments is not None:
+        departments = ()
+    enabled = have.enabled
+    if enabled is None and want.enabled is not None:
+        enabled = not want.enabled
+    return replace(have, fields=fields, departments=departments, enabled=enabled)
 
 
 def department_essence(dept_id: Any, name: str | None, parent: Any) -> dict[str, Any]:
@@ -393,6 +506,30 @@ def _written_department(desired: AuthingDepartment, actual: WeComDepartment | No
             name = request.body.get("name", name)
             parent = request.body.get("parentid", parent)
     return department_essence(op.target, name, parent)
+
+
+def userid_taken(userid: str, held: str, holder: str) -> str:
+    """The per-item error of a second Authing user mapping to a userid taken up to case."""
+    return (f"WeCom userid {userid!r} is taken: WeCom userids ignore case (reference "
+            f"§3.3) and {held!r} belongs to Authing user {holder}")
+
+
+def _claims(users: Iterable[AuthingUser], members: Mapping[str, WeComUser],
+            rule: str) -> dict[str, tuple[str, str]]:
+    """Lower-cased userid → (the Authing user that holds it, its userid as that user
+    spells it). Of several Authing users mapping to one userid up to case, the one
+    spelling it as the existing member does holds it, else the first one."""
+    claims: dict[str, tuple[str, str]] = {}
+    for user in users:
+        userid = wecom_userid(user, rule)
+        if not userid:
+            continue
+        lower = userid.lower()
+        member = members.get(lower)
+        if lower not in claims or (member is not None and member.userid == userid
+                                   and claims[lower][1] != member.userid):
+            claims[lower] = (user.user_id, userid)
+    return claims
 
 
 def _wecom_depth(key: str, parents: Mapping[str, str]) -> int:
