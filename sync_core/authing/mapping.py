@@ -155,7 +155,7 @@ def map_user(user: WeComUser, policy: MappingPolicy | None = None) -> DesiredUse
             fields += [("phone", split[1]), ("phoneCountryCode", split[0])]
     if user.email is not None:
         fields.append(("email", user.email or None))
-    if user.gender and user.gender in GENDERS:  # 0 未定义: never written over Authing's
+    if user.gender is not None and user.gender in GENDERS:
         fields.append(("gender", GENDERS[user.gender]))
     if user.status is not None and user.status in STATUSES:
         fields.append(("status", STATUSES[user.status]))
