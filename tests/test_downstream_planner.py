@@ -91,9 +91,9 @@ def last_written(user: AuthingUser, member: WeComUser | None) -> str | None:
     return digest(essence(op) if callable(essence) else essence)
 
 
-FULL = WeComUser("zs", name="张三", department=(2,), mobile="13800000000",
+FULL = WeComUser("zs", name="张三", department=(2,), main_department=2, mobile="13800000000",
                  email="zs@example.com", gender=1, status=1)
-WITHHELD = WeComUser("zs", name="张三", department=(2,), status=1)
+WITHHELD = WeComUser("zs", name="张三", department=(2,), main_department=2, status=1)
 REFUSED = WeComUser("zs", department=(2,))  # user/list_id: the id and departments only
 
 

@@ -237,7 +237,7 @@ class DownstreamPlanner:
                 policy = _create_policy(policy, want)
                 if not (want.fields.get("mobile") or want.fields.get("email")):
                     problems.append(rules.NO_CONTACT)
-            elif actual is not None and self._stale(want, actual, have):
+            elif actual is not None and self._stale(want, actual, have, ids):
                 have = _unknown_changed(have, want)
         ops = planner.plan_user(want, have, ids, policy, self.render, key=key,
                                 problems=problems)
@@ -245,21 +245,26 @@ class DownstreamPlanner:
             return tuple(self._with_user_write_back(op, desired, want) for op in ops)
         return ops
 
-    def _stale(self, want: User, actual: WeComUser, have: User) -> bool:
+    def _stale(self, want: User, actual: WeComUser, have: User,
+               ids: Mapping[str, str]) -> bool:
         """Whether fields WeCom did not show us (withheld, or reads refused) may differ
         from Authing: the link table's digest of our last write (``actual.last_written``)
         is not what writing ``want`` now would leave. The visible fields the planner
-        compares itself; the essence of our last write took WeCom's other fields from the
-        member as read then, or (a create) had none of them, so both forms are tried."""
+        compares itself. Our last write's record took WeCom's other fields from the
+        member as read then, or had none of them (a create; a reconcile's write), and
+        its departments from the write (none when it sent none): each form is tried."""
         if actual.last_written is None or not (
                 have.departments is None or have.enabled is None
                 or any(have.fields.get(f) is None for f in _MAY_WITHHOLD)):
             return False
-        written = _written_user(want, actual, self.policy, self.default_code)
-        created = replace(_written_user(want, None, self.policy, self.default_code),
-                          department=actual.department)
-        return actual.last_written not in (digest(wecom_essence.user(written)),
-                                           digest(wecom_essence.user(created)))
+        departments = actual.department
+        if departments is None and want.departments is not None:
+            departments = tuple(int(ids[k]) for k in want.departments if k in ids)
+        written = _with_departments(
+            _written_user(want, actual, self.policy, self.default_code), departments)
+        created = _written_user(want, None, self.policy, self.default_code)
+        forms = (written, created, _with_departments(created, departments))
+        return actual.last_written not in {digest(wecom_essence.user(f)) for f in forms}
 
     def _with_user_write_back(self, op: Operation, desired: AuthingUser,
                               want: User) -> Operation:
@@ -454,9 +459,19 @@ def _written_user_essence(want: User, actual: WeComUser | None, policy: Downstre
     for request in op.requests:
         if request.endpoint in ("user/create", "user/update") \
                 and request.body.get("department") is not None:
-            written = replace(written, department=tuple(
+            written = _with_departments(written, tuple(
                 int(d) for d in request.body["department"]))
     return wecom_essence.user(written)
+
+
+def _with_departments(member: WeComUser, departments: tuple[int, ...] | None) -> WeComUser:
+    """``member`` in ``departments``: WeCom keeps the main department while it is one of
+    them, else takes the first (we never send ``main_department``)."""
+    if not departments:
+        return replace(member, department=departments)
+    main = member.main_department
+    return replace(member, department=departments,
+                   main_department=main if main in departments else departments[0])
 
 
 def _create_policy(policy: planner.Policy, want: User) -> planner.Policy:

@@ -308,12 +308,13 @@ class WeComWriter:
         parents = {int(row["id"]): int(row.get("parentid") or 0)
                    for row in await self.client.department_simplelist()}
         level = 1 + _depth(int(body["parentid"]), parents)
+        what = f"department {body.get('name')!r}"
         if "id" in body:  # a move: the deepest department under the moved one counts
-            level += _height(int(body["id"]), parents)
+            level += _height(int(body["id"]), parents) - 1
+            what = f"moving WeCom department {body['id']} puts its deepest department"
         if level > rules.MAX_DEPARTMENT_LEVELS:
-            name = body.get("name") or body.get("id")
             raise BadRequestError(
-                f"department {name!r} would be at level {level} in WeCom, which allows "
+                f"{what} would be at level {level} in WeCom, which allows "
                 f"{rules.MAX_DEPARTMENT_LEVELS} levels", remote="wecom",
                 endpoint="department/create" if "id" not in body else "department/update")
 
