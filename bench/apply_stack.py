@@ -34,6 +34,7 @@ from bench.ingest import Database, Keys
 from bench.procs import ROOT, Process, free_port
 
 OPS_TOKEN = "bench-ops-token"
+CALLBACK_LANES = 8  # callbacks the WeCom simulator delivers at a time (per-user order kept)
 USERPOOL, POOL_SECRET, CONTACT_SECRET = "bench-pool", "bench-pool-secret", "bench-contact"
 
 
@@ -305,7 +306,7 @@ def running_stack(*, keys: Keys, db: Database, tuning: Tuning, latency_ms: float
                   "--corp-id", keys.corp_id, "--contact-secret", CONTACT_SECRET,
                   "--callback-url", f"{urls['receiver']}/wecom/callback",
                   "--callback-token", keys.token, "--encoding-aes-key", keys.aes_key,
-                  "--latency-ms", str(latency_ms)],
+                  "--latency-ms", str(latency_ms), "--callback-lanes", str(CALLBACK_LANES)],
         "authing": [exe, "simulate", "authing", "--port", str(ports["authing"]),
                     "--userpool-id", USERPOOL, "--secret", POOL_SECRET,
                     "--latency-ms", str(latency_ms), "--log-level", "warning"],

@@ -18,9 +18,10 @@ from starlette.routing import Route
 
 from receiver.app import build_crypto
 from receiver.http import BodyTooLarge, read_body, reject
+from sync_core.http.documents import MalformedDocument
 from sync_core.settings import Settings, load_settings
 from sync_core.wecom.crypto import WeComCrypto, WeComCryptoError
-from sync_core.wecom.envelope import MalformedDocument, parse_envelope
+from sync_core.wecom.envelope import parse_envelope
 from sync_core.wecom.events import dedupe_key, parse_event, to_payload
 
 

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
+from qs_codec import DecodeOptions
+from qs_codec import decode as qs_decode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sync_core.authing.events import MalformedWebhook, handled, parse_delivery
+from sync_core.http.documents import (
+    MAX_DEPTH,
+    MalformedDocument,
+    decode_utf8,
+    json_object,
+    storable,
+)
 from sync_core.settings import DirectionSetting
 from sync_core.store.inbox import NewEvent
 from sync_core.store.models import EventSource, utcnow
-from sync_core.wecom.envelope import MalformedDocument, decode_utf8, json_object
 
 from .context import ctx
 from .http import BodyTooLarge, read_body, reject, secret_matches
@@ -76,8 +84,26 @@ async def receive(request: Request) -> Response:
     return JSONResponse({"ok": True, "stored": stored})
 
 
+# A form delivery is ``eventName=…&data=<JSON text>`` or, qs-style, ``data[user][id]=…``
+# (reference/authing-api.md §4.2 leaves the layout open): qs-codec reads both, within limits
+# far above any real delivery, and refuses (400) rather than truncates beyond them.
+_FORM = DecodeOptions(depth=MAX_DEPTH, strict_depth=True, parameter_limit=5000,
+                      list_limit=5000, raise_on_limit_exceeded=True,
+                      decoder=lambda text, charset=None: None if text is None
+                      else unquote_plus(text, errors="strict"))
+
+
 def _decode(raw: bytes, content_type: str) -> dict[str, Any]:
+    """The delivery as a JSON-like dict. Raises MalformedDocument."""
     text = decode_utf8(raw)
-    if "application/x-www-form-urlencoded" in content_type:
-        return dict(parse_qsl(text, keep_blank_values=True))
-    return json_object(text)
+    if "application/x-www-form-urlencoded" not in content_type:
+        return json_object(text)
+    try:
+        form = qs_decode(text, _FORM)
+    except UnicodeDecodeError:
+        raise MalformedDocument("form field is not percent-encoded UTF-8") from None
+    except (ValueError, IndexError) as exc:  # too many fields, list items or levels
+        raise MalformedDocument(f"form refused: {str(exc)[:100]}") from None
+    if not storable(form):
+        raise MalformedDocument("form holds NUL or unpaired surrogate characters")
+    return form

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from sync_core.http.documents import MalformedDocument
 from sync_core.settings import DirectionSetting
 from sync_core.store.inbox import NewEvent
 from sync_core.store.models import EventSource, utcnow
 from sync_core.wecom.crypto import ReceiveIdError, SignatureError, WeComCryptoError
-from sync_core.wecom.envelope import MalformedDocument, parse_envelope
+from sync_core.wecom.envelope import parse_envelope
 from sync_core.wecom.events import dedupe_key, parse_event, to_payload
 
 from .context import AppContext, ctx

@@ -9,12 +9,21 @@ from typing import Any
 import pytest
 
 from sync_core.directory.model import Department, User
-from sync_core.directory.operations import Action, DepartmentRef, Request
-from sync_core.directory.planner import Policy, plan_department, plan_user
+from sync_core.directory.operations import Action, Change, DepartmentRef, Request
+from sync_core.directory.planner import (
+    Policy,
+    Rendered,
+    Wording,
+    merge_custom,
+    plan_department,
+    plan_user,
+)
 from sync_core.directory.vocabulary import Cause
 
 
 class Rec:
+    wording = Wording()
+
     def create_user(self, user: User, fields: Mapping[str, Any],
                     departments: Sequence[Any]) -> tuple[Request, ...]:
         return (Request("create", {"id": user.target_id, **fields,
@@ -26,18 +35,21 @@ class Rec:
         return (Request("update", {"id": target_id, **fields, "departments": departments,
                                    "enabled": enabled}),)
 
-    def delete_user(self, target_id: str) -> tuple[Request, ...]:
-        return (Request("delete", {"id": target_id}),)
+    def remove_user(self, actual: User, action: Action) -> Rendered:
+        target = str(actual.target_id)
+        if action is Action.DELETE:
+            return (), (Request("delete", {"id": target}),)
+        return (), self.update_user(target, {}, None, False)
 
-    def create_department(self, department: Department, parent: Any) -> tuple[Request, ...]:
-        return (Request("dcreate", {"name": department.name, "parent": parent}),)
+    def create_department(self, department: Department, parent: Any) -> Rendered:
+        return (), (Request("dcreate", {"name": department.name, "parent": parent}),)
 
-    def update_department(self, target_id: str, name: str | None,
-                          parent: Any) -> tuple[Request, ...]:
+    def update_department(self, target_id: str, name: str | None, parent: Any,
+                          custom: Mapping[str, Any] | None) -> tuple[Request, ...]:
         return (Request("dupdate", {"id": target_id, "name": name, "parent": parent}),)
 
-    def delete_department(self, target_id: str) -> tuple[Request, ...]:
-        return (Request("ddelete", {"id": target_id}),)
+    def remove_department(self, actual: Department) -> Rendered:
+        return (), (Request("ddelete", {"id": actual.target_id}),)
 
 
 IDS = {"a": "2", "b": "3"}
@@ -111,5 +123,61 @@ def test_department_decisions(desired: Department | None, actual: Department | N
 
 
 def test_a_root_is_never_written() -> None:
-    assert plan_department(Department("r", None, "公司", None), None, IDS, Policy(), Rec(),
-                           key="r") == ()
+    assert plan_department(Department("r", None, "公司", None, root=True), None, IDS, Policy(),
+                           Rec(), key="r") == ()
+
+
+@pytest.mark.parametrize("actual, policy, action, cause", [
+    (tgt(), Policy(), Action.UNCHANGED, None),
+    (User("", "uid-9", {"name": "张三"}), Policy(), Action.SKIP, Cause.CONFLICT),
+    (User("", "uid-9", {"name": "张三"}), Policy(adopt=True), Action.UNCHANGED, None),
+    (User("u2", "uid-9", {"name": "张三"}), Policy(adopt=True), Action.SKIP, Cause.CONFLICT),
+])
+def test_a_target_user_is_written_only_when_it_is_this_users(
+        actual: User, policy: Policy, action: Action, cause: Cause | None) -> None:
+    [op] = plan_user(SRC, actual, IDS, policy, Rec(), key="u1")
+    assert (op.action, op.cause) == (action, cause)
+
+
+def test_a_renamed_user_keeps_the_target_user_of_its_old_key() -> None:
+    renamed = User("u9", "zs", {"name": "张三"}, renamed_from="u1")
+    [op] = plan_user(renamed, tgt(), IDS, Policy(), Rec(), key="u9")
+    assert op.cause is None
+
+
+@pytest.mark.parametrize("actual, policy, action, cause", [
+    (User("u1", "zs", managed=False), Policy(delete="delete"), Action.SKIP, Cause.NOT_MANAGED),
+    # suspended but told apart from resigned: resign still writes
+    (User("u1", "zs", enabled=False, resigned=False), Policy(delete="resign"),
+     Action.RESIGN, None),
+    (User("u1", "zs", enabled=False, resigned=True), Policy(delete="resign"),
+     Action.UNCHANGED, None),
+    (User("u1", "zs", enabled=False, resigned=True), Policy(delete="suspend"),
+     Action.UNCHANGED, None),
+    (User("u1", "zs", enabled=None), Policy(delete="suspend"), Action.SUSPEND, None),
+])
+def test_user_removal(actual: User, policy: Policy, action: Action,
+                      cause: Cause | None) -> None:
+    [op] = plan_user(None, actual, IDS, policy, Rec(), key="u1")
+    assert (op.action, op.cause) == (action, cause)
+
+
+@pytest.mark.parametrize("actual, action, cause", [
+    (Department("d", "9", "研发", "2", managed=False), Action.SKIP, Cause.NOT_MANAGED),
+    (Department("d", "9", "研发", None, root=True), Action.SKIP, Cause.PROTECTED),
+    (Department("d", "9", "研发", "2", members=2), Action.SKIP, Cause.BLOCKED),
+    (Department("d", "9", "研发", "2", children=1), Action.SKIP, Cause.BLOCKED),
+    (Department("d", "9", "研发", "2", members=0, children=0), Action.DELETE, None),
+])
+def test_only_an_empty_department_of_ours_is_deleted(actual: Department, action: Action,
+                                                     cause: Cause | None) -> None:
+    [op] = plan_department(None, actual, IDS, Policy(), Rec(), key="d")
+    assert (op.action, op.cause) == (action, cause)
+
+
+def test_custom_data_keeps_the_keys_other_writers_own() -> None:
+    changes, value = merge_custom((("ours", "2"),), (("ours", "1"), ("theirs", "x")),
+                                  field="data")
+    assert changes == [Change("data.ours", "1", "2")]
+    assert value == {"ours": "2", "theirs": "x"}
+    assert merge_custom((("ours", "2"),), (("ours", 2),), field="data") == ([], None)

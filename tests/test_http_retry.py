@@ -81,6 +81,22 @@ async def test_a_wait_beyond_the_time_budget_is_not_taken() -> None:
     assert info.value.retry_after == 500.0 and time.sleeps == [] and attempt.calls == 1
 
 
+
+async def test_the_time_budget_counts_the_first_attempt() -> None:
+    """The first attempt runs before tenacity starts its clock: its time still counts."""
+    time = FakeTime()
+
+    async def slow_then_throttled() -> str:
+        time.now += 50.0
+        raise TransientError("throttled", retry_after=20.0)
+
+    with pytest.raises(TransientError):
+        await remote(time, total_seconds=60).call("ep", slow_then_throttled)
+    assert time.sleeps == []  # 50 s spent + a 20 s wait would pass the 60 s budget
+    quick = Flaky(TransientError("throttled", retry_after=20.0), "done")
+    assert await remote(time, total_seconds=60).call("ep", quick) == "done"
+    assert quick.calls == 2 and time.sleeps[0] >= 20.0
+
 async def test_backoff_is_bounded_by_max_wait() -> None:
     time = FakeTime()
     attempt = Flaky(TransientError("busy"))

@@ -8,13 +8,13 @@ from sync_core.authing.mapping import (
     CUSTOM_VALUE_MAX,
     DesiredDepartment,
     MappingPolicy,
-    Membership,
     UsernameSource,
     map_department,
     map_user,
     memberships_of,
     split_mobile,
 )
+from sync_core.directory.model import Membership
 from sync_core.wecom.model import WeComDepartment, WeComUser
 
 

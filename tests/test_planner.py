@@ -652,9 +652,9 @@ def mirror(users: list[WeComUser], depts: list[WeComDepartment],
         values = {**dict(want.create_only), **dict(want.fields)}
         memberships = None
         if want.memberships is not None:
-            main = next((m.department for m in want.memberships if m.is_main),
+            main = next((m.department for m in want.memberships if m.main),
                         want.memberships[0].department if want.memberships else None)
-            memberships = tuple(member(m.department, bool(m.is_leader), m.department == main)
+            memberships = tuple(member(m.department, bool(m.leader), m.department == main)
                                 for m in want.memberships)
         authing_users.append(AuthingUser(
             user_id=f"uid-{user.userid}", external_id=user.userid,

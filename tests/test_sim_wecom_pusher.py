@@ -329,3 +329,23 @@ def test_admin_http_routes_are_called_back(sim: WeComSimulator, receiver: Receiv
         "create_party", "create_user", "update_user", "delete_user", "delete_party"]
     assert all(d["outcome"] == DELIVERED for d in flushed["deliveries"])
     assert [e.change_type for e in receiver.events][-1] == "delete_party"
+
+
+def test_lanes_deliver_side_by_side_and_keep_each_users_order(keys: CallbackKeys) -> None:
+    """With 4 lanes a slow callback holds back only its own user's later callbacks."""
+    recv = Receiver(keys, delays=(1.0,))  # the first callback (u0's create) is slow
+    with recv.server, make_sim(keys, recv.url, callback_lanes=4) as simulator:
+        for i in range(8):
+            simulator.admin.create_user(f"u{i}", f"用户{i}", [1], email=f"u{i}@example.com")
+        for i in range(8):
+            simulator.admin.update_user(f"u{i}", name=f"改名{i}")
+        simulator.pusher.flush(20)
+        events = [e for e in recv.events if isinstance(e, UserChange)]
+        assert len(events) == 16
+        order = [(e.user_id, e.change_type) for e in events]
+        assert order[0] != ("u0", "create_user")  # others overtook the slow one
+        for i in range(8):
+            mine = [change for user, change in order if user == f"u{i}"]
+            assert mine == ["create_user", "update_user"], (i, order)
+    with pytest.raises(ValueError):
+        make_sim(keys, "http://127.0.0.1:9/", callback_lanes=0)

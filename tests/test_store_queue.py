@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlmodel import Session
 
-from sync_core.store import queue
+from sync_core.store import attempts, queue
 from sync_core.store.inbox import NewEvent, get_event, insert_new
-from sync_core.store.models import utcnow
+from sync_core.store.models import AttemptOutcome, utcnow
 
 LEASE = timedelta(seconds=30)
 
@@ -172,3 +172,74 @@ def test_transient_failures_spend_time_not_attempts(engine) -> None:  # type: ig
 def _naive(value):  # type: ignore[no-untyped-def]
     """SQLite hands back naive UTC datetimes, PostgreSQL aware ones."""
     return value.replace(tzinfo=None)
+
+
+def test_settle_many_claims_at_once(engine) -> None:  # type: ignore[no-untyped-def]
+    """A worker cycle settles every finished claim in one call: each event gets its status
+    and one attempt row, whatever the mix; events leased by someone else are left alone."""
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("1", "a"), _ev("2", "b"), _ev("3", "a"), _ev("4", "c"),
+                          _ev("5", "d"), _ev("6", "e")])
+    now = utcnow()
+    claims = {c.entity_key: c for c in _claim(engine, now=now)}
+    assert claims["a"].ids == (1, 3)
+    later = now + timedelta(seconds=5)
+    since = now - timedelta(minutes=3)
+    settlements = [
+        queue.Settlement(claims["a"].ids, AttemptOutcome.DONE, "applied"),
+        queue.Settlement(claims["b"].ids, AttemptOutcome.RETRY, "409 conflict",
+                         retry_at=later + timedelta(seconds=30)),
+        queue.Settlement(claims["c"].ids, AttemptOutcome.RETRY, "503 from Authing",
+                         retry_at=later + timedelta(seconds=60), transient_since=since),
+        queue.Settlement(claims["d"].ids, AttemptOutcome.DEAD, "400 invalid"),
+        queue.Settlement(claims["e"].ids, AttemptOutcome.DONE, "other"),
+    ]
+    with engine.begin() as conn:
+        # "e" is settled by its owner first: this worker's settlement no longer owns it.
+        assert queue.complete(conn, owner="w1", ids=claims["e"].ids, now=later,
+                              outcome="first") == 1
+        assert queue.settle(conn, owner="w1", now=later, settlements=settlements) == 5
+        history = attempts.of_events(conn, range(1, 7))
+    with Session(engine) as session:
+        rows = {i: get_event(session, i) for i in range(1, 7)}
+    status = {i: (r.status, r.outcome or r.last_error) for i, r in rows.items() if r}
+    assert status == {1: ("done", "applied"), 3: ("done", "applied"),
+                      2: ("failed", "409 conflict"), 4: ("failed", "503 from Authing"),
+                      5: ("dead", "400 invalid"), 6: ("done", "first")}
+    assert rows[4] is not None and rows[4].transient_failures == 1
+    assert rows[2] is not None and rows[2].transient_failures == 0
+    assert {i: [(h["number"], h["outcome"], h["detail"]) for h in hs]
+            for i, hs in history.items()} == {
+        1: [(1, "done", "applied")], 3: [(1, "done", "applied")],
+        2: [(1, "retry", "409 conflict")], 4: [(1, "retry", "503 from Authing")],
+        5: [(1, "dead", "400 invalid")], 6: [(1, "done", "first")]}
+    # The retries come back when due, the transient one with its outage clock.
+    again = {c.entity_key: c for c in _claim(engine, now=later + timedelta(seconds=61))}
+    assert set(again) == {"b", "c"}
+    assert again["c"].transient_since is not None and again["b"].transient_since is None
+
+
+def test_an_attempt_cut_by_an_expired_lease_is_in_the_history(engine) -> None:  # type: ignore[no-untyped-def]
+    """A worker that stopped mid-attempt (crash, kill -9) leaves no settlement; the next
+    claim records that attempt as interrupted, once, before its own."""
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("1", "a"), _ev("2", "a"), _ev("3", "b")])
+    first = _claim(engine, owner="crashed-host-1")
+    assert {c.entity_key for c in first} == {"a", "b"}
+    later = utcnow() + LEASE + timedelta(seconds=1)
+    taken = _claim(engine, owner="w2", now=later)
+    assert {c.entity_key for c in taken} == {"a", "b"}
+    with engine.begin() as conn:
+        queue.complete(conn, owner="w2", ids=tuple(i for c in taken for i in c.ids),
+                       now=later, outcome="ok")
+        history = {i: attempts.of_event(conn, i) for i in (1, 2, 3)}
+    for event_id, rows in history.items():
+        assert [(r["outcome"], r["number"]) for r in rows] == [
+            (AttemptOutcome.INTERRUPTED.value, 1), (AttemptOutcome.DONE.value, 2)], event_id
+        assert "crashed-host-1" in rows[0]["detail"] and rows[0]["started_at"]
+    # A claim after a settled attempt records nothing more.
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("4", "a")])
+    (again,) = _claim(engine, owner="w3", now=later + timedelta(seconds=1))
+    with engine.begin() as conn:
+        assert attempts.of_event(conn, again.ids[0]) == []

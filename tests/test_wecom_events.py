@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sync_core.directory.vocabulary import Kind
-from sync_core.wecom.envelope import MalformedDocument
+from sync_core.http.documents import MalformedDocument
 from sync_core.wecom.events import (
     BatchJobResult,
     OtherMessage,

@@ -55,6 +55,7 @@ class WeComSimulator:
         callback_timeout: float = 5.0,
         callback_attempts: int = 3,
         callback_retry_delay: float = 0.0,
+        callback_lanes: int = 1,
         restricted_reads: bool = False,
         withhold_sensitive: bool = False,
         latency_ms: float = 0.0,
@@ -76,7 +77,7 @@ class WeComSimulator:
         self.pusher = CallbackPusher(
             corp_id, CallbackConfig(callback_url, callback_token, encoding_aes_key, trimmed),
             timeout=callback_timeout, attempts=callback_attempts,
-            retry_delay=callback_retry_delay)
+            retry_delay=callback_retry_delay, lanes=callback_lanes)
         self.admin = Admin(self.state, self.pusher)
         if seed_users or seed_departments:
             self.admin.seed(users=seed_users, departments=max(seed_departments, 1), seed=seed)

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--callback-url", help="where admin changes are called back")
     parser.add_argument("--callback-token", help="callback Token")
     parser.add_argument("--encoding-aes-key", help="43-character EncodingAESKey")
+    parser.add_argument("--callback-lanes", type=int, default=1,
+                        help="deliver callbacks on this many threads; one entity's stay in "
+                             "order (default 1: all in order)")
     parser.add_argument("--trimmed", action="store_true",
                         help="post-2022 callbacks: IDs only, no update_party on rename")
     parser.add_argument("--restricted-reads", action="store_true",
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
             app_secrets=args.app_secrets, token_ttl=args.token_ttl,
             callback_url=args.callback_url, callback_token=args.callback_token,
             encoding_aes_key=args.encoding_aes_key, trimmed=args.trimmed,
-            restricted_reads=args.restricted_reads, withhold_sensitive=args.withhold_sensitive,
+            callback_lanes=args.callback_lanes, restricted_reads=args.restricted_reads,
+            withhold_sensitive=args.withhold_sensitive,
             latency_ms=args.latency_ms, rate_limit_per_minute=args.rate_limit_per_minute,
             concurrency_cap=args.concurrency_cap, seed_users=args.seed_users,
             seed_departments=args.seed_departments, seed=args.seed,

@@ -10,8 +10,11 @@ WeCom retries a callback whose first delivery failed *later*, while the callback
 go on: they overtake it. ``hold_next``/``release`` reproduce that order (and any other),
 ``drop_next`` a callback WeCom gave up on.
 
-Delivery runs on one background thread, so an admin call never waits on the receiver and
-callbacks arrive in the order the changes happened. Every attempt is logged in
+Delivery runs on background threads, so an admin call never waits on the receiver. With
+``lanes=1`` (the default) one thread delivers everything, so callbacks arrive in the order
+the changes happened; with more lanes, callbacks about different entities go out side by
+side (a load test's arrival rate is then not one round trip at a time) while those about one
+entity (by its key) keep their order. Every attempt is logged in
 ``deliveries`` for tests to inspect; ``flush()``/``await drain()`` wait for the queue.
 """
 
@@ -23,6 +26,7 @@ import queue
 import secrets
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -77,7 +81,9 @@ class CallbackConfig:
 class CallbackPusher:
     def __init__(self, corp_id: str, config: CallbackConfig | None = None, *,
                  timeout: float = 5.0, attempts: int = 3, retry_delay: float = 0.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, lanes: int = 1) -> None:
+        if lanes < 1:
+            raise ValueError("lanes must be at least 1")
         self.corp_id = corp_id
         self.config = CallbackConfig()
         if config is not None:
@@ -87,7 +93,8 @@ class CallbackPusher:
         self.attempts = attempts
         self.retry_delay = retry_delay
         self.clock = clock  # CreateTime and timestamp: WeCom's have whole seconds
-        self._queue: queue.Queue[Delivery | None] = queue.Queue()
+        self._queues: list[queue.Queue[Delivery | None]] = [queue.Queue()
+                                                            for _ in range(lanes)]
         self._cond = threading.Condition()
         self._pending = 0
         self._drop = 0
@@ -96,7 +103,7 @@ class CallbackPusher:
         self._running = threading.Event()
         self._running.set()
         self._closing = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread | None] = [None] * lanes
         self._log: list[Delivery] = []
 
     # -- configuration ------------------------------------------------------------------
@@ -146,8 +153,7 @@ class CallbackPusher:
                 entry.outcome = PENDING
                 self._pending += 1
         for entry in chosen:
-            self._ensure_worker()
-            self._queue.put(entry)
+            self._enqueue(entry)
         return chosen
 
     def pause(self) -> None:
@@ -187,8 +193,7 @@ class CallbackPusher:
                     continue
                 self._pending += 1
             queued.append(entry)
-            self._ensure_worker()
-            self._queue.put(entry)
+            self._enqueue(entry)
         return queued
 
     @property
@@ -213,14 +218,17 @@ class CallbackPusher:
         await asyncio.to_thread(self.flush, timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop the worker after the callbacks already queued (a later publish restarts it)."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
+        """Stop the workers after the callbacks already queued (a later publish restarts
+        them)."""
+        alive = [(lane, t) for lane, t in enumerate(self._threads) if t and t.is_alive()]
+        if not alive:
             return
         self._running.set()
         self._closing.set()
-        self._queue.put(None)
-        thread.join(timeout)
+        for lane, _ in alive:
+            self._queues[lane].put(None)
+        for _, thread in alive:
+            thread.join(timeout)
         self._closing.clear()
 
     # -- worker -------------------------------------------------------------------------
@@ -238,17 +246,22 @@ class CallbackPusher:
         ).encode()
         entry.params = {"msg_signature": signature, "timestamp": timestamp, "nonce": nonce}
 
-    def _ensure_worker(self) -> None:
+    def _enqueue(self, entry: Delivery) -> None:
+        """Onto the lane of the entry's entity, so one entity's callbacks keep their order."""
+        lane = zlib.crc32(entry.key.encode("utf-8")) % len(self._queues)
         with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name="wecom-pusher",
-                                                daemon=True)
-                self._thread.start()
+            thread = self._threads[lane]
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(target=self._work, args=(lane,), daemon=True,
+                                          name=f"wecom-pusher-{lane}")
+                self._threads[lane] = thread
+                thread.start()
+        self._queues[lane].put(entry)
 
-    def _work(self) -> None:
+    def _work(self, lane: int) -> None:
         with httpx.Client(timeout=self.timeout) as client:
             while True:
-                entry = self._queue.get()
+                entry = self._queues[lane].get()
                 if entry is None:
                     return
                 self._running.wait()

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sync_core.authing.mapping import DEPARTMENT_ID_FIELD, PARENT_DEPARTMENT_FIELD, USER_ID_FIELD
 from sync_core.directory.vocabulary import Kind
-from sync_core.wecom.envelope import MalformedDocument, json_object, storable
+from sync_core.http.documents import MalformedDocument, json_object, storable
 
-# Never persisted: the user:created sample carries password hashes and salts.
-_SENSITIVE_KEYS = frozenset({"password", "salt", "token", "tokenExpiredAt", "secret",
-                             "accessToken", "refreshToken", "otp", "recoveryCode"})
+# Never persisted (reference/authing-api.md §4.3b: the samples carry a password hash, its
+# salt, ``encryptedPassword``, a JWT and linked accounts' access tokens). A key is dropped
+# when its lower-cased name without ``_``/``-`` holds one of these, whatever its spelling
+# (``encryptedPassword``, ``access_token``, ``idToken``, ``mfaSecret``); so is any string
+# value shaped like a JWT.
+_SENSITIVE_PARTS = ("password", "passwd", "secret", "token", "salt", "credential",
+                    "privatekey", "recoverycode", "otp", "totp", "mfa", "cookie", "session")
+_JWT = re.compile(r"eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]*")
 
 
 # The events the downstream direction applies (reference/authing-api.md §4.1, §4.3): a
@@ -50,20 +56,22 @@ class WebhookEntry:
 
 
 def parse_delivery(body: dict[str, Any]) -> list[WebhookEntry]:
-    """One entry per entity the delivery names (``user:deleted`` may name several)."""
+    """One entry per entity the delivery names (``user:deleted`` may name several); none
+    for an event we do not handle. Raises MalformedWebhook when a handled event's ``data``
+    is not an object naming its entity (a user or node id), or is not storable."""
     event_name = body.get("eventName")
     if not isinstance(event_name, str) or not event_name.strip():
         raise MalformedWebhook("missing eventName")
-    data = body.get("data")
     if not storable(event_name):
         raise MalformedWebhook("eventName holds NUL or unpaired surrogate characters")
+    if not handled(event_name):
+        return []
+    data = body.get("data")
     if isinstance(data, str):  # form-encoded deliveries carry data as a JSON string
         try:
-            data = json_object(data) if data.lstrip().startswith("{") else json.loads(data)
-        except (MalformedDocument, ValueError, RecursionError) as exc:
-            raise MalformedWebhook("data is not a storable JSON object") from exc
-    if data is None:
-        data = {}
+            data = json_object(data)
+        except MalformedDocument as exc:
+            raise MalformedWebhook(f"data is not a storable JSON object: {exc}") from exc
     if not isinstance(data, dict):
         raise MalformedWebhook("data must be an object")
     clean = scrub(data)
@@ -71,6 +79,8 @@ def parse_delivery(body: dict[str, Any]) -> list[WebhookEntry]:
         json.dumps({"eventName": event_name, "data": clean}, sort_keys=True,
                    ensure_ascii=False, default=str).encode("utf-8")).hexdigest()
     kind, keys = _entities(event_name, clean)
+    if not keys:
+        raise MalformedWebhook(f"{event_name} names no {kind.value} id in data")
     payload = {"eventName": event_name, "data": clean}
     return [WebhookEntry(kind, key, event_name, payload,
                          digest if len(keys) == 1 else f"{digest}:{i}")
@@ -78,11 +88,20 @@ def parse_delivery(body: dict[str, Any]) -> list[WebhookEntry]:
 
 
 def scrub(value: Any) -> Any:
+    """``value`` (JSON-like, already depth-checked) without credentials: see
+    ``_SENSITIVE_PARTS``."""
     if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items() if k not in _SENSITIVE_KEYS}
+        return {k: scrub(v) for k, v in value.items() if not _sensitive(k)}
     if isinstance(value, list):
         return [scrub(v) for v in value]
+    if isinstance(value, str) and _JWT.search(value):
+        return "[redacted]"
     return value
+
+
+def _sensitive(key: object) -> bool:
+    name = str(key).lower().replace("_", "").replace("-", "")
+    return any(part in name for part in _SENSITIVE_PARTS)
 
 
 def _entities(event_name: str, data: dict[str, Any]) -> tuple[Kind, list[str]]:
@@ -90,34 +109,34 @@ def _entities(event_name: str, data: dict[str, Any]) -> tuple[Kind, list[str]]:
     if event_name in RECONCILE_EVENTS:  # the whole tree: a downstream reconcile
         return Kind.JOB, [event_name]
     if event_name in ("organization:member-added", "organization:member-removed"):
-        return Kind.USER, [_id(data.get("user")) or "unknown"]
-    if family == "user" or event_name in ("register", "login"):
+        return Kind.USER, _ids([data.get("user")])
+    if family == "user":
         if isinstance(data.get("users"), list):
-            keys = [_id(u) for u in data["users"]]
-            return Kind.USER, [k for k in keys if k] or ["unknown"]
-        user = data.get("user") if isinstance(data.get("user"), dict) else data
-        return Kind.USER, [_id(user) or "unknown"]
-    if family == "organization":
-        if isinstance(data.get("nodes"), list):
-            keys = [_id(n) for n in data["nodes"]]
-            return Kind.DEPARTMENT, [k for k in keys if k] or ["unknown"]
-        node = data.get("node") if isinstance(data.get("node"), dict) else None
-        if node is not None:
-            return Kind.DEPARTMENT, [_id(node) or "unknown"]
-        org = data.get("organization") if isinstance(data.get("organization"), dict) else {}
-        return Kind.DEPARTMENT, [_id(org) or "unknown"]
-    return Kind.OTHER, [event_name]
+            return Kind.USER, _ids(data["users"])
+        return Kind.USER, _ids([data.get("user") if isinstance(data.get("user"), dict)
+                                else data])
+    if isinstance(data.get("nodes"), list):
+        return Kind.DEPARTMENT, _ids(data["nodes"])
+    return Kind.DEPARTMENT, _ids([data.get("node")])
+
+
+def _ids(objects: list[Any]) -> list[str]:
+    """The distinct ids named, in order (a custom-database ``users`` list holds ids)."""
+    return list(dict.fromkeys(k for k in map(_id, objects) if k))
 
 
 def _id(obj: Any) -> str | None:
     if isinstance(obj, str):
-        return obj
+        return obj.strip() or None
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return str(obj)
     if not isinstance(obj, dict):
         return None
     for key in ("id", "userId", "departmentId", "nodeId"):
         value = obj.get(key)
-        if value not in (None, ""):
-            return str(value)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) \
+                and str(value).strip():
+            return str(value).strip()
     return None
 
 

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sync_core.directory.model import Membership
 from sync_core.wecom.model import WeComDepartment, WeComUser
 
 USER_ID_FIELD = "wechatwork_user_id"
@@ -97,15 +98,6 @@ class MappingPolicy:
                 raise ValueError(f"custom_fields: unknown WeCom field {source!r}")
             if key in EXTENSION_FIELDS or not key:
                 raise ValueError(f"custom_fields: customData key {key!r} is reserved or empty")
-
-
-@dataclass(frozen=True, slots=True)
-class Membership:
-    """A desired department of a user; a flag is ``None`` when WeCom did not say."""
-
-    department: int
-    is_leader: bool | None = None
-    is_main: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +249,8 @@ def split_mobile(mobile: str, default_country_code: str = "+86") -> tuple[str, s
 
 
 def memberships_of(user: WeComUser) -> tuple[Membership, ...] | None:
-    """Departments with leader/main flags; flags WeCom did not send stay ``None``."""
+    """Departments (WeCom ids) with leader/main flags; flags WeCom did not send stay
+    ``None``."""
     if user.department is None:
         return None
     leaders = user.is_leader_in_dept
@@ -271,8 +264,8 @@ def memberships_of(user: WeComUser) -> tuple[Membership, ...] | None:
         seen.add(dept)
         out.append(Membership(
             department=dept,
-            is_leader=None if leaders is None else bool(leaders[i]),
-            is_main=None if user.main_department is None else dept == user.main_department,
+            leader=None if leaders is None else bool(leaders[i]),
+            main=None if user.main_department is None else dept == user.main_department,
         ))
     return tuple(out)
 

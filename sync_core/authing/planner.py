@@ -1,26 +1,33 @@
-"""Sync planner: desired WeCom state + actual Authing state + policy → ordered operations.
+"""The upstream direction's planning (WeCom → Authing): WeCom records and Authing records
+mapped onto the canonical planner (``directory.planner``, ``directory.memberships``), with
+``authing.render`` writing the Authing v3 bodies, plus the rules only this pair of
+platforms has.
 
 Pure: no I/O, no clock, no database. The worker (one entity), the reconciler (everything)
 and the dry run all plan here, so they agree by construction, and planning a state that
 already holds yields only ``unchanged`` operations with no requests.
 
-One ``Operation`` is one run item (kind, key, action). It carries, in order, the Authing v3
-requests that apply it, in Authing's field names. Where an Authing ``departmentId`` is not
-known at plan time (the department is created earlier in the same plan, or must be created
-by the executor first) the body holds a ``DepartmentRef`` and ``needs`` lists the WeCom
-department id; the executor substitutes the real id with ``resolve_refs``. A body with an
-unresolved ref does not serialise to JSON, so it cannot be sent by mistake.
+Decided by the canonical planner: department creates, renames, moves and custom data;
+memberships with their leader/main flags; ownership conflicts (adopt or not); removals
+(delete policy; only objects that are ours, never the root, never a department that is
+not empty). Still planned here over the platform records: a user's create and profile
+update in Authing's field names (``username`` from the userid, ``phoneCountryCode``,
+status), the set-user-departments replace rule and its 50-department split, renames
+whose callback was lost (``match_renames``), unmanaged users that look like ours,
+departments re-keyed from an address book's paths, and the order of a full plan.
 
-Ownership: the planner never silently takes over an Authing object. Users are matched by
-externalId, departments by openDepartmentId within the organization; only objects that are
-ours are deleted, and an unmanaged user that looks like a WeCom user is a conflict unless
-``Binding.adopt_existing``.
+Where an Authing ``departmentId`` is not known at plan time the body holds a
+``DepartmentRef`` and ``needs`` lists the WeCom department id; the executor substitutes
+the real id with ``resolve_refs``. A body with an unresolved ref does not serialise to
+JSON, so it cannot be sent by mistake. Ownership: users are ours by externalId plus our
+extension field or a department of our organization (``is_managed_user``), departments by
+openDepartmentId within the organization (``managed_department_id``).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -30,7 +37,6 @@ from sync_core.authing.mapping import (
     SET_DEPARTMENTS_MAX,
     USER_ID_FIELD,
     DesiredUser,
-    Membership,
     UsernameSource,
     department_id_of,
     department_open_id,
@@ -39,7 +45,11 @@ from sync_core.authing.mapping import (
     map_user,
 )
 from sync_core.authing.model import AuthingDepartment, AuthingMembership, AuthingUser
+from sync_core.authing.render import WORDING, AuthingRender
 from sync_core.binding import Binding
+from sync_core.directory import planner as directory
+from sync_core.directory.memberships import Held, plan_memberships
+from sync_core.directory.model import Department, Membership, User
 from sync_core.directory.operations import (
     DESTRUCTIVE,
     Action,
@@ -54,6 +64,7 @@ from sync_core.directory.operations import (
     deletion_guard,
     resolve_refs,
 )
+from sync_core.directory.planner import merge_custom, same
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.settings import UserDeletePolicy
 from sync_core.wecom.model import WeComDepartment, WeComUser
@@ -108,10 +119,12 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Bin
     want = map_user(desired, policy.mapping)
     if actual is None:
         return _after_departments(_plan_user_create(want, policy, index), policy, index)
-    problem = _ownership_problem(want, actual, policy)
-    if problem is not None:
-        return (_skip(Kind.USER, want.external_id, problem, actual.user_id,
-                      cause=Cause.CONFLICT),)
+    if actual.external_id != want.external_id:  # unlinked, renamed or another's
+        conflict = directory.user_conflict(
+            (want.external_id, want.renamed_from), actual.external_id or "", actual.user_id,
+            policy.adopt_existing, WORDING, key=want.external_id)
+        if conflict is not None:
+            return (conflict,)
     return _after_departments(_plan_user_update(want, actual, policy, index), policy, index)
 
 
@@ -399,18 +412,6 @@ class _UnmanagedLookup:
         return None
 
 
-def _ownership_problem(want: DesiredUser, actual: AuthingUser, policy: Binding) -> str | None:
-    if actual.external_id and actual.external_id in (want.external_id, want.renamed_from):
-        return None
-    if not actual.external_id:
-        if policy.adopt_existing:
-            return None
-        return (f"conflict: unmanaged Authing user {actual.user_id} has no externalId; "
-                f"set adopt_existing to take it over")
-    return (f"conflict: Authing user {actual.user_id} belongs to externalId "
-            f"{actual.external_id!r}")
-
-
 def _plan_user_create(want: DesiredUser, policy: Binding, index: DepartmentIndex) -> Operation:
     key = want.external_id
     values = {**dict(want.create_only), **dict(want.fields)}
@@ -443,7 +444,8 @@ def _plan_user_create(want: DesiredUser, policy: Binding, index: DepartmentIndex
 def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Binding,
                       index: DepartmentIndex) -> Operation:
     changes, body = _profile_changes(want, actual, policy)
-    custom_changes, custom = _custom_changes(want.custom_data, actual.custom_data)
+    custom_changes, custom = merge_custom(want.custom_data, actual.custom_data,
+                                          field=WORDING.custom_field)
     changes += custom_changes
     if custom is not None:
         body["customData"] = custom
@@ -530,7 +532,7 @@ def _profile_changes(want: DesiredUser, actual: AuthingUser,
         old = getattr(actual, _USER_ATTRS[name])
         if name == "phoneCountryCode":  # Authing leaves it empty for its default region
             old = old or policy.mapping.default_country_code
-        if not _same(old, new):
+        if not same(old, new):
             changes.append(Change(name, old, new))
             body[name] = new
     if body.get("phone") and "phoneCountryCode" in fields:
@@ -539,28 +541,10 @@ def _profile_changes(want: DesiredUser, actual: AuthingUser,
 
 
 def _plan_user_gone(actual: AuthingUser, policy: Binding, index: DepartmentIndex) -> Operation:
-    key, uid = actual.external_id or actual.user_id, actual.user_id
-    if not is_managed_user(actual, policy, index):
-        return _skip(Kind.USER, key, "not managed by wecom-sync: left alone", uid,
-                     cause=Cause.NOT_MANAGED)
-    rule = policy.user_delete_policy
-    if rule is UserDeletePolicy.IGNORE:
-        return _skip(Kind.USER, key, "deleted in WeCom; user_delete_policy is ignore", uid,
-                     cause=Cause.POLICY)
-    if rule is UserDeletePolicy.DELETE:
-        return Operation(Kind.USER, key, Action.DELETE, uid, (Change("externalId", key, None),),
-                         (Request("delete-users-batch", {"userIds": (uid,)}),))
-    if rule is UserDeletePolicy.RESIGN:
-        if actual.status == "Resigned":
-            return Operation(Kind.USER, key, Action.UNCHANGED, uid)
-        return Operation(Kind.USER, key, Action.RESIGN, uid,
-                         (Change("status", actual.status, "Resigned"),),
-                         (Request("resign-user", {"userId": uid}),))
-    if actual.status in ("Suspended", "Resigned"):  # resigned is already more than suspended
-        return Operation(Kind.USER, key, Action.UNCHANGED, uid)
-    return Operation(Kind.USER, key, Action.SUSPEND, uid,
-                     (Change("status", actual.status, "Suspended"),),
-                     (Request("update-user", {"userId": uid, "status": "Suspended"}),))
+    [op] = directory.plan_user_removal(
+        canonical_user(actual, policy, index), _policy(policy),
+        AuthingRender(policy.organization_code), key=actual.external_id or actual.user_id)
+    return op
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,53 +560,30 @@ class _Memberships:
 
 def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | None,
                      policy: Binding, index: DepartmentIndex) -> _Memberships | None:
-    """The set-user-departments items, or None when WeCom did not say or nothing changes.
-
-    Memberships outside our organization (or in departments we do not manage) are kept, as
-    set-user-departments replaces the whole list. Flags WeCom did not send keep their
-    Authing value; with no main department known anywhere the first department is main.
-    When Authing's memberships were not read, the list is written as WeCom has it (and
-    other organizations' memberships cannot be kept): read users withDepartmentIds.
-    """
+    """The set-user-departments items for ``directory.memberships``' plan, or None when
+    WeCom did not say or nothing changes. When Authing's memberships were not read, the
+    list is written as WeCom has it (and other organizations' memberships cannot be
+    kept): read users withDepartmentIds."""
     if want is None:
         return None
-    known = actual is not None and actual.memberships is not None
-    ours: dict[int, tuple[bool, bool]] = {}
-    foreign: list[AuthingMembership] = []
-    for m in (actual.memberships if actual is not None else None) or ():
-        wecom_id = _membership_wecom_id(m, policy, index)
-        if wecom_id is None:
-            foreign.append(m)
-        else:
-            ours[wecom_id] = (bool(m.is_leader), bool(m.is_main))
-    leaders = {m.department: m.is_leader if m.is_leader is not None
-               else ours.get(m.department, (False, False))[0] for m in want}
-    main = next((m.department for m in want if m.is_main), None)
-    explicit = main is not None
-    if main is None:
-        main = next((d for d in leaders if ours.get(d, (False, False))[1]), None)
-    if main is None and leaders and not any(m.is_main for m in foreign):
-        main, explicit = next(iter(leaders)), True
-    new = {d: (leader, d == main) for d, leader in leaders.items()}
-    foreign_main_cleared = explicit and any(m.is_main for m in foreign)
-    if known and new == ours and not foreign_main_cleared:
+    read = actual.memberships if actual is not None else None
+    held: list[Held] | None = None
+    if read is not None:
+        held = []
+        for m in read:  # inline: once per membership of every planned user
+            wecom_id = _membership_wecom_id(m, policy, index)
+            held.append((m.department_id, m.is_leader, m.is_main, True) if wecom_id is None
+                        else (wecom_id, m.is_leader, m.is_main, False))
+    planned = plan_memberships(want, held, index.authing_id, department_open_id)
+    if planned is None:
         return None
-    items = tuple({"departmentId": _dept_ref(d, index), "isLeader": leader, "isMainDepartment": m}
-                  for d, (leader, m) in new.items())
-    items += tuple({"departmentId": m.department_id, "isLeader": bool(m.is_leader),
-                    "isMainDepartment": bool(m.is_main) and not explicit} for m in foreign)
-    needs = tuple(department_open_id(d) for d in new if index.authing_id(d) is None)
-    change = Change("departments", _render(ours) if known else None, _render(new))
-    return _Memberships(items, tuple(new), needs, change)
-
-
-def _render(memberships: Mapping[int, tuple[bool, bool]]) -> str:
-    def one(dept: int, leader: bool, main: bool) -> str:
-        flags = [name for name, on in (("leader", leader), ("main", main)) if on]
-        shown = department_open_id(dept)
-        return f"{shown}[{','.join(flags)}]" if flags else shown
-
-    return ";".join(one(d, *flags) for d, flags in sorted(memberships.items()))
+    wecom_ids = tuple(m.department for m in planned.ours)
+    items = tuple({"departmentId": _dept_ref(m.department, index), "isLeader": bool(m.leader),
+                   "isMainDepartment": bool(m.main)} for m in planned.ours)
+    items += tuple({"departmentId": m.department, "isLeader": bool(m.leader),
+                    "isMainDepartment": bool(m.main)} for m in planned.foreign)
+    needs = tuple(department_open_id(d) for d in planned.needs)
+    return _Memberships(items, wecom_ids, needs, planned.change)
 
 
 def _membership_wecom_id(m: AuthingMembership, policy: Binding,
@@ -659,77 +620,67 @@ def _after_departments(op: Operation, policy: Binding,
 
 def _plan_department_create(desired: WeComDepartment, policy: Binding,
                             index: DepartmentIndex) -> Operation:
-    want = map_department(desired)
-    key = want.open_department_id
-    if not want.name:
-        return _skip(Kind.DEPARTMENT, key, "department name unknown (WeCom sent only ids); "
-                                           "read it from WeCom first", cause=Cause.INCOMPLETE)
-    if want.parent_id is None:
-        return _skip(Kind.DEPARTMENT, key, "parent department unknown", cause=Cause.INCOMPLETE)
-    parent = _dept_ref(want.parent_id, index)
-    body = {"organizationCode": policy.organization_code, "name": want.name,
-            "parentDepartmentId": parent, "openDepartmentId": key,
-            "customData": dict(want.custom_data)}
-    changes = (Change("name", None, want.name),
-               Change("parent", None, department_open_id(want.parent_id)),
-               *(Change(f"customData.{k}", None, v) for k, v in want.custom_data))
-    needs = ((department_open_id(want.parent_id),) if isinstance(parent, DepartmentRef)
-                 else ())
-    return Operation(Kind.DEPARTMENT, key, Action.CREATE, None, changes,
-                     (Request("create-department", body),), needs)
+    want = _canonical_department(desired)
+    [op] = directory.plan_department(want, None, _OpenIds(index), _policy(policy),
+                                     AuthingRender(policy.organization_code), key=want.key)
+    return op
 
 
 def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
                             policy: Binding, index: DepartmentIndex) -> Operation:
-    want = map_department(desired)
-    changes: list[Change] = []
-    body: dict[str, Any] = {}
-    if want.name and not _same(actual.name, want.name):
-        changes.append(Change("name", actual.name, want.name))
-        body["name"] = want.name
-    needs: tuple[str, ...] = ()
+    want = _canonical_department(desired)
     old_parent = index.wecom_id(actual.parent_department_id)
-    moved = want.parent_id is not None and old_parent != want.parent_id
-    if want.parent_id is not None and moved:
-        parent = _dept_ref(want.parent_id, index)
-        body["parentDepartmentId"] = parent
-        needs = ((department_open_id(want.parent_id),) if isinstance(parent, DepartmentRef)
-                 else ())
-        shown = (actual.parent_department_id if old_parent is None
-                 else department_open_id(old_parent))
-        changes.append(Change("parent", shown, department_open_id(want.parent_id)))
-    custom_changes, custom = _custom_changes(want.custom_data, actual.custom_data)
-    changes += custom_changes
-    if custom is not None:
-        body["customData"] = custom
-    if not body:
-        return Operation(Kind.DEPARTMENT, want.open_department_id, Action.UNCHANGED,
-                         actual.department_id)
-    request = Request("update-department", {"organizationCode": policy.organization_code,
-                                            "departmentId": actual.department_id, **body})
-    return Operation(Kind.DEPARTMENT, want.open_department_id,
-                     Action.MOVE if moved else Action.UPDATE, actual.department_id,
-                     tuple(changes), (request,), needs)
+    have = Department(want.key, actual.department_id, actual.name, actual.parent_department_id,
+                      custom=actual.custom_data,
+                      parent_key=None if old_parent is None else department_open_id(old_parent))
+    [op] = directory.plan_department(want, have, _OpenIds(index), _policy(policy),
+                                     AuthingRender(policy.organization_code), key=want.key)
+    return op
+
+
+def _canonical_department(desired: WeComDepartment) -> Department:
+    want = map_department(desired)
+    parent = None if want.parent_id is None else department_open_id(want.parent_id)
+    return Department(want.open_department_id, None, want.name, parent,
+                      custom=want.custom_data)
+
+
+class _OpenIds(Mapping[str, str]):
+    """The index's Authing departmentIds by openDepartmentId (the canonical keys): a view,
+    as one is made per planned department."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, index: DepartmentIndex) -> None:
+        self._ids = index.authing_ids
+
+    def __getitem__(self, key: str) -> str:
+        wecom_id = department_id_of(key)
+        if wecom_id is None or wecom_id not in self._ids:
+            raise KeyError(key)
+        return self._ids[wecom_id]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and department_id_of(key) in self._ids
+
+    def __iter__(self) -> Iterator[str]:
+        return (department_open_id(w) for w in self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 def _plan_department_gone(actual: AuthingDepartment, policy: Binding, members: int,
                           children: int) -> Operation:
     wecom_id = managed_department_id(actual, policy)
-    key, did = actual.open_department_id or actual.department_id, actual.department_id
-    if wecom_id is None:
-        return _skip(Kind.DEPARTMENT, key, "not managed by wecom-sync: left alone", did,
-                     cause=Cause.NOT_MANAGED)
-    if wecom_id == policy.root_wecom_id:
-        return _skip(Kind.DEPARTMENT, key, "the organization root is never deleted", did,
-                     cause=Cause.PROTECTED)
-    if members > 0 or children > 0:
-        return _skip(Kind.DEPARTMENT, key, f"blocked: department is not empty ({members} "
-                                           f"members, {children} child departments)", did,
-                     cause=Cause.BLOCKED)
-    request = Request("delete-department", {"organizationCode": policy.organization_code,
-                                            "departmentId": did})
-    return Operation(Kind.DEPARTMENT, key, Action.DELETE, did,
-                     (Change("name", actual.name, None),), (request,))
+    canonical = Department(actual.open_department_id or "", actual.department_id, actual.name,
+                           actual.parent_department_id, managed=wecom_id is not None,
+                           root=wecom_id == policy.root_wecom_id, members=members,
+                           children=children)
+    [op] = directory.plan_department_removal(
+        canonical, AuthingRender(policy.organization_code),
+        key=actual.open_department_id or actual.department_id)
+    return op
 
 
 def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[AuthingDepartment],
@@ -778,6 +729,28 @@ def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[Auth
 # -- helpers -------------------------------------------------------------------------------
 
 
+# Authing statuses that disable an account (create-user's status values,
+# reference/authing-api.md §2.2). Another status (Archived, Deactivated) counts as enabled:
+# the suspend policy still writes Suspended.
+_DISABLED = frozenset({"Suspended", "Resigned"})
+
+
+def canonical_user(user: AuthingUser, policy: Binding, index: DepartmentIndex) -> User:
+    """An Authing user as the canonical planner's target record (the fields its ownership
+    and removal rules read): linked to its externalId, ours by ``is_managed_user``."""
+    status = user.status
+    return User(user.external_id or "", user.user_id,
+                enabled=None if status is None else status not in _DISABLED,
+                resigned=None if status is None else status == "Resigned",
+                managed=is_managed_user(user, policy, index), record=user)
+
+
+def _policy(binding: Binding) -> directory.Policy:
+    return directory.Policy(delete=str(binding.user_delete_policy),
+                            adopt=binding.adopt_existing)
+
+
+
 def managed_department_id(dept: AuthingDepartment, policy: Binding) -> int | None:
     """The WeCom id (real or synthetic) of an Authing department of our organization,
     else None. ``wechatwork_department_id`` stands in where openDepartmentId is synthetic
@@ -813,23 +786,6 @@ def _authing_depth(department_id: str, parents: Mapping[str, str | None]) -> int
         depth += 1
         parent = parents.get(parent)
     return depth
-
-
-def _custom_changes(desired: tuple[tuple[str, str], ...], actual: tuple[tuple[str, Any], ...]
-                    | None) -> tuple[list[Change], dict[str, Any] | None]:
-    """Changed customData keys, and the body to send: Authing's current customData with
-    ours merged in, so keys other writers own survive whatever update-user does."""
-    old = dict(actual or ())
-    changes = [Change(f"customData.{k}", old.get(k), v) for k, v in desired
-               if not _same(old.get(k), v)]
-    return (changes, {**old, **dict(desired)}) if changes else ([], None)
-
-
-def _same(old: Any, new: Any) -> bool:
-    """Equal, where None and "" both mean empty and numbers read back as strings."""
-    if old in (None, "") or new in (None, ""):
-        return old in (None, "") and new in (None, "")
-    return str(old) == str(new)
 
 
 def _skip(kind: Kind, key: str, reason: str, target: str | None = None, *,

@@ -10,7 +10,7 @@ rename callback or a reconcile decides.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,16 +25,19 @@ from sync_core.authing.planner import (
 from sync_core.authing.target import AuthingTarget
 from sync_core.directory.operations import Action, Operation
 from sync_core.directory.vocabulary import Kind
-from sync_core.engine.entity_sync import EntityResult, EntitySync, create_failed
+from sync_core.engine.entity_sync import (
+    EntityResult,
+    EntitySync,
+    Essences,
+    UserRead,
+    create_failed,
+)
 from sync_core.engine.executor import ItemStatus, Outcome
 from sync_core.engine.ports import Ports, ReadFrom
-from sync_core.errors import ConflictError, NotFoundError, PermanentError, SyncError
-from sync_core.http.retry import gather_pair
+from sync_core.errors import ConflictError, NotFoundError, SyncError
 from sync_core.store.renames import RenameLedger
 from sync_core.wecom.model import WeComUser
 from sync_core.wecom.source import WeComSource
-
-Essences = dict[tuple[str, str], Callable[[], Any]]
 
 
 class UpstreamSync(EntitySync):
@@ -45,35 +48,10 @@ class UpstreamSync(EntitySync):
         self.wecom, self.authing = ports.source, ports.target
         self.renames = renames
 
-    async def sync_user(self, key: str, payloads: Sequence[Mapping[str, Any]], *,
-                        echo_of: str | None = None) -> EntityResult:
-        hints = self.source.hints(Kind.USER, payloads)
-        renamed_to = hints.renamed_to
-        current = renamed_to or key
-        essences: Essences = {}
-        done: list[Outcome] = []
-        created = renamed_to is None and hints.announced
-        if created:
-            desired, read_from = await self.source.read_user(current, key, hints)
-            if self._echo(Kind.USER, desired, echo_of):
-                return EntityResult(Kind.USER, current, (), read_from, echo=True)
-            if desired is not None:
-                # Announced as new: the create is itself the existence check (externalId is
-                # unique in the pool), so only a refused create pays for reading Authing.
-                outcomes = await self._plan_user(desired, None, current, essences)
-                if not create_failed(outcomes, PermanentError):
-                    return self._result(EntityResult(Kind.USER, current, tuple(outcomes),
-                                                     read_from, essences))
-                done = [o for o in outcomes if o.status is ItemStatus.APPLIED]
-            actual = await self._actual([key])
-        else:
-            # WeCom's record and Authing's are independent reads: made side by side, they
-            # cost one round trip of latency instead of two or three.
-            (desired, read_from), actual = await gather_pair(
-                self.source.read_user(current, key, hints),
-                self._actual([key, current] if renamed_to else [key]))
-            if self._echo(Kind.USER, desired, echo_of):
-                return EntityResult(Kind.USER, current, (), read_from, echo=True)
+    async def _sync_read_user(self, read: UserRead, current: str,
+                              essences: Essences) -> EntityResult:
+        desired, actual, read_from, done = read.desired, read.actual, read.read_from, read.done
+        created = read.announced
         if desired is None and read_from is ReadFrom.API:
             # Gone under this userid, or renamed on by a callback we hold (maybe not applied).
             moved = await self._renamed_on(current)

@@ -1,12 +1,13 @@
 """The echo check: is the state an event shows the echo of our own write?
 
 A write by one direction makes the other side send an event about it (a callback, a
-webhook). The worker reads, in the same transaction that claims the entities, what the
-opposite direction last wrote to each of them (the link table, by target id: one statement
-per claim, not per entity); entity sync then compares that digest with the essence of the
-source state it read, before it plans. Equal: the event is our own write coming back, and
-it is settled with nothing planned. No row, or another state: a real change, planned as
-usual (an echo that is missed costs reads, never a wrong write).
+webhook). The worker reads, on the connection that claimed the entities and right after
+the claim, what the opposite direction last wrote to each of them (the link table, by
+target id: one statement per claim, not per entity); entity sync then compares that
+digest with the essence of the source state it read, before it plans. Equal: the event is
+our own write coming back, and it is settled with nothing planned. No row, or another
+state: a real change, planned as usual (an echo that is missed costs reads, never a wrong
+write).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from sync_core.directory.operations import Action, Operation
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.engine.echo import is_echo
 from sync_core.engine.executor import Executor, ItemStatus, Outcome
-from sync_core.engine.ports import Ports, ReadFrom
+from sync_core.engine.ports import Hints, Ports, ReadFrom
 from sync_core.engine.run_log import written
 from sync_core.errors import (
     ConflictError,
@@ -33,6 +33,8 @@ from sync_core.http.retry import gather_pair
 from sync_core.store.links import LinkRow
 
 log = logging.getLogger(__name__)
+
+Essences = dict[tuple[str, str], Callable[[], Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,20 @@ class EntityResult:
         return f"{head}; " + "; ".join(parts) if parts else f"{head}; nothing to do"
 
 
+@dataclass(slots=True)
+class UserRead:
+    """Both sides of one user as read: ``desired`` (source, None = gone), ``actual``
+    (target, None = absent), and the outcomes already applied on the way (``done``: a
+    create announced as new that the target refused). ``announced``: the source said the
+    user is new."""
+
+    desired: Any
+    actual: Any
+    read_from: ReadFrom
+    done: list[Outcome]
+    announced: bool
+
+
 class EntitySync:
     """One direction of one binding, one entity at a time. ``prepare`` (the target's
     bootstrap) completes the binding once; it is then passed down to every read and plan."""
@@ -131,7 +147,17 @@ class EntitySync:
         if await self.target.write_back_echo(Kind.USER, key, hints):
             return EntityResult(Kind.USER, key, (), ReadFrom.EVENT, echo=True)
         current = hints.renamed_to or key
-        essences: dict[tuple[str, str], Callable[[], Any]] = {}
+        essences: Essences = {}
+        read = await self._read_user(key, current, hints, essences, echo_of)
+        if isinstance(read, EntityResult):
+            return read
+        return await self._sync_read_user(read, current, essences)
+
+    async def _read_user(self, key: str, current: str, hints: Hints,
+                         essences: Essences, echo_of: str | None
+                         ) -> EntityResult | UserRead:
+        """Both sides of one user, or the result when nothing more is to be done (an echo,
+        or a user announced as new whose create went through)."""
         done: list[Outcome] = []
         if hints.renamed_to is None and hints.announced:
             desired, read_from = await self.source.read_user(current, key, hints)
@@ -146,16 +172,22 @@ class EntitySync:
                                                      read_from, essences))
                 done = [o for o in outcomes if o.status is ItemStatus.APPLIED]
             actual = await self.target.user([key], self.binding)
-        else:
-            # The source's record and the target's are independent reads: made side by
-            # side, they cost one round trip of latency instead of two or three.
-            (desired, read_from), actual = await gather_pair(
-                self.source.read_user(current, key, hints),
-                self.target.user([key, current] if hints.renamed_to else [key],
-                                 self.binding))
-            if self._echo(Kind.USER, desired, echo_of):
-                return EntityResult(Kind.USER, current, (), read_from, echo=True)
-        outcomes = done + await self._plan_user(desired, actual, current, essences)
+            return UserRead(desired, actual, read_from, done, announced=True)
+        # The source's record and the target's are independent reads: made side by side,
+        # they cost one round trip of latency instead of two or three.
+        (desired, read_from), actual = await gather_pair(
+            self.source.read_user(current, key, hints),
+            self.target.user([key, current] if hints.renamed_to else [key], self.binding))
+        if self._echo(Kind.USER, desired, echo_of):
+            return EntityResult(Kind.USER, current, (), read_from, echo=True)
+        return UserRead(desired, actual, read_from, done, announced=False)
+
+    async def _sync_read_user(self, read: UserRead, current: str,
+                              essences: Essences) -> EntityResult:
+        """Plan and apply the user both sides of ``read`` show; a direction with identity
+        moves (renames) overrides this hook."""
+        desired, actual = read.desired, read.actual
+        outcomes = read.done + await self._plan_user(desired, actual, current, essences)
         if actual is None and desired is not None and create_failed(outcomes, ConflictError):
             # Only a create that collides pays for the search: the account in the way is
             # handed to the planner, which refuses to take it over unless adopt_existing.
@@ -163,11 +195,11 @@ class EntitySync:
             if unmanaged is not None:
                 done = [o for o in outcomes if o.status is ItemStatus.APPLIED]
                 outcomes = done + await self._plan_user(desired, unmanaged, current, essences)
-        return self._result(EntityResult(Kind.USER, current, tuple(outcomes), read_from,
+        return self._result(EntityResult(Kind.USER, current, tuple(outcomes), read.read_from,
                                          essences))
 
     async def _plan_user(self, desired: Any, actual: Any, key: str,
-                         essences: dict[tuple[str, str], Callable[[], Any]]) -> list[Outcome]:
+                         essences: Essences) -> list[Outcome]:
         index, source = await self._index(
             self.planner.user_departments(desired, actual, self.binding))
         essences[(Kind.USER, key)] = self._essence(Kind.USER, desired, actual)

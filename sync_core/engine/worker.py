@@ -50,7 +50,7 @@ from sync_core.settings import Settings
 from sync_core.store import links, queue
 from sync_core.store.db import describe
 from sync_core.store.links import LinkRow
-from sync_core.store.models import utcnow
+from sync_core.store.models import AttemptOutcome, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -304,28 +304,31 @@ class Worker:
 
     def _settle_and_claim(self, settling: list[tuple[queue.Claim, Verdict]],
                           limit: int) -> list[queue.Claim]:
+        """One connection: the settlements and the claim in one transaction, then the echo
+        read of the claimed entities."""
         now = self._clock()
-        with self.engine.begin() as conn:
-            for claim, verdict in settling:
-                self._settle(conn, claim, verdict, now)
-            if not limit:
-                return []
-            claims = queue.claim(conn, owner=self.owner, now=now, lease=self._lease,
-                                 max_entities=limit, sources=tuple(self.directions))
-        self._read_echoes(claims)
+        with self.engine.connect() as conn:
+            with conn.begin():
+                self._settle(conn, settling, now)
+                if not limit:
+                    return []
+                claims = queue.claim(conn, owner=self.owner, now=now, lease=self._lease,
+                                     max_entities=limit, sources=tuple(self.directions))
+            self._read_echoes(conn, claims)
         return claims
 
-    def _read_echoes(self, claims: list[queue.Claim]) -> None:
+    def _read_echoes(self, conn: Connection, claims: list[queue.Claim]) -> None:
         """Before any of them is planned: what the opposite direction last wrote to the
-        claimed entities, one statement per direction (engine.echo). Read apart from the
-        claim, so that a failure only costs the check: the entities are planned as usual."""
+        claimed entities, one statement per direction (engine.echo). Read after the claim
+        has committed, so that a failure only costs the check: the entities are planned as
+        usual."""
         wanted = {source: [(c.entity_kind, c.entity_key) for c in claims
                            if c.source == source and c.entity_kind in SYNCED_KINDS]
                   for source in self.directions}
         if not any(wanted.values()):
             return
         try:
-            with self.engine.connect() as conn:
+            with conn.begin():
                 for source, entities in wanted.items():
                     if entities:
                         direction = self.directions[source].ports.direction
@@ -339,22 +342,31 @@ class Worker:
         with self.engine.begin() as conn:
             queue.renew(conn, owner=self.owner, ids=ids, until=self._clock() + self._lease)
 
-    def _settle(self, conn: Connection, claim: queue.Claim, verdict: Verdict,
+    def _settle(self, conn: Connection, settling: list[tuple[queue.Claim, Verdict]],
                 now: datetime) -> None:
-        if verdict.links and verdict.direction is not None:  # whatever the verdict
-            links.record(conn, direction=verdict.direction, rows=verdict.links, now=now)
+        """What was written (whatever the verdict), then every claim's events, all claims
+        at once."""
+        written: dict[Direction, dict[tuple[str, str], LinkRow]] = {}
+        for _, verdict in settling:
+            if verdict.links and verdict.direction is not None:  # the later write wins
+                written.setdefault(verdict.direction, {}).update(
+                    ((row.kind, row.source_key), row) for row in verdict.links)
+        for direction, rows in written.items():
+            links.record(conn, direction=direction, rows=rows.values(), now=now)
+        queue.settle(conn, owner=self.owner, now=now,
+                     settlements=[self._settlement(c, v, now) for c, v in settling])
+
+    def _settlement(self, claim: queue.Claim, verdict: Verdict,
+                    now: datetime) -> queue.Settlement:
         if verdict.status is Settle.DONE:
-            queue.complete(conn, owner=self.owner, ids=claim.ids, now=now,
-                           outcome=verdict.text)
-        elif verdict.status is Settle.DEAD:
-            queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
-                       retry_at=None)
-        else:
-            delay = backoff(claim.attempts, self.settings.worker_backoff_cap_seconds,
-                            verdict.retry_after)
-            since = (claim.transient_since or now) if verdict.transient else None
-            queue.fail(conn, owner=self.owner, ids=claim.ids, now=now, error=verdict.text,
-                       retry_at=now + timedelta(seconds=delay), transient_since=since)
+            return queue.Settlement(claim.ids, AttemptOutcome.DONE, verdict.text)
+        if verdict.status is Settle.DEAD:
+            return queue.Settlement(claim.ids, AttemptOutcome.DEAD, verdict.text)
+        delay = backoff(claim.attempts, self.settings.worker_backoff_cap_seconds,
+                        verdict.retry_after)
+        since = (claim.transient_since or now) if verdict.transient else None
+        return queue.Settlement(claim.ids, AttemptOutcome.RETRY, verdict.text,
+                                now + timedelta(seconds=delay), since)
 
 
 class KeyLocks:

@@ -1,8 +1,8 @@
 """An inbox event's history: one row per worker attempt and per replay, only ever added.
 
-The worker's settlement writes the attempt rows in the statement before it settles the
-events (``queue.complete`` / ``queue.fail``), from the rows it still holds the lease of, so
-an attempt is recorded exactly when its settlement is. Functions never commit.
+The worker's settlement (``queue.settle``) writes the attempt rows in the statement before
+it settles the events, from the rows it still holds the lease of, so an attempt is
+recorded exactly when its settlement is. Functions never commit.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, literal, select
+from sqlalchemy import Connection, String, insert, literal, select
 
 from .models import AttemptOutcome, EventAttempt, InboxEvent
 
@@ -32,6 +32,18 @@ def settled_from(owned: Any, *, outcome: str) -> Any:
 
     rows = select(_E.c.id, _E.c.attempts, _E.c.claimed_at, bindparam("now"),
                   literal(outcome), bindparam("text")).where(owned)
+    return insert(_A).from_select(
+        ["event_id", "number", "started_at", "finished_at", "outcome", "detail"], rows)
+
+
+def interrupted(expired: Any) -> Any:
+    """``INSERT … SELECT`` of one ``interrupted`` attempt per event matched by ``expired``
+    (open, its lease run out): the attempt its worker began and never settled, ending when
+    the lease did, with the worker named in the detail."""
+    detail = literal("stopped mid-attempt: the lease of ", String) + _E.c.lease_owner \
+        + literal(" ran out", String)
+    rows = select(_E.c.id, _E.c.attempts, _E.c.claimed_at, _E.c.lease_until,
+                  literal(AttemptOutcome.INTERRUPTED.value), detail).where(expired)
     return insert(_A).from_select(
         ["event_id", "number", "started_at", "finished_at", "outcome", "detail"], rows)
 

@@ -75,6 +75,7 @@ class AttemptOutcome(StrEnum):
     RETRY = "retry"  # failed; the event waits for its next attempt
     DEAD = "dead"
     REPLAYED = "replayed"  # not a worker attempt: an operator re-queued the event
+    INTERRUPTED = "interrupted"  # its worker stopped mid-attempt: the lease ran out
 
 
 class EventAttempt(SQLModel, table=True):

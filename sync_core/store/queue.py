@@ -17,6 +17,7 @@ Functions take a connection and never commit; the caller owns the transaction.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -93,15 +94,23 @@ def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
     """Lease up to ``max_entities`` entities that have a due event and none in flight.
 
     Three statements whatever the number of entities: the lock (PostgreSQL), one query for
-    the due entities, one update that leases all their open events."""
+    the due entities, one update that leases all their open events; a fourth only when an
+    event's lease ran out under a worker that stopped mid-attempt, to add that attempt to
+    its history as interrupted (store.attempts)."""
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         conn.execute(_LOCK, {"k": _CLAIM_LOCK})
     due = conn.execute(_due(postgres, filtered=bool(sources)),
                        {"now": now, "scan": max_entities * 8, "sources": list(sources or ())})
-    picked = list(dict.fromkeys(tuple(row) for row in due))[:max_entities]
+    rows_due = due.all()
+    picked = list(dict.fromkeys((r.source, r.entity_kind, r.entity_key)
+                                for r in rows_due))[:max_entities]
     if not picked:
         return []
+    chosen = set(picked)
+    if any(r.lease_owner is not None for r in rows_due
+           if (r.source, r.entity_kind, r.entity_key) in chosen):
+        conn.execute(_INTERRUPTED, {"picked": picked, "now": now})
     rows = conn.execute(_LEASE, {"picked": picked, "now": now, "owner": owner,
                                  "until": now + lease}).all()
     events: dict[tuple[str, str, str], list[ClaimedEvent]] = {}
@@ -129,7 +138,7 @@ def _due(postgres: bool, *, filtered: bool) -> Select[Any]:
         other.c.entity_kind == _T.c.entity_kind, other.c.entity_key == _T.c.entity_key,
         other.c.source == _T.c.source, other.c.status.in_(_OPEN), other.c.lease_until >= _NOW,
     ).exists()
-    due = select(_T.c.source, _T.c.entity_kind, _T.c.entity_key).where(
+    due = select(_T.c.source, _T.c.entity_kind, _T.c.entity_key, _T.c.lease_owner).where(
         _T.c.status.in_(_OPEN), _T.c.next_attempt_at <= _NOW, _FREE, ~in_flight,
     ).order_by(_T.c.id).limit(bindparam("scan"))
     if filtered:
@@ -157,17 +166,24 @@ _LEASE = (
                _T.c.source, _T.c.entity_kind, _T.c.entity_key, _T.c.transient_since,
                _T.c.transient_failures)
 )
-_OWNED = and_(_T.c.id.in_(_IDS), _T.c.lease_owner == bindparam("owner"))
-_RENEW = update(_T).where(_OWNED).values(lease_until=bindparam("until"))
+_INTERRUPTED = attempts.interrupted(
+    and_(tuple_(_T.c.source, _T.c.entity_kind, _T.c.entity_key)
+         .in_(bindparam("picked", expanding=True)), _T.c.status.in_(_OPEN),
+         _T.c.lease_owner.is_not(None), _T.c.lease_until < _NOW))
+_RENEW = update(_T).where(_T.c.id.in_(_IDS), _T.c.lease_owner == bindparam("owner")).values(
+    lease_until=bindparam("until"))
+
+# Settling statements match one event (``:event_id``) still leased by ``:owner``, and are run as
+# one executemany per kind of settlement for all the claims a worker cycle settles (psycopg
+# pipelines an executemany into one round trip). Each settlement first adds the attempt to
+# the event's history (store.attempts), from the row as the claim left it.
+_OWNED = and_(_T.c.id == bindparam("event_id"), _T.c.lease_owner == bindparam("owner"))
 _COMPLETE = update(_T).where(_OWNED).values(
     status=EventStatus.DONE.value, processed_at=_NOW, outcome=bindparam("text"),
     last_error=None, lease_owner=None, lease_until=None)
 _DEAD = update(_T).where(_OWNED).values(
     status=EventStatus.DEAD.value, processed_at=_NOW, last_error=bindparam("text"),
     lease_owner=None, lease_until=None)
-# Each settlement first adds the attempt to the event's history (store.attempts).
-_RECORD = {outcome: attempts.settled_from(_OWNED, outcome=outcome.value)
-           for outcome in (AttemptOutcome.DONE, AttemptOutcome.RETRY, AttemptOutcome.DEAD)}
 _RETRY = update(_T).where(_OWNED).values(
     status=EventStatus.FAILED.value, next_attempt_at=bindparam("retry_at"),
     last_error=bindparam("text"), lease_owner=None, lease_until=None)
@@ -176,6 +192,46 @@ _RETRY = update(_T).where(_OWNED).values(
 _RETRY_TRANSIENT = _RETRY.values(
     transient_failures=_T.c.transient_failures + 1,
     transient_since=bindparam("since", type_=DateTime(timezone=True)))
+_RECORD = {outcome: attempts.settled_from(_OWNED, outcome=outcome.value)
+           for outcome in (AttemptOutcome.DONE, AttemptOutcome.RETRY, AttemptOutcome.DEAD)}
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What becomes of one claim's events: ``done`` (``text`` is the outcome), ``dead``, or
+    ``retry`` at ``retry_at`` (``text`` is the error); ``transient_since`` marks a transient
+    failure (see ``fail``)."""
+
+    ids: tuple[int, ...]
+    outcome: AttemptOutcome
+    text: str
+    retry_at: datetime | None = None
+    transient_since: datetime | None = None
+
+    def statement(self) -> Any:
+        if self.outcome is AttemptOutcome.DONE:
+            return _COMPLETE
+        if self.outcome is AttemptOutcome.DEAD:
+            return _DEAD
+        return _RETRY if self.transient_since is None else _RETRY_TRANSIENT
+
+
+def settle(conn: Connection, *, owner: str, now: datetime,
+           settlements: Sequence[Settlement]) -> int:
+    """Settle the events of any number of claims, each with an attempt row; only events
+    still leased by ``owner`` change. Two statements per kind of settlement, whatever the
+    number of claims. Returns how many events were settled."""
+    groups: dict[Any, tuple[Any, list[dict[str, Any]]]] = {}
+    for s in settlements:
+        stmt = s.statement()
+        rows = groups.setdefault(stmt, (_RECORD[s.outcome], []))[1]
+        rows += ({"event_id": i, "owner": owner, "now": now, "text": s.text[:2000],
+                  "retry_at": s.retry_at, "since": s.transient_since} for i in s.ids)
+    settled = 0
+    for stmt, (record, rows) in groups.items():
+        conn.execute(record, rows)
+        settled += int(conn.execute(stmt, rows).rowcount or 0)
+    return settled
 
 
 def renew(conn: Connection, *, owner: str, ids: tuple[int, ...], until: datetime) -> int:
@@ -186,10 +242,8 @@ def renew(conn: Connection, *, owner: str, ids: tuple[int, ...], until: datetime
 
 def complete(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime,
              outcome: str) -> int:
-    params = {"ids": list(ids), "owner": owner, "now": now, "text": outcome[:2000]}
-    conn.execute(_RECORD[AttemptOutcome.DONE], params)
-    result = conn.execute(_COMPLETE, params)
-    return int(result.rowcount or 0)
+    return settle(conn, owner=owner, now=now,
+                  settlements=[Settlement(ids, AttemptOutcome.DONE, outcome)])
 
 
 def fail(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime, error: str,
@@ -199,18 +253,10 @@ def fail(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime, e
     ``transient_since`` marks a transient failure (an upstream outage or throttling): the
     attempt is then not counted by the attempt budget, and the entity's time budget is
     measured from that instant."""
-    params: dict[str, Any] = {"ids": list(ids), "owner": owner, "text": error[:2000],
-                              "now": now}
-    conn.execute(_RECORD[AttemptOutcome.DEAD if retry_at is None else AttemptOutcome.RETRY],
-                 params)
-    if retry_at is None:
-        result = conn.execute(_DEAD, params)
-    elif transient_since is not None:
-        result = conn.execute(_RETRY_TRANSIENT, {**params, "retry_at": retry_at,
-                                                 "since": transient_since})
-    else:
-        result = conn.execute(_RETRY, {**params, "retry_at": retry_at})
-    return int(result.rowcount or 0)
+    outcome = AttemptOutcome.DEAD if retry_at is None else AttemptOutcome.RETRY
+    return settle(conn, owner=owner, now=now, settlements=[
+        Settlement(ids, outcome, error, retry_at,
+                   transient_since if retry_at is not None else None)])
 
 
 def replay(conn: Connection, *, event_id: int, now: datetime, actor: str = "ops") -> bool:

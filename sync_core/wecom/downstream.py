@@ -24,7 +24,7 @@ from sync_core.binding import Binding
 from sync_core.directory import planner
 from sync_core.directory.essence import digest
 from sync_core.directory.model import Department, User
-from sync_core.directory.operations import Action, Mode, Operation, Request
+from sync_core.directory.operations import Action, Change, Mode, Operation, Request
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.engine.ports import SourceSnapshot, TargetSnapshot
 from sync_core.wecom import essence as wecom_essence
@@ -138,6 +138,9 @@ class WeComRender:
     def __init__(self, default_code: str = "+86") -> None:
         self.default_code = default_code
 
+    wording = planner.Wording(source="Authing", target="WeCom", key_field="userid",
+                              service="wecom-sync")
+
     def create_user(self, user: User, fields: Mapping[str, Any],
                     departments: Sequence[Any]) -> tuple[Request, ...]:
         body = {"userid": user.target_id, **_wecom_fields(fields, self.default_code),
@@ -157,15 +160,22 @@ class WeComRender:
             body["enable"] = 1 if enabled else 0
         return (Request("user/update", body),)
 
-    def delete_user(self, target_id: str) -> tuple[Request, ...]:
-        return (Request("user/delete", {"userid": target_id}),)
+    def remove_user(self, actual: User, action: Action) -> planner.Rendered:
+        """WeCom has no resigned state: resign and suspend both disable (status 2)."""
+        target = str(actual.target_id)
+        if action is Action.DELETE:
+            return (), (Request("user/delete", {"userid": target}),)
+        return ((Change("enable", actual.enabled, False),),
+                self.update_user(target, {}, None, False))
 
-    def create_department(self, department: Department, parent: Any) -> tuple[Request, ...]:
-        return (Request("department/create", {"name": department.name, "parentid": parent,
-                                              SOURCE_KEY: department.key}),)
+    def create_department(self, department: Department, parent: Any) -> planner.Rendered:
+        return ((Change("name", None, department.name),),
+                (Request("department/create", {"name": department.name, "parentid": parent,
+                                               SOURCE_KEY: department.key}),))
 
-    def update_department(self, target_id: str, name: str | None,
-                          parent: Any) -> tuple[Request, ...]:
+    def update_department(self, target_id: str, name: str | None, parent: Any,
+                          custom: Mapping[str, Any] | None) -> tuple[Request, ...]:
+        """``custom`` is always None: downstream maps no free-form data to WeCom."""
         body: dict[str, Any] = {"id": target_id}
         if name is not None:
             body["name"] = name
@@ -173,8 +183,8 @@ class WeComRender:
             body["parentid"] = parent
         return (Request("department/update", body),)
 
-    def delete_department(self, target_id: str) -> tuple[Request, ...]:
-        return (Request("department/delete", {"id": target_id}),)
+    def remove_department(self, actual: Department) -> planner.Rendered:
+        return (), (Request("department/delete", {"id": actual.target_id}),)
 
 
 def _wecom_fields(fields: Mapping[str, Any], default_code: str) -> dict[str, Any]:
@@ -308,7 +318,7 @@ class DownstreamPlanner:
                        or not desired.parent_department_id)
             want = Department(key, wecom_department_id(desired),
                               rules.department_name(desired.name),
-                              None if is_root else desired.parent_department_id)
+                              None if is_root else desired.parent_department_id, root=is_root)
             if not is_root:
                 problems = rules.department_problems(want.name, level)
         have = None if actual is None else Department(

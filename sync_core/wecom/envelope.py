@@ -6,7 +6,6 @@ we parse with defusedxml: no DTDs, no entities, no external references.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -15,9 +14,7 @@ from xml.etree.ElementTree import ParseError as _XmlSyntaxError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-
-class MalformedDocument(ValueError):
-    """The bytes are not a well-formed, safe XML/JSON document of the expected shape."""
+from sync_core.http.documents import MalformedDocument, decode_utf8, json_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +35,6 @@ def parse_xml(data: bytes) -> Element:
         raise MalformedDocument("XML with a DTD or entities is refused") from exc
     except (_XmlSyntaxError, ValueError) as exc:
         raise MalformedDocument("malformed XML") from exc
-
-
-def decode_utf8(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedDocument("body is not UTF-8") from exc
 
 
 def parse_envelope(body: bytes) -> Envelope:
@@ -90,40 +80,6 @@ def _element_value(element: Element) -> Any:
     if all(child.tag == "Item" for child in children):
         return [_element_value(child) for child in children]
     return {child.tag: _element_value(child) for child in children}
-
-
-def json_object(text: str) -> dict[str, Any]:
-    """A JSON document that must be an object, holding only text a database can store
-    (no NUL, no unpaired surrogate from a ``\\ud800`` escape); MalformedDocument otherwise."""
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # incl. nesting and over-long integers
-        raise MalformedDocument("malformed JSON") from exc
-    if not isinstance(value, dict):
-        raise MalformedDocument("JSON body must be an object")
-    if not storable(value):
-        raise MalformedDocument("JSON text holds NUL or unpaired surrogate characters")
-    return value
-
-
-def storable(value: Any) -> bool:
-    """Whether every string in ``value`` (JSON-like) is text both databases accept."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                return False
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return False
-    return True
 
 
 def _opt_str(value: Any) -> str | None:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sync_core.directory.vocabulary import Kind
-from sync_core.wecom.envelope import MalformedDocument, message_fields
+from sync_core.http.documents import MalformedDocument
+from sync_core.wecom.envelope import message_fields
 
 USER_CHANGES = frozenset({"create_user", "update_user", "delete_user"})
 PARTY_CHANGES = frozenset({"create_party", "update_party", "delete_party"})
