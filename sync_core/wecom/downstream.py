@@ -247,7 +247,8 @@ class DownstreamPlanner:
                 policy = _create_policy(policy, want)
                 if not (want.fields.get("mobile") or want.fields.get("email")):
                     problems.append(rules.NO_CONTACT)
-            elif actual is not None and self._stale(want, actual, have, ids):
+            elif desired is not None and actual is not None and self._stale(
+                    desired, want, actual, have, ids, binding):
                 have = _unknown_changed(have, want)
         ops = planner.plan_user(want, have, ids, policy, self.render, key=key,
                                 problems=problems)
@@ -255,26 +256,33 @@ class DownstreamPlanner:
             return tuple(self._with_user_write_back(op, desired, want) for op in ops)
         return ops
 
-    def _stale(self, want: User, actual: WeComUser, have: User,
-               ids: Mapping[str, str]) -> bool:
+    def _stale(self, desired: AuthingUser, want: User, actual: WeComUser, have: User,
+               ids: Mapping[str, str], binding: Binding) -> bool:
         """Whether fields WeCom did not show us (withheld, or reads refused) may differ
         from Authing: the link table's digest of our last write (``actual.last_written``)
-        is not what writing ``want`` now would leave. The visible fields the planner
-        compares itself. Our last write's record took WeCom's other fields from the
-        member as read then, or had none of them (a create; a reconcile's write), and
-        its departments from the write (none when it sent none): each form is tried."""
+        is none of the digests writing Authing's state now would record (``essence``, the
+        function that recorded it, over the same requests: an update of every field the
+        member now reads as, a create, and a write that sent no departments). The visible
+        fields the planner compares itself."""
         if actual.last_written is None or not (
                 have.departments is None or have.enabled is None
                 or any(have.fields.get(f) is None for f in _MAY_WITHHOLD)):
             return False
-        departments = actual.department
-        if departments is None and want.departments is not None:
-            departments = tuple(int(ids[k]) for k in want.departments if k in ids)
-        written = _with_departments(
-            _written_user(want, actual, self.policy, self.default_code), departments)
-        created = _written_user(want, None, self.policy, self.default_code)
-        forms = (written, created, _with_departments(created, departments))
-        return actual.last_written not in {digest(wecom_essence.user(f)) for f in forms}
+        fields = {k: v for k, v in want.fields.items()
+                  if v is not None and k not in self.policy.ignore}
+        departments = [int(ids[k]) for k in want.departments or () if k in ids]
+        userid = actual.userid
+        seen = replace(actual, last_written=None)
+        writes = ((seen, self.render.update_user(userid, fields, departments, None)),
+                  (None, self.render.create_user(replace(want, target_id=userid), fields,
+                                                 departments)),
+                  (None, self.render.update_user(userid, fields, None, None)))
+        digests = set()
+        for before, requests in writes:
+            op = Operation(Kind.USER, want.key, Action.UPDATE, userid, requests=requests)
+            essence = self.essence(Kind.USER, desired, before, binding)
+            digests.add(digest(essence(op) if callable(essence) else essence))
+        return actual.last_written not in digests
 
     def _with_user_write_back(self, op: Operation, desired: AuthingUser,
                               want: User) -> Operation:
