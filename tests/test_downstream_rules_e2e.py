@@ -126,11 +126,11 @@ def test_a_taken_department_name_is_not_retried_against_wecom(
 
 
 def test_two_authing_users_whose_userids_differ_in_case_do_not_share_a_member(
-        sqlite_url: str, keys: CallbackKeys) -> None:
+        db_url: str, keys: CallbackKeys) -> None:
     """WeCom's userid uniqueness "忽略大小写" (reference §3.3): ``bob`` and ``BOB`` are one
     member; the second Authing user is a per-item conflict naming the holder, and the
     reconcile does not rewrite the member either."""
-    with running_stack(sqlite_url, keys, direction="downstream") as s:
+    with running_stack(db_url, keys, direction="downstream") as s:
         a = s.authing.admin
         first = a.create_user(username="bob1", externalId="bob", name="甲",
                               email="bob1@example.com")

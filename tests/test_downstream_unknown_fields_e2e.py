@@ -61,8 +61,8 @@ def test_a_withheld_field_changed_alone_reaches_wecom(
 
 
 def test_a_missed_mobile_change_is_repaired_by_the_reconcile_when_wecom_withholds_it(
-        sqlite_url: str, keys: CallbackKeys) -> None:
-    with running_stack(sqlite_url, keys, direction="downstream") as s:
+        db_url: str, keys: CallbackKeys) -> None:
+    with running_stack(db_url, keys, direction="downstream") as s:
         ids = seed_authing(s, 4, 2)
         assert down(s)["status"] == "succeeded"
         s.settle()
@@ -79,8 +79,8 @@ def test_a_missed_mobile_change_is_repaired_by_the_reconcile_when_wecom_withhold
 
 @pytest.mark.parametrize("switch", ["withhold_sensitive", "restricted_reads"])
 def test_a_no_op_reconcile_makes_no_wecom_write_when_wecom_shows_less(
-        sqlite_url: str, keys: CallbackKeys, switch: str) -> None:
-    with running_stack(sqlite_url, keys, direction="downstream") as s:
+        db_url: str, keys: CallbackKeys, switch: str) -> None:
+    with running_stack(db_url, keys, direction="downstream") as s:
         seed_authing(s, 6, 2)
         assert down(s)["status"] == "succeeded"
         s.settle()
@@ -110,10 +110,10 @@ def test_a_missed_name_change_is_repaired_by_the_reconcile_when_wecom_refuses_re
     ({"email": "rr2@example.com"}, "email", "rr2@example.com"),
 ])
 def test_a_change_event_is_applied_when_wecom_refuses_reads(
-        sqlite_url: str, keys: CallbackKeys, change: dict[str, str], field: str,
+        db_url: str, keys: CallbackKeys, change: dict[str, str], field: str,
         value: str) -> None:
     """Planned against the link table's record, not retried for hours on 48009."""
-    with running_stack(sqlite_url, keys, direction="downstream") as s:
+    with running_stack(db_url, keys, direction="downstream") as s:
         user = created(s, "rr", name="读受限", email="rr@example.com")
         s.wecom.switches.restricted_reads = True
         s.authing.admin.update_user(user, **change)
