@@ -96,19 +96,18 @@ class LinkIds:
         """What downstream last wrote for Authing entity ``key`` (link table), if anything."""
         return await asyncio.to_thread(self._written, kind, key)
 
-    def _holder(self, wecom_id: str) -> str | None:
+    def _linked(self, kind: Kind, wecom_id: str) -> str | None:
         with self.engine.connect() as conn:
-            row = links.by_target(conn, direction=Direction.DOWNSTREAM, kind=Kind.USER,
+            row = links.by_target(conn, direction=Direction.DOWNSTREAM, kind=kind,
                                   target_id=wecom_id)
             if row is not None:
                 return row.source_key
-            row = links.by_source(conn, direction=Direction.UPSTREAM, kind=Kind.USER,
-                                  key=wecom_id)
+            row = links.by_source(conn, direction=Direction.UPSTREAM, kind=kind, key=wecom_id)
             return row.target_id if row is not None else None
 
-    async def holder(self, wecom_id: str) -> str | None:
-        """The Authing user linked (by either direction) to WeCom member ``wecom_id``."""
-        return await asyncio.to_thread(self._holder, wecom_id)
+    async def linked(self, kind: Kind, wecom_id: str) -> str | None:
+        """The Authing entity either direction linked to WeCom id ``wecom_id``."""
+        return await asyncio.to_thread(self._linked, kind, wecom_id)
 
     def _record(self, row: LinkRow) -> None:
         with self.engine.begin() as conn:
@@ -192,7 +191,7 @@ class WeComTarget:
             return WeComUser(userid=userid, last_written=written)
         if member is None:
             return None
-        holder = await self.ids.holder(member.userid)
+        holder = await self.ids.linked(Kind.USER, member.userid)
         if holder is not None and holder != key:
             raise ConflictError(userid_taken(userid, member.userid, holder), code=60102,
                                 remote="wecom", endpoint="user/get")
