@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 if __package__ in (None, ""):  # run as ``python bench/apply.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,7 +37,7 @@ import httpx
 import psycopg
 
 from bench import apply_report as report
-from bench.apply_report import Bounds, Phase
+from bench.apply_report import Bounds, Phase, Verdict
 from bench.apply_stack import Stack, Tuning, running_stack
 from bench.ingest import fresh_database, new_keys, pg_version
 from bench.procs import ROOT, machine_busy_seconds, wait_for_quiet
@@ -99,23 +100,12 @@ class Driver:
         cpu0, busy0, own0 = stack.cpu_seconds(), machine_busy_seconds(), _own_cpu()
         started = time.monotonic()
         sent: dict[str, float] = {}
-        lag = 0.0
 
         def make(change: Change) -> None:
             sent[change.userid] = time.time()
             self.make(change)
 
-        if rate:
-            for i, change in enumerate(changes):
-                due = started + i / rate
-                pause = due - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                lag = max(lag, time.monotonic() - due)
-                make(change)
-        else:  # back to back, several at a time: the driver must not be what limits the rate
-            with ThreadPoolExecutor(DRIVER_THREADS) as pool:
-                list(pool.map(make, changes))
+        lag = drive(changes, make, rate, started)
         self._settle(name, mark, len(changes))
         wall = time.monotonic() - started
         cpu1 = stack.cpu_seconds()
@@ -157,16 +147,46 @@ class Driver:
             time.sleep(0.05)
 
 
+T = TypeVar("T")
+
+
+def drive(changes: list[T], make: Callable[[T], None], rate: float | None,
+          started: float) -> float:
+    """Make ``changes``: at ``rate``/s from ``started`` (open loop, one at a time), or back
+    to back ``DRIVER_THREADS`` at a time, so the driver is not what limits the rate.
+    Returns the worst lateness against the schedule, s."""
+    if not rate:
+        with ThreadPoolExecutor(DRIVER_THREADS) as pool:
+            list(pool.map(make, changes))
+        return 0.0
+    lag = 0.0
+    for i, change in enumerate(changes):
+        due = started + i / rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        lag = max(lag, time.monotonic() - due)
+        make(change)
+    return lag
+
+
 def _own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
 def run_phases(driver: Driver, args: argparse.Namespace) -> list[Phase]:
-    stack, ms = driver.stack, args.latency_ms
+    stack = driver.stack
     print("[warm-up] departments and users", flush=True)
     for dept in DEPARTMENTS:
         stack.sims.create_department(dept, f"部门{dept}")
+    return timed_phases(driver, stack, args)
+
+
+def timed_phases(driver: Any, stack: Stack, args: argparse.Namespace) -> list[Phase]:
+    """The phases of either direction, on its ``driver`` (``plan`` and ``run``, as
+    ``Driver``'s): warm-up, create, update, no-op, fixed rate, throughput, baseline-0ms."""
+    ms = args.latency_ms
     driver.run("warm-up", "create", driver.plan("w", args.warmup_users, 0), latency_ms=ms)
     n = args.profile_events
     phases = [
@@ -175,8 +195,8 @@ def run_phases(driver: Driver, args: argparse.Namespace) -> list[Phase]:
         driver.run("no-op", "noop", driver.plan("n", 0, 0, noops=n), latency_ms=ms),
     ]
     fixed = int(args.rate * args.rate_duration)
-    phases.append(driver.run("fixed-rate", "mix", driver.plan("f", fixed - fixed // 2,
-                                                              fixed // 2),
+    phases.append(driver.run("fixed-rate", "mix",
+                             driver.plan("f", fixed - fixed // 2, fixed // 2),
                              latency_ms=ms, rate=args.rate))
     half = args.events // 2
     phases.append(driver.run("throughput", "mix", driver.plan("t", args.events - half, half),
@@ -273,11 +293,44 @@ def main(argv: list[str] | None = None) -> int:
         from bench import apply_downstream
 
         return apply_downstream.main(args, command)
+    tuning = Tuning(worker_concurrency=args.concurrency,
+                    authing_max_concurrency=args.concurrency)
+
+    def write(run: Measured) -> list[Verdict]:
+        report.splice(args.output, report.render(
+            run.phases, run.bounds, command=command, machine=run.machine,
+            settings=settings_lines(args, tuning, args.db_kind), wall_seconds=run.wall(),
+            notes=notes_lines(run.phases, run.peaks)))
+        by_name = {p.name: p for p in run.phases}
+        return report.verdicts(by_name["fixed-rate"], by_name["throughput"],
+                               by_name["no-op"])
+
+    return run_measured(args, tuning, measure, write, "apply")
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """One direction's phases and what the report needs beside them."""
+
+    phases: list[Phase]
+    peaks: dict[str, int]
+    bounds: Bounds
+    machine: list[str]
+    started: float
+
+    def wall(self) -> float:
+        return time.time() - self.started
+
+
+def run_measured(args: argparse.Namespace, tuning: Tuning,
+                 measure: Callable[[argparse.Namespace, Tuning],
+                                   tuple[list[Phase], dict[str, int]]],
+                 write: Callable[[Measured], list[Verdict]], section: str) -> int:
+    """Wait for a quiet machine, measure, let ``write`` splice its section and judge it,
+    print the verdicts. Exit 0 when all are met, 2 when one is not, 1 when the run failed."""
     started = time.time()
     busy = wait_for_quiet(args.quiet_wait)
     print(f"machine busy before start: {100 * busy:.0f}% of all cores", flush=True)
-    tuning = Tuning(worker_concurrency=args.concurrency,
-                    authing_max_concurrency=args.concurrency)
     try:
         phases, peaks = measure(args, tuning)
     except (RuntimeError, OSError, httpx.HTTPError, psycopg.Error) as exc:
@@ -289,16 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     version = pg_version(args.database) if args.db_kind == "postgresql" else "not used"
     machine = [*machine_lines(version),
                f"- Machine busy before start: {100 * busy:.0f}% of all cores"]
-    section = report.render(phases, bounds, command=command, machine=machine,
-                            settings=settings_lines(args, tuning, args.db_kind),
-                            wall_seconds=time.time() - started, notes=notes_lines(phases, peaks))
-    report.splice(args.output, section)
-    by_name = {p.name: p for p in phases}
-    checks = report.verdicts(by_name["fixed-rate"], by_name["throughput"], by_name["no-op"])
+    checks = write(Measured(phases, peaks, bounds, machine, started))
     print(report.summary_table(phases, bounds))
     for v in checks:
         print(f"{'MET' if v.met else 'NOT MET'}: {v.target}: {v.measured}")
-    print(f"wrote the apply section of {args.output} in {time.time() - started:.0f} s")
+    print(f"wrote the {section} section of {args.output} in {time.time() - started:.0f} s")
     return 0 if all(v.met for v in checks) else 2
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import sys
 import tempfile
 import time
 from collections import Counter, deque
@@ -33,16 +32,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psycopg
-
 from bench import apply_report as report
-from bench.apply import _own_cpu, _with_log_on_error
+from bench.apply import _own_cpu, _with_log_on_error, drive
 from bench.apply_report import Bounds, Phase, Verdict
 from bench.apply_stack import Row, Stack, Tuning, running_stack
-from bench.ingest import fresh_database, new_keys, pg_version
-from bench.procs import machine_busy_seconds, wait_for_quiet
-from bench.report import machine_lines
+from bench.ingest import fresh_database, new_keys
+from bench.procs import machine_busy_seconds
 
 START, END = "<!-- apply-downstream:start -->", "<!-- apply-downstream:end -->"
 MAX_P99_S = 0.2  # the issue's target: event → applied in WeCom p99 at 50 events/s
@@ -126,16 +121,12 @@ class Driver:
         cpu0, busy0, own0 = stack.cpu_seconds(), machine_busy_seconds(), _own_cpu()
         started = time.monotonic()
         sent: dict[str, float] = {}
-        lag = 0.0
-        for i, (what, subject) in enumerate(changes):
-            if rate:
-                due = started + i / rate
-                pause = due - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                lag = max(lag, time.monotonic() - due)
+
+        def make(change: tuple[str, str]) -> None:
             at = time.time()
-            sent[self.make(what, subject)] = at
+            sent[self.make(*change)] = at
+
+        lag = drive(changes, make, rate, started)
         self._settle(name, mark, set(sent))
         wall = time.monotonic() - started
         cpu1 = stack.cpu_seconds()
@@ -194,31 +185,13 @@ def _at(row: Row) -> float:
 
 
 def run_phases(driver: Driver, args: argparse.Namespace) -> list[Phase]:
-    stack, ms = driver.stack, args.latency_ms
+    stack = driver.stack
     print("[warm-up] departments and users", flush=True)
     driver.departments = [driver.console.create_department(f"部门{i}")
                           for i in range(DEPARTMENTS)]
-    driver.run("warm-up", "create", driver.plan("w", args.warmup_users, 0), latency_ms=ms)
-    n = args.profile_events
-    phases = [
-        driver.run("create", "create", driver.plan("c", n, 0), latency_ms=ms),
-        driver.run("update", "update", driver.plan("u", 0, n), latency_ms=ms),
-        driver.run("no-op", "noop", driver.plan("n", 0, 0, noops=n), latency_ms=ms),
-    ]
-    fixed = int(args.rate * args.rate_duration)
-    phases.append(driver.run("fixed-rate", "mix",
-                             driver.plan("f", fixed - fixed // 2, fixed // 2),
-                             latency_ms=ms, rate=args.rate))
-    half = args.events // 2
-    phases.append(driver.run("throughput", "mix", driver.plan("t", args.events - half, half),
-                             latency_ms=ms))
-    if not args.no_baseline:
-        stack.sims.set_latency(0)
-        half = args.baseline_events // 2
-        phases.append(driver.run("baseline-0ms", "mix",
-                                 driver.plan("z", args.baseline_events - half, half),
-                                 latency_ms=0))
-    return phases
+    from bench.apply import timed_phases
+
+    return timed_phases(driver, stack, args)
 
 
 def verdicts(by_name: dict[str, Phase], bounds: Bounds) -> list[Verdict]:
@@ -331,33 +304,19 @@ def render(phases: list[Phase], bounds: Bounds, *, command: str, machine: list[s
 
 def main(args: argparse.Namespace, command: str) -> int:
     """``bench.apply``'s entry for ``--direction downstream`` (its options)."""
-    started = time.time()
-    busy = wait_for_quiet(args.quiet_wait)
-    print(f"machine busy before start: {100 * busy:.0f}% of all cores", flush=True)
+    from bench.apply import Measured, run_measured
+
     tuning = Tuning(worker_concurrency=args.concurrency,
                     authing_max_concurrency=args.concurrency,
                     wecom_max_concurrency=args.concurrency)
-    try:
-        phases, peaks = measure(args, tuning)
-    except (RuntimeError, OSError, httpx.HTTPError, psycopg.Error) as exc:
-        print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        return 1
-    bounds = Bounds(args.latency_ms, tuning.worker_concurrency,
-                    tuning.authing_max_concurrency, tuning.wecom_max_concurrency,
-                    tuning.wecom_rate_per_minute)
-    version = pg_version(args.database) if args.db_kind == "postgresql" else "not used"
-    machine = [*machine_lines(version),
-               f"- Machine busy before start: {100 * busy:.0f}% of all cores"]
-    section = render(phases, bounds, command=command, machine=machine, args=args,
-                     tuning=tuning, wall_seconds=time.time() - started, peaks=peaks)
-    report.splice(args.output, section, (START, END))
-    checks = verdicts({p.name: p for p in phases}, bounds)
-    print(report.summary_table(phases, bounds))
-    for v in checks:
-        print(f"{'MET' if v.met else 'NOT MET'}: {v.target}: {v.measured}")
-    print(f"wrote the apply-downstream section of {args.output} in "
-          f"{time.time() - started:.0f} s")
-    return 0 if all(v.met for v in checks) else 2
+
+    def write(run: Measured) -> list[Verdict]:
+        section = render(run.phases, run.bounds, command=command, machine=run.machine,
+                         args=args, tuning=tuning, wall_seconds=run.wall(), peaks=run.peaks)
+        report.splice(args.output, section, (START, END))
+        return verdicts({p.name: p for p in run.phases}, run.bounds)
+
+    return run_measured(args, tuning, measure, write, "apply-downstream")
 
 
 def measure(args: argparse.Namespace, tuning: Tuning) -> tuple[list[Phase], dict[str, int]]:

@@ -34,7 +34,7 @@ from bench.ingest import Database, Keys
 from bench.procs import ROOT, Process, free_port
 
 OPS_TOKEN = "bench-ops-token"
-CALLBACK_LANES = 8  # callbacks the WeCom simulator delivers at a time (per-user order kept)
+CALLBACK_LANES = 8  # callbacks / webhooks each simulator delivers at a time (per entity in order)
 USERPOOL, POOL_SECRET, CONTACT_SECRET = "bench-pool", "bench-pool-secret", "bench-contact"
 
 
@@ -309,7 +309,8 @@ def running_stack(*, keys: Keys, db: Database, tuning: Tuning, latency_ms: float
                   "--latency-ms", str(latency_ms), "--callback-lanes", str(CALLBACK_LANES)],
         "authing": [exe, "simulate", "authing", "--port", str(ports["authing"]),
                     "--userpool-id", USERPOOL, "--secret", POOL_SECRET,
-                    "--latency-ms", str(latency_ms), "--log-level", "warning"],
+                    "--latency-ms", str(latency_ms), "--log-level", "warning",
+                    "--webhook-lanes", str(CALLBACK_LANES)],
         "receiver": [exe, "serve"],
     }
     service_env = {**env, **keys.env(), **tuning.env(),

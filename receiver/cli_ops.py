@@ -130,14 +130,7 @@ def replay_command(args: argparse.Namespace) -> int:
             return None
         return event_detail(engine, args.id)
 
-    event = _with_engine(requeue)
-    if event is None:
-        return _fail(f"no event {args.id}")
-    if args.json:
-        print(json.dumps(event, ensure_ascii=False, indent=2))
-    else:
-        _print_event(event)
-    return 0
+    return _show_event(_with_engine(requeue), args)
 
 
 def events_command(args: argparse.Namespace) -> int:
@@ -148,14 +141,7 @@ def events_command(args: argparse.Namespace) -> int:
     from .history import event_detail
 
     if args.id is not None:
-        event = _with_engine(lambda engine: event_detail(engine, args.id))
-        if event is None:
-            return _fail(f"no event {args.id}")
-        if args.json:
-            print(json.dumps(event, ensure_ascii=False, indent=2))
-        else:
-            _print_event(event)
-        return 0
+        return _show_event(_with_engine(lambda engine: event_detail(engine, args.id)), args)
 
     def select(engine: Engine) -> list[dict[str, Any]]:
         with Session(engine) as session:
@@ -171,6 +157,17 @@ def events_command(args: argparse.Namespace) -> int:
     for e in listed:
         print(f"{e['id']:>7}  {e['status']:<8}{e['source']:<8}{e['entity_kind']:<11}"
               f"{e['entity_key']:<24}{e['attempts']:>5}  {e['last_error'] or ''}")
+    return 0
+
+
+def _show_event(event: dict[str, Any] | None, args: argparse.Namespace) -> int:
+    """Print one event (``--json`` or text); exit 1 when there is none."""
+    if event is None:
+        return _fail(f"no event {args.id}")
+    if args.json:
+        print(json.dumps(event, ensure_ascii=False, indent=2))
+    else:
+        _print_event(event)
     return 0
 
 

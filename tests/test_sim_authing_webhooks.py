@@ -346,3 +346,26 @@ def test_an_outage_fails_every_call_until_it_ends(sim: AuthingSimulator) -> None
         assert http.post("/api/v3/get-organization", json={}).status_code != 503
         time.sleep(0.7)
         assert http.post("/api/v3/list-users", json={}).status_code != 503
+
+
+def test_lanes_keep_each_users_deliveries_in_order(receiver: tuple[Receiver, str]) -> None:
+    rec, url = receiver
+    rec.posts.clear()
+    sim = AuthingSimulator(userpool_id=POOL, webhook_url=url, webhook_secret=HOOK_SECRET,
+                           organization_code=ORG, webhook_lanes=4)
+    try:
+        ids = [sim.admin.create_user(username=f"lane{i}", name=f"道{i}")["userId"]
+               for i in range(12)]
+        for i, user_id in enumerate(ids):
+            sim.admin.update_user(user_id, name=f"改{i}")
+        assert sim.webhooks.drain()
+    finally:
+        sim.stop()
+    events = [(name, data) for name, data in rec.events() if name.startswith("user:")]
+    assert len(events) == 24
+    for user_id in ids:
+        mine = [name for name, data in events
+                if (data.get("user") or data).get("id") == user_id]
+        assert mine == ["user:created", "user:updated"], (user_id, mine)
+    with pytest.raises(ValueError):
+        AuthingSimulator(userpool_id=POOL, webhook_lanes=0)

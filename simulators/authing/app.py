@@ -43,7 +43,8 @@ class AuthingSimulator:
                  concurrency_cap: int | None = None, webhook_url: str | list[str] | None = None,
                  webhook_secret: str = "", webhook_content_type: str = "application/json",
                  webhook_timeout: float = 5.0, webhook_retry_delay_scale: float = 1.0,
-                 webhook_form_style: str = "json", clock: Callable[[], float] = time.time,
+                 webhook_form_style: str = "json", webhook_lanes: int = 1,
+                 clock: Callable[[], float] = time.time,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.userpool_id = userpool_id
         self.host, self.port = host, port
@@ -54,7 +55,7 @@ class AuthingSimulator:
         self.faults.latency = latency_ms / 1000.0
         self.webhooks = WebhookPusher(userpool_id, clock=self.clock, timeout=webhook_timeout,
                                       retry_delay_scale=webhook_retry_delay_scale,
-                                      form_style=webhook_form_style)
+                                      form_style=webhook_form_style, lanes=webhook_lanes)
         self.state.sink = self.webhooks.publish
         self.deps = Deps(self.state, self.tokens, self.faults,
                          MinuteRateLimiter(rate_limit_per_minute),

@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sent as x-authing-webhook-secret and x-authing-token")
     parser.add_argument("--webhook-content-type", default="application/json",
                         choices=["application/json", "application/x-www-form-urlencoded"])
+    parser.add_argument("--webhook-lanes", type=int, default=1,
+                        help="deliveries per webhook at a time; one user's or node's stay in "
+                             "order (default 1: all in order)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every call")
     parser.add_argument("--token-ttl", type=int, default=7200, help="token lifetime, seconds")
     parser.add_argument("--rate-limit-per-minute", type=int, default=None,
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         root_open_department_id=args.root_open_department_id or None,
         token_ttl=args.token_ttl, latency_ms=args.latency_ms,
         rate_limit_per_minute=args.rate_limit_per_minute, webhook_url=args.webhook_url,
-        webhook_secret=args.webhook_secret, webhook_content_type=args.webhook_content_type)
+        webhook_secret=args.webhook_secret, webhook_content_type=args.webhook_content_type,
+        webhook_lanes=args.webhook_lanes)
     print(f"authing simulator on http://{args.host}:{args.port} "
           f"(userpool {args.userpool_id}, organization {args.organization_code or '-'})",
           flush=True)

@@ -13,6 +13,7 @@ import json
 import queue
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -75,7 +76,13 @@ class Delivery:
 class WebhookPusher:
     def __init__(self, userpool_id: str, *, clock: MonotonicClock | None = None,
                  timeout: float = 5.0, retry_delay_scale: float = 1.0,
-                 form_style: str = "json") -> None:
+                 form_style: str = "json", lanes: int = 1) -> None:
+        """``lanes``: deliveries per webhook at a time. One lane (the default) keeps every
+        delivery in order; more keep the order of those about one user or node (by its id)
+        and send the others side by side, as a load test needs."""
+        if lanes < 1:
+            raise ValueError("lanes must be at least 1")
+        self.lanes = lanes
         self.userpool_id = userpool_id
         self.clock = clock or MonotonicClock()
         self.timeout = timeout
@@ -86,7 +93,8 @@ class WebhookPusher:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._pending = 0
-        self._queues: dict[str, queue.Queue[tuple[str, dict[str, Any]] | None]] = {}
+        self._queues: dict[tuple[str, int],
+                           queue.Queue[tuple[str, dict[str, Any]] | None]] = {}
         self._threads: list[threading.Thread] = []
 
     # registrations ------------------------------------------------------------------------
@@ -156,16 +164,18 @@ class WebhookPusher:
         with self._lock:
             targets = [h.webhook_id for h in self.hooks.values()
                        if h.enabled and event in h.events]
+            lane = zlib.crc32(_subject(payload).encode()) % self.lanes
             for webhook_id in targets:
                 self._pending += 1
-                self._queue(webhook_id).put((event, payload))
+                self._queue(webhook_id, lane).put((event, payload))
 
-    def _queue(self, webhook_id: str) -> queue.Queue[tuple[str, dict[str, Any]] | None]:
-        q = self._queues.get(webhook_id)
+    def _queue(self, webhook_id: str, lane: int
+               ) -> queue.Queue[tuple[str, dict[str, Any]] | None]:
+        q = self._queues.get((webhook_id, lane))
         if q is None:
-            q = self._queues[webhook_id] = queue.Queue()
+            q = self._queues[(webhook_id, lane)] = queue.Queue()
             thread = threading.Thread(target=self._work, args=(webhook_id, q), daemon=True,
-                                      name=f"authing-webhook-{webhook_id[:8]}")
+                                      name=f"authing-webhook-{webhook_id[:8]}-{lane}")
             self._threads.append(thread)
             thread.start()
         return q
@@ -222,10 +232,8 @@ class WebhookPusher:
 
     def _retire(self, webhook_ids: list[str]) -> None:
         """Let the workers of removed webhooks finish their queue and exit (lock held)."""
-        for webhook_id in webhook_ids:
-            q = self._queues.pop(webhook_id, None)
-            if q is not None:
-                q.put(None)
+        for key in [k for k in self._queues if k[0] in webhook_ids]:
+            self._queues.pop(key).put(None)
         self._threads = [t for t in self._threads if t.is_alive()]
 
     def pending(self) -> int:
@@ -275,6 +283,14 @@ class WebhookPusher:
         for thread in self._threads:
             thread.join(timeout=self.timeout + 1)
         self._threads.clear()
+
+
+def _subject(data: dict[str, Any]) -> str:
+    """The id of the user or node a delivery is about ("" when it names none)."""
+    for holder in (data.get("user"), data.get("node"), data):
+        if isinstance(holder, dict) and isinstance(holder.get("id"), str):
+            return str(holder["id"])
+    return ""
 
 
 def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
