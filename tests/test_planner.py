@@ -500,6 +500,23 @@ def test_full_moved_member_and_moved_child_free_a_department() -> None:
     assert got[("department", "5")] == "delete"
 
 
+def test_full_member_past_fifty_departments_frees_the_one_it_left() -> None:
+    """The department a member leaves is freed when the plan writes the member's list
+    in more than one call (set-user-departments plus add-department-members)."""
+    kept = list(range(10, 70))
+    desired_depts = [*FULL_DESIRED_DEPTS, *(WeComDepartment(d, f"D{d}", 1) for d in kept)]
+    actual_depts = [*FULL_ACTUAL_DEPTS, *(adept(d) for d in kept)]
+    actual_users = [managed("stay", 2), managed("many", *kept, 7)]
+    ops = plan_full([*FULL_DESIRED_USERS, wuser("many", *kept)], desired_depts, actual_users,
+                    actual_depts, replace(POLICY, user_delete_policy=UserDeletePolicy.SUSPEND),
+                    Mode.FULL)
+    many = next(op for op in ops if op.key == "many")
+    assert {"set-user-departments", "add-department-members"} <= {
+        r.endpoint for r in many.requests}
+    got = {(op.kind.value, op.key): op.action.value for op in ops}
+    assert [got[("department", k)] for k in ("7", "6", "5")] == ["delete"] * 3
+
+
 def test_full_ignores_authing_objects_we_do_not_own() -> None:
     stranger = replace(managed("stranger"), custom_data=(), memberships=(FOREIGN,))
     manual_dept = AuthingDepartment("m1", None, "Manual", "root-id", "wecom")

@@ -112,6 +112,14 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Bin
     Missing departments the user needs are created first when ``index.source`` knows them.
     ``key`` names the item when both sides are None (a delete of a user we never had).
     """
+    return _plan_user(desired, actual, policy, index, key, None)
+
+
+def _plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Binding,
+               index: DepartmentIndex, key: str | None,
+               memberships: dict[str, frozenset[str]] | None) -> tuple[Operation, ...]:
+    """``plan_user``; ``memberships`` (when given) gets, per Authing user id whose
+    memberships the plan replaces, the Authing departmentIds it will hold."""
     if desired is None:
         if actual is None:
             return () if key is None else (Operation(Kind.USER, key, Action.UNCHANGED),)
@@ -125,7 +133,8 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Bin
             policy.adopt_existing, WORDING, key=want.external_id)
         if conflict is not None:
             return (conflict,)
-    return _after_departments(_plan_user_update(want, actual, policy, index), policy, index)
+    return _after_departments(_plan_user_update(want, actual, policy, index, memberships),
+                              policy, index)
 
 
 def plan_user_hold(actual: AuthingUser, policy: Binding, index: DepartmentIndex,
@@ -216,7 +225,9 @@ def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[
                 continue
             dept_ops += plan_department(dept, ours.get(dept.id), policy, index)
 
-    upserts, wanted = _plan_user_upserts(users, authing_users, policy, index, mode)
+    memberships: dict[str, frozenset[str]] = {}
+    upserts, wanted = _plan_user_upserts(users, authing_users, policy, index, mode,
+                                         memberships)
     removals: list[Operation] = []
     dept_deletes: list[Operation] = []
     if mode is not Mode.CREATE_UPDATE:
@@ -225,7 +236,7 @@ def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[
         removals = [_plan_user_gone(u, policy, index) for u in gone]
         gone_depts = [d for w, d in ours.items() if w not in depts and w != policy.root_wecom_id]
         dept_deletes = _plan_department_deletes(gone_depts, authing_depts, authing_users,
-                                                [*dept_ops, *upserts, *removals], policy)
+                                                [*dept_ops, *removals], memberships, policy)
     return (*dept_ops, *upserts, *removals, *dept_deletes)
 
 
@@ -310,7 +321,9 @@ def is_managed_user(user: AuthingUser, policy: Binding, index: DepartmentIndex) 
 
 
 def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy: Binding,
-                       index: DepartmentIndex, mode: Mode) -> tuple[list[Operation], set[str]]:
+                       index: DepartmentIndex, mode: Mode,
+                       memberships: dict[str, frozenset[str]]
+                       ) -> tuple[list[Operation], set[str]]:
     by_external = {u.external_id: u for u in actual if u.external_id}
     unmanaged = _UnmanagedLookup([u for u in actual if not u.external_id])
     moved = match_renames(users, actual, policy, index)
@@ -334,7 +347,7 @@ def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy
             if hit is not None:
                 match = hit[0]
                 adopted.add(match.user_id)
-        ops += plan_user(user, match, policy, index)
+        ops += _plan_user(user, match, policy, index, None, memberships)
     return ops, wanted
 
 
@@ -442,7 +455,8 @@ def _plan_user_create(want: DesiredUser, policy: Binding, index: DepartmentIndex
 
 
 def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Binding,
-                      index: DepartmentIndex) -> Operation:
+                      index: DepartmentIndex,
+                      memberships: dict[str, frozenset[str]] | None) -> Operation:
     changes, body = _profile_changes(want, actual, policy)
     custom_changes, custom = merge_custom(want.custom_data, actual.custom_data,
                                           field=WORDING.custom_field)
@@ -461,6 +475,9 @@ def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Binding,
         writes, too_many = _membership_requests(actual.user_id, False, planned, policy)
         requests += writes
         unfit += too_many
+        if memberships is not None:  # departments not created yet cannot be left
+            memberships[actual.user_id] = frozenset(
+                i["departmentId"] for i in planned.items if isinstance(i["departmentId"], str))
     action = Action.UPDATE if requests else Action.UNCHANGED
     return Operation(Kind.USER, want.external_id, action, actual.user_id, tuple(changes),
                      tuple(requests), needs, unfit=unfit)
@@ -685,27 +702,22 @@ def _plan_department_gone(actual: AuthingDepartment, policy: Binding, members: i
 
 def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[AuthingDepartment],
                              users: list[AuthingUser], planned: list[Operation],
+                             memberships: Mapping[str, frozenset[str]],
                              policy: Binding) -> list[Operation]:
-    """Deepest first, each only when nothing is left in it once ``planned`` has run."""
-    by_target = {op.target: op for op in planned if op.kind is Kind.USER and op.target}
+    """Deepest first, each only when nothing is left in it once the plan has run:
+    ``planned`` holds the department and removal operations, ``memberships`` the
+    departments each user whose list the plan replaces will hold."""
+    removed_users = {op.target for op in planned if op.kind is Kind.USER
+                     and op.action in (Action.RESIGN, Action.DELETE)}
     members: Counter[str] = Counter()
     leaving: Counter[str] = Counter()
     for user in users:
         current = {m.department_id for m in user.memberships or ()}
         members.update(current)
-        op = by_target.get(user.user_id)
-        final = current
-        if op is not None and op.action in (Action.RESIGN, Action.DELETE):
-            final = set()
-        elif op is not None:
-            for request in op.requests:
-                if request.endpoint == "set-user-departments":
-                    final = {i["departmentId"] for i in request.body["departments"]
-                             if isinstance(i["departmentId"], str)}
-                elif request.endpoint == "add-department-members" and isinstance(
-                        request.body["departmentId"], str):
-                    final = final | {request.body["departmentId"]}
-        leaving.update(current - final)
+        if user.user_id in removed_users:
+            leaving.update(current)
+        elif (final := memberships.get(user.user_id)) is not None:
+            leaving.update(current - final)
     children: dict[str, list[str]] = defaultdict(list)
     parents = {d.department_id: d.parent_department_id for d in all_depts}
     for dept in all_depts:
