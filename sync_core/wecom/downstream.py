@@ -18,10 +18,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sync_core.authing import essence as authing_essence
-from sync_core.authing.mapping import DEPARTMENT_ID_FIELD, USER_ID_FIELD
+from sync_core.authing.mapping import DEPARTMENT_ID_FIELD, USER_ID_FIELD, split_mobile
 from sync_core.authing.model import AuthingDepartment, AuthingUser
 from sync_core.binding import Binding
 from sync_core.directory import planner
+from sync_core.directory.essence import digest
 from sync_core.directory.model import Department, User
 from sync_core.directory.operations import Action, Change, Mode, Operation, Request
 from sync_core.directory.vocabulary import Cause, Kind
@@ -37,7 +38,13 @@ WRITE_BACK_DEPARTMENT = "authing/update-department"
 
 _GENDER_TO_CANONICAL = {"M": "male", "F": "female", "U": "unknown"}
 _CANONICAL_TO_WECOM = {"male": "1", "female": "2", "unknown": "0"}
-_WECOM_TO_CANONICAL = {1: "male", 2: "female"}
+_WECOM_TO_CANONICAL = {0: "unknown", 1: "male", 2: "female"}
+# Shown in a change's old value for a field WeCom did not show us (withheld, or reads
+# refused) and that the link table says has changed since our last write.
+WITHHELD = "(not shown by WeCom)"
+# The fields downstream writes that WeCom may withhold on read (reference §3.3, user/get).
+_MAY_WITHHOLD = ("name", "mobile", "email", "gender")
+
 ENABLED_STATUSES = frozenset({"Activated"})
 WECOM_DISABLED = 2  # status: 已禁用
 WECOM_NOT_ACTIVATED = 4  # status of a member just created (未激活)
@@ -85,8 +92,29 @@ def memberships(user: AuthingUser, binding: Binding) -> tuple[str, ...]:
         if m.organization_code in (None, binding.organization_code)))
 
 
+def canonical_mobile(mobile: str | None, default_code: str) -> str | None:
+    """``"+<code>-<national>"``, the one form both sides are compared in: Authing keeps
+    phone and phoneCountryCode apart, WeCom one text (``+852-61234567``, or a national
+    number for the default code). A number that does not split stays as it is."""
+    text = (mobile or "").replace(" ", "")
+    if not text:
+        return None
+    split = split_mobile(text, default_code)
+    return text if split is None else f"{split[0]}-{split[1]}"
+
+
+def wecom_mobile(mobile: str, default_code: str) -> str:
+    """A canonical mobile as WeCom is sent it: a national number for the default code
+    (WeCom's own import template writes no +86), ``+<code>-<national>`` otherwise
+    (reference §3.6: digits, ``+`` and ``-``)."""
+    prefix = default_code + "-"
+    return mobile[len(prefix):] if mobile.startswith(prefix) else mobile
+
+
 def canonical_source_user(user: AuthingUser, binding: Binding, rule: str) -> User:
-    phone = (user.phone or "").replace(" ", "") or None
+    default_code = binding.mapping.default_country_code
+    phone = canonical_mobile(user.phone, user.phone_country_code or default_code) \
+        if user.phone else None
     return User(
         key=user.user_id, target_id=wecom_userid(user, rule),
         fields={"name": user.name or None, "mobile": phone, "email": user.email,
@@ -95,25 +123,29 @@ def canonical_source_user(user: AuthingUser, binding: Binding, rule: str) -> Use
         enabled=None if user.status is None else user.status in ENABLED_STATUSES)
 
 
-def canonical_target_user(user: WeComUser, key: str) -> User:
+def canonical_target_user(user: WeComUser, key: str, default_code: str = "+86") -> User:
     gender = _WECOM_TO_CANONICAL.get(user.gender) if user.gender is not None else None
     return User(
         key=key, target_id=user.userid,
-        fields={"name": user.name, "mobile": user.mobile, "email": user.email,
-                "gender": gender},
+        fields={"name": user.name, "mobile": canonical_mobile(user.mobile, default_code),
+                "email": user.email, "gender": gender},
         departments=None if user.department is None else tuple(str(d) for d in user.department),
         enabled=None if user.status is None else user.status != WECOM_DISABLED)
 
 
 class WeComRender:
-    """WeCom requests for the planner's decisions (``directory.planner.Render``)."""
+    """WeCom requests for the planner's decisions (``directory.planner.Render``).
+    ``default_code``: the country code WeCom's mobiles carry when they show none."""
+
+    def __init__(self, default_code: str = "+86") -> None:
+        self.default_code = default_code
 
     wording = planner.Wording(source="Authing", target="WeCom", key_field="userid",
                               service="wecom-sync")
 
     def create_user(self, user: User, fields: Mapping[str, Any],
                     departments: Sequence[Any]) -> tuple[Request, ...]:
-        body = {"userid": user.target_id, **_wecom_fields(fields),
+        body = {"userid": user.target_id, **_wecom_fields(fields, self.default_code),
                 "department": list(departments), "to_invite": False, SOURCE_KEY: user.key}
         if user.enabled is False:
             body["enable"] = 0
@@ -122,7 +154,8 @@ class WeComRender:
     def update_user(self, target_id: str, fields: Mapping[str, Any],
                     departments: Sequence[Any] | None,
                     enabled: bool | None) -> tuple[Request, ...]:
-        body: dict[str, Any] = {"userid": target_id, **_wecom_fields(fields)}
+        body: dict[str, Any] = {"userid": target_id,
+                                **_wecom_fields(fields, self.default_code)}
         if departments is not None:
             body["department"] = list(departments)
         if enabled is not None:
@@ -156,8 +189,10 @@ class WeComRender:
         return (), (Request("department/delete", {"id": actual.target_id}),)
 
 
-def _wecom_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+def _wecom_fields(fields: Mapping[str, Any], default_code: str) -> dict[str, Any]:
     body = {k: v for k, v in fields.items() if k in ("name", "mobile", "email", "position")}
+    if body.get("mobile"):
+        body["mobile"] = wecom_mobile(body["mobile"], default_code)
     if fields.get("gender") is not None:
         body["gender"] = _CANONICAL_TO_WECOM[fields["gender"]]
     return body
@@ -170,7 +205,8 @@ class DownstreamPlanner:
     def __init__(self, policy: DownstreamPolicy, binding: Binding) -> None:
         self.policy = policy
         self.binding = binding
-        self.render = WeComRender()
+        self.default_code = binding.mapping.default_country_code
+        self.render = WeComRender(self.default_code)
 
     def _policy(self, binding: Binding) -> planner.Policy:
         return planner.Policy(update=self.policy.update, ignore=self.policy.ignore,
@@ -202,7 +238,8 @@ class DownstreamPlanner:
             desired = None
         want = canonical_source_user(desired, binding, self.policy.userid_source) \
             if desired is not None else None
-        have = canonical_target_user(actual, key) if actual is not None else None
+        have = canonical_target_user(actual, key, self.default_code) \
+            if actual is not None else None
         problems: list[str] = []
         if want is not None and want.enabled is False:
             if have is None:
@@ -224,11 +261,46 @@ class DownstreamPlanner:
                 # dead, with this reason, if it never gets one).
                 return (Operation(Kind.USER, key, Action.SKIP, want.target_id,
                                   reason=rules.NO_DEPARTMENT, cause=Cause.BLOCKED),)
+            if have is None:
+                policy = _create_policy(policy, want)
+                if not (want.fields.get("mobile") or want.fields.get("email")):
+                    problems.append(rules.NO_CONTACT)
+            elif desired is not None and actual is not None and self._stale(
+                    desired, want, actual, have, ids, binding):
+                have = _unknown_changed(have, want)
         ops = planner.plan_user(want, have, ids, policy, self.render, key=key,
                                 problems=problems)
         if desired is not None and want is not None and not problems:
             return tuple(self._with_user_write_back(op, desired, want) for op in ops)
         return ops
+
+    def _stale(self, desired: AuthingUser, want: User, actual: WeComUser, have: User,
+               ids: Mapping[str, str], binding: Binding) -> bool:
+        """Whether fields WeCom did not show us (withheld, or reads refused) may differ
+        from Authing: the link table's digest of our last write (``actual.last_written``)
+        is none of the digests writing Authing's state now would record (``essence``, the
+        function that recorded it, over the same requests: an update of every field the
+        member now reads as, a create, and a write that sent no departments). The visible
+        fields the planner compares itself."""
+        if actual.last_written is None or not (
+                have.departments is None or have.enabled is None
+                or any(have.fields.get(f) is None for f in _MAY_WITHHOLD)):
+            return False
+        fields = {k: v for k, v in want.fields.items()
+                  if v is not None and k not in self.policy.ignore}
+        departments = [int(ids[k]) for k in want.departments or () if k in ids]
+        userid = actual.userid
+        seen = replace(actual, last_written=None)
+        writes = ((seen, self.render.update_user(userid, fields, departments, None)),
+                  (None, self.render.create_user(replace(want, target_id=userid), fields,
+                                                 departments)),
+                  (None, self.render.update_user(userid, fields, None, None)))
+        digests = set()
+        for before, requests in writes:
+            op = Operation(Kind.USER, want.key, Action.UPDATE, userid, requests=requests)
+            essence = self.essence(Kind.USER, desired, before, binding)
+            digests.add(digest(essence(op) if callable(essence) else essence))
+        return actual.last_written not in digests
 
     def _with_user_write_back(self, op: Operation, desired: AuthingUser,
                               want: User) -> Operation:
@@ -311,11 +383,8 @@ class DownstreamPlanner:
         members = {u.userid.lower(): u for u in target.users}
         policy = self._policy(binding)
         ops: list[Operation] = []
-        wanted_users: set[str] = set()
-        for user in source.users:
-            userid = wecom_userid(user, self.policy.userid_source)
-            if userid:
-                wanted_users.add(userid.lower())
+        claims = _claims(source.users, members, self.policy.userid_source)
+        wanted_users = set(claims)
         if mode is not Mode.DELETE_ONLY:
             for dept in sorted(ours.values(), key=lambda d: _depth(d.department_id, ours)):
                 if dept.department_id == root_key:
@@ -326,6 +395,12 @@ class DownstreamPlanner:
                                                  level))
             for user in source.users:
                 userid = wecom_userid(user, self.policy.userid_source)
+                holder = claims.get(userid.lower()) if userid else None
+                if userid and holder is not None and holder[0] != user.user_id:
+                    ops.append(Operation(Kind.USER, user.user_id, Action.SKIP, userid,
+                                         reason=userid_taken(userid, holder[1], holder[0]),
+                                         cause=Cause.CONFLICT))
+                    continue
                 actual_user = members.get(userid.lower()) if userid else None
                 ops.extend(self._plan_user(user, actual_user, binding, ids, policy,
                                            user.user_id))
@@ -377,7 +452,12 @@ class DownstreamPlanner:
         member disabled for a deleted Authing user has an essence too (its callback is
         our own write coming back); a removed one has none."""
         if kind is Kind.USER:
-            return functools.partial(_written_user, actual)
+            want = canonical_source_user(desired, binding, self.policy.userid_source) \
+                if desired is not None else None
+            # The departments (ids resolved on the way) and the enabled state come with
+            # the write.
+            return functools.partial(_written_user_essence, want, actual, self.policy,
+                                     self.default_code)
         if desired is None:
             return None
         # The id (a create's) and the parent's id (resolved on the way) come with the write.
@@ -391,33 +471,94 @@ class DownstreamPlanner:
         return authing_essence.read_department(record, self.binding)
 
 
-def _written_user(actual: WeComUser | None, op: Operation) -> dict[str, Any] | None:
-    """What WeCom shows once ``op`` (applied: its departments resolved, a created
-    member's userid as its target) has run against ``actual``. A value WeCom decides
-    itself and we cannot know (the status a re-enabled member returns to) is left
-    unknown: its echo is then missed, which costs reads, never a write."""
+def _written_user(want: User, actual: WeComUser | None, policy: DownstreamPolicy,
+                  default_code: str) -> WeComUser:
+    """The member as WeCom shows it after writing ``want`` over ``actual`` (its
+    departments as read: ``_written_user_essence`` puts the written ones in)."""
+    base = actual or WeComUser(userid=want.target_id or want.key)
+    base = replace(base, last_written=None)
+    if actual is not None and not policy.update:
+        return base
+    values: dict[str, Any] = {}
+    for name in ("name", "email"):
+        if name not in policy.ignore and want.fields.get(name) is not None:
+            values[name] = want.fields[name]
+    if "mobile" not in policy.ignore and want.fields.get("mobile") is not None:
+        values["mobile"] = wecom_mobile(want.fields["mobile"], default_code)
+    gender = want.fields.get("gender")
+    if "gender" not in policy.ignore and gender is not None:
+        values["gender"] = int(_CANONICAL_TO_WECOM[gender])
+    return replace(base, **values)
+
+
+def _written_user_essence(want: User | None, actual: WeComUser | None,
+                          policy: DownstreamPolicy, default_code: str,
+                          op: Operation) -> dict[str, Any] | None:
+    """``wecom.essence`` of the member once ``op`` (applied: department refs resolved, a
+    created member's userid as its target) has run: the upstream echo check compares a
+    WeCom callback's member with it, so every field the write sent must be in it: the
+    departments (else a callback about a membership change downstream made looks like a
+    change to bring back to Authing) and the status ``enable`` sets (else a stale digest
+    lets a later change back to the old state pass for an echo). A member disabled for a
+    deleted Authing user (``want`` None) has one too; a removed one has none. A status
+    WeCom decides itself (where a re-enabled member returns to) is left unknown: its
+    echo is missed, which costs reads, never a write."""
     if op.target is None or op.action is Action.DELETE:
         return None
-    record = actual or WeComUser(userid=str(op.target), status=WECOM_NOT_ACTIVATED)
+    if want is not None:
+        written = _written_user(want, actual, policy, default_code)
+    else:
+        written = replace(actual or WeComUser(userid=str(op.target)), last_written=None)
+    if actual is None:
+        written = replace(written, status=WECOM_NOT_ACTIVATED)
     for request in op.requests:
         if request.endpoint not in ("user/create", "user/update"):
             continue
         body = request.body
-        values: dict[str, Any] = {k: body[k] for k in ("name", "mobile", "email", "position")
-                                  if k in body}
-        if "gender" in body:
-            values["gender"] = int(body["gender"]) or None  # 0: undefined, read as unknown
-        if "department" in body:
-            departments = tuple(int(d) for d in body["department"])
-            main = record.main_department
-            values["department"] = departments
-            values["main_department"] = main if main in departments else (
-                departments[0] if departments else None)
+        if body.get("department") is not None:
+            written = _with_departments(written, tuple(int(d) for d in body["department"]))
         if "enable" in body:
-            values["status"] = WECOM_DISABLED if not int(body["enable"]) else (
-                None if record.status in (None, WECOM_DISABLED) else record.status)
-        record = replace(record, **values)
-    return wecom_essence.user(record)
+            written = replace(written, status=WECOM_DISABLED if not int(body["enable"]) else (
+                None if written.status in (None, WECOM_DISABLED) else written.status))
+    return wecom_essence.user(written)
+
+
+def _with_departments(member: WeComUser, departments: tuple[int, ...] | None) -> WeComUser:
+    """``member`` in ``departments``: WeCom keeps the main department while it is one of
+    them, else takes the first (we never send ``main_department``)."""
+    if not departments:
+        return replace(member, department=departments)
+    main = member.main_department
+    return replace(member, department=departments,
+                   main_department=main if main in departments else departments[0])
+
+
+def _create_policy(policy: planner.Policy, want: User) -> planner.Policy:
+    """A create sends what WeCom requires even when the ignore list names it (reference
+    §3.3 user/create): the name, and mobile and email when without them it would have
+    neither (60129). The ignore list keeps them from every later update."""
+    needed = {"name"}
+    if not any(want.fields.get(f) for f in ("mobile", "email") if f not in policy.ignore):
+        needed |= {"mobile", "email"}
+    if not needed & policy.ignore:
+        return policy
+    return replace(policy, ignore=policy.ignore - needed)
+
+
+def _unknown_changed(have: User, want: User) -> User:
+    """``have`` with what WeCom did not show marked as different from ``want``, so the
+    planner writes it: the link table says it changed since our last write."""
+    fields = dict(have.fields)
+    for name in _MAY_WITHHOLD:
+        if fields.get(name) is None and want.fields.get(name) is not None:
+            fields[name] = WITHHELD
+    departments = have.departments
+    if departments is None and want.departments is not None:
+        departments = ()
+    enabled = have.enabled
+    if enabled is None and want.enabled is not None:
+        enabled = not want.enabled
+    return replace(have, fields=fields, departments=departments, enabled=enabled)
 
 
 def department_essence(dept_id: Any, name: str | None, parent: Any) -> dict[str, Any]:
@@ -439,6 +580,30 @@ def _written_department(desired: AuthingDepartment, actual: WeComDepartment | No
             name = request.body.get("name", name)
             parent = request.body.get("parentid", parent)
     return department_essence(op.target, name, parent)
+
+
+def userid_taken(userid: str, held: str, holder: str) -> str:
+    """The per-item error of a second Authing user mapping to a userid taken up to case."""
+    return (f"WeCom userid {userid!r} is taken: WeCom userids ignore case (reference "
+            f"§3.3) and {held!r} belongs to Authing user {holder}")
+
+
+def _claims(users: Iterable[AuthingUser], members: Mapping[str, WeComUser],
+            rule: str) -> dict[str, tuple[str, str]]:
+    """Lower-cased userid → (the Authing user that holds it, its userid as that user
+    spells it). Of several Authing users mapping to one userid up to case, the one
+    spelling it as the existing member does holds it, else the first one."""
+    claims: dict[str, tuple[str, str]] = {}
+    for user in users:
+        userid = wecom_userid(user, rule)
+        if not userid:
+            continue
+        lower = userid.lower()
+        member = members.get(lower)
+        if lower not in claims or (member is not None and member.userid == userid
+                                   and claims[lower][1] != member.userid):
+            claims[lower] = (user.user_id, userid)
+    return claims
 
 
 def _wecom_depth(key: str, parents: Mapping[str, str]) -> int:

@@ -18,8 +18,9 @@ from sync_core.http import fields as f
 from sync_core.wecom.events import ExtAttr, PartyChange, UserChange
 
 # user/get withholds these from apps created after 2022-06-20 and may answer "" for them;
-# an empty value from the API is therefore unknown, not "cleared". Gender "0" (undefined)
-# is treated the same way: writing "U" over a gender an admin set in Authing gains nothing.
+# an empty value from the API is therefore unknown, not "cleared". Withheld, gender may
+# show as "0": "0" is the known 未定义 only beside a shown mobile or email (a member has
+# one of them: user/create refuses neither, 60129), else unknown too.
 _API_WITHHELD = frozenset({"mobile", "email", "biz_mail", "avatar", "address", "gender"})
 
 
@@ -49,6 +50,9 @@ class WeComUser:
     # (attribute name, displayed value): text value, web URL or mini-program title.
     extattr: tuple[tuple[str, str], ...] | None = None
     open_userid: str | None = None
+    # Not WeCom's: the digest of what downstream last wrote to this member (link table),
+    # set by the downstream target reader where WeCom shows less than it wrote.
+    last_written: str | None = None
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> WeComUser:
@@ -72,7 +76,8 @@ class WeComUser:
             is_leader_in_dept=f.int_tuple(data, "is_leader_in_dept"),
             position=text("position"),
             mobile=text("mobile"),
-            gender=None if gender in (None, "0") else f.parse_int("gender", gender),
+            gender=None if gender is None or (gender == "0" and not (
+                text("mobile") or text("email"))) else f.parse_int("gender", gender),
             email=text("email"),
             biz_mail=text("biz_mail"),
             status=f.integer(data, "status"),

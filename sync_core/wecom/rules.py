@@ -3,8 +3,9 @@ would be refused gets a clear per-item error and no WeCom call.
 
 Sources: reference/wecom-platform.md §3.3 (user/create: userid 1-64 bytes of letters,
 digits and ``_-@.``, first a letter or digit; name 1-64 characters; at most 100
-departments), §3.2 and §3.6 (department names 1-32 characters, none of ``\\:*?"<>|``; at
-most 15 levels). Each check answers the problems it found, as sentences.
+departments; a mobile or an email on create, 60129), §3.2 and §3.6 (department names 1-32
+characters, none of ``\\:*?"<>|``; at most 15 levels).
+Each check answers the problems it found, as sentences.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ MAX_DEPARTMENT_LEVELS = 15
 
 NO_DEPARTMENT = ("a WeCom member needs at least one department: the Authing user is in no "
                  "department of the synced organization")
+NO_CONTACT = ("a new WeCom member needs a mobile or an email (user/create refuses neither, "
+              "60129): the Authing user has neither")
 _USERID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-@.]*$")
 
 

@@ -26,10 +26,19 @@ from sync_core.directory.essence import digest
 from sync_core.directory.operations import Operation, Request
 from sync_core.directory.vocabulary import Direction, Kind
 from sync_core.engine.ports import Hints, TargetSnapshot
-from sync_core.errors import ConflictError, NotFoundError, PermanentError, TransientError
+from sync_core.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    PermanentError,
+    RestrictedError,
+    SyncError,
+    TransientError,
+)
 from sync_core.store import links, queue
 from sync_core.store.links import LinkRow
 from sync_core.store.models import EventSource, utcnow
+from sync_core.wecom import rules
 from sync_core.wecom.client import WeComClient
 from sync_core.wecom.downstream import (
     PARENT_KEY,
@@ -37,6 +46,7 @@ from sync_core.wecom.downstream import (
     WRITE_BACK_DEPARTMENT,
     WRITE_BACK_USER,
     department_essence,
+    userid_taken,
     wecom_department_id,
     wecom_userid,
 )
@@ -46,6 +56,7 @@ from sync_core.wecom.snapshot import read_wecom
 # A uniqueness errcode → the field it is about (reference §3.4).
 UNIQUE_FIELDS = {60102: "userid", 60104: "mobile", 60106: "email", 60008: "department"}
 UPSTREAM_SOURCES = (EventSource.WECOM.value, EventSource.OPS.value)
+TAKEN_DEPARTMENT = 60008  # the id or the name exists (reference §3.4, §3.6)
 NOT_EMPTY = frozenset({60005, 60006})  # department/delete: members, child departments
 
 
@@ -77,6 +88,14 @@ class LinkIds:
         """The Authing entity downstream linked to WeCom id ``wecom_id``, if any."""
         return await asyncio.to_thread(self._authing_id, kind, wecom_id)
 
+    def _written(self, kind: Kind, key: str) -> LinkRow | None:
+        with self.engine.connect() as conn:
+            return links.by_source(conn, direction=Direction.DOWNSTREAM, kind=kind, key=key)
+
+    async def written(self, kind: Kind, key: str) -> LinkRow | None:
+        """What downstream last wrote for Authing entity ``key`` (link table), if anything."""
+        return await asyncio.to_thread(self._written, kind, key)
+
     def _linked(self, kind: Kind, wecom_id: str) -> str | None:
         with self.engine.connect() as conn:
             row = links.by_target(conn, direction=Direction.DOWNSTREAM, kind=kind,
@@ -100,12 +119,12 @@ class LinkIds:
         the echo check and upstream's id lookup must find it."""
         await asyncio.to_thread(self._record, row)
 
-    def managed(self) -> frozenset[tuple[str, str]]:
-        """(kind, WeCom id) of every entity the downstream direction wrote and did not
-        delete."""
+    def managed(self) -> dict[tuple[str, str], str]:
+        """(kind, WeCom id) → the digest of the last write, for every entity the
+        downstream direction wrote and did not delete."""
         with self.engine.connect() as conn:
-            return frozenset((row.kind, row.target_id) for row in links.written(
-                conn, direction=Direction.DOWNSTREAM) if row.target_id and row.essence_hash)
+            return {(row.kind, row.target_id): row.essence_hash for row in links.written(
+                conn, direction=Direction.DOWNSTREAM) if row.target_id and row.essence_hash}
 
     def _busy(self, kind: Kind, wecom_id: str) -> bool:
         with self.engine.connect() as conn:
@@ -144,7 +163,10 @@ class WeComTarget:
         wechatwork_user_id), so that a member created by the upstream direction, or one
         that existed before, is found rather than created twice."""
         for key in dict.fromkeys(keys):
-            userid = await self.ids.wecom_id(Kind.USER, key)
+            link = await self.ids.written(Kind.USER, key)
+            userid = link.target_id if link is not None else None
+            if userid is None:
+                userid = await self.ids.wecom_id(Kind.USER, key)
             if userid is None:
                 dto = await self.authing.get_user(user_id=key)
                 held = AuthingUser.from_dto(dto) if dto else None
@@ -152,8 +174,28 @@ class WeComTarget:
                           if held is not None else None)
             if userid is not None:
                 await self.ids.check_settled(Kind.USER, userid)
-                return await self._user(userid)
+                written = link.essence_hash if link is not None else None
+                return await self._claimed(userid, keys[0], written)
         return None
+
+    async def _claimed(self, userid: str, key: str, written: str | None) -> WeComUser | None:
+        """The member with ``userid`` (up to case), when no other Authing user holds it;
+        ``written``: the digest of our last write to it. Where WeCom refuses reads (48009,
+        60020) and we wrote the member, it is planned against that record alone (every
+        field unknown): the change is written when the digest says it differs."""
+        try:
+            member = await self._user(userid)
+        except RestrictedError:
+            if written is None:
+                raise
+            return WeComUser(userid=userid, last_written=written)
+        if member is None:
+            return None
+        holder = await self.ids.linked(Kind.USER, member.userid)
+        if holder is not None and holder != key:
+            raise ConflictError(userid_taken(userid, member.userid, holder), code=60102,
+                                remote="wecom", endpoint="user/get")
+        return replace(member, last_written=written) if written else member
 
     async def _user(self, userid: str) -> WeComUser | None:
         try:
@@ -163,9 +205,10 @@ class WeComTarget:
 
     async def colliding_user(self, desired: AuthingUser, binding: Binding) -> WeComUser | None:
         """The WeCom member that already holds the userid the Authing user maps to: that
-        userid is the identity link, so the member is this user's."""
+        userid is the identity link, so the member is this user's, unless another
+        Authing user is linked to it (userids ignore case)."""
         userid = wecom_userid(desired, self.userid_source)
-        return await self._user(userid) if userid else None
+        return await self._claimed(userid, desired.user_id, None) if userid else None
 
     async def department(self, key: str, binding: Binding) -> WeComDepartment | None:
         dept_id = await self.department_id(key, binding)
@@ -232,9 +275,11 @@ class WeComTarget:
             raise TransientError("WeCom read incomplete: " + "; ".join(snap.problems[:3]),
                                  remote="wecom", maybe_applied=False)
         notes = snap.notes or ("WeCom read through department/list and user/list",)
-        managed = await asyncio.to_thread(self.ids.managed)
+        written = await asyncio.to_thread(self.ids.managed)
+        users = tuple(_with_last_written(u, written) for u in snap.users)
+        managed = frozenset(written)
         # The organization root stays the binding's (an Authing id): no root id here.
-        return TargetSnapshot(snap.users, snap.departments, None,
+        return TargetSnapshot(users, snap.departments, None,
                               tuple(f"WeCom (the actual side): {n}" for n in notes), managed)
 
 
@@ -263,10 +308,53 @@ class WeComWriter:
                     made: MutableMapping[str, str]) -> None:
         body = dict(request.body)
         endpoint = request.endpoint
+        source = body.get(SOURCE_KEY)
+        if endpoint in ("department/create", "department/update") \
+                and body.get("parentid") is not None:
+            await self._check_level(body)
         try:
             await self._write(endpoint, body, ids, made)
         except ConflictError as exc:
+            if exc.code == TAKEN_DEPARTMENT and endpoint == "department/create":
+                raise await self._taken_department(exc, body, source) from exc
             raise _named(exc, body) from exc
+
+    async def _check_level(self, body: Mapping[str, Any]) -> None:
+        """WeCom allows 15 levels, the root being level 1 (reference §3.2): a create or
+        move past that is refused here, before the write (one department/simplelist
+        read), as a permanent error naming the level."""
+        parents = {int(row["id"]): int(row.get("parentid") or 0)
+                   for row in await self.client.department_simplelist()}
+        level = 1 + _depth(int(body["parentid"]), parents)
+        what = f"department {body.get('name')!r}"
+        if "id" in body:  # a move: the deepest department under the moved one counts
+            level += _height(int(body["id"]), parents) - 1
+            what = f"moving WeCom department {body['id']} puts its deepest department"
+        if level > rules.MAX_DEPARTMENT_LEVELS:
+            raise BadRequestError(
+                f"{what} would be at level {level} in WeCom, which allows "
+                f"{rules.MAX_DEPARTMENT_LEVELS} levels", remote="wecom",
+                endpoint="department/create" if "id" not in body else "department/update")
+
+    async def _taken_department(self, exc: ConflictError, body: Mapping[str, Any],
+                                source: Any) -> SyncError:
+        """60008 on create: the id or the name is taken (reference §3.6). When the link
+        table now holds this department (another event created it a moment ago) it is a
+        conflict, re-planned; otherwise permanent (not retried: §3.6), naming the name,
+        the parent and the WeCom department that holds the name where it can be read."""
+        if source is not None and await self.target.ids.wecom_id(
+                Kind.DEPARTMENT, str(source)) is not None:
+            return exc
+        name, parent = body.get("name"), body.get("parentid")
+        holder = ""
+        with contextlib.suppress(SyncError, TypeError, ValueError):
+            for row in await self.client.department_list(int(str(parent))):
+                if row.get("name") == name and str(row.get("parentid")) == str(parent):
+                    holder = f" (WeCom department {row.get('id')} holds it)"
+        return PermanentError(
+            f"WeCom already has a department named {name!r} under department {parent}"
+            f"{holder}: WeCom refuses a second one (60008); rename one of them: "
+            f"{exc.message}", code=exc.code, remote="wecom", endpoint="department/create")
 
     async def _write(self, endpoint: str, body: dict[str, Any], ids: MutableMapping[str, str],
                      made: MutableMapping[str, str]) -> None:
@@ -325,6 +413,41 @@ class WeComWriter:
                     ids[key] = found
 
 
+def _with_last_written(user: WeComUser, managed: Mapping[tuple[str, str], str]
+                       ) -> WeComUser:
+    """Where WeCom showed less than downstream writes, the digest of our last write goes
+    with the member (``DownstreamPlanner`` compares it)."""
+    if user.mobile is not None and user.email is not None and user.name is not None \
+            and user.gender is not None:
+        return user
+    written = managed.get((Kind.USER, user.userid))
+    return user if written is None else replace(user, last_written=written)
+
+
+def _depth(dept_id: int, parents: Mapping[int, int]) -> int:
+    """Levels from ``dept_id`` up to the root, ``dept_id`` included (the root: 1)."""
+    depth, seen = 0, set()
+    current: int | None = dept_id
+    while current and current not in seen:
+        seen.add(current)
+        depth += 1
+        current = parents.get(current)
+    return depth
+
+
+def _height(dept_id: int, parents: Mapping[int, int]) -> int:
+    """Levels of ``dept_id``'s subtree, itself included (a leaf: 1)."""
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    height, level, seen = 0, [dept_id], {dept_id}
+    while level:
+        height += 1
+        level = [c for d in level for c in children.get(d, ()) if c not in seen]
+        seen.update(level)
+    return height
+
+
 def _ints(body: Mapping[str, Any]) -> dict[str, Any]:
     """Department ids as WeCom wants them: integers (a string is silently not applied)."""
     out = dict(body)
@@ -339,10 +462,9 @@ def _ints(body: Mapping[str, Any]) -> dict[str, Any]:
 def _named(exc: ConflictError, body: Mapping[str, Any]) -> PermanentError:
     """A uniqueness error that names the field, the value and, where WeCom says it (its
     errmsg, kept), the other holder. A taken userid stays a ConflictError (entity sync
-    then reads the member that holds it), and so does a department name (most often the
-    same department created a moment ago for another entity's event: a re-plan finds it
-    linked); a taken mobile or email is permanent for this user until someone changes one
-    of the two records."""
+    then reads the member that holds it); a taken department name (a create's is judged
+    in ``WeComWriter._taken_department``), mobile or email is permanent until someone
+    changes one of the two records."""
     code = exc.code
     field = UNIQUE_FIELDS.get(code) if isinstance(code, int) else None
     if field is None:
@@ -350,5 +472,5 @@ def _named(exc: ConflictError, body: Mapping[str, Any]) -> PermanentError:
     value = body.get("name" if field == "department" else field)
     holder = "department" if field == "department" else "member"
     text = f"another WeCom {holder} already has this {field} {value!r}: {exc.message}"
-    cls = ConflictError if field in ("userid", "department") else PermanentError
+    cls = ConflictError if field == "userid" else PermanentError
     return cls(text, code=code, remote="wecom", endpoint=exc.endpoint)
