@@ -503,7 +503,7 @@ def _written_user_essence(want: User | None, actual: WeComUser | None,
     deleted Authing user (``want`` None) has one too; a removed one has none. A status
     WeCom decides itself (where a re-enabled member returns to) is left unknown: its
     echo is missed, which costs reads, never a write."""
-    if op.target is None or op.action is Action.DELETE:
+    if op.action is Action.DELETE or (op.target is None and want is None):
         return None
     if want is not None:
         written = _written_user(want, actual, policy, default_code)
