@@ -96,20 +96,16 @@ class Driver:
         event is settled, and read the inbox, the counters and the CPU clocks."""
         stack = self.stack
         mark = stack.inbox.max_id()
-        calls0, scrape0 = stack.sims.calls(), stack.receiver.scrape()
-        cpu0, busy0, own0 = stack.cpu_seconds(), machine_busy_seconds(), _own_cpu()
-        started = time.monotonic()
+        counters = Counters.read(stack)
         sent: dict[str, float] = {}
 
         def make(change: Change) -> None:
             sent[change.userid] = time.time()
             self.make(change)
 
-        lag = drive(changes, make, rate, started)
+        lag = drive(changes, make, rate, counters.started)
         self._settle(name, mark, len(changes))
-        wall = time.monotonic() - started
-        cpu1 = stack.cpu_seconds()
-        cpu = {k: cpu1[k] - cpu0[k] for k in cpu0} | {"driver": _own_cpu() - own0}
+        wall = time.monotonic() - counters.started
         rows = stack.inbox.rows(mark)
         self._delivery_seq, replies = stack.sims.callback_replies(self._delivery_seq)
         done = [(r, r.processed_at) for r in rows if r.processed_at is not None]
@@ -121,11 +117,8 @@ class Driver:
             e2e=[at.timestamp() - sent[r.entity_key] for r, at in done if r.entity_key in sent],
             span_received=(max(received) - min(received)).total_seconds() if rows else 0.0,
             span_total=(last - min(received)).total_seconds() if last else math.nan,
-            statuses=Counter(r.status for r in rows),
-            calls=stack.sims.calls() - calls0,
-            product=stack.receiver.scrape() - scrape0,
-            cpu=cpu, machine_cpu=machine_busy_seconds() - busy0, wall=wall, driver_lag=lag,
-            callback_replies=replies)
+            statuses=Counter(r.status for r in rows), wall=wall, driver_lag=lag,
+            callback_replies=replies, **counters.since(stack))
         self.synced.extend(c.userid for c in changes if c.kind == "create")
         print(f"[{name}] {phase.events} events in {wall:.1f} s: applied p50 "
               f"{phase.pct(0.5):.0f} ms, p99 {phase.pct(0.99):.0f} ms, {phase.rate:.1f}/s, "
@@ -148,6 +141,33 @@ class Driver:
 
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """What a phase reads before and after: simulator calls, the service's metrics, CPU
+    clocks (service processes, the machine, this driver) and the wall clock."""
+
+    calls: Any
+    scrape: Any
+    cpu: dict[str, float]
+    busy: float
+    own: float
+    started: float
+
+    @classmethod
+    def read(cls, stack: Stack) -> Counters:
+        return cls(stack.sims.calls(), stack.receiver.scrape(), stack.cpu_seconds(),
+                   machine_busy_seconds(), _own_cpu(), time.monotonic())
+
+    def since(self, stack: Stack) -> dict[str, Any]:
+        """``Phase`` fields: ``calls``, ``product``, ``cpu``, ``machine_cpu``."""
+        cpu = stack.cpu_seconds()
+        return {"calls": stack.sims.calls() - self.calls,
+                "product": stack.receiver.scrape() - self.scrape,
+                "cpu": {k: cpu[k] - self.cpu[k] for k in self.cpu}
+                | {"driver": _own_cpu() - self.own},
+                "machine_cpu": machine_busy_seconds() - self.busy}
 
 
 def drive(changes: list[T], make: Callable[[T], None], rate: float | None,

@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import apply_report as report
-from bench.apply import _own_cpu, _with_log_on_error, drive
+from bench.apply import Counters, _with_log_on_error, drive
 from bench.apply_report import Bounds, Phase, Verdict
 from bench.apply_stack import Row, Stack, Tuning, running_stack
 from bench.ingest import fresh_database, new_keys
-from bench.procs import machine_busy_seconds
 
 START, END = "<!-- apply-downstream:start -->", "<!-- apply-downstream:end -->"
 MAX_P99_S = 0.2  # the issue's target: event → applied in WeCom p99 at 50 events/s
@@ -117,20 +116,20 @@ class Driver:
             latency_ms: float, rate: float | None = None) -> Phase:
         stack = self.stack
         mark = stack.inbox.max_id()
-        calls0, scrape0 = stack.sims.calls(), stack.receiver.scrape()
-        cpu0, busy0, own0 = stack.cpu_seconds(), machine_busy_seconds(), _own_cpu()
-        started = time.monotonic()
+        counters = Counters.read(stack)
         sent: dict[str, float] = {}
+        created: list[str] = []
 
         def make(change: tuple[str, str]) -> None:
             at = time.time()
-            sent[self.make(*change)] = at
+            subject = self.make(*change)
+            sent[subject] = at
+            if change[0] == "create":  # changes run side by side: not in ``sent``'s order
+                created.append(subject)
 
-        lag = drive(changes, make, rate, started)
+        lag = drive(changes, make, rate, counters.started)
         self._settle(name, mark, set(sent))
-        wall = time.monotonic() - started
-        cpu1 = stack.cpu_seconds()
-        cpu = {k: cpu1[k] - cpu0[k] for k in cpu0} | {"driver": _own_cpu() - own0}
+        wall = time.monotonic() - counters.started
         rows = stack.inbox.rows(mark)
         first: dict[str, Row] = {}  # per changed entity, its first webhook stored
         for row in rows:
@@ -144,11 +143,9 @@ class Driver:
             e2e=[_at(r) - sent[k] for k, r in first.items()],
             span_received=(max(received) - min(received)).total_seconds() if rows else 0.0,
             span_total=(end - min(received)).total_seconds() if end else math.nan,
-            statuses=Counter(r.status for r in rows),
-            calls=stack.sims.calls() - calls0, product=stack.receiver.scrape() - scrape0,
-            cpu=cpu, machine_cpu=machine_busy_seconds() - busy0, wall=wall, driver_lag=lag)
-        self.synced.extend(k for (what, _), k in zip(changes, sent, strict=True)
-                           if what == "create")
+            statuses=Counter(r.status for r in rows), wall=wall, driver_lag=lag,
+            **counters.since(stack))
+        self.synced.extend(created)
         print(f"[{name}] {phase.events} changes ({len(rows)} webhooks) in {wall:.1f} s: "
               f"applied p50 {phase.pct(0.5):.0f} ms, p99 {phase.pct(0.99):.0f} ms, "
               f"{phase.rate:.1f}/s, WeCom calls/change {phase.calls_per_event('wecom:'):.2f} "
