@@ -343,7 +343,7 @@ class Worker:
         usual."""
         wanted = {source: [(c.entity_kind, c.entity_key) for c in claims
                            if c.source == source and c.entity_kind in SYNCED_KINDS]
-                  for source in self.directions}
+                  for source in self.directions if self._uses_echoes(source)}
         if not any(wanted.values()):
             return
         try:
@@ -356,6 +356,12 @@ class Worker:
                                              for (kind, key), digest in found.items()})
         except Exception as exc:  # noqa: BLE001 - an echo missed costs reads, never writes
             log.warning("worker: echo check skipped (%s)", describe(exc))
+
+    def _uses_echoes(self, source: str) -> bool:
+        """Whether the entity syncs of ``source`` take the echo read: not a direction that
+        plans every echo against its target (``trust_echoes=False``), which would throw it
+        away; an operator's sync-now (every direction) always takes it."""
+        return source == EventSource.OPS or self.directions[source].trust_echoes
 
     def _renew(self, ids: tuple[int, ...]) -> None:
         with self.engine.begin() as conn:

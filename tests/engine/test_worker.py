@@ -183,6 +183,33 @@ async def test_the_worker_reads_what_the_opposite_direction_wrote_with_the_claim
     assert verdicts["bob"].status is Settle.DONE and "bob" in d.target.users
 
 
+def test_a_direction_that_plans_every_echo_is_claimed_without_the_echo_read(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``trust_echoes=False`` throws the digest away: the claim does not read it (one
+    statement less per cycle); a trusting direction's claim still does."""
+    from sync_core.engine import worker as worker_module
+    from sync_core.store.inbox import NewEvent, insert_new
+
+    asked: list[str] = []
+
+    def spy(conn, direction, entities):  # type: ignore[no-untyped-def]
+        asked.append(str(direction))
+        return {}
+
+    monkeypatch.setattr(worker_module, "written_by_opposite", spy)
+    trusting, planning = fake_direction(), fake_direction()
+    worker = Worker(make_settings("sqlite://"), engine,
+                    {"wecom": EntitySync(trusting.ports),
+                     "authing": EntitySync(planning.ports, trust_echoes=False)}, Metrics())
+    with engine.begin() as conn:
+        insert_new(conn, [NewEvent(source=source, dedupe_key=source, entity_kind="user",
+                                   entity_key="ann", event_type="update", payload={},
+                                   received_at=utcnow()) for source in ("wecom", "authing")])
+    claims = worker._settle_and_claim([], 8)
+    assert sorted(c.source for c in claims) == ["authing", "wecom"]
+    assert asked == [str(trusting.ports.direction)]
+
+
 async def test_sync_now_runs_each_direction_in_order_and_says_what_each_did() -> None:
     """An ops event in ``both``: upstream first, then downstream under the key the
     resolver gives; the worst verdict settles it, every direction's links are kept."""
