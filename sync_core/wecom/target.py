@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from sync_core.authing.client import AuthingClient
 from sync_core.authing.events import write_back_changes
@@ -60,6 +60,19 @@ TAKEN_DEPARTMENT = 60008  # the id or the name exists (reference §3.4, §3.6)
 NOT_EMPTY = frozenset({60005, 60006})  # department/delete: members, child departments
 
 
+@dataclass(frozen=True, slots=True)
+class MemberLinks:
+    """What the link table says about one Authing user, read on one connection:
+    ``written``, downstream's last write for it; ``userid``, the WeCom member it is linked
+    to (None: first sight); ``busy``, whether upstream holds an open event about that
+    member; ``holder``, the Authing user either direction linked to that userid."""
+
+    written: LinkRow | None
+    userid: str | None
+    busy: bool = False
+    holder: str | None = None
+
+
 class LinkIds:
     """The WeCom id of an Authing entity, from the link table: what downstream wrote (by
     source key), else what upstream wrote (the Authing id is its target id)."""
@@ -69,11 +82,7 @@ class LinkIds:
 
     def _lookup(self, kind: Kind, key: str) -> str | None:
         with self.engine.connect() as conn:
-            row = links.by_source(conn, direction=Direction.DOWNSTREAM, kind=kind, key=key)
-            if row is not None and row.target_id:
-                return row.target_id
-            row = links.by_target(conn, direction=Direction.UPSTREAM, kind=kind, target_id=key)
-            return row.source_key if row is not None else None
+            return _linked_id(conn, kind, key)
 
     async def wecom_id(self, kind: Kind, key: str) -> str | None:
         return await asyncio.to_thread(self._lookup, kind, key)
@@ -96,14 +105,27 @@ class LinkIds:
         """What downstream last wrote for Authing entity ``key`` (link table), if anything."""
         return await asyncio.to_thread(self._written, kind, key)
 
+    def _member(self, key: str) -> MemberLinks:
+        with self.engine.connect() as conn:
+            written = links.by_source(conn, direction=Direction.DOWNSTREAM, kind=Kind.USER,
+                                      key=key)
+            userid = written.target_id if written is not None else None
+            if userid is None:
+                userid = _upstream_id(conn, Kind.USER, key)
+            if userid is None:
+                return MemberLinks(written, None)
+            return MemberLinks(written, userid, _upstream_open(conn, Kind.USER, userid),
+                               _holder(conn, Kind.USER, userid))
+
+    async def member(self, key: str) -> MemberLinks:
+        """Everything the user read needs from the link table about Authing user ``key``,
+        in one connection and one thread hop (the user read's fixed cost: a checkout and
+        its ping, per lookup, was most of it)."""
+        return await asyncio.to_thread(self._member, key)
+
     def _linked(self, kind: Kind, wecom_id: str) -> str | None:
         with self.engine.connect() as conn:
-            row = links.by_target(conn, direction=Direction.DOWNSTREAM, kind=kind,
-                                  target_id=wecom_id)
-            if row is not None:
-                return row.source_key
-            row = links.by_source(conn, direction=Direction.UPSTREAM, kind=kind, key=wecom_id)
-            return row.target_id if row is not None else None
+            return _holder(conn, kind, wecom_id)
 
     async def linked(self, kind: Kind, wecom_id: str) -> str | None:
         """The Authing entity either direction linked to WeCom id ``wecom_id``."""
@@ -128,7 +150,7 @@ class LinkIds:
 
     def _busy(self, kind: Kind, wecom_id: str) -> bool:
         with self.engine.connect() as conn:
-            return queue.has_open(conn, sources=UPSTREAM_SOURCES, kind=kind, key=wecom_id)
+            return _upstream_open(conn, kind, wecom_id)
 
     async def check_settled(self, kind: Kind, wecom_id: str) -> None:
         """Raises TransientError while the upstream direction holds an open event about
@@ -136,8 +158,37 @@ class LinkIds:
         Authing record must not be pushed back to WeCom. Upstream goes first; this entity
         is retried after it (the conflict rule, README)."""
         if await asyncio.to_thread(self._busy, kind, wecom_id):
-            raise TransientError(f"WeCom {kind} {wecom_id} has unapplied upstream changes: "
-                                 "retried after them", retry_after=1.0, maybe_applied=False)
+            raise upstream_busy(kind, wecom_id)
+
+
+def upstream_busy(kind: Kind, wecom_id: str) -> TransientError:
+    return TransientError(f"WeCom {kind} {wecom_id} has unapplied upstream changes: "
+                          "retried after them", retry_after=1.0, maybe_applied=False)
+
+
+def _linked_id(conn: Connection, kind: Kind, key: str) -> str | None:
+    row = links.by_source(conn, direction=Direction.DOWNSTREAM, kind=kind, key=key)
+    if row is not None and row.target_id:
+        return row.target_id
+    return _upstream_id(conn, kind, key)
+
+
+def _upstream_id(conn: Connection, kind: Kind, key: str) -> str | None:
+    """The WeCom id upstream wrote Authing entity ``key`` from (its target id)."""
+    row = links.by_target(conn, direction=Direction.UPSTREAM, kind=kind, target_id=key)
+    return row.source_key if row is not None else None
+
+
+def _holder(conn: Connection, kind: Kind, wecom_id: str) -> str | None:
+    row = links.by_target(conn, direction=Direction.DOWNSTREAM, kind=kind, target_id=wecom_id)
+    if row is not None:
+        return row.source_key
+    row = links.by_source(conn, direction=Direction.UPSTREAM, kind=kind, key=wecom_id)
+    return row.target_id if row is not None else None
+
+
+def _upstream_open(conn: Connection, kind: Kind, wecom_id: str) -> bool:
+    return queue.has_open(conn, sources=UPSTREAM_SOURCES, kind=kind, key=wecom_id)
 
 
 class WeComTarget:
@@ -163,26 +214,28 @@ class WeComTarget:
         wechatwork_user_id), so that a member created by the upstream direction, or one
         that existed before, is found rather than created twice."""
         for key in dict.fromkeys(keys):
-            link = await self.ids.written(Kind.USER, key)
-            userid = link.target_id if link is not None else None
-            if userid is None:
-                userid = await self.ids.wecom_id(Kind.USER, key)
-            if userid is None:
-                dto = await self.authing.get_user(user_id=key)
-                held = AuthingUser.from_dto(dto) if dto else None
-                userid = (held.external_id or held.custom().get(USER_ID_FIELD)
-                          if held is not None else None)
+            found = await self.ids.member(key)
+            written = found.written.essence_hash if found.written is not None else None
+            if found.userid is not None:
+                if found.busy:
+                    raise upstream_busy(Kind.USER, found.userid)
+                return await self._claimed(found.userid, keys[0], written, found)
+            dto = await self.authing.get_user(user_id=key)
+            held = AuthingUser.from_dto(dto) if dto else None
+            userid = (held.external_id or held.custom().get(USER_ID_FIELD)
+                      if held is not None else None)
             if userid is not None:
                 await self.ids.check_settled(Kind.USER, userid)
-                written = link.essence_hash if link is not None else None
                 return await self._claimed(userid, keys[0], written)
         return None
 
-    async def _claimed(self, userid: str, key: str, written: str | None) -> WeComUser | None:
+    async def _claimed(self, userid: str, key: str, written: str | None,
+                       found: MemberLinks | None = None) -> WeComUser | None:
         """The member with ``userid`` (up to case), when no other Authing user holds it;
         ``written``: the digest of our last write to it. Where WeCom refuses reads (48009,
         60020) and we wrote the member, it is planned against that record alone (every
-        field unknown): the change is written when the digest says it differs."""
+        field unknown): the change is written when the digest says it differs. ``found``:
+        the link table's holder of ``userid`` when already read with the link."""
         try:
             member = await self._user(userid)
         except RestrictedError:
@@ -191,7 +244,8 @@ class WeComTarget:
             return WeComUser(userid=userid, last_written=written)
         if member is None:
             return None
-        holder = await self.ids.linked(Kind.USER, member.userid)
+        holder = found.holder if found is not None and found.userid == member.userid \
+            else await self.ids.linked(Kind.USER, member.userid)
         if holder is not None and holder != key:
             raise ConflictError(userid_taken(userid, member.userid, holder), code=60102,
                                 remote="wecom", endpoint="user/get")
