@@ -77,3 +77,21 @@ def test_the_webhooks_of_our_own_write_back_cost_no_reread(
         changed = [e for e in s.events() if e["id"] > mark]
         assert changed and "echo" not in history(s, changed[0]["id"])
         assert not s.events(status="dead"), [e["last_error"] for e in s.events(status="dead")]
+
+
+def test_a_new_user_is_read_from_authing_once_per_pass(db_url: str, keys: CallbackKeys) -> None:
+    """The source re-read and the target's first-sight lookup of the userid the user
+    holds ask Authing for the same record side by side: one get-user serves both, so
+    every pass over a user costs one get-user with its one get-user-departments."""
+    with downstream(db_url, keys) as s:
+        a = s.authing.admin
+        rd = a.create_department(ORG, "研发部", root(s))["departmentId"]
+        s.settle()
+        before = dict(s.authing.stats.reads)
+        for i in range(3):
+            a.create_user(username=f"new{i}", name=f"新人{i}", email=f"new{i}@example.com",
+                          departmentIds=[rd])
+        s.settle()
+        reads = {k: v - before.get(k, 0) for k, v in s.authing.stats.reads.items()}
+        assert all(wecom_user(s, f"new{i}") is not None for i in range(3))
+        assert reads["get-user"] == reads["get-user-departments"] >= 3, reads

@@ -37,6 +37,7 @@ from sync_core.http.retry import (
     json_object,
     parse_retry_after,
 )
+from sync_core.http.shared import read_once
 
 DEFAULT_BASE_URL = "https://api.authing.cn"
 _DONE = object()  # the end of a listing
@@ -185,9 +186,11 @@ class AuthingClient(TokenAuthClient):
         """The user with custom data and department ids, or None when absent. One selector:
         its ``userIdType`` (reference/authing-api.md §2.1)."""
         ident, id_type = _one_of(user_id=user_id, external_id=external_id, username=username)
-        user: dict[str, Any] | None = await self._get_or_none(
-            "get-user", userId=ident, userIdType=id_type, withCustomData=True,
-            withDepartmentIds=True)
+        # One read for the source and the target reader of one entity (http.shared); the
+        # record is shared, so neither may change it.
+        user: dict[str, Any] | None = await read_once(("get-user", ident, id_type), lambda: (
+            self._get_or_none("get-user", userId=ident, userIdType=id_type,
+                              withCustomData=True, withDepartmentIds=True)))
         return user
 
     async def get_users_by_external_ids(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -30,6 +30,7 @@ from sync_core.errors import (
     WaitingForDependency,
 )
 from sync_core.http.retry import gather_pair
+from sync_core.http.shared import shared_reads
 from sync_core.store.links import LinkRow
 
 log = logging.getLogger(__name__)
@@ -175,9 +176,10 @@ class EntitySync:
             return UserRead(desired, actual, read_from, done, announced=True)
         # The source's record and the target's are independent reads: made side by side,
         # they cost one round trip of latency instead of two or three.
-        (desired, read_from), actual = await gather_pair(
-            self.source.read_user(current, key, hints),
-            self.target.user([key, current] if hints.renamed_to else [key], self.binding))
+        with shared_reads():  # both may ask one remote for the same record
+            (desired, read_from), actual = await gather_pair(
+                self.source.read_user(current, key, hints),
+                self.target.user([key, current] if hints.renamed_to else [key], self.binding))
         if self._echo(Kind.USER, desired, echo_of):
             return EntityResult(Kind.USER, current, (), read_from, echo=True)
         return UserRead(desired, actual, read_from, done, announced=False)
