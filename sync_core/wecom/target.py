@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -351,6 +351,8 @@ class WeComWriter:
         self.target = target
         self.binding = binding
         self.concurrency = concurrency
+        # Authing department id → held while this process creates it in WeCom.
+        self._creating: dict[str, asyncio.Lock] = {}
 
     def batchable(self, op: Operation) -> bool:
         return False
@@ -367,11 +369,31 @@ class WeComWriter:
                 and body.get("parentid") is not None:
             await self._check_level(body)
         try:
-            await self._write(endpoint, body, ids, made)
+            if endpoint == "department/create":
+                async with self._creating_once(str(source)):
+                    await self._write(endpoint, body, ids, made)
+            else:
+                await self._write(endpoint, body, ids, made)
         except ConflictError as exc:
             if exc.code == TAKEN_DEPARTMENT and endpoint == "department/create":
                 raise await self._taken_department(exc, body, source) from exc
             raise _named(exc, body) from exc
+
+    @contextlib.asynccontextmanager
+    async def _creating_once(self, source: str) -> AsyncIterator[None]:
+        """One create of Authing department ``source`` at a time: its own event and a
+        member's event may both need it at once. The second waits for the first and, when
+        the link table then holds the department, does not create it again (which WeCom
+        would refuse with 60008, read as a foreign department of that name): a conflict,
+        re-planned, which finds the department made."""
+        lock = self._creating.setdefault(source, asyncio.Lock())
+        waited = lock.locked()
+        async with lock:
+            if waited and await self.target.ids.wecom_id(Kind.DEPARTMENT, source) is not None:
+                raise ConflictError(f"Authing department {source} was created in WeCom by "
+                                    "another event a moment ago: re-planned",
+                                    remote="wecom", endpoint="department/create")
+            yield
 
     async def _check_level(self, body: Mapping[str, Any]) -> None:
         """WeCom allows 15 levels, the root being level 1 (reference §3.2): a create or
