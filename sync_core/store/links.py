@@ -51,17 +51,22 @@ def _upsert(dialect: str) -> Any:
 
 
 def by_source(conn: Connection, *, direction: str, kind: str, key: str) -> LinkRow | None:
-    row = conn.execute(select(_T.c.kind, _T.c.source_key, _T.c.target_id, _T.c.essence_hash)
-                       .where(_T.c.direction == direction, _T.c.kind == kind,
-                              _T.c.source_key == key)).first()
+    row = conn.execute(_BY_SOURCE, {"direction": direction, "kind": kind, "key": key}).first()
     return None if row is None else LinkRow(*row)
 
 
 def by_target(conn: Connection, *, direction: str, kind: str, target_id: str) -> LinkRow | None:
-    row = conn.execute(select(_T.c.kind, _T.c.source_key, _T.c.target_id, _T.c.essence_hash)
-                       .where(_T.c.direction == direction, _T.c.kind == kind,
-                              _T.c.target_id == target_id).limit(1)).first()
+    row = conn.execute(_BY_TARGET, {"direction": direction, "kind": kind,
+                                    "key": target_id}).first()
     return None if row is None else LinkRow(*row)
+
+
+# Looked up several times per event: built once, so SQLAlchemy neither constructs them nor
+# computes their cache keys again (as store.queue does for the worker's statements).
+_ROW = select(_T.c.kind, _T.c.source_key, _T.c.target_id, _T.c.essence_hash)
+_THIS = (_T.c.direction == bindparam("direction"), _T.c.kind == bindparam("kind"))
+_BY_SOURCE = _ROW.where(*_THIS, _T.c.source_key == bindparam("key"))
+_BY_TARGET = _ROW.where(*_THIS, _T.c.target_id == bindparam("key")).limit(1)
 
 
 def digests_by_target(conn: Connection, *, direction: str,

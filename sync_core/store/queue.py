@@ -277,12 +277,19 @@ def has_open(conn: Connection, *, sources: tuple[str, ...], kind: str, key: str)
     entity (``kind``, ``key``), other than the events being applied in this context
     (``HELD``: an operator's sync-now runs both directions under one event): one indexed
     probe."""
-    stmt = select(_T.c.id).where(
-        _T.c.source.in_(sources), _T.c.entity_kind == kind, _T.c.entity_key == key,
-        _T.c.status.in_(_OPEN))
-    if held := HELD.get():
-        stmt = stmt.where(_T.c.id.not_in(held))
-    return conn.execute(stmt.limit(1)).first() is not None
+    held = HELD.get()
+    return conn.execute(_OPEN_ABOUT[bool(held)], {
+        "sources": list(sources), "kind": kind, "key": key, "held": list(held)}
+    ).first() is not None
+
+
+_OPEN_ABOUT = {
+    held: select(_T.c.id).where(
+        _T.c.source.in_(bindparam("sources", expanding=True)),
+        _T.c.entity_kind == bindparam("kind"), _T.c.entity_key == bindparam("key"),
+        _T.c.status.in_(_OPEN),
+        *([_T.c.id.not_in(bindparam("held", expanding=True))] if held else [])).limit(1)
+    for held in (False, True)}
 
 
 # The ids of the events the current task applies (set by the worker per claim).
