@@ -370,8 +370,11 @@ class WeComWriter:
             await self._check_level(body)
         try:
             if endpoint == "department/create":
-                async with self._creating_once(str(source)):
-                    await self._write(endpoint, body, ids, made)
+                async with self._creating_once(str(source)) as made_by_another:
+                    if made_by_another is None:
+                        await self._write(endpoint, body, ids, made)
+                    else:
+                        ids[str(source)] = made_by_another
             else:
                 await self._write(endpoint, body, ids, made)
         except ConflictError as exc:
@@ -380,20 +383,16 @@ class WeComWriter:
             raise _named(exc, body) from exc
 
     @contextlib.asynccontextmanager
-    async def _creating_once(self, source: str) -> AsyncIterator[None]:
+    async def _creating_once(self, source: str) -> AsyncIterator[str | None]:
         """One create of Authing department ``source`` at a time: its own event and a
         member's event may both need it at once. The second waits for the first and, when
-        the link table then holds the department, does not create it again (which WeCom
-        would refuse with 60008, read as a foreign department of that name): a conflict,
-        re-planned, which finds the department made."""
+        the link table then holds the department, gets its WeCom id instead of creating it
+        again (which WeCom would refuse with 60008, read as a foreign department of that
+        name); None: create it."""
         lock = self._creating.setdefault(source, asyncio.Lock())
         waited = lock.locked()
         async with lock:
-            if waited and await self.target.ids.wecom_id(Kind.DEPARTMENT, source) is not None:
-                raise ConflictError(f"Authing department {source} was created in WeCom by "
-                                    "another event a moment ago: re-planned",
-                                    remote="wecom", endpoint="department/create")
-            yield
+            yield await self.target.ids.wecom_id(Kind.DEPARTMENT, source) if waited else None
 
     async def _check_level(self, body: Mapping[str, Any]) -> None:
         """WeCom allows 15 levels, the root being level 1 (reference §3.2): a create or
