@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -13,12 +11,7 @@ from qs_codec import decode as qs_decode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sync_core.authing.events import (
-    GATHER_SECONDS,
-    MalformedWebhook,
-    handled,
-    parse_delivery,
-)
+from sync_core.authing.events import MalformedWebhook, handled, parse_delivery
 from sync_core.http.documents import (
     MAX_DEPTH,
     MalformedDocument,
@@ -74,7 +67,6 @@ async def receive(request: Request) -> Response:
                else "downstream off (WECOM_SYNC_DIRECTION=upstream): recorded, not applied")
     stored = 0
     for entry in entries:
-        received = utcnow()
         result = await c.writer.submit(NewEvent(
             source=EventSource.AUTHING.value,
             dedupe_key=entry.dedupe_key,
@@ -82,15 +74,12 @@ async def receive(request: Request) -> Response:
             entity_key=entry.entity_key,
             event_type=entry.event_type,
             payload=entry.payload,
-            received_at=received,
+            received_at=utcnow(),
             settled=settled,
-            due_at=None if settled else received + timedelta(seconds=GATHER_SECONDS),
         ))
         stored += not result.duplicate
     if stored and settled is None:
-        # When it is due (not left for the worker's next poll); a few ms late rather than
-        # early, which would find nothing due yet.
-        asyncio.get_running_loop().call_later(GATHER_SECONDS + 0.005, c.wake.set)
+        c.wake.set()  # as a WeCom callback does: not left for the worker's next poll
     c.metrics.callbacks.labels(ROUTE, "stored" if stored else "duplicate").inc()
     return JSONResponse({"ok": True, "stored": stored})
 

@@ -42,25 +42,6 @@ def test_claim_coalesces_an_entity_and_keeps_it_exclusive(engine) -> None:  # ty
     assert [(c.entity_key, c.ids) for c in again] == [("a", (4,))]
 
 
-def test_an_event_due_later_is_claimed_then_with_those_that_arrived_meanwhile(engine) -> None:  # type: ignore[no-untyped-def]
-    """A webhook due a moment after its arrival (the other webhooks of its change are on
-    their way) is not claimed before then; then the entity's later events come with it,
-    whether or not they are due yet."""
-    now = utcnow()
-    with engine.begin() as conn:
-        insert_new(conn, [_due(_ev("1", "a"), now + timedelta(seconds=1))])
-        insert_new(conn, [_due(_ev("2", "a"), now + timedelta(seconds=2))])
-    assert _claim(engine, now=now) == []
-    [claim] = _claim(engine, now=now + timedelta(seconds=1))
-    assert (claim.entity_key, claim.ids) == ("a", (1, 2))
-
-
-def _due(event: NewEvent, at):  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
-    return replace(event, due_at=at)
-
-
 def test_expired_lease_returns_events_to_the_queue(engine) -> None:  # type: ignore[no-untyped-def]
     with engine.begin() as conn:
         insert_new(conn, [_ev("1", "a")])

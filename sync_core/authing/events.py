@@ -37,13 +37,6 @@ DEPARTMENT_EVENTS = frozenset({"organization:node-added", "organization:node-upd
 RECONCILE_EVENTS = frozenset({"organization:imported", "organization:tree-updated"})
 HANDLED_EVENTS = USER_EVENTS | DEPARTMENT_EVENTS | RECONCILE_EVENTS
 
-# One change in Authing fires several webhooks a few ms apart (a new user in a department:
-# ``user:created``, then ``organization:member-added``; a write-back of two ids: a
-# ``user:updated`` and a ``user:udv-changed``). A webhook is claimed this long after it
-# arrived, so that the later ones of the same change are applied with it in one re-read
-# instead of a second one.
-GATHER_SECONDS = 0.025
-
 
 def handled(event_name: str) -> bool:
     return event_name in HANDLED_EVENTS

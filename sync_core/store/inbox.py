@@ -29,9 +29,6 @@ class NewEvent:
     # Settled on arrival (``done`` with this outcome) instead of queued: an event no
     # running direction applies, kept for the record but never replayed as a write.
     settled: str | None = None
-    # When it may be claimed, if later than its arrival: the events of one change that
-    # arrive a few ms apart are then claimed (and applied) together.
-    due_at: datetime | None = None
 
     def row(self) -> dict[str, Any]:
         return {
@@ -45,7 +42,7 @@ class NewEvent:
             "status": (EventStatus.PENDING if self.settled is None
                        else EventStatus.DONE).value,
             "attempts": 0,
-            "next_attempt_at": self.due_at or self.received_at,
+            "next_attempt_at": self.received_at,
             "last_error": None,
             "processed_at": None if self.settled is None else self.received_at,
             "outcome": self.settled,
@@ -80,12 +77,11 @@ _PG_INSERT = text("""
     INSERT INTO inbox_events (source, dedupe_key, received_at, entity_kind, entity_key,
                               event_type, payload, status, attempts, next_attempt_at,
                               processed_at, outcome)
-    SELECT s, k, r, ek, ey, et, p::json, st, 0, n, pa, o
+    SELECT s, k, r, ek, ey, et, p::json, st, 0, r, pa, o
     FROM unnest(CAST(:s AS text[]), CAST(:k AS text[]), CAST(:r AS timestamptz[]),
                 CAST(:ek AS text[]), CAST(:ey AS text[]), CAST(:et AS text[]),
-                CAST(:p AS text[]), CAST(:st AS text[]), CAST(:n AS timestamptz[]),
-                CAST(:pa AS timestamptz[]), CAST(:o AS text[]))
-         AS t(s, k, r, ek, ey, et, p, st, n, pa, o)
+                CAST(:p AS text[]), CAST(:st AS text[]), CAST(:pa AS timestamptz[]),
+                CAST(:o AS text[])) AS t(s, k, r, ek, ey, et, p, st, pa, o)
     ON CONFLICT ON CONSTRAINT uq_inbox_source_dedupe DO NOTHING
     RETURNING source, dedupe_key
 """)
@@ -97,8 +93,7 @@ def _insert_postgres(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[
         "r": [r["received_at"] for r in rows], "ek": [r["entity_kind"] for r in rows],
         "ey": [r["entity_key"] for r in rows], "et": [r["event_type"] for r in rows],
         "p": [json.dumps(r["payload"], ensure_ascii=False) for r in rows],
-        "st": [r["status"] for r in rows], "n": [r["next_attempt_at"] for r in rows],
-        "pa": [r["processed_at"] for r in rows],
+        "st": [r["status"] for r in rows], "pa": [r["processed_at"] for r in rows],
         "o": [r["outcome"] for r in rows],
     })
     return {(row.source, row.dedupe_key) for row in result}
