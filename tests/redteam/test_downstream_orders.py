@@ -141,3 +141,38 @@ def test_member_removed_for_an_already_deleted_user_settles_quietly(
         s.settle()
         bad = s.events(status="dead") + s.events(status="failed")
         assert bad == [] and wecom_user(s, "sunqi") is None, bad
+
+
+def test_a_user_outside_the_synced_organization_is_not_created_in_wecom(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """Issue 10 §4 ("a member needs a name and at least one department in the synced
+    organization"): a user who belongs only to another Authing organization gets no WeCom
+    member, whatever webhooks arrive about it."""
+    with running_stack(sqlite_url, keys, direction="downstream") as s:
+        a = s.authing.admin
+        other = a.create_organization("other", "其他组织")
+        member_of(s, "outsider", "外人", other["departmentId"])
+        s.settle()
+        assert wecom_user(s, "outsider") is None
+
+
+def test_a_user_moved_out_of_the_synced_organization_does_not_stay_active(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """Mission "no former employee stays active" with issue 10 §4 (a member needs a
+    department in the synced organization; deletes follow the policy, default
+    ``resign`` → disabled): a user whose last department in the synced organization is
+    removed (``member-removed``; it now belongs only to another organization) has left
+    what WeCom mirrors. Its WeCom member must not stay active in its old department."""
+    with running_stack(sqlite_url, keys, direction="downstream") as s:
+        a = s.authing.admin
+        dept = a.create_department(ORG, "研发部", root(s))["departmentId"]
+        other = a.create_organization("other", "其他组织")
+        user_id = member_of(s, "mover", "调走者", dept)
+        s.settle()
+        assert wecom_user(s, "mover") is not None
+        a.set_user_departments(user_id, [{"departmentId": other["departmentId"]}])
+        s.settle()
+        member = wecom_user(s, "mover")
+        reasons = "; ".join(f'{e["event_type"]} {e["status"]} {e["last_error"] or ""}'
+                            for e in s.events(entity_key=user_id))
+        assert member is None or member["status"] == 2, (member, reasons)
