@@ -5,9 +5,9 @@ the simulator is fixed."""
 
 from __future__ import annotations
 
-from ..test_sim_wecom import Wecom, sim  # noqa: F401 - the fixture
-
 from simulators.wecom import WeComSimulator
+
+from ..test_sim_wecom import Wecom, sim  # noqa: F401 - the fixture
 
 
 def test_updating_the_root_department_with_parentid_0_is_refused(

@@ -18,51 +18,6 @@ def parent_open_id(s: Stack, wecom_id: int) -> str | None:
         return parent.open_department_id if parent is not None else None
 
 
-def test_a_rehired_member_is_active_again_after_a_resign(
-        sqlite_url: str, keys: CallbackKeys) -> None:
-    """README deletes (default policy ``resign``: the Authing account is resigned) with
-    the mission "nothing is lost": a member leaves WeCom and is later re-hired under the
-    same userid (``create_user`` called back). The Authing account for that userid must
-    be active again and in the member's department."""
-    with running_stack(sqlite_url, keys) as s:
-        s.wecom.admin.create_department("研发", 1, id=2)
-        s.wecom.admin.create_user("rehire", "回聘", department=(2,), mobile="13800000021",
-                                  email="rehire@example.com")
-        s.settle()
-        s.wecom.admin.delete_user("rehire")
-        s.settle()
-        gone = s.user("rehire")
-        assert gone is None or gone["status"] != "Activated", gone
-        s.wecom.admin.create_user("rehire", "回聘", department=(2,), mobile="13800000021",
-                                  email="rehire@example.com")
-        s.settle()
-        back = s.user("rehire")
-        assert back is not None and back["status"] == "Activated", (back, dead_reasons(s))
-        assert s.user_open_departments("rehire") == {"2"}, back
-
-
-def test_a_rehire_overtaking_its_delayed_delete_leaves_the_account_active(
-        sqlite_url: str, keys: CallbackKeys) -> None:
-    """Mission "right under any order, delay": the ``delete_user`` callback of a leaver is
-    delayed past the ``create_user`` of their re-hire under the same userid. WeCom holds
-    the member; Authing must end with an active account for it."""
-    with running_stack(sqlite_url, keys) as s:
-        s.wecom.admin.create_department("研发", 1, id=2)
-        s.wecom.admin.create_user("back", "回来", department=(2,), mobile="13800000022",
-                                  email="back@example.com")
-        s.settle()
-        s.wecom.pusher.hold_next(1)
-        s.wecom.admin.delete_user("back")
-        s.wecom.admin.create_user("back", "回来", department=(2,), mobile="13800000022",
-                                  email="back@example.com")
-        s.settle()
-        s.wecom.pusher.release()
-        s.settle()
-        account = s.user("back")
-        assert account is not None and account["status"] == "Activated", \
-            (account, dead_reasons(s))
-
-
 def test_a_parent_and_child_swapped_with_the_first_move_delayed(
         sqlite_url: str, keys: CallbackKeys) -> None:
     """Mission "right under any order": WeCom has A (2) with child B (3); B moves to the
