@@ -42,3 +42,30 @@ def test_a_wecom_leaver_is_not_brought_back_by_an_authing_edit_made_meanwhile(
         account = s.user("leaver")
         assert member is None or member["status"] == 2, (member, account, dead_reasons(s))
         assert account is None or account["status"] != "Activated", (member, account)
+
+
+
+def test_a_department_wecom_removed_is_not_brought_back_by_an_authing_rename(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """The same race for a department (README conflict rule; mission "nothing is lost"
+    read the other way: nothing deleted comes back unasked): WeCom removes an empty
+    department and, before its ``delete_party`` callback arrives, an Authing admin renames
+    it. Once all is delivered, WeCom must not hold that department again (under the old
+    or the new name) while Authing keeps it: both sides agree it is gone."""
+    with running_stack(sqlite_url, keys, direction="both") as s:
+        s.wecom.admin.create_department("旧组", 1, id=2)
+        s.settle()
+        with s.authing.state.lock:
+            key = next(d.department_id for d in s.authing.state.departments.values()
+                       if d.open_department_id == "2")
+        s.wecom.pusher.hold_next(1)
+        s.wecom.admin.delete_department(2)
+        s.authing.admin.update_department("wecom", key, name="新组")
+        s.authing.webhooks.drain(30)
+        s.settle()
+        s.wecom.pusher.release()
+        quiet(s)
+        in_wecom = sorted(d.name for d in s.wecom.state.departments.walk() if d.id != 1)
+        in_authing = sorted(d.name for d in s.departments().values()
+                            if d.open_department_id != "1")
+        assert in_wecom == in_authing == [], (in_wecom, in_authing, dead_reasons(s))
