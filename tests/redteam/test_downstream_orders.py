@@ -68,3 +68,26 @@ def test_a_user_moved_out_of_the_synced_organization_does_not_stay_active(
                             for e in s.events(entity_key=user_id))
         assert member is None or member["status"] == 2, (member, reasons)
 
+
+
+def test_an_authing_externalid_change_leaves_authing_naming_a_real_member(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """Issue 10 §3 ("the WeCom userid is the Authing externalId ... whatever is chosen is
+    written back to Authing") and reference §3.6 ("a userid can hardly be renamed ... an
+    Authing change must not try to rename it"): an admin changes a synced user's
+    externalId from ``ext`` to ``ext2``. Whatever downstream does (refuse with a per-item
+    error, or make WeCom follow), afterwards the userid Authing records as the member's
+    (customData ``wechatwork_user_id``) must be one WeCom holds. Today downstream writes
+    ``ext2`` back as the WeCom userid while WeCom still holds only ``ext``, with no error:
+    the link is silently broken (in ``both`` the next callback about ``ext`` finds no
+    Authing account for it)."""
+    with running_stack(sqlite_url, keys, direction="downstream") as s:
+        a = s.authing.admin
+        dept = a.create_department(ORG, "研发部", root(s))["departmentId"]
+        user_id = member_of(s, "ext", "外部", dept, externalId="ext")
+        s.settle()
+        a.update_user(user_id, externalId="ext2")
+        s.settle()
+        held = (a.get_user(user_id) or {}).get("customData", {}).get("wechatwork_user_id")
+        assert held is not None and wecom_user(s, str(held)) is not None, \
+            (held, wecom_user(s, "ext") is not None, wecom_user(s, "ext2"))
