@@ -13,14 +13,14 @@ from ..test_reconcile_e2e import finished, start
 
 
 def test_concurrent_approvals_apply_the_run_once(
-        db_url: str, keys: CallbackKeys) -> None:
+        pg_url: str, keys: CallbackKeys) -> None:
     """Two operators (or a double click) approve the same blocked run at once: exactly
     one approval is accepted (202), the others are refused (409), and the run's deletes
     are applied once (its ``deleted`` counter equals the members removed). Today
     ``Reconciler.approve`` reads the status, then marks the run running in another
     transaction: several approvals pass the check and each applies the deletes (the later
-    ones fail theirs: "用户不存在"). A timing race: PostgreSQL may pass by luck."""
-    with running_stack(db_url, keys, delete_threshold_percent=100,
+    ones fail theirs: "用户不存在"). A timing race, driven four rounds on PostgreSQL."""
+    with running_stack(pg_url, keys, delete_threshold_percent=100,
                        delete_threshold_count=1, user_delete_policy="delete") as s:
         s.wecom.admin.create_department("A", 1, id=2)
         for round_ in range(4):  # a race: several rounds, each must hold
