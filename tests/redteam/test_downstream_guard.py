@@ -9,7 +9,7 @@ import httpx
 
 from ..conftest import CallbackKeys
 from ..e2e_stack import OPS, ORG, running_stack
-from ..test_downstream_e2e import authing_writes, root, wecom_user, writes
+from ..test_downstream_e2e import root, wecom_user
 from ..test_downstream_reconcile_e2e import down
 from ..test_reconcile_e2e import finished
 from .test_downstream_orders import hooks, member_of
@@ -41,30 +41,6 @@ def test_approval_keeps_a_member_whose_authing_user_came_back(
         done = finished(s, run["id"])
         assert wecom_user(s, "gone") is None, done
         assert wecom_user(s, "back") is not None, done
-
-
-def test_a_downstream_dry_run_with_deletes_writes_nothing_on_either_side(
-        sqlite_url: str, keys: CallbackKeys) -> None:
-    """README "Reconciler": a dry run has the same shape with nothing applied; counted on
-    both simulators (WeCom writes and Authing write-backs) for a full downstream dry run
-    that would create, update and delete."""
-    with running_stack(sqlite_url, keys, direction="downstream", user_delete_policy="delete",
-                       delete_threshold_percent=100, delete_threshold_count=100) as s:
-        a = s.authing.admin
-        dept = a.create_department(ORG, "研发部", root(s))["departmentId"]
-        leaving = member_of(s, "leaving", "要走", dept)
-        staying = member_of(s, "staying", "要留", dept)
-        s.settle()
-        hooks(s, False)
-        a.delete_user(leaving)
-        a.update_user(staying, name="改名了")
-        a.create_department(ORG, "新部门", root(s))
-        member_of(s, "newbie", "新人", dept)
-        before = (writes(s), authing_writes(s))
-        run = down(s, mode="full", dry_run=True)
-        assert run["status"] == "succeeded", run
-        assert (writes(s), authing_writes(s)) == before, run
-        assert wecom_user(s, "leaving") is not None and wecom_user(s, "newbie") is None
 
 
 def test_approval_deletes_the_members_of_resigned_users(

@@ -14,7 +14,8 @@ def test_updating_the_root_department_with_parentid_0_is_refused(
         sim: WeComSimulator) -> None:  # noqa: F811
     """Reference §3.6 "Departments": "The root (id 1): update it **without** ``parentid``
     (with ``parentid: 0`` it answers 60124)". The simulator must answer 60124 and leave
-    the root as it was."""
+    the root as it was. Today it answers an HTTP 500 (KeyError in
+    ``departments._check_sibling_name``) with a name, and ``errcode 0`` without one."""
     w = Wecom(sim)
     answer = w.post("department/update", {"id": 1, "name": "总部", "parentid": 0})
     assert answer["errcode"] == 60124, answer

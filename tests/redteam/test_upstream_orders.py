@@ -22,7 +22,9 @@ def test_a_parent_and_child_swapped_with_the_first_move_delayed(
         sqlite_url: str, keys: CallbackKeys) -> None:
     """Mission "right under any order": WeCom has A (2) with child B (3); B moves to the
     root, then A moves under B. The first callback (B to the root) is delayed past the
-    second. Authing must end with B under the root and A under B, no event dead."""
+    second. Authing must end with B under the root and A under B, no event dead. Today
+    A's move is refused by Authing as a cycle (2410: B is still under A there), taken as
+    a permanent error and ``dead``; B's later move does not bring A's back."""
     with running_stack(sqlite_url, keys) as s:
         s.wecom.admin.create_department("甲", 1, id=2)
         s.wecom.admin.create_department("乙", 2, id=3)
@@ -42,8 +44,12 @@ def test_a_department_deleted_before_its_members_delete_callbacks_arrive(
         sqlite_url: str, keys: CallbackKeys) -> None:
     """Mission "right under any order, delay": WeCom removes a team, its members first,
     then the department; the members' ``delete_user`` callbacks are delayed past the
-    ``delete_party``. Authing must end without the department and without active
-    accounts for the members, nothing dead."""
+    ``delete_party`` (here: until the department's event has spent its attempts). Authing
+    must end without the department and without active accounts for the members, nothing
+    dead. Today the department delete goes ``dead`` as "not empty" (README: a conflict a
+    re-plan resolves counts against WECOM_SYNC_WORKER_MAX_ATTEMPTS) and nothing revisits it
+    once the members' deletes arrive: an empty department WeCom removed stays in Authing
+    until an operator replays it or a full reconcile runs."""
     with running_stack(sqlite_url, keys) as s:
         s.wecom.admin.create_department("解散组", 1, id=2)
         for i in range(2):
