@@ -13,6 +13,7 @@ from .test_downstream_e2e import (
     authing_writes,
     dead_reasons,
     root,
+    synced_member,
     wecom_departments,
     wecom_id,
     wecom_user,
@@ -198,11 +199,7 @@ def test_a_wecom_leaver_whose_callback_is_lost_is_not_brought_back_by_an_authing
     longer holds what upstream synced from it); it hands upstream a sync of the userid,
     which applies the delete policy to Authing as the callback would have."""
     with running_stack(sqlite_url, keys, direction="both", user_delete_policy=policy) as s:
-        s.wecom.admin.create_department("研发部", 1, id=2)
-        s.wecom.admin.create_user("gone", "走了", department=(2,), mobile="13800000071",
-                                  email="gone@example.com")
-        s.settle()
-        uid = s.user("gone")["userId"]  # type: ignore[index]
+        uid = synced_member(s, "gone", "走了", "13800000071")
         s.wecom.pusher.drop_next(1)
         s.wecom.admin.delete_user("gone")
         s.authing.admin.update_user(uid, name="改名")
