@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from sync_core.authing.essence import USER_ATTRS
 from sync_core.authing.mapping import (
     DEPARTMENT_ID_FIELD,
     SET_DEPARTMENTS_MAX,
@@ -45,7 +44,11 @@ from sync_core.authing.mapping import (
     map_user,
 )
 from sync_core.authing.model import AuthingDepartment, AuthingMembership, AuthingUser
-from sync_core.authing.render import WORDING, AuthingRender
+from sync_core.authing.render import (
+    CANONICAL_GENDERS,
+    CANONICAL_STATUSES,
+    AuthingRender,
+)
 from sync_core.binding import Binding
 from sync_core.directory import planner as directory
 from sync_core.directory.memberships import Held, plan_memberships
@@ -64,7 +67,6 @@ from sync_core.directory.operations import (
     deletion_guard,
     resolve_refs,
 )
-from sync_core.directory.planner import merge_custom, same
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.settings import UserDeletePolicy
 from sync_core.wecom.model import WeComDepartment, WeComUser
@@ -124,17 +126,9 @@ def _plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Bi
         if actual is None:
             return () if key is None else (Operation(Kind.USER, key, Action.UNCHANGED),)
         return (_plan_user_gone(actual, policy, index),)
-    want = map_user(desired, policy.mapping)
-    if actual is None:
-        return _after_departments(_plan_user_create(want, policy, index), policy, index)
-    if actual.external_id != want.external_id:  # unlinked, renamed or another's
-        conflict = directory.user_conflict(
-            (want.external_id, want.renamed_from), actual.external_id or "", actual.user_id,
-            policy.adopt_existing, WORDING, key=want.external_id)
-        if conflict is not None:
-            return (conflict,)
-    return _after_departments(_plan_user_update(want, actual, policy, index, memberships),
-                              policy, index)
+    op = _plan_user_upsert(map_user(desired, policy.mapping), actual, policy, index,
+                           memberships)
+    return (op,) if op.action is Action.SKIP else _after_departments(op, policy, index)
 
 
 def plan_user_hold(actual: AuthingUser, policy: Binding, index: DepartmentIndex,
@@ -425,62 +419,65 @@ class _UnmanagedLookup:
         return None
 
 
-def _plan_user_create(want: DesiredUser, policy: Binding, index: DepartmentIndex) -> Operation:
-    key = want.external_id
-    values = {**dict(want.create_only), **dict(want.fields)}
-    body: dict[str, Any] = {"externalId": key}
-    body.update((k, v) for k, v in values.items() if v)
-    if body.get("status") == "Resigned":
-        return _skip(Kind.USER, key, "resigned in WeCom (status 5): no account is created",
-                     cause=Cause.POLICY)
-    if not any(body.get(k) for k in ("username", "phone", "email")):
-        return _skip(Kind.USER, key, "cannot create: Authing needs a username, phone or "
-                                     "email and WeCom sent none", cause=Cause.INCOMPLETE)
-    changes = [Change(k, None, v) for k, v in body.items()]
-    custom = {k: v for k, v in want.custom_data if v}
-    body["customData"] = custom
-    changes += [Change(f"customData.{k}", None, v) for k, v in custom.items()]
-    requests = [Request("create-user", body)]
-    needs: tuple[str, ...] = ()
-    planned = _membership_plan(want.memberships, None, policy, index)
-    unfit = want.unfit
-    if planned is not None and planned.items:
-        needs, change = planned.needs, planned.change
-        changes.append(change)
-        writes, too_many = _membership_requests(key, True, planned, policy)
-        requests += writes
-        unfit += too_many
-    return Operation(Kind.USER, key, Action.CREATE, None, tuple(changes), tuple(requests), needs,
-                     unfit=unfit)
-
-
-def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Binding,
+def _plan_user_upsert(want: DesiredUser, actual: AuthingUser | None, policy: Binding,
                       index: DepartmentIndex,
                       memberships: dict[str, frozenset[str]] | None) -> Operation:
-    changes, body = _profile_changes(want, actual, policy)
-    custom_changes, custom = merge_custom(want.custom_data, actual.custom_data,
-                                          field=WORDING.custom_field)
-    changes += custom_changes
-    if custom is not None:
-        body["customData"] = custom
-    requests = []
-    if body:
-        requests.append(Request("update-user", {"userId": actual.user_id, **body}))
-    needs: tuple[str, ...] = ()
+    """The canonical planner decides the create or the profile update (ownership, fields,
+    customData) and ``AuthingRender`` writes it; then the set-user-departments rule."""
+    render = AuthingRender(policy.organization_code, actual,
+                           policy.mapping.default_country_code)
+    have = None if actual is None else canonical_user(actual, policy, index)
+    desired = canonical_desired(want, actual, policy)
+    [op] = directory.plan_user(desired, have, {}, _policy(policy), render,
+                               key=want.external_id)
+    if op.action is Action.SKIP:
+        return op
+    created = op.action is Action.CREATE
     planned = _membership_plan(want.memberships, actual, policy, index)
+    if op.action is Action.UNCHANGED and planned is None and not want.unfit:
+        return op
+    changes = list(render.shown(op.changes, desired, created)) if op.changes else []
+    requests = list(op.requests)
+    needs: tuple[str, ...] = ()
     unfit = want.unfit
-    if planned is not None:
-        needs, change = planned.needs, planned.change
-        changes.append(change)
-        writes, too_many = _membership_requests(actual.user_id, False, planned, policy)
+    if planned is not None and (planned.items or not created):
+        user = want.external_id if actual is None else actual.user_id
+        needs = planned.needs
+        changes.append(planned.change)
+        writes, too_many = _membership_requests(user, created, planned, policy)
         requests += writes
         unfit += too_many
-        if memberships is not None:  # departments not created yet cannot be left
+        if memberships is not None and actual is not None:  # not created yet: cannot leave
             memberships[actual.user_id] = frozenset(
                 i["departmentId"] for i in planned.items if isinstance(i["departmentId"], str))
-    action = Action.UPDATE if requests else Action.UNCHANGED
-    return Operation(Kind.USER, want.external_id, action, actual.user_id, tuple(changes),
+    action = op.action if created or not requests else Action.UPDATE
+    return Operation(Kind.USER, want.external_id, action, op.target, tuple(changes),
                      tuple(requests), needs, unfit=unfit)
+
+
+def canonical_desired(want: DesiredUser, actual: AuthingUser | None, policy: Binding) -> User:
+    """A WeCom user's Authing state (``map_user``) as the canonical source record. The
+    default username follows a userid rename while the account still has the old one."""
+    fields: dict[str, Any] = {}
+    phone = None
+    for name, value in want.fields:
+        if name == "phone":
+            phone = value
+            fields["mobile"] = ""  # the code follows the phone (``map_user``)
+        elif name == "phoneCountryCode":
+            fields["mobile"] = f"{value}-{phone}" if phone and value else ""
+        elif name == "gender":
+            fields["gender"] = CANONICAL_GENDERS.get(value or "", value)
+        elif name == "status":
+            fields["status"] = CANONICAL_STATUSES.get(value or "", value)
+        else:
+            fields[_CANONICAL_NAMES.get(name, name)] = value or ""
+    if (actual is not None and want.renamed_from and "username" not in fields
+            and actual.username == want.renamed_from
+            and policy.mapping.username_source is UsernameSource.USERID):
+        fields["username"] = want.external_id
+    return User(want.external_id, None, fields, custom=want.custom_data,
+                initial=want.create_only, renamed_from=want.renamed_from)
 
 
 def _membership_requests(user: str, by_external_id: bool, planned: _Memberships,
@@ -529,32 +526,6 @@ def _membership_requests(user: str, by_external_id: bool, planned: _Memberships,
         "userIds": (member,), "organizationCode": policy.organization_code,
         "departmentId": i["departmentId"]}) for _, i in plain]
     return requests, tuple(unfit)
-
-
-_USER_ATTRS = USER_ATTRS
-
-
-def _profile_changes(want: DesiredUser, actual: AuthingUser,
-                     policy: Binding) -> tuple[list[Change], dict[str, Any]]:
-    changes: list[Change] = []
-    body: dict[str, Any] = {}
-    if actual.external_id != want.external_id:  # rename or adoption
-        changes.append(Change("externalId", actual.external_id, want.external_id))
-        body["externalId"] = want.external_id
-    fields = dict(want.fields)
-    if (want.renamed_from and "username" not in fields and actual.username == want.renamed_from
-            and policy.mapping.username_source is UsernameSource.USERID):
-        fields["username"] = want.external_id
-    for name, new in fields.items():
-        old = getattr(actual, _USER_ATTRS[name])
-        if name == "phoneCountryCode":  # Authing leaves it empty for its default region
-            old = old or policy.mapping.default_country_code
-        if not same(old, new):
-            changes.append(Change(name, old, new))
-            body[name] = new
-    if body.get("phone") and "phoneCountryCode" in fields:
-        body["phoneCountryCode"] = fields["phoneCountryCode"]
-    return changes, body
 
 
 def _plan_user_gone(actual: AuthingUser, policy: Binding, index: DepartmentIndex) -> Operation:
@@ -745,21 +716,43 @@ def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[Auth
 # reference/authing-api.md §2.2). Another status (Archived, Deactivated) counts as enabled:
 # the suspend policy still writes Suspended.
 _DISABLED = frozenset({"Suspended", "Resigned"})
+# create-user needs one of username, phone and email (reference/authing-api.md §2.2).
+_CREATE_NEEDS = ("username", "mobile", "email")
+_CANONICAL_NAMES = {"photo": "avatar"}  # Authing field → canonical, where they differ
 
 
 def canonical_user(user: AuthingUser, policy: Binding, index: DepartmentIndex) -> User:
     """An Authing user as the canonical planner's target record (the fields its ownership
     and removal rules read): linked to its externalId, ours by ``is_managed_user``."""
-    status = user.status
-    return User(user.external_id or "", user.user_id,
+    status, gender = user.status, user.gender
+    mobile = f"{user.phone_country_code or policy.mapping.default_country_code}-{user.phone}" \
+        if user.phone else ""
+    fields = {"name": user.name or "", "username": user.username or "", "mobile": mobile,
+              "email": user.email or "", "gender": CANONICAL_GENDERS.get(gender, gender)
+              if gender else "", "avatar": user.photo or "",
+              "status": CANONICAL_STATUSES.get(status, status) if status else ""}
+    return User(user.external_id or "", user.user_id, fields,
                 enabled=None if status is None else status not in _DISABLED,
                 resigned=None if status is None else status == "Resigned",
-                managed=is_managed_user(user, policy, index), record=user)
+                custom=user.custom_data, managed=is_managed_user(user, policy, index),
+                record=user)
 
 
 def _policy(binding: Binding) -> directory.Policy:
-    return directory.Policy(delete=str(binding.user_delete_policy),
-                            adopt=binding.adopt_existing)
+    """The canonical planner's rules for ``binding``: made once per binding, as every
+    planned user needs them (the last one is kept, by identity)."""
+    cached = _POLICY_CACHE.get(id(binding))
+    if cached is not None and cached[0] is binding:
+        return cached[1]
+    rules = directory.Policy(delete=str(binding.user_delete_policy),
+                             adopt=binding.adopt_existing, relink=True,
+                             create_needs=_CREATE_NEEDS)
+    _POLICY_CACHE.clear()
+    _POLICY_CACHE[id(binding)] = (binding, rules)
+    return rules
+
+
+_POLICY_CACHE: dict[int, tuple[Binding, directory.Policy]] = {}
 
 
 

@@ -1,30 +1,137 @@
 """Authing v3 requests for the canonical planner's decisions (``directory.planner``'s
-``DepartmentRender``), and the changes they make in Authing's field names as run items
-show them (reference/authing-api.md §2: delete-users-batch, resign-user, update-user;
-create-department, update-department, delete-department)."""
+``Render``), and the changes they make in Authing's field names as run items show them
+(reference/authing-api.md §2: create-user, update-user, delete-users-batch, resign-user;
+create-department, update-department, delete-department).
+
+Canonical user fields (``directory.model``) in Authing's names: ``mobile`` is ``phone``
+plus ``phoneCountryCode`` (Authing leaves the code empty for its default region),
+``avatar`` is ``photo``, ``gender`` is M/F/U, ``status`` is Activated/Suspended/Resigned;
+an empty value clears a top-level field (sent as null) and is left out of a create.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sync_core.directory.model import Department, User
+from sync_core.authing.essence import USER_ATTRS
+from sync_core.authing.model import AuthingUser
+from sync_core.directory.model import USER_FIELDS, Department, User
 from sync_core.directory.operations import Action, Change, Request
-from sync_core.directory.planner import Rendered, Wording
+from sync_core.directory.planner import Rendered, Wording, same
 
 WORDING = Wording(source="WeCom", target="Authing", key_field="externalId",
-                  service="wecom-sync", custom_field="customData")
+                  service="wecom-sync", custom_field="customData",
+                  resigned="resigned in WeCom (status 5)",
+                  identifiers="a username, phone or email")
 # The Authing status each disabling action writes.
 _STATUS = {Action.RESIGN: "Resigned", Action.SUSPEND: "Suspended"}
+# Canonical values ↔ Authing's (create-user's enums, reference/authing-api.md §2.2).
+GENDERS = {"male": "M", "female": "F", "unknown": "U"}
+STATUSES = {"active": "Activated", "suspended": "Suspended", "resigned": "Resigned"}
+CANONICAL_GENDERS = {v: k for k, v in GENDERS.items()}
+CANONICAL_STATUSES = {v: k for k, v in STATUSES.items()}
+_KEY, _CUSTOM = "key", "custom"  # the planner's names for the link and the free-form data
+_CANONICAL_FIELDS = frozenset(USER_FIELDS)
+# Canonical field → Authing field, where one holds the other (``mobile`` is two).
+_AUTHING_NAMES = {"name": "name", "username": "username", "email": "email",
+                  "gender": "gender", "status": "status", "avatar": "photo"}
+
+
+def authing_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical user ``fields`` as Authing's top-level fields (None: clear), in their
+    order; a mobile that is not ``+<code>-<national>`` is left out, and so are names
+    Authing has no top-level field for."""
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name == "mobile":
+            code, _, national = value.partition("-")
+            if not value:
+                values["phone"] = None
+            elif national:
+                values["phone"], values["phoneCountryCode"] = national, code
+        elif name in _AUTHING_NAMES:
+            if name == "gender":
+                value = GENDERS.get(value, value)
+            elif name == "status":
+                value = STATUSES.get(value, value)
+            values[_AUTHING_NAMES[name]] = value or None
+    return values
 
 
 class AuthingRender:
-    """``organization_code``: the binding's organization, named by department writes."""
+    """``organization_code``: the binding's organization, named by department writes.
+    ``user``: the Authing user an update writes over (its phone decides whether a new
+    country code goes alone), and ``default_code`` the region Authing assumes for a phone
+    without one."""
 
     wording = WORDING
 
-    def __init__(self, organization_code: str) -> None:
+    def __init__(self, organization_code: str, user: AuthingUser | None = None,
+                 default_code: str = "+86") -> None:
         self.organization_code = organization_code
+        self.user = user
+        self.default_code = default_code
+
+    def create_user(self, user: User, fields: Mapping[str, Any],
+                    departments: Sequence[Any]) -> tuple[Request, ...]:
+        """create-user by externalId; memberships are written apart (``authing.planner``)."""
+        body: dict[str, Any] = {"externalId": user.key}
+        body.update(self._created(user, fields))
+        body["customData"] = fields.get(_CUSTOM, {})
+        return (Request("create-user", body),)
+
+    def update_user(self, target_id: str, fields: Mapping[str, Any],
+                    departments: Sequence[Any] | None,
+                    enabled: bool | None) -> tuple[Request, ...]:
+        body: dict[str, Any] = {"userId": target_id}
+        if _KEY in fields:
+            body["externalId"] = fields[_KEY]
+        body.update(self._updated(fields)[1])
+        if _CUSTOM in fields:
+            body["customData"] = fields[_CUSTOM]
+        return (Request("update-user", body),)
+
+    def shown(self, changes: Sequence[Change], desired: User,
+              created: bool = False) -> tuple[Change, ...]:
+        """The planner's ``changes`` to ``desired`` as Authing's fields show them, in the
+        source's order: for a create, what create-user sets; for an update of
+        ``self.user``, old values as Authing holds them, the phone and its code apart."""
+        new = {c.field: c.new for c in changes}
+        fields = {k: new[k] for k in desired.fields if k in new}
+        rest = [c for c in changes if c.field != _KEY and c.field not in _CANONICAL_FIELDS]
+        if created:
+            shown = [Change("externalId", None, desired.key)]
+            shown += [Change(k, None, v) for k, v in self._created(desired, fields).items()]
+        else:
+            shown = self._updated(fields)[0]
+            if _KEY in new:
+                old = self.user.external_id if self.user is not None else None
+                shown.insert(0, Change("externalId", old, new[_KEY]))
+        return (*shown, *rest)
+
+    def _created(self, user: User, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """The Authing fields a create sets: ``initial`` ones first, empty ones left out."""
+        initial = authing_values(dict(user.initial))
+        values = {**initial, **authing_values(fields)}
+        return {k: v for k, v in values.items() if v}
+
+    def _updated(self, fields: Mapping[str, Any]) -> tuple[list[Change], dict[str, Any]]:
+        """The changes and update-user fields that give ``self.user`` these values."""
+        values = authing_values(fields)
+        changes, body = [], {}
+        for name, new in values.items():
+            old = getattr(self.user, USER_ATTRS[name]) if self.user is not None else None
+            if name == "phoneCountryCode":  # Authing leaves it empty for its default region
+                old = old or self.default_code
+            if not same(old, new):
+                changes.append(Change(name, old, new))
+                body[name] = new
+        if body.get("phone") and "phoneCountryCode" in values:
+            body["phoneCountryCode"] = values["phoneCountryCode"]
+        return changes, body
 
     def remove_user(self, actual: User, action: Action) -> Rendered:
         uid = str(actual.target_id)
