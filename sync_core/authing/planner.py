@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sync_core.authing.mapping import (
+    AUTHING_GENDERS,
+    AUTHING_STATUSES,
     DEPARTMENT_ID_FIELD,
     SET_DEPARTMENTS_MAX,
     USER_ID_FIELD,
@@ -44,11 +46,7 @@ from sync_core.authing.mapping import (
     map_user,
 )
 from sync_core.authing.model import AuthingDepartment, AuthingMembership, AuthingUser
-from sync_core.authing.render import (
-    CANONICAL_GENDERS,
-    CANONICAL_STATUSES,
-    AuthingRender,
-)
+from sync_core.authing.render import AuthingRender
 from sync_core.binding import Binding
 from sync_core.directory import planner as directory
 from sync_core.directory.memberships import Held, plan_memberships
@@ -119,14 +117,16 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Bin
 
 def _plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Binding,
                index: DepartmentIndex, key: str | None,
-               memberships: dict[str, frozenset[str]] | None) -> tuple[Operation, ...]:
+               memberships: dict[str, frozenset[str]] | None,
+               want: DesiredUser | None = None) -> tuple[Operation, ...]:
     """``plan_user``; ``memberships`` (when given) gets, per Authing user id whose
-    memberships the plan replaces, the Authing departmentIds it will hold."""
+    memberships the plan replaces, the Authing departmentIds it will hold; ``want``:
+    ``desired`` mapped already."""
     if desired is None:
         if actual is None:
             return () if key is None else (Operation(Kind.USER, key, Action.UNCHANGED),)
         return (_plan_user_gone(actual, policy, index),)
-    op = _plan_user_upsert(map_user(desired, policy.mapping), actual, policy, index,
+    op = _plan_user_upsert(want or map_user(desired, policy.mapping), actual, policy, index,
                            memberships)
     return (op,) if op.action is Action.SKIP else _after_departments(op, policy, index)
 
@@ -330,8 +330,10 @@ def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy
     adopted: set[str] = set()
     for user in sorted(users, key=lambda u: u.userid):
         match = by_external.get(user.userid) or by_external.get(user.renamed_from or "")
+        want = None
         if match is None:
-            hit = unmanaged.find(map_user(user, policy.mapping), adopted)
+            want = map_user(user, policy.mapping)
+            hit = unmanaged.find(want, adopted)
             if hit is not None and not policy.adopt_existing:
                 reason = (f"conflict: unmanaged Authing user {hit[0].user_id} has the same "
                           f"{hit[1]} and no externalId; set adopt_existing to take it over")
@@ -341,7 +343,7 @@ def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy
             if hit is not None:
                 match = hit[0]
                 adopted.add(match.user_id)
-        ops += _plan_user(user, match, policy, index, None, memberships)
+        ops += _plan_user(user, match, policy, index, None, memberships, want)
     return ops, wanted
 
 
@@ -456,28 +458,15 @@ def _plan_user_upsert(want: DesiredUser, actual: AuthingUser | None, policy: Bin
 
 
 def canonical_desired(want: DesiredUser, actual: AuthingUser | None, policy: Binding) -> User:
-    """A WeCom user's Authing state (``map_user``) as the canonical source record. The
+    """A WeCom user's mapped state (``map_user``) as the canonical source record. The
     default username follows a userid rename while the account still has the old one."""
-    fields: dict[str, Any] = {}
-    phone = None
-    for name, value in want.fields:
-        if name == "phone":
-            phone = value
-            fields["mobile"] = ""  # the code follows the phone (``map_user``)
-        elif name == "phoneCountryCode":
-            fields["mobile"] = f"{value}-{phone}" if phone and value else ""
-        elif name == "gender":
-            fields["gender"] = CANONICAL_GENDERS.get(value or "", value)
-        elif name == "status":
-            fields["status"] = CANONICAL_STATUSES.get(value or "", value)
-        else:
-            fields[_CANONICAL_NAMES.get(name, name)] = value or ""
+    fields = want.values
     if (actual is not None and want.renamed_from and "username" not in fields
             and actual.username == want.renamed_from
             and policy.mapping.username_source is UsernameSource.USERID):
-        fields["username"] = want.external_id
+        fields = {**fields, "username": want.external_id}
     return User(want.external_id, None, fields, custom=want.custom_data,
-                initial=want.create_only, renamed_from=want.renamed_from)
+                initial=want.initial, renamed_from=want.renamed_from)
 
 
 def _membership_requests(user: str, by_external_id: bool, planned: _Memberships,
@@ -718,19 +707,23 @@ def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[Auth
 _DISABLED = frozenset({"Suspended", "Resigned"})
 # create-user needs one of username, phone and email (reference/authing-api.md §2.2).
 _CREATE_NEEDS = ("username", "mobile", "email")
-_CANONICAL_NAMES = {"photo": "avatar"}  # Authing field → canonical, where they differ
+# Authing's values as canonical ones (``mapping``'s tables the other way round).
+_CANONICAL_GENDERS = {v: k for k, v in AUTHING_GENDERS.items()}
+_CANONICAL_STATUSES = {v: k for k, v in AUTHING_STATUSES.items()}
 
 
 def canonical_user(user: AuthingUser, policy: Binding, index: DepartmentIndex) -> User:
-    """An Authing user as the canonical planner's target record (the fields its ownership
-    and removal rules read): linked to its externalId, ours by ``is_managed_user``."""
+    """An Authing user as the canonical planner's target record: linked to its
+    externalId, ours by ``is_managed_user``; a field Authing has no value for is known
+    empty (``""``), a status outside Authing's three keeps its own text (so the planner
+    writes the one WeCom's status maps to), a phone without its code has the default."""
     status, gender = user.status, user.gender
     mobile = f"{user.phone_country_code or policy.mapping.default_country_code}-{user.phone}" \
         if user.phone else ""
     fields = {"name": user.name or "", "username": user.username or "", "mobile": mobile,
-              "email": user.email or "", "gender": CANONICAL_GENDERS.get(gender, gender)
+              "email": user.email or "", "gender": _CANONICAL_GENDERS.get(gender, gender)
               if gender else "", "avatar": user.photo or "",
-              "status": CANONICAL_STATUSES.get(status, status) if status else ""}
+              "status": _CANONICAL_STATUSES.get(status, status) if status else ""}
     return User(user.external_id or "", user.user_id, fields,
                 enabled=None if status is None else status not in _DISABLED,
                 resigned=None if status is None else status == "Resigned",

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sync_core.authing.essence import USER_ATTRS
+from sync_core.authing.mapping import authing_values
 from sync_core.authing.model import AuthingUser
 from sync_core.directory.model import USER_FIELDS, Department, User
 from sync_core.directory.operations import Action, Change, Request
@@ -26,39 +27,8 @@ WORDING = Wording(source="WeCom", target="Authing", key_field="externalId",
                   identifiers="a username, phone or email")
 # The Authing status each disabling action writes.
 _STATUS = {Action.RESIGN: "Resigned", Action.SUSPEND: "Suspended"}
-# Canonical values ↔ Authing's (create-user's enums, reference/authing-api.md §2.2).
-GENDERS = {"male": "M", "female": "F", "unknown": "U"}
-STATUSES = {"active": "Activated", "suspended": "Suspended", "resigned": "Resigned"}
-CANONICAL_GENDERS = {v: k for k, v in GENDERS.items()}
-CANONICAL_STATUSES = {v: k for k, v in STATUSES.items()}
 _KEY, _CUSTOM = "key", "custom"  # the planner's names for the link and the free-form data
 _CANONICAL_FIELDS = frozenset(USER_FIELDS)
-# Canonical field → Authing field, where one holds the other (``mobile`` is two).
-_AUTHING_NAMES = {"name": "name", "username": "username", "email": "email",
-                  "gender": "gender", "status": "status", "avatar": "photo"}
-
-
-def authing_values(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Canonical user ``fields`` as Authing's top-level fields (None: clear), in their
-    order; a mobile that is not ``+<code>-<national>`` is left out, and so are names
-    Authing has no top-level field for."""
-    values: dict[str, Any] = {}
-    for name, value in fields.items():
-        if value is None:
-            continue
-        if name == "mobile":
-            code, _, national = value.partition("-")
-            if not value:
-                values["phone"] = None
-            elif national:
-                values["phone"], values["phoneCountryCode"] = national, code
-        elif name in _AUTHING_NAMES:
-            if name == "gender":
-                value = GENDERS.get(value, value)
-            elif name == "status":
-                value = STATUSES.get(value, value)
-            values[_AUTHING_NAMES[name]] = value or None
-    return values
 
 
 class AuthingRender:
@@ -74,43 +44,50 @@ class AuthingRender:
         self.organization_code = organization_code
         self.user = user
         self.default_code = default_code
+        # The changes of the last user write rendered here, in Authing's names: a render
+        # serves one planned user, and ``shown`` reads them back.
+        self._shown: list[Change] | None = None
 
     def create_user(self, user: User, fields: Mapping[str, Any],
                     departments: Sequence[Any]) -> tuple[Request, ...]:
         """create-user by externalId; memberships are written apart (``authing.planner``)."""
-        body: dict[str, Any] = {"externalId": user.key}
-        body.update(self._created(user, fields))
-        body["customData"] = fields.get(_CUSTOM, {})
+        values = self._created(user, fields)
+        self._shown = [Change("externalId", None, user.key),
+                       *(Change(k, None, v) for k, v in values.items())]
+        body = {"externalId": user.key, **values, "customData": fields.get(_CUSTOM, {})}
         return (Request("create-user", body),)
 
     def update_user(self, target_id: str, fields: Mapping[str, Any],
                     departments: Sequence[Any] | None,
                     enabled: bool | None) -> tuple[Request, ...]:
+        """update-user of ``self.user`` (by Authing userId)."""
+        changes, values = self._updated(fields)
         body: dict[str, Any] = {"userId": target_id}
         if _KEY in fields:
+            old = self.user.external_id if self.user is not None else None
+            changes.insert(0, Change("externalId", old, fields[_KEY]))
             body["externalId"] = fields[_KEY]
-        body.update(self._updated(fields)[1])
+        body.update(values)
         if _CUSTOM in fields:
             body["customData"] = fields[_CUSTOM]
+        self._shown = changes
         return (Request("update-user", body),)
 
     def shown(self, changes: Sequence[Change], desired: User,
               created: bool = False) -> tuple[Change, ...]:
         """The planner's ``changes`` to ``desired`` as Authing's fields show them, in the
         source's order: for a create, what create-user sets; for an update of
-        ``self.user``, old values as Authing holds them, the phone and its code apart."""
-        new = {c.field: c.new for c in changes}
-        fields = {k: new[k] for k in desired.fields if k in new}
+        ``self.user``, old values as Authing holds them, the phone and its code apart.
+        Free-form data and anything else pass as they are."""
         rest = [c for c in changes if c.field != _KEY and c.field not in _CANONICAL_FIELDS]
-        if created:
-            shown = [Change("externalId", None, desired.key)]
-            shown += [Change(k, None, v) for k, v in self._created(desired, fields).items()]
-        else:
-            shown = self._updated(fields)[0]
-            if _KEY in new:
-                old = self.user.external_id if self.user is not None else None
-                shown.insert(0, Change("externalId", old, new[_KEY]))
-        return (*shown, *rest)
+        if self._shown is None:  # not rendered here: render it
+            new = {c.field: c.new for c in changes}
+            fields = {k: new[k] for k in (*desired.fields, _KEY) if k in new}
+            if created:
+                self.create_user(desired, fields, ())
+            else:
+                self.update_user("", fields, None, None)
+        return (*(self._shown or ()), *rest)
 
     def _created(self, user: User, fields: Mapping[str, Any]) -> dict[str, Any]:
         """The Authing fields a create sets: ``initial`` ones first, empty ones left out."""
