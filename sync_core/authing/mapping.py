@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -109,7 +109,7 @@ class MappingPolicy:
                 raise ValueError(f"custom_fields: customData key {key!r} is reserved or empty")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as ``directory.model.User``: one per planned user
 class DesiredUser:
     """The state a WeCom user determines.
 
@@ -122,7 +122,7 @@ class DesiredUser:
 
     external_id: str
     renamed_from: str | None
-    values: Mapping[str, str] = field(hash=False)
+    values: Mapping[str, str]
     initial: tuple[tuple[str, str], ...]
     custom_data: tuple[tuple[str, str], ...]
     memberships: tuple[Membership, ...] | None
@@ -137,8 +137,11 @@ class DesiredUser:
         return tuple(authing_values(dict(self.initial)).items())
 
     def get(self, name: str) -> str | None:
-        """A field in Authing's names, the create-only value first."""
-        return dict(self.create_only).get(name) or dict(self.fields).get(name)
+        """An identifier Authing keeps unique (``username``, ``phone``, ``email``) as
+        Authing will hold it, the create-only value first; None when not known or empty."""
+        if name == "phone":
+            return self.values.get("mobile", "").partition("-")[2] or None
+        return dict(self.initial).get(name) or self.values.get(name) or None
 
 
 def authing_values(fields: Mapping[str, Any]) -> dict[str, Any]:

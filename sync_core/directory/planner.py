@@ -121,8 +121,9 @@ def plan_user(desired: User | None, actual: User | None, ids: Mapping[str, str],
                                  actual.target_id, policy.adopt, render.wording, key=key)
         if conflict is not None:
             return (conflict,)
+    ignore = policy.ignore
     wanted = {k: v for k, v in desired.fields.items()
-              if k not in policy.ignore and v is not None}
+              if v is not None and (not ignore or k not in ignore)}
     departments = desired.departments or ()
     if actual is None:
         return (_user_create(desired, wanted, ids, policy, render, key),)
