@@ -29,13 +29,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sync_core.authing.mapping import (
     AUTHING_GENDERS,
     AUTHING_STATUSES,
     DEPARTMENT_ID_FIELD,
-    SET_DEPARTMENTS_MAX,
     USER_ID_FIELD,
     DesiredUser,
     UsernameSource,
@@ -49,7 +48,7 @@ from sync_core.authing.model import AuthingDepartment, AuthingMembership, Authin
 from sync_core.authing.render import AuthingRender
 from sync_core.binding import Binding
 from sync_core.directory import planner as directory
-from sync_core.directory.memberships import Held, plan_memberships
+from sync_core.directory.memberships import Held, MembershipPlan, plan_memberships
 from sync_core.directory.model import Department, Membership, User
 from sync_core.directory.operations import (
     DESTRUCTIVE,
@@ -61,7 +60,6 @@ from sync_core.directory.operations import (
     Operation,
     Request,
     UnresolvedDepartment,
-    UserRef,
     deletion_guard,
     resolve_refs,
 )
@@ -442,16 +440,18 @@ def _plan_user_upsert(want: DesiredUser, actual: AuthingUser | None, policy: Bin
     requests = list(op.requests)
     needs: tuple[str, ...] = ()
     unfit = want.unfit
-    if planned is not None and (planned.items or not created):
+    if planned is not None and (planned.ours or not created):
         user = want.external_id if actual is None else actual.user_id
-        needs = planned.needs
+        needs = tuple(department_open_id(d) for d in planned.needs)
         changes.append(planned.change)
-        writes, too_many = _membership_requests(user, created, planned, policy)
+        writes, too_many = render.set_departments(
+            user, created, planned, lambda wecom_id: _dept_ref(wecom_id, index))
         requests += writes
         unfit += too_many
         if memberships is not None and actual is not None:  # not created yet: cannot leave
+            ids = (index.authing_id(m.department) for m in planned.ours)
             memberships[actual.user_id] = frozenset(
-                i["departmentId"] for i in planned.items if isinstance(i["departmentId"], str))
+                [i for i in ids if i] + [m.department for m in planned.foreign])
     action = op.action if created or not requests else Action.UPDATE
     return Operation(Kind.USER, want.external_id, action, op.target, tuple(changes),
                      tuple(requests), needs, unfit=unfit)
@@ -469,54 +469,6 @@ def canonical_desired(want: DesiredUser, actual: AuthingUser | None, policy: Bin
                 initial=want.initial, renamed_from=want.renamed_from)
 
 
-def _membership_requests(user: str, by_external_id: bool, planned: _Memberships,
-                         policy: Binding) -> tuple[list[Request], tuple[str, ...]]:
-    """The calls that give ``user`` exactly the planned memberships, and what cannot be
-    written.
-
-    set-user-departments replaces the whole list but takes at most SET_DEPARTMENTS_MAX
-    departments, where WeCom allows 100 per member. Beyond that, the call carries first the
-    items only it can write (main and leader flags, kept memberships outside our
-    organization), and add-department-members, which adds without replacing and has no
-    flags, adds the rest one department at a time (reference/authing-api.md §2.3). A flag
-    or kept membership that still does not fit is reported (its department is joined
-    without the flag). add-department-members takes Authing user ids only: a user created
-    by externalId in the same operation is named by a UserRef."""
-    options = {"options": {"userIdType": "external_id"}} if by_external_id else {}
-    items = planned.items
-    if len(items) <= SET_DEPARTMENTS_MAX:
-        return [Request("set-user-departments",
-                        {"userId": user, "departments": items, **options})], ()
-    ours = list(zip(planned.wecom_ids, items, strict=False))
-    foreign = items[len(ours):]
-    flagged = [(w, i) for w, i in ours if i["isLeader"] or i["isMainDepartment"]]
-    plain = [(w, i) for w, i in ours if not (i["isLeader"] or i["isMainDepartment"])]
-    first = [i for _, i in flagged] + list(foreign)
-    room = SET_DEPARTMENTS_MAX - len(first)
-    unfit: list[str] = []
-    if room < 0:
-        over = flagged[SET_DEPARTMENTS_MAX:] if len(flagged) > SET_DEPARTMENTS_MAX else []
-        lost = first[SET_DEPARTMENTS_MAX:][len(over):]
-        unfit += [f"{'leader' if i['isLeader'] else 'main'} flag for WeCom department {w} not "
-                  f"written: set-user-departments takes at most {SET_DEPARTMENTS_MAX} "
-                  f"departments, and more carry flags" for w, i in over]
-        unfit += [f"membership in Authing department {i['departmentId']} outside organization "
-                  f"{policy.organization_code} not kept: set-user-departments takes at most "
-                  f"{SET_DEPARTMENTS_MAX} departments" for i in lost]
-        plain = over + plain
-        first = first[:SET_DEPARTMENTS_MAX]
-    else:
-        first += [i for _, i in plain[:room]]
-        plain = plain[room:]
-    requests = [Request("set-user-departments",
-                        {"userId": user, "departments": tuple(first), **options})]
-    member: Any = UserRef(user) if by_external_id else user
-    requests += [Request("add-department-members", {
-        "userIds": (member,), "organizationCode": policy.organization_code,
-        "departmentId": i["departmentId"]}) for _, i in plain]
-    return requests, tuple(unfit)
-
-
 def _plan_user_gone(actual: AuthingUser, policy: Binding, index: DepartmentIndex) -> Operation:
     [op] = directory.plan_user_removal(
         canonical_user(actual, policy, index), _policy(policy),
@@ -524,23 +476,13 @@ def _plan_user_gone(actual: AuthingUser, policy: Binding, index: DepartmentIndex
     return op
 
 
-@dataclass(frozen=True, slots=True)
-class _Memberships:
-    """Planned memberships: ``items`` as set-user-departments takes them, ours first (one
-    per ``wecom_ids``, in order), then those kept outside our organization."""
-
-    items: tuple[dict[str, Any], ...]
-    wecom_ids: tuple[int, ...]
-    needs: tuple[str, ...]
-    change: Change
-
-
 def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | None,
-                     policy: Binding, index: DepartmentIndex) -> _Memberships | None:
-    """The set-user-departments items for ``directory.memberships``' plan, or None when
-    WeCom did not say or nothing changes. When Authing's memberships were not read, the
-    list is written as WeCom has it (and other organizations' memberships cannot be
-    kept): read users withDepartmentIds."""
+                     policy: Binding, index: DepartmentIndex) -> MembershipPlan | None:
+    """``directory.memberships``' plan over WeCom department ids, with Authing's
+    memberships outside our organization kept, or None when WeCom did not say or nothing
+    changes. When Authing's memberships were not read, the list is written as WeCom has
+    it (and other organizations' memberships cannot be kept): read users
+    withDepartmentIds."""
     if want is None:
         return None
     read = actual.memberships if actual is not None else None
@@ -551,16 +493,7 @@ def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | 
             wecom_id = _membership_wecom_id(m, policy, index)
             held.append((m.department_id, m.is_leader, m.is_main, True) if wecom_id is None
                         else (wecom_id, m.is_leader, m.is_main, False))
-    planned = plan_memberships(want, held, index.authing_id, department_open_id)
-    if planned is None:
-        return None
-    wecom_ids = tuple(m.department for m in planned.ours)
-    items = tuple({"departmentId": _dept_ref(m.department, index), "isLeader": bool(m.leader),
-                   "isMainDepartment": bool(m.main)} for m in planned.ours)
-    items += tuple({"departmentId": m.department, "isLeader": bool(m.leader),
-                    "isMainDepartment": bool(m.main)} for m in planned.foreign)
-    needs = tuple(department_open_id(d) for d in planned.needs)
-    return _Memberships(items, wecom_ids, needs, planned.change)
+    return plan_memberships(want, held, index.authing_id, department_open_id)
 
 
 def _membership_wecom_id(m: AuthingMembership, policy: Binding,

@@ -1,7 +1,8 @@
 """Authing v3 requests for the canonical planner's decisions (``directory.planner``'s
 ``Render``), and the changes they make in Authing's field names as run items show them
-(reference/authing-api.md §2: create-user, update-user, delete-users-batch, resign-user;
-create-department, update-department, delete-department).
+(reference/authing-api.md §2: create-user, update-user, delete-users-batch, resign-user,
+set-user-departments and add-department-members; create-department, update-department,
+delete-department).
 
 Canonical user fields (``directory.model``) in Authing's names: ``mobile`` is ``phone``
 plus ``phoneCountryCode`` (Authing leaves the code empty for its default region),
@@ -11,14 +12,15 @@ an empty value clears a top-level field (sent as null) and is left out of a crea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sync_core.authing.essence import USER_ATTRS
-from sync_core.authing.mapping import authing_values
+from sync_core.authing.mapping import SET_DEPARTMENTS_MAX, authing_values
 from sync_core.authing.model import AuthingUser
+from sync_core.directory.memberships import MembershipPlan
 from sync_core.directory.model import USER_FIELDS, Department, User
-from sync_core.directory.operations import Action, Change, Request
+from sync_core.directory.operations import Action, Change, Request, UserRef
 from sync_core.directory.planner import Rendered, Wording, same
 
 WORDING = Wording(source="WeCom", target="Authing", key_field="externalId",
@@ -109,6 +111,60 @@ class AuthingRender:
         if body.get("phone") and "phoneCountryCode" in values:
             body["phoneCountryCode"] = values["phoneCountryCode"]
         return changes, body
+
+    def set_departments(self, user: str, created: bool, planned: MembershipPlan,
+                        department_id: Callable[[Any], Any]
+                        ) -> tuple[list[Request], tuple[str, ...]]:
+        """The calls that give ``user`` (an Authing userId, or the externalId of a user
+        ``created`` in the same operation) exactly the ``planned`` memberships, and what
+        cannot be written. ``department_id``: a source department key's Authing
+        departmentId, or a ``DepartmentRef`` while it does not exist.
+
+        set-user-departments replaces the whole list but takes at most SET_DEPARTMENTS_MAX
+        departments, where WeCom allows 100 per member. Beyond that, the call carries
+        first the items only it can write (main and leader flags, kept memberships outside
+        our organization), and add-department-members, which adds without replacing and
+        has no flags, adds the rest one department at a time (reference/authing-api.md
+        §2.3). A flag or kept membership that still does not fit is reported (its
+        department is joined without the flag). add-department-members takes Authing user
+        ids only: a user created by externalId in the same operation is named by a
+        UserRef."""
+        options = {"options": {"userIdType": "external_id"}} if created else {}
+        items = tuple({"departmentId": department_id(m.department), "isLeader": bool(m.leader),
+                       "isMainDepartment": bool(m.main)} for m in planned.ours)
+        items += tuple({"departmentId": m.department, "isLeader": bool(m.leader),
+                        "isMainDepartment": bool(m.main)} for m in planned.foreign)
+        if len(items) <= SET_DEPARTMENTS_MAX:
+            return [Request("set-user-departments",
+                            {"userId": user, "departments": items, **options})], ()
+        ours = [(m.department, i) for m, i in zip(planned.ours, items, strict=False)]
+        foreign = items[len(ours):]
+        flagged = [(w, i) for w, i in ours if i["isLeader"] or i["isMainDepartment"]]
+        plain = [(w, i) for w, i in ours if not (i["isLeader"] or i["isMainDepartment"])]
+        first = [i for _, i in flagged] + list(foreign)
+        room = SET_DEPARTMENTS_MAX - len(first)
+        unfit: list[str] = []
+        if room < 0:
+            over = flagged[SET_DEPARTMENTS_MAX:] if len(flagged) > SET_DEPARTMENTS_MAX else []
+            lost = first[SET_DEPARTMENTS_MAX:][len(over):]
+            unfit += [f"{'leader' if i['isLeader'] else 'main'} flag for WeCom department {w} "
+                      f"not written: set-user-departments takes at most {SET_DEPARTMENTS_MAX} "
+                      f"departments, and more carry flags" for w, i in over]
+            unfit += [f"membership in Authing department {i['departmentId']} outside "
+                      f"organization {self.organization_code} not kept: set-user-departments "
+                      f"takes at most {SET_DEPARTMENTS_MAX} departments" for i in lost]
+            plain = over + plain
+            first = first[:SET_DEPARTMENTS_MAX]
+        else:
+            first += [i for _, i in plain[:room]]
+            plain = plain[room:]
+        requests = [Request("set-user-departments",
+                            {"userId": user, "departments": tuple(first), **options})]
+        member: Any = UserRef(user) if created else user
+        requests += [Request("add-department-members", {
+            "userIds": (member,), "organizationCode": self.organization_code,
+            "departmentId": i["departmentId"]}) for _, i in plain]
+        return requests, tuple(unfit)
 
     def remove_user(self, actual: User, action: Action) -> Rendered:
         uid = str(actual.target_id)
