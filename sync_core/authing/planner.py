@@ -1,50 +1,55 @@
-"""The upstream direction's planning (WeCom → Authing): WeCom records and Authing records
-mapped onto the canonical planner (``directory.planner``, ``directory.memberships``), with
-``authing.render`` writing the Authing v3 bodies, plus the rules only this pair of
-platforms has.
+"""The upstream direction's planning (WeCom → Authing), an adapter: WeCom records and
+Authing records mapped onto the canonical planner (``directory.planner``,
+``directory.memberships``), with ``authing.render`` writing the Authing v3 requests.
 
 Pure: no I/O, no clock, no database. The worker (one entity), the reconciler (everything)
 and the dry run all plan here, so they agree by construction, and planning a state that
 already holds yields only ``unchanged`` operations with no requests.
 
-Decided by the canonical planner: department creates, renames, moves and custom data;
-memberships with their leader/main flags; ownership conflicts (adopt or not); removals
-(delete policy; only objects that are ours, never the root, never a department that is
-not empty). Still planned here over the platform records: a user's create and profile
-update in Authing's field names (``username`` from the userid, ``phoneCountryCode``,
-status), the set-user-departments replace rule and its 50-department split, renames
-whose callback was lost (``match_renames``), unmanaged users that look like ours,
-departments re-keyed from an address book's paths, and the order of a full plan.
+Decided by the canonical planner: user creates (refused when resigned or without a
+username, phone or email) and profile updates, customData merged into Authing's,
+department creates, renames, moves; memberships with their leader/main flags; ownership
+conflicts (adopt or not) and relinking a taken-over account; removals (delete policy; only
+objects that are ours, never the root, never a department that is not empty). Left here:
+the mapping of both sides (``map_user``, ``canonical_user``; the default username follows
+a userid rename), which records are paired (``authing.identity``: lost renames,
+unmanaged look-alikes, departments re-keyed from an address book), creating a user's
+missing departments first, what a full plan deletes, and its order.
 
 Where an Authing ``departmentId`` is not known at plan time the body holds a
 ``DepartmentRef`` and ``needs`` lists the WeCom department id; the executor substitutes
 the real id with ``resolve_refs``. A body with an unresolved ref does not serialise to
-JSON, so it cannot be sent by mistake. Ownership: users are ours by externalId plus our
-extension field or a department of our organization (``is_managed_user``), departments by
-openDepartmentId within the organization (``managed_department_id``).
+JSON, so it cannot be sent by mistake.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 
+from sync_core.authing.identity import (
+    DepartmentIndex,
+    UnmanagedLookup,
+    authing_path,
+    count_managed,
+    is_managed_user,
+    managed_department_id,
+    match_renames,
+    membership_wecom_id,
+    relink_by_path,
+)
 from sync_core.authing.mapping import (
     AUTHING_GENDERS,
     AUTHING_STATUSES,
-    DEPARTMENT_ID_FIELD,
-    USER_ID_FIELD,
     DesiredUser,
     UsernameSource,
     department_id_of,
     department_open_id,
-    is_synthetic,
     map_department,
     map_user,
 )
-from sync_core.authing.model import AuthingDepartment, AuthingMembership, AuthingUser
+from sync_core.authing.model import AuthingDepartment, AuthingUser
 from sync_core.authing.render import AuthingRender
 from sync_core.binding import Binding
 from sync_core.directory import planner as directory
@@ -66,39 +71,6 @@ from sync_core.directory.operations import (
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.settings import UserDeletePolicy
 from sync_core.wecom.model import WeComDepartment, WeComUser
-
-_D = TypeVar("_D", AuthingDepartment, WeComDepartment)
-
-
-@dataclass(frozen=True, slots=True)
-class DepartmentIndex:
-    """WeCom department id ↔ Authing departmentId for departments that exist in Authing,
-    plus ``source``: WeCom departments the planner may create on demand for a user."""
-
-    authing_ids: Mapping[int, str] = field(default_factory=dict, hash=False)
-    source: Mapping[int, WeComDepartment] = field(default_factory=dict, hash=False)
-    _wecom_ids: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_wecom_ids", {a: w for w, a in self.authing_ids.items()})
-
-    @classmethod
-    def build(cls, departments: Iterable[AuthingDepartment], policy: Binding,
-              source: Iterable[WeComDepartment] = ()) -> DepartmentIndex:
-        ids: dict[int, str] = {}
-        for dept in departments:
-            wecom_id = managed_department_id(dept, policy)
-            if wecom_id is not None:
-                ids.setdefault(wecom_id, dept.department_id)
-        ids.setdefault(policy.root_wecom_id, policy.root_department_id)
-        return cls(authing_ids=ids, source={d.id: d for d in source})
-
-    def authing_id(self, wecom_id: int) -> str | None:
-        return self.authing_ids.get(wecom_id)
-
-    def wecom_id(self, authing_id: str | None) -> int | None:
-        return None if authing_id is None else self._wecom_ids.get(authing_id)
-
 
 # -- public planning functions -------------------------------------------------------------
 
@@ -149,9 +121,9 @@ def plan_duplicate_removal(duplicate: AuthingUser, original: AuthingUser, policy
                                      f"externalId {key!r} that the renamed account "
                                      f"{original.user_id} must take", duplicate.user_id,
                      cause=Cause.CONFLICT)
-    return Operation(Kind.USER, key, Action.DELETE, duplicate.user_id,
-                     (Change("externalId", key, None),),
-                     (Request("delete-users-batch", {"userIds": (duplicate.user_id,)}),),
+    changes, requests = AuthingRender(policy.organization_code).remove_user(
+        User(key, duplicate.user_id), Action.DELETE)
+    return Operation(Kind.USER, key, Action.DELETE, duplicate.user_id, changes, requests,
                      reason=f"duplicate of the renamed account {original.user_id}")
 
 
@@ -194,7 +166,7 @@ def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[
         wecom_id = managed_department_id(existing, policy)
         if wecom_id is not None:
             ours.setdefault(wecom_id, existing)
-    relinked = _relink_by_path(depts, authing_depts, ours, policy)
+    relinked = relink_by_path(depts, authing_depts, ours, policy)
     ours.update(relinked)
     index = DepartmentIndex.build(authing_depts, policy)
     if relinked:
@@ -232,83 +204,6 @@ def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[
     return (*dept_ops, *upserts, *removals, *dept_deletes)
 
 
-def _relink_by_path(depts: Mapping[int, WeComDepartment], authing: list[AuthingDepartment],
-                    ours: Mapping[int, AuthingDepartment], policy: Binding
-                    ) -> dict[int, AuthingDepartment]:
-    """WeCom departments (real ids) with no Authing department yet, matched to one of ours
-    that still carries only a synthetic key (created from an address book's paths) by
-    the same path of names below the root. Such a department is re-keyed, not recreated:
-    its ``wechatwork_department_id`` gets WeCom's id, and its members stay."""
-    unlinked = {d.department_id: d for w, d in ours.items() if is_synthetic(w)}
-    wanted = [d for d in depts.values() if d.id not in ours and not is_synthetic(d.id)
-              and d.id != policy.root_wecom_id]
-    if not unlinked or not wanted:
-        return {}
-    by_id = {d.department_id: d for d in authing}
-    by_path: dict[tuple[str, ...], AuthingDepartment | None] = {}
-    for dept in unlinked.values():
-        names = authing_path(dept, by_id, policy)
-        if names is not None:  # two with one path: neither can be told apart
-            by_path[names] = None if names in by_path else dept
-    found: dict[int, AuthingDepartment] = {}
-    for desired in wanted:
-        path = _wecom_path(desired, depts, policy)
-        match = by_path.get(path) if path is not None else None
-        if match is not None:
-            found[desired.id] = match
-    return found
-
-
-def authing_path(dept: AuthingDepartment, by_id: Mapping[str, AuthingDepartment],
-                 policy: Binding) -> tuple[str, ...] | None:
-    """Names from below the organization root down to ``dept``; ``None`` if one is
-    unknown (or the parents loop)."""
-    return _names_down(dept, lambda d: d.department_id == policy.root_department_id,
-                       lambda d: by_id.get(d.parent_department_id or ""))
-
-
-def _wecom_path(dept: WeComDepartment, depts: Mapping[int, WeComDepartment],
-                policy: Binding) -> tuple[str, ...] | None:
-    return _names_down(dept, lambda d: d.id == policy.root_wecom_id,
-                       lambda d: depts.get(d.parent_id) if d.parent_id is not None else None)
-
-
-def _names_down(dept: _D, is_root: Callable[[_D], bool],
-                parent: Callable[[_D], _D | None]) -> tuple[str, ...] | None:
-    names: list[str] = []
-    current: _D | None = dept
-    while current is not None and not is_root(current):
-        name = current.name
-        if not name or len(names) > 32:  # unnamed, or the parents loop
-            return None
-        names.append(name.strip())
-        current = parent(current)
-    return tuple(reversed(names))
-
-
-def count_managed(actual_users: Iterable[AuthingUser],
-                  actual_departments: Iterable[AuthingDepartment], policy: Binding) -> int:
-    """How many Authing objects are ours: the base of the guard's percentage."""
-    depts = list(actual_departments)
-    index = DepartmentIndex.build(depts, policy)
-    users = sum(1 for u in actual_users if u.external_id and is_managed_user(u, policy, index))
-    return users + sum(1 for d in depts if managed_department_id(d, policy) not in
-                       (None, policy.root_wecom_id))
-
-
-def is_managed_user(user: AuthingUser, policy: Binding, index: DepartmentIndex) -> bool:
-    """Ours: has an externalId and shows it was written by us (our extension field, or a
-    department of our organization). With neither read, the externalId alone decides."""
-    if not user.external_id:
-        return False
-    if user.custom_data is None and user.memberships is None:
-        return True
-    if user.custom().get(USER_ID_FIELD) == user.external_id:
-        return True
-    return any(_membership_wecom_id(m, policy, index) is not None
-               for m in user.memberships or ())
-
-
 # -- users ---------------------------------------------------------------------------------
 
 
@@ -317,7 +212,7 @@ def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy
                        memberships: dict[str, frozenset[str]]
                        ) -> tuple[list[Operation], set[str]]:
     by_external = {u.external_id: u for u in actual if u.external_id}
-    unmanaged = _UnmanagedLookup([u for u in actual if not u.external_id])
+    unmanaged = UnmanagedLookup([u for u in actual if not u.external_id])
     moved = match_renames(users, actual, policy, index)
     users = [replace(u, renamed_from=moved[u.userid].external_id) if u.userid in moved else u
              for u in users]
@@ -343,80 +238,6 @@ def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy
                 adopted.add(match.user_id)
         ops += _plan_user(user, match, policy, index, None, memberships, want)
     return ops, wanted
-
-
-def match_renames(users: Iterable[WeComUser], actual: Iterable[AuthingUser], policy: Binding,
-                  index: DepartmentIndex) -> dict[str, AuthingUser]:
-    """Renames whose callback was lost: {new userid: the account of its old userid}.
-
-    Candidates are managed accounts whose userid is no longer in WeCom and WeCom userids
-    that have no account. A pair is the same member when they share an email or mobile
-    (WeCom keeps both unique in the corp, reference §3.6), or, where WeCom withholds both
-    (apps created after 2022-06-20), when name and (known, non-empty) department set agree
-    and no other candidate on either side has the same pair."""
-    users = list(users)
-    present = {u.userid for u in users}
-    accounts = [a for a in actual if a.external_id]
-    held = {a.external_id for a in accounts}
-    orphans = [a for a in accounts if a.external_id not in present
-               and is_managed_user(a, policy, index)]
-    newcomers = [u for u in users if u.userid not in held and u.renamed_from not in held]
-    if not orphans or not newcomers:
-        return {}
-    pairs: dict[str, AuthingUser] = {}
-    taken: set[str] = set()
-    by_unique = {(how, v.lower()): a for a in orphans
-                 for how, v in (("email", a.email), ("phone", a.phone)) if v}
-    for user in newcomers:
-        want = map_user(user, policy.mapping)
-        for how in ("email", "phone"):
-            value = want.get(how)
-            hit = by_unique.get((how, str(value).lower())) if value else None
-            if hit is not None and hit.user_id not in taken:
-                pairs[user.userid] = hit
-                taken.add(hit.user_id)
-                break
-
-    def account_sign(a: AuthingUser) -> tuple[str, frozenset[int]] | None:
-        depts = {_membership_wecom_id(m, policy, index) for m in a.memberships or ()}
-        known = frozenset(d for d in depts if d is not None)
-        return (a.name, known) if a.name and known else None
-
-    def user_sign(u: WeComUser) -> tuple[str, frozenset[int]] | None:
-        return (u.name, frozenset(u.department)) if u.name and u.department else None
-
-    left = defaultdict(list)
-    for a in orphans:
-        if a.user_id not in taken and (sign := account_sign(a)) is not None:
-            left[sign].append(a)
-    came = defaultdict(list)
-    for u in newcomers:
-        if u.userid not in pairs and (sign := user_sign(u)) is not None:
-            came[sign].append(u)
-    for sign, group in came.items():
-        if len(group) == 1 and len(left.get(sign, ())) == 1:
-            pairs[group[0].userid] = left[sign][0]
-    return pairs
-
-
-class _UnmanagedLookup:
-    """Authing users without externalId, by the identifiers Authing keeps unique."""
-
-    def __init__(self, users: list[AuthingUser]) -> None:
-        self._by: dict[tuple[str, str], AuthingUser] = {}
-        for user in users:
-            for how, value in (("email", user.email), ("username", user.username),
-                               ("phone", user.phone)):
-                if value:
-                    self._by.setdefault((how, value.lower()), user)
-
-    def find(self, want: DesiredUser, taken: set[str]) -> tuple[AuthingUser, str] | None:
-        for how in ("email", "phone", "username"):
-            value = want.get(how)
-            user = self._by.get((how, value.lower())) if value else None
-            if user is not None and user.user_id not in taken:
-                return user, how
-        return None
 
 
 def _plan_user_upsert(want: DesiredUser, actual: AuthingUser | None, policy: Binding,
@@ -490,20 +311,10 @@ def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | 
     if read is not None:
         held = []
         for m in read:  # inline: once per membership of every planned user
-            wecom_id = _membership_wecom_id(m, policy, index)
+            wecom_id = membership_wecom_id(m, policy, index)
             held.append((m.department_id, m.is_leader, m.is_main, True) if wecom_id is None
                         else (wecom_id, m.is_leader, m.is_main, False))
     return plan_memberships(want, held, index.authing_id, department_open_id)
-
-
-def _membership_wecom_id(m: AuthingMembership, policy: Binding,
-                         index: DepartmentIndex) -> int | None:
-    if m.organization_code and m.organization_code != policy.organization_code:
-        return None
-    wecom_id = index.wecom_id(m.department_id)
-    if wecom_id is None and m.organization_code:
-        wecom_id = department_id_of(m.open_department_id)
-    return wecom_id
 
 
 def _after_departments(op: Operation, policy: Binding,
@@ -680,21 +491,6 @@ def _policy(binding: Binding) -> directory.Policy:
 
 _POLICY_CACHE: dict[int, tuple[Binding, directory.Policy]] = {}
 
-
-
-def managed_department_id(dept: AuthingDepartment, policy: Binding) -> int | None:
-    """The WeCom id (real or synthetic) of an Authing department of our organization,
-    else None. ``wechatwork_department_id`` stands in where openDepartmentId is synthetic
-    (re-keyed to WeCom's id once it became known) or absent (a department the downstream
-    direction created in WeCom: Authing cannot set openDepartmentId afterwards)."""
-    if dept.organization_code not in (None, policy.organization_code):
-        return None
-    wecom_id = department_id_of(dept.open_department_id)
-    if wecom_id is None or is_synthetic(wecom_id):
-        linked = str(dept.custom().get(DEPARTMENT_ID_FIELD) or "")
-        if linked.isdigit():
-            return int(linked)
-    return wecom_id
 
 
 def _dept_ref(wecom_id: int, index: DepartmentIndex) -> str | DepartmentRef:
