@@ -134,7 +134,7 @@ def plan_user(desired: User | None, actual: User | None, ids: Mapping[str, str],
     old = actual.fields
     changed = {k: v for k, v in wanted.items()
                if (was := old.get(k)) is not None and was != v and not same(was, v)}
-    changes = [Change(k, old.get(k), v) for k, v in sorted(changed.items())]
+    changes = [Change(k, old.get(k), v) for k, v in sorted(changed.items())] if changed else []
     if policy.relink and actual.key != desired.key:  # taken over: adopted or renamed
         changes.insert(0, Change("key", actual.key or None, desired.key))
         changed["key"] = desired.key
@@ -322,6 +322,6 @@ def merge_custom(desired: Sequence[tuple[str, Any]], actual: Sequence[tuple[str,
     is the target's current one with ours merged in, so the keys other writers own
     survive a write that replaces it. ``actual`` None: not read, nothing to keep."""
     old = dict(actual or ())
-    changes = [Change(f"{field}.{k}", old.get(k), v) for k, v in desired
-               if not same(old.get(k), v)]
+    changes = [Change(f"{field}.{k}", was, v) for k, v in desired
+               if (was := old.get(k)) != v and not same(was, v)]
     return (changes, {**old, **dict(desired)}) if changes else ([], None)
