@@ -278,3 +278,13 @@ def test_a_tree_wide_authing_change_starts_a_downstream_reconcile(
         runs = httpx.get(f"{s.url}/ops/runs", headers=OPS).json()["runs"]
         assert [(r["direction"], r["trigger"]) for r in runs] == [
             ("downstream", "organization:tree-updated")]
+
+
+def synced_member(s: Stack, userid: str, name: str, mobile: str) -> str:
+    """A member made in WeCom's department 2 (created here) and synced upstream (``both``):
+    answers its Authing user id."""
+    s.wecom.admin.create_department("A", 1, id=2)
+    s.wecom.admin.create_user(userid, name, department=(2,), mobile=mobile,
+                              email=f"{userid}@example.com")
+    s.settle()
+    return str(s.user(userid)["userId"])  # type: ignore[index]

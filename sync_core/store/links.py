@@ -66,7 +66,9 @@ def by_target(conn: Connection, *, direction: str, kind: str, target_id: str) ->
 _ROW = select(_T.c.kind, _T.c.source_key, _T.c.target_id, _T.c.essence_hash)
 _THIS = (_T.c.direction == bindparam("direction"), _T.c.kind == bindparam("kind"))
 _BY_SOURCE = _ROW.where(*_THIS, _T.c.source_key == bindparam("key"))
-_BY_TARGET = _ROW.where(*_THIS, _T.c.target_id == bindparam("key")).limit(1)
+# The latest holder of an id a deleted entity once held.
+_BY_TARGET = _ROW.where(*_THIS, _T.c.target_id == bindparam("key")).order_by(
+    _T.c.updated_at.desc()).limit(1)
 
 
 def digests_by_target(conn: Connection, *, direction: str,
