@@ -60,19 +60,21 @@ async def test_the_second_create_of_one_department_waits_and_takes_its_id() -> N
     wecom, target = WeCom(), Target()
     writer = WeComWriter(wecom, None, target, None)  # type: ignore[arg-type]
 
-    async def create() -> dict[str, str]:
+    async def create() -> tuple[dict[str, str], dict[str, str]]:
         ids: dict[str, str] = {}
+        made: dict[str, str] = {}
         await writer.write(Request("department/create",
-                                   {SOURCE_KEY: "d-1", "name": "研发部"}), ids, {})
-        return ids
+                                   {SOURCE_KEY: "d-1", "name": "研发部"}), ids, made)
+        return ids, made
 
     first = asyncio.ensure_future(create())
     second = asyncio.ensure_future(create())
     await asyncio.sleep(0.01)
     wecom.release.set()
     done = await asyncio.gather(first, second, return_exceptions=True)
-    # Both have the department's id; WeCom was asked once.
-    assert done == [{"d-1": "7"}, {"d-1": "7"}] and target.ids.rows == {"d-1": "7"}
+    # Both have the department's id as their operation's target (its link row is
+    # recorded with it); WeCom was asked once.
+    assert done == [({"d-1": "7"}, {"d-1": "7"})] * 2 and target.ids.rows == {"d-1": "7"}
     assert wecom.creates == 1
 
 

@@ -444,8 +444,8 @@ class WeComWriter:
                 async with self._creating_once(str(source)) as made_by_another:
                     if made_by_another is None:
                         await self._write(endpoint, body, ids, made)
-                    else:
-                        ids[str(source)] = made_by_another
+                    else:  # the op's target all the same: its link row is recorded
+                        ids[str(source)] = made[str(source)] = made_by_another
             else:
                 await self._write(endpoint, body, ids, made)
         except ConflictError as exc:
