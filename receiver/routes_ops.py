@@ -22,7 +22,7 @@ from . import status as status_strip
 from .actor import api_actor
 from .context import AppContext, ctx
 from .http import check_ops_token, json_error
-from .params import ParamError, choice, integer, path_id, query, text
+from .params import ParamError, choice, integer, no_body, path_id, query, text
 
 # Department ids are WeCom's 32-bit unsigned integers.
 _MAX_DEPARTMENT_ID = 2**32 - 1
@@ -80,6 +80,7 @@ async def event(request: Request, c: AppContext) -> Response:
 async def replay(request: Request, c: AppContext) -> Response:
     event_id = path_id(request, "event")
     query(request, {})
+    await no_body(request)
     event = await replay_event(c, event_id, actor=api_actor(request))
     if event is None:
         return json_error(404, f"no event {event_id}")
@@ -139,6 +140,7 @@ def object_ref(kind: str, key: str) -> tuple[str, str]:
 async def sync_user(request: Request, c: AppContext) -> Response:
     userid = request.path_params["userid"]
     query(request, {})
+    await no_body(request)
     return await _queued(c, "user", userid)
 
 
@@ -146,6 +148,7 @@ async def sync_user(request: Request, c: AppContext) -> Response:
 async def sync_department(request: Request, c: AppContext) -> Response:
     key = str(path_id(request, "department", _MAX_DEPARTMENT_ID))
     query(request, {})
+    await no_body(request)
     return await _queued(c, "department", key)
 
 
