@@ -81,7 +81,10 @@ async def replay(request: Request, c: AppContext) -> Response:
     event_id = path_id(request, "event")
     query(request, {})
     await no_body(request)
-    event = await replay_event(c, event_id, actor=api_actor(request))
+    try:
+        event = await replay_event(c, event_id, actor=api_actor(request))
+    except queue.EventInFlight as exc:
+        return json_error(409, str(exc))
     if event is None:
         return json_error(404, f"no event {event_id}")
     return JSONResponse({"event": event}, status_code=202)
@@ -89,7 +92,8 @@ async def replay(request: Request, c: AppContext) -> Response:
 
 async def replay_event(c: AppContext, event_id: int, *, actor: str
                        ) -> dict[str, object] | None:
-    """Re-queue the event, adding the replay to its history; None when there is none."""
+    """Re-queue the event, adding the replay to its history; None when there is none.
+    Raises queue.EventInFlight while a worker applies it."""
     def requeue() -> dict[str, object] | None:
         with c.engine.begin() as conn:
             if not queue.replay(conn, event_id=event_id, now=utcnow(), actor=actor):

@@ -182,9 +182,7 @@ async def decide(request: Request, c: AppContext, run_id: int, decision: str, *,
         reconciler = _reconciler(request)
         if reconciler is None:
             raise Unavailable("approval needs the WeCom and Authing credentials")
-        await reconciler.approve(run_id)
-        await run_in_threadpool(_in_transaction, c, lambda conn: runs.decide(
-            conn, run_id=run_id, decision=decision, actor=actor, now=now))
+        await reconciler.approve(run_id, actor)
         return RunStatus.RUNNING.value
     if decision == "rejected":
         run = await run_in_threadpool(_in_transaction, c, lambda conn: runs.reject(
