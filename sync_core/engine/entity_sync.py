@@ -299,7 +299,10 @@ class EntitySync:
           departments are synced (gone or moved, per the source)."""
         if desired is not None and any(_refused_move(o) for o in result.outcomes):
             chain = await self._source_ancestors(self.planner.parent(desired))
-            return [await self._sync_department(k, (), None, depth + 1) for k in chain]
+            if result.key in chain:
+                return []  # the source's own reads disagree: nothing to go by
+            # Placed top-down, none of them can meet the same conflict: they clear no more.
+            return [await self._sync_department(k, (), None, _MAX_DEPTH) for k in chain]
         if desired is None and actual is not None and result.blocked \
                 and isinstance(self.target, DepartmentContents):
             users, children = await self.target.contents(actual, self.binding)
