@@ -292,7 +292,7 @@ class EntitySync:
         (the department is then planned once more), none when there is no such conflict.
 
         - A move the target refused (under its own descendant there, as the target still
-          has it: Authing 2410, WeCom 60010): the new parent's source ancestors, then the
+          has it; both targets refuse that): the new parent's source ancestors, then the
           parent, are synced top-down; each then sits where the source has it, so the
           department is no longer above its new parent.
         - A delete blocked by what the department still holds: its members and child
@@ -351,7 +351,7 @@ class EntitySync:
         return self.planner.index(ids, source), source
 
 
-_MAX_DEPTH = 16  # deeper than any tree either platform allows (WeCom: 15 levels)
+_MAX_DEPTH = 16  # deeper than any tree a target allows (the deepest: 15 levels)
 
 
 def _refused_move(outcome: Outcome) -> bool:
