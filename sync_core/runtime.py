@@ -89,10 +89,12 @@ def downstream_ports(settings: Settings, remotes: Remotes, engine: Engine) -> Po
         userid_source=settings.downstream_userid_source)
     target = WeComTarget(remotes.wecom, remotes.authing, LinkIds(engine),
                          userid_source=settings.downstream_userid_source,
-                         concurrency=settings.wecom_max_concurrency)
+                         concurrency=settings.wecom_max_concurrency,
+                         upstream_runs=settings.direction is DirectionSetting.BOTH)
     writer = WeComWriter(remotes.wecom, remotes.authing, target, binding,
                          concurrency=settings.wecom_max_concurrency)
-    return Ports(Direction.DOWNSTREAM, "Authing", "WeCom", AuthingSource(remotes.authing, binding),
+    return Ports(Direction.DOWNSTREAM, "Authing", "WeCom", AuthingSource(
+                     remotes.authing, binding, userid_source=settings.downstream_userid_source),
                  target, writer, DownstreamPlanner(policy, binding), binding)
 
 

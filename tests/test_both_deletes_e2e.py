@@ -13,6 +13,7 @@ from .test_downstream_e2e import (
     authing_writes,
     dead_reasons,
     root,
+    synced_member,
     wecom_departments,
     wecom_id,
     wecom_user,
@@ -188,3 +189,24 @@ def test_a_downstream_reconcile_does_not_recreate_a_wecom_deletion_left_by_ignor
                            timeout=120)
             assert run["status"] == "succeeded", run
         assert wecom_user(s, "leaver") is None and writes(s) == before
+
+
+@pytest.mark.parametrize("policy", ["suspend", "delete", "ignore"])
+def test_a_wecom_leaver_whose_callback_is_lost_is_not_brought_back_by_an_authing_edit(
+        sqlite_url: str, keys: CallbackKeys, policy: str) -> None:
+    """The conflict rule for deletions: WeCom's ``delete_user`` callback never arrives and
+    an Authing admin edits the user. Downstream does not re-create the member (WeCom no
+    longer holds what upstream synced from it); it hands upstream a sync of the userid,
+    which applies the delete policy to Authing as the callback would have."""
+    with running_stack(sqlite_url, keys, direction="both", user_delete_policy=policy) as s:
+        uid = synced_member(s, "gone", "走了", "13800000071")
+        s.wecom.pusher.drop_next(1)
+        s.wecom.admin.delete_user("gone")
+        s.authing.admin.update_user(uid, name="改名")
+        s.authing.webhooks.drain(30)
+        s.settle()
+        assert wecom_user(s, "gone") is None, dead_reasons(s)
+        account = s.user("gone")
+        expected = {"suspend": "Suspended", "delete": None, "ignore": "Activated"}[policy]
+        assert (account or {}).get("status") == expected, account
+        assert not dead_reasons(s)

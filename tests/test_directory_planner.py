@@ -181,3 +181,54 @@ def test_custom_data_keeps_the_keys_other_writers_own() -> None:
     assert changes == [Change("data.ours", "1", "2")]
     assert value == {"ours": "2", "theirs": "x"}
     assert merge_custom((("ours", "2"),), (("ours", 2),), field="data") == ([], None)
+
+
+# -- user creates and updates: the rules a direction opts into -----------------------------
+
+
+@pytest.mark.parametrize("desired, policy, cause", [
+    (User("u1", "zs", {"name": "张三", "status": "resigned"}), Policy(), Cause.POLICY),
+    (User("u1", "zs", {"name": "张三"}), Policy(create_needs=("mobile", "email")),
+     Cause.INCOMPLETE),
+    (User("u1", "zs", {"name": "张三", "email": ""}), Policy(create_needs=("email",)),
+     Cause.INCOMPLETE),  # known empty is not enough
+    (User("u1", "zs", {"name": "张三"}, initial=(("username", "zs"),)),
+     Policy(create_needs=("username",)), None),
+])
+def test_a_user_is_not_created_resigned_nor_without_what_the_target_needs(
+        desired: User, policy: Policy, cause: Cause | None) -> None:
+    [op] = plan_user(desired, None, IDS, policy, Rec(), key="u1")
+    assert op.cause is cause
+    assert (op.action is Action.CREATE) is (cause is None) and bool(op.requests) is (cause is None)
+
+
+def test_initial_fields_are_written_by_a_create_only() -> None:
+    want = User("u1", "zs", {"name": "张三"}, ("a",), initial=(("username", "zs"),))
+    [created] = plan_user(want, None, IDS, Policy(), Rec(), key="u1")
+    assert created.requests[0].body["username"] == "zs"
+    [op] = plan_user(want, tgt(username="admin-set"), IDS, Policy(), Rec(), key="u1")
+    assert op.action is Action.UNCHANGED
+
+
+@pytest.mark.parametrize("relink, action, changes", [
+    (False, Action.UNCHANGED, ()),
+    (True, Action.UPDATE, (Change("key", None, "u1"),)),
+])
+def test_relink_writes_the_source_key_to_an_adopted_target_user(
+        relink: bool, action: Action, changes: tuple[Change, ...]) -> None:
+    adopted = User("", "uid-9", {"name": "张三"})
+    [op] = plan_user(SRC, adopted, IDS, Policy(adopt=True, relink=relink), Rec(), key="u1")
+    assert (op.action, op.changes) == (action, changes)
+    if relink:
+        assert op.requests[0].body["key"] == "u1"
+
+
+def test_a_users_custom_data_is_merged_into_the_targets() -> None:
+    want = User("u1", "zs", {"name": "张三"}, custom=(("ours", "2"), ("new", "n")))
+    actual = User("u1", "zs", {"name": "张三"}, custom=(("ours", "1"), ("theirs", "x")))
+    [op] = plan_user(want, actual, IDS, Policy(), Rec(), key="u1")
+    assert op.changes == (Change("custom.ours", "1", "2"), Change("custom.new", None, "n"))
+    assert op.requests[0].body["custom"] == {"ours": "2", "theirs": "x", "new": "n"}
+    [same] = plan_user(want, User("u1", "zs", {}, custom=(("ours", "2"), ("new", "n"))),
+                       IDS, Policy(), Rec(), key="u1")
+    assert same.action is Action.UNCHANGED

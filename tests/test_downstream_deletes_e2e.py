@@ -115,3 +115,54 @@ def test_a_department_still_holding_a_member_is_kept_and_says_why(
         failed = [i for i in items(s, run) if i[0] == "department" and i[3] == "failed"]
         assert failed, (run, items(s, run))
         assert run["status"] in ("partial", "failed"), run
+
+
+def _member(s: Stack, username: str, dept: str, name: str | None = None) -> str:
+    user = s.authing.admin.create_user(username=username, name=name or username,
+                                       email=f"{username}@example.com")
+    s.authing.admin.set_user_departments(user["userId"], [{"departmentId": dept}])
+    return str(user["userId"])
+
+
+def test_a_user_recreated_under_the_same_username_takes_the_member_over(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """The userid comes from the username rule (no externalId): the deleted user's member
+    is not held by it any more, so the new user with that username re-enables it."""
+    with running_stack(sqlite_url, keys, direction="downstream") as s:
+        dept = s.authing.admin.create_department(ORG, "研发部", root(s))["departmentId"]
+        first = _member(s, "wangwu", dept)
+        s.settle()
+        s.authing.admin.delete_user(first)
+        s.settle()
+        assert (wecom_user(s, "wangwu") or {}).get("status") == 2  # resign: disabled
+        _member(s, "wangwu", dept, name="王五新")
+        s.settle()
+        member = wecom_user(s, "wangwu")
+        assert member is not None and member["name"] == "王五新" and member["status"] != 2
+        assert not s.events(status="dead")
+
+
+def test_approval_keeps_a_member_recreated_by_username_and_drops_a_moved_out_one(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """Approval re-checks by the WeCom userid: a new Authing user with the username of
+    a deleted one wants the member again; a user re-created only in another organization
+    does not (it has no department in the synced one)."""
+    with running_stack(sqlite_url, keys, direction="downstream", user_delete_policy="delete",
+                       delete_threshold_percent=100, delete_threshold_count=1) as s:
+        a = s.authing.admin
+        dept = a.create_department(ORG, "研发部", root(s))["departmentId"]
+        other = a.create_organization("other", "其他组织")
+        users = [_member(s, name, dept) for name in ("kept", "moved")]
+        s.settle()
+        lose_webhooks(s)
+        for user_id in users:
+            a.delete_user(user_id)
+        run = down(s, mode="full")
+        assert run["status"] == "blocked", run
+        _member(s, "kept", dept)
+        _member(s, "moved", other["departmentId"])
+        reply = httpx.post(f"{s.url}/ops/runs/{run['id']}/approve", headers=OPS)
+        assert reply.status_code == 202, reply.text
+        done = finished(s, run["id"])
+        assert wecom_user(s, "kept") is not None, done
+        assert wecom_user(s, "moved") is None, done

@@ -280,6 +280,16 @@ def test_a_tree_wide_authing_change_starts_a_downstream_reconcile(
             ("downstream", "organization:tree-updated")]
 
 
+def synced_member(s: Stack, userid: str, name: str, mobile: str) -> str:
+    """A member made in WeCom's department 2 (created here) and synced upstream (``both``):
+    answers its Authing user id."""
+    s.wecom.admin.create_department("A", 1, id=2)
+    s.wecom.admin.create_user(userid, name, department=(2,), mobile=mobile,
+                              email=f"{userid}@example.com")
+    s.settle()
+    return str(s.user(userid)["userId"])  # type: ignore[index]
+
+
 def test_a_move_under_a_former_child_whose_webhook_was_lost(sqlite_url: str,
                                                            keys: CallbackKeys) -> None:
     """Authing: A > B. B moves to the root (its webhook lost), then A moves under B. In

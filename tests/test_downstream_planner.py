@@ -13,6 +13,7 @@ from sync_core.directory.essence import digest
 from sync_core.directory.operations import Action, Mode, Operation
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.engine.ports import SourceSnapshot, TargetSnapshot
+from sync_core.settings import UserDeletePolicy
 from sync_core.wecom.downstream import DownstreamPlanner, DownstreamPolicy
 from sync_core.wecom.model import WeComDepartment, WeComUser
 
@@ -267,3 +268,86 @@ def test_a_create_carries_what_wecom_requires_even_when_ignored(
     [update] = user_ops(authing_user(name="新名", phone="13900000000", email="n@example.com"),
                         FULL, policy)
     assert not (ignore & set(update.requests[0].body)), update.requests[0].body
+
+
+def _user(userid: str | None, *orgs: str, status: str = "Activated") -> AuthingUser:
+    return AuthingUser("u1", external_id=userid, username="zs", name="张三",
+                       email="zs@example.com", status=status,
+                       custom_data=(("wechatwork_user_id", userid),) if userid else None,
+                       memberships=tuple(AuthingMembership(f"d-{org}", organization_code=org)
+                                         for org in orgs))
+
+
+MEMBER = WeComUser("zs", name="张三", department=(2,), status=1, email="zs@example.com")
+IDS = {"d-wecom": "2"}
+
+
+@pytest.mark.parametrize("policy, action", [("delete", Action.DELETE),
+                                            ("resign", Action.RESIGN),
+                                            ("suspend", Action.SUSPEND)])
+def test_a_member_whose_user_left_the_organization_follows_the_delete_policy(
+        policy: str, action: Action) -> None:
+    """The user's last department of the synced organization is gone (it is now only in
+    another organization): the member it holds left the scope. Never left active."""
+    binding = replace(BINDING, user_delete_policy=UserDeletePolicy(policy))
+    planner = DownstreamPlanner(DownstreamPolicy(), binding)
+    for user in (_user("zs", "other"), _user("zs")):
+        ops = planner.plan_user(user, MEMBER, binding, planner.index(IDS, {}), "u1")
+        assert [op.action for op in ops] == [action], ops
+
+
+def test_a_user_with_no_department_and_no_member_is_still_waited_for() -> None:
+    planner = DownstreamPlanner(DownstreamPolicy(), BINDING)
+    [op] = planner.plan_user(_user("zs", "other"), None, BINDING, planner.index(IDS, {}), "u1")
+    assert (op.action, op.cause) == (Action.SKIP, Cause.BLOCKED)
+
+
+def test_a_reconcile_removes_only_our_members_of_users_that_left_the_organization() -> None:
+    """In a reconcile the member is ours when the link table says downstream wrote it; a
+    member merely matching by the userid rule stays a per-item skip. The removal is a
+    delete the threshold counts."""
+    binding = replace(BINDING, user_delete_policy=UserDeletePolicy.DELETE)
+    planner = DownstreamPlanner(DownstreamPolicy(), binding)
+    dept = AuthingDepartment("d-wecom", name="研发", parent_department_id="root",
+                             organization_code="wecom",
+                             custom_data=(("wechatwork_department_id", "2"),))
+    source = SourceSnapshot((_user(None, "other"),), (dept,))
+    wecom = (WeComDepartment(2, "研发", 1),)
+    for managed, action in ((frozenset({(Kind.USER, "zs")}), Action.DELETE),
+                            (frozenset(), Action.SKIP)):
+        ops = planner.plan_all(source, TargetSnapshot((MEMBER,), wecom, None, (), managed),
+                               binding, Mode.FULL)
+        assert [op.action for op in ops if op.kind is Kind.USER] == [action], ops
+
+
+@pytest.mark.parametrize("userid", ["zs2", "ZS2"])
+def test_a_changed_externalid_is_a_conflict_naming_the_member(userid: str) -> None:
+    """WeCom renames only userids it generated, once (reference §3.6); downstream always
+    gives the userid. The member keeps its userid, nothing is written (no write-back of
+    a userid WeCom does not hold) and the item names both."""
+    planner = DownstreamPlanner(DownstreamPolicy(), BINDING)
+    [op] = planner.plan_user(_user(userid, "wecom"), MEMBER, BINDING,
+                             planner.index(IDS, {}), "u1")
+    assert (op.action, op.cause, op.requests) == (Action.SKIP, Cause.CONFLICT, ())
+    assert userid in (op.reason or "") and "'zs'" in (op.reason or "")
+
+
+def test_a_userid_changed_only_in_case_is_the_same_member() -> None:
+    planner = DownstreamPlanner(DownstreamPolicy(), BINDING)
+    ops = planner.plan_user(_user("ZS", "wecom"), MEMBER, BINDING, planner.index(IDS, {}), "u1")
+    assert all(op.cause is not Cause.CONFLICT for op in ops), ops
+
+
+def test_an_entity_wecom_removed_before_upstream_applied_it_is_not_re_created() -> None:
+    """``both``: the target reader marks a member or department that upstream synced
+    from WeCom and WeCom no longer holds; whatever Authing says, nothing is written."""
+    planner = DownstreamPlanner(DownstreamPolicy(), BINDING)
+    index = planner.index(IDS, {})
+    [op] = planner.plan_user(_user("zs", "wecom"), WeComUser("zs", removed=True), BINDING,
+                             index, "u1")
+    assert (op.action, op.requests) == (Action.SKIP, ())
+    dept = AuthingDepartment("d-wecom", name="研发", parent_department_id="root",
+                             organization_code="wecom")
+    [op] = planner.plan_department(dept, WeComDepartment(2, removed=True), BINDING, index,
+                                   "d-wecom")
+    assert (op.action, op.requests) == (Action.SKIP, ())

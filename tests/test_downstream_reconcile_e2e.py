@@ -83,3 +83,37 @@ def test_deletes_pass_the_threshold_only_with_approval(sqlite_url: str,
         assert reply.status_code == 202, reply.text
         assert finished(s, run["id"])["status"] == "succeeded"
         assert len(s.wecom.state.users) == 5
+
+
+def test_a_member_whose_user_left_the_organization_is_removed_by_a_full_run(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """A user downstream created moves (webhooks lost) to another organization of the
+    pool only: it left the scope. A full run applies the delete policy (resign: the
+    member is disabled), counted by the deletion threshold (approval re-checks it: the
+    user has no department in the organization); the next run writes nothing. Another
+    user still in the synced organization and in the other one is left as it is."""
+    with running_stack(sqlite_url, keys, direction="downstream") as s:
+        a = s.authing.admin
+        dept = a.create_department(ORG, "研发部", root(s))["departmentId"]
+        other = a.create_organization("other", "其他组织")
+        users = {}
+        for name in ("leaves", "stays"):
+            user = a.create_user(username=name, name=name, email=f"{name}@example.com")
+            a.set_user_departments(user["userId"], [{"departmentId": dept}])
+            users[name] = user["userId"]
+        s.settle()
+        for hook in s.authing.webhooks.hooks.values():
+            hook.enabled = False
+        a.set_user_departments(users["leaves"], [{"departmentId": other["departmentId"]}])
+        a.set_user_departments(users["stays"], [{"departmentId": dept},
+                                                {"departmentId": other["departmentId"]}])
+        run = down(s, mode="full")
+        assert run["status"] == "blocked", run  # the threshold counts it
+        reply = httpx.post(f"{s.url}/ops/runs/{run['id']}/approve", headers=OPS)
+        assert reply.status_code == 202, reply.text
+        assert finished(s, run["id"])["status"] == "succeeded"
+        assert (wecom_user(s, "leaves") or {}).get("status") == 2
+        assert (wecom_user(s, "stays") or {}).get("status") != 2
+        before = writes(s)
+        assert down(s, mode="full")["status"] == "succeeded"
+        assert writes(s) == before

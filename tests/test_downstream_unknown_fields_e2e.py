@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import CallbackKeys
 from .e2e_stack import Stack, running_stack
-from .test_downstream_e2e import root, wecom_user, writes
+from .test_downstream_e2e import root, synced_member, wecom_user, writes
 from .test_downstream_reconcile_e2e import down, seed_authing
 
 
@@ -130,3 +130,26 @@ def test_a_gender_set_in_authing_reaches_a_wecom_member_whose_gender_is_unset(
         s.authing.admin.update_user(user, gender="M")
         s.settle()
         assert wecom_user(s, "gd")["gender"] == "1"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("change", ["email", "resign"])
+def test_an_event_about_a_member_upstream_synced_is_applied_when_wecom_refuses_reads(
+        sqlite_url: str, keys: CallbackKeys, change: str) -> None:
+    """``both``: downstream never wrote this member, so upstream's record stands in for
+    ours (every field Authing holds is written once) rather than the event being
+    retried on 48009; a resignation disables it (the default policy)."""
+    with running_stack(sqlite_url, keys, direction="both") as s:
+        uid = synced_member(s, "up", "上游", "13800000092")
+        s.wecom.switches.restricted_reads = True
+        if change == "email":
+            s.authing.admin.update_user(uid, email="up2@example.com")
+        else:
+            s.authing.admin.resign_user(uid)
+        s.authing.webhooks.drain(30)
+        s.settle()
+        member = wecom_user(s, "up")
+        assert member is not None
+        if change == "email":
+            assert (member["email"], member["status"]) == ("up2@example.com", 1), member
+        else:
+            assert member["status"] == 2, member

@@ -14,6 +14,7 @@ from sync_core.authing.mapping import (
     PARENT_DEPARTMENT_FIELD,
     DesiredDepartment,
     DesiredUser,
+    authing_values,
 )
 from sync_core.authing.model import AuthingDepartment, AuthingUser
 from sync_core.binding import Binding
@@ -52,12 +53,12 @@ def written_user(want: DesiredUser, actual: AuthingUser | None,
         essence = {"externalId": None, **dict.fromkeys(USER_ATTRS),
                    "customData": dict.fromkeys(sorted(custom_keys(binding))),
                    "departments": []}
-        essence.update((k, v) for k, v in want.create_only)
+        essence.update(authing_values(dict(want.initial)))
         essence["phoneCountryCode"] = binding.mapping.default_country_code
         # What Authing gives a new account unless told otherwise (its read shows them).
         essence.update(gender="U", status="Activated")
     essence["externalId"] = want.external_id
-    essence.update((k, v) for k, v in want.fields if k in USER_ATTRS)
+    essence.update(authing_values(want.values))
     essence["customData"] = {**essence["customData"], **dict(want.custom_data)}
     if want.memberships is not None:
         essence["departments"] = sorted(str(m.department) for m in want.memberships)

@@ -19,8 +19,10 @@ departments ``wechatwork_department_id`` and ``wechatwork_parent_department_id``
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sync_core.directory.model import Membership
 from sync_core.wecom.model import WeComDepartment, WeComUser
@@ -51,10 +53,17 @@ SYNTHETIC_BASE = 1 << 48
 SYNTHETIC_PREFIX = "excel-"
 _SYNTHETIC_RE = re.compile(r"excel-([0-9a-f]{12})")
 
-GENDERS = {0: "U", 1: "M", 2: "F"}
+# WeCom's codes as canonical values (``directory.model``).
+GENDERS = {0: "unknown", 1: "male", 2: "female"}
 # 4 (未激活, invited but not yet joined) is still an employee whose account must work as
-# soon as they join, so it maps to Activated, not Suspended.
-STATUSES = {1: "Activated", 2: "Suspended", 4: "Activated", 5: "Resigned"}
+# soon as they join, so it maps to active (Activated), not suspended.
+STATUSES = {1: "active", 2: "suspended", 4: "active", 5: "resigned"}
+# Canonical values as Authing's (create-user's enums, reference/authing-api.md §2.2).
+AUTHING_GENDERS = {"male": "M", "female": "F", "unknown": "U"}
+AUTHING_STATUSES = {"active": "Activated", "suspended": "Suspended", "resigned": "Resigned"}
+# Canonical user field → Authing's, where one holds the other (``mobile`` is two).
+_AUTHING_NAMES = {"name": "name", "username": "username", "email": "email",
+                  "gender": "gender", "status": "status", "avatar": "photo"}
 
 # E.164 country calling codes form a prefix code, so a "+<digits>" mobile without a
 # separator splits unambiguously on the first match. Common codes for WeCom tenants only;
@@ -100,25 +109,62 @@ class MappingPolicy:
                 raise ValueError(f"custom_fields: customData key {key!r} is reserved or empty")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as ``directory.model.User``: one per planned user
 class DesiredUser:
-    """The Authing state a WeCom user determines, in Authing field names.
+    """The state a WeCom user determines.
 
-    ``fields``: known top-level attributes (``None`` = clear). ``create_only``: written only
-    when the user is created (the default username). ``memberships`` ``None`` = unknown.
-    ``unfit``: why a value WeCom sent cannot be written to Authing (it is left out).
+    ``values``: known fields in canonical names (``directory.model``; ``""`` = clear).
+    ``initial``: written only when the user is created (the default username).
+    ``fields`` and ``create_only`` are the same in Authing's names (``None`` = clear).
+    ``memberships`` ``None`` = unknown. ``unfit``: why a value WeCom sent cannot be
+    written to Authing (it is left out).
     """
 
     external_id: str
     renamed_from: str | None
-    fields: tuple[tuple[str, str | None], ...]
-    create_only: tuple[tuple[str, str], ...]
+    values: Mapping[str, str]
+    initial: tuple[tuple[str, str], ...]
     custom_data: tuple[tuple[str, str], ...]
     memberships: tuple[Membership, ...] | None
     unfit: tuple[str, ...] = ()
 
+    @property
+    def fields(self) -> tuple[tuple[str, str | None], ...]:
+        return tuple(authing_values(self.values).items())
+
+    @property
+    def create_only(self) -> tuple[tuple[str, str | None], ...]:
+        return tuple(authing_values(dict(self.initial)).items())
+
     def get(self, name: str) -> str | None:
-        return dict(self.create_only).get(name) or dict(self.fields).get(name)
+        """An identifier Authing keeps unique (``username``, ``phone``, ``email``) as
+        Authing will hold it, the create-only value first; None when not known or empty."""
+        if name == "phone":
+            return self.values.get("mobile", "").partition("-")[2] or None
+        return dict(self.initial).get(name) or self.values.get(name) or None
+
+
+def authing_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical user ``fields`` as Authing's top-level fields (None: clear), in their
+    order: ``mobile`` (``+<code>-<national>``) is ``phone`` and ``phoneCountryCode``,
+    ``avatar`` is ``photo``; names Authing has no top-level field for are left out."""
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name == "mobile":
+            code, _, national = value.partition("-")
+            if not value:
+                values["phone"] = None
+            elif national:
+                values["phone"], values["phoneCountryCode"] = national, code
+        elif name in _AUTHING_NAMES:
+            if name == "gender":
+                value = AUTHING_GENDERS.get(value, value)
+            elif name == "status":
+                value = AUTHING_STATUSES.get(value, value)
+            values[_AUTHING_NAMES[name]] = value or None
+    return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,34 +180,34 @@ class DesiredDepartment:
 
 def map_user(user: WeComUser, policy: MappingPolicy | None = None) -> DesiredUser:
     policy = policy or MappingPolicy()
-    fields: list[tuple[str, str | None]] = []
+    values: dict[str, str] = {}
     if user.name:
-        fields.append(("name", user.name))
+        values["name"] = user.name
     username = _username(user, policy)
     if username is not None:
-        fields.append(("username", username))
+        values["username"] = username
     if user.mobile is not None:
         if user.mobile == "":
-            fields.append(("phone", None))
+            values["mobile"] = ""
         elif (split := split_mobile(user.mobile, policy.default_country_code)) is not None:
-            fields += [("phone", split[1]), ("phoneCountryCode", split[0])]
+            values["mobile"] = f"{split[0]}-{split[1]}"
     if user.email is not None:
-        fields.append(("email", user.email or None))
+        values["email"] = user.email
     if user.gender is not None and user.gender in GENDERS:
-        fields.append(("gender", GENDERS[user.gender]))
+        values["gender"] = GENDERS[user.gender]
     if user.status is not None and user.status in STATUSES:
-        fields.append(("status", STATUSES[user.status]))
+        values["status"] = STATUSES[user.status]
     if user.avatar is not None:
-        fields.append(("photo", user.avatar or None))
+        values["avatar"] = user.avatar
 
-    create_only: tuple[tuple[str, str], ...] = ()
+    initial: tuple[tuple[str, str], ...] = ()
     if policy.username_source is UsernameSource.USERID:
-        create_only = (("username", user.userid),)
+        initial = (("username", user.userid),)
 
     custom = [(USER_ID_FIELD, user.userid)]
     unfit: list[str] = []
     if user.department is not None:
-        joined = ",".join(str(d) for d in user.department if not is_synthetic(d))
+        joined = ",".join([str(d) for d in user.department if d < SYNTHETIC_BASE])
         if len(joined) <= CUSTOM_VALUE_MAX:
             custom.append((USER_DEPARTMENTS_FIELD, joined))
         else:  # a part of the list would be a wrong list: leave it out, say why
@@ -176,8 +222,8 @@ def map_user(user: WeComUser, policy: MappingPolicy | None = None) -> DesiredUse
     return DesiredUser(
         external_id=user.userid,
         renamed_from=user.renamed_from,
-        fields=tuple(fields),
-        create_only=create_only,
+        values=values,
+        initial=initial,
         custom_data=tuple(custom),
         memberships=memberships_of(user),
         unfit=tuple(unfit),
@@ -235,6 +281,8 @@ def split_mobile(mobile: str, default_country_code: str = "+86") -> tuple[str, s
     text = mobile.strip()
     if not text:
         return None
+    if text.isdecimal() and 3 <= len(text) <= 15 and _CODE_RE.match(default_country_code):
+        return default_country_code, text  # a national number: what most members have
     if (match := _SPLIT_RE.match(text)) is not None:
         code, national = "+" + match[1], match[2]
     elif text.startswith("+"):
@@ -258,15 +306,13 @@ def memberships_of(user: WeComUser) -> tuple[Membership, ...] | None:
         leaders = None  # misaligned lists say nothing reliable
     out: list[Membership] = []
     seen: set[int] = set()
+    main = user.main_department
     for i, dept in enumerate(user.department):
         if dept in seen:
             continue
         seen.add(dept)
-        out.append(Membership(
-            department=dept,
-            leader=None if leaders is None else bool(leaders[i]),
-            main=None if user.main_department is None else dept == user.main_department,
-        ))
+        out.append(Membership(dept, None if leaders is None else bool(leaders[i]),
+                              None if main is None else dept == main))
     return tuple(out)
 
 

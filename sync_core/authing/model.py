@@ -13,6 +13,11 @@ from typing import Any
 
 from sync_core.http import fields as f
 
+# The organization of a membership whose department is not among the synced
+# organization's (a reconcile lists only those): another organization of the pool, never
+# None, which means "unknown" and is counted as the synced one.
+OTHER_ORGANIZATION = "(another organization)"
+
 
 @dataclass(frozen=True, slots=True)
 class AuthingMembership:

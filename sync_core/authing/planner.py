@@ -1,54 +1,59 @@
-"""The upstream direction's planning (WeCom → Authing): WeCom records and Authing records
-mapped onto the canonical planner (``directory.planner``, ``directory.memberships``), with
-``authing.render`` writing the Authing v3 bodies, plus the rules only this pair of
-platforms has.
+"""The upstream direction's planning (WeCom → Authing), an adapter: WeCom records and
+Authing records mapped onto the canonical planner (``directory.planner``,
+``directory.memberships``), with ``authing.render`` writing the Authing v3 requests.
 
 Pure: no I/O, no clock, no database. The worker (one entity), the reconciler (everything)
 and the dry run all plan here, so they agree by construction, and planning a state that
 already holds yields only ``unchanged`` operations with no requests.
 
-Decided by the canonical planner: department creates, renames, moves and custom data;
-memberships with their leader/main flags; ownership conflicts (adopt or not); removals
-(delete policy; only objects that are ours, never the root, never a department that is
-not empty). Still planned here over the platform records: a user's create and profile
-update in Authing's field names (``username`` from the userid, ``phoneCountryCode``,
-status), the set-user-departments replace rule and its 50-department split, renames
-whose callback was lost (``match_renames``), unmanaged users that look like ours,
-departments re-keyed from an address book's paths, and the order of a full plan.
+Decided by the canonical planner: user creates (refused when resigned or without a
+username, phone or email) and profile updates, customData merged into Authing's,
+department creates, renames, moves; memberships with their leader/main flags; ownership
+conflicts (adopt or not) and relinking a taken-over account; removals (delete policy; only
+objects that are ours, never the root, never a department that is not empty). Left here:
+the mapping of both sides (``map_user``, ``canonical_user``; the default username follows
+a userid rename), which records are paired (``authing.identity``: lost renames,
+unmanaged look-alikes, departments re-keyed from an address book), creating a user's
+missing departments first, what a full plan deletes, and its order.
 
 Where an Authing ``departmentId`` is not known at plan time the body holds a
 ``DepartmentRef`` and ``needs`` lists the WeCom department id; the executor substitutes
 the real id with ``resolve_refs``. A body with an unresolved ref does not serialise to
-JSON, so it cannot be sent by mistake. Ownership: users are ours by externalId plus our
-extension field or a department of our organization (``is_managed_user``), departments by
-openDepartmentId within the organization (``managed_department_id``).
+JSON, so it cannot be sent by mistake.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
 
-from sync_core.authing.essence import USER_ATTRS
+from sync_core.authing.identity import (
+    DepartmentIndex,
+    UnmanagedLookup,
+    authing_path,
+    count_managed,
+    is_managed_user,
+    managed_department_id,
+    match_renames,
+    membership_wecom_id,
+    relink_by_path,
+)
 from sync_core.authing.mapping import (
-    DEPARTMENT_ID_FIELD,
-    SET_DEPARTMENTS_MAX,
-    USER_ID_FIELD,
+    AUTHING_GENDERS,
+    AUTHING_STATUSES,
     DesiredUser,
     UsernameSource,
     department_id_of,
     department_open_id,
-    is_synthetic,
     map_department,
     map_user,
 )
-from sync_core.authing.model import AuthingDepartment, AuthingMembership, AuthingUser
-from sync_core.authing.render import WORDING, AuthingRender
+from sync_core.authing.model import AuthingDepartment, AuthingUser
+from sync_core.authing.render import AuthingRender
 from sync_core.binding import Binding
 from sync_core.directory import planner as directory
-from sync_core.directory.memberships import Held, plan_memberships
+from sync_core.directory.memberships import Held, MembershipPlan, plan_memberships
 from sync_core.directory.model import Department, Membership, User
 from sync_core.directory.operations import (
     DESTRUCTIVE,
@@ -60,47 +65,12 @@ from sync_core.directory.operations import (
     Operation,
     Request,
     UnresolvedDepartment,
-    UserRef,
     deletion_guard,
     resolve_refs,
 )
-from sync_core.directory.planner import merge_custom, same
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.settings import UserDeletePolicy
 from sync_core.wecom.model import WeComDepartment, WeComUser
-
-_D = TypeVar("_D", AuthingDepartment, WeComDepartment)
-
-
-@dataclass(frozen=True, slots=True)
-class DepartmentIndex:
-    """WeCom department id ↔ Authing departmentId for departments that exist in Authing,
-    plus ``source``: WeCom departments the planner may create on demand for a user."""
-
-    authing_ids: Mapping[int, str] = field(default_factory=dict, hash=False)
-    source: Mapping[int, WeComDepartment] = field(default_factory=dict, hash=False)
-    _wecom_ids: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_wecom_ids", {a: w for w, a in self.authing_ids.items()})
-
-    @classmethod
-    def build(cls, departments: Iterable[AuthingDepartment], policy: Binding,
-              source: Iterable[WeComDepartment] = ()) -> DepartmentIndex:
-        ids: dict[int, str] = {}
-        for dept in departments:
-            wecom_id = managed_department_id(dept, policy)
-            if wecom_id is not None:
-                ids.setdefault(wecom_id, dept.department_id)
-        ids.setdefault(policy.root_wecom_id, policy.root_department_id)
-        return cls(authing_ids=ids, source={d.id: d for d in source})
-
-    def authing_id(self, wecom_id: int) -> str | None:
-        return self.authing_ids.get(wecom_id)
-
-    def wecom_id(self, authing_id: str | None) -> int | None:
-        return None if authing_id is None else self._wecom_ids.get(authing_id)
-
 
 # -- public planning functions -------------------------------------------------------------
 
@@ -117,24 +87,18 @@ def plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Bin
 
 def _plan_user(desired: WeComUser | None, actual: AuthingUser | None, policy: Binding,
                index: DepartmentIndex, key: str | None,
-               memberships: dict[str, frozenset[str]] | None) -> tuple[Operation, ...]:
+               memberships: dict[str, frozenset[str]] | None,
+               want: DesiredUser | None = None) -> tuple[Operation, ...]:
     """``plan_user``; ``memberships`` (when given) gets, per Authing user id whose
-    memberships the plan replaces, the Authing departmentIds it will hold."""
+    memberships the plan replaces, the Authing departmentIds it will hold; ``want``:
+    ``desired`` mapped already."""
     if desired is None:
         if actual is None:
             return () if key is None else (Operation(Kind.USER, key, Action.UNCHANGED),)
         return (_plan_user_gone(actual, policy, index),)
-    want = map_user(desired, policy.mapping)
-    if actual is None:
-        return _after_departments(_plan_user_create(want, policy, index), policy, index)
-    if actual.external_id != want.external_id:  # unlinked, renamed or another's
-        conflict = directory.user_conflict(
-            (want.external_id, want.renamed_from), actual.external_id or "", actual.user_id,
-            policy.adopt_existing, WORDING, key=want.external_id)
-        if conflict is not None:
-            return (conflict,)
-    return _after_departments(_plan_user_update(want, actual, policy, index, memberships),
-                              policy, index)
+    op = _plan_user_upsert(want or map_user(desired, policy.mapping), actual, policy, index,
+                           memberships)
+    return (op,) if op.action is Action.SKIP else _after_departments(op, policy, index)
 
 
 def plan_user_hold(actual: AuthingUser, policy: Binding, index: DepartmentIndex,
@@ -157,9 +121,9 @@ def plan_duplicate_removal(duplicate: AuthingUser, original: AuthingUser, policy
                                      f"externalId {key!r} that the renamed account "
                                      f"{original.user_id} must take", duplicate.user_id,
                      cause=Cause.CONFLICT)
-    return Operation(Kind.USER, key, Action.DELETE, duplicate.user_id,
-                     (Change("externalId", key, None),),
-                     (Request("delete-users-batch", {"userIds": (duplicate.user_id,)}),),
+    changes, requests = AuthingRender(policy.organization_code).remove_user(
+        User(key, duplicate.user_id), Action.DELETE)
+    return Operation(Kind.USER, key, Action.DELETE, duplicate.user_id, changes, requests,
                      reason=f"duplicate of the renamed account {original.user_id}")
 
 
@@ -202,7 +166,7 @@ def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[
         wecom_id = managed_department_id(existing, policy)
         if wecom_id is not None:
             ours.setdefault(wecom_id, existing)
-    relinked = _relink_by_path(depts, authing_depts, ours, policy)
+    relinked = relink_by_path(depts, authing_depts, ours, policy)
     ours.update(relinked)
     index = DepartmentIndex.build(authing_depts, policy)
     if relinked:
@@ -240,83 +204,6 @@ def plan_full(desired_users: Iterable[WeComUser], desired_departments: Iterable[
     return (*dept_ops, *upserts, *removals, *dept_deletes)
 
 
-def _relink_by_path(depts: Mapping[int, WeComDepartment], authing: list[AuthingDepartment],
-                    ours: Mapping[int, AuthingDepartment], policy: Binding
-                    ) -> dict[int, AuthingDepartment]:
-    """WeCom departments (real ids) with no Authing department yet, matched to one of ours
-    that still carries only a synthetic key (created from an address book's paths) by
-    the same path of names below the root. Such a department is re-keyed, not recreated:
-    its ``wechatwork_department_id`` gets WeCom's id, and its members stay."""
-    unlinked = {d.department_id: d for w, d in ours.items() if is_synthetic(w)}
-    wanted = [d for d in depts.values() if d.id not in ours and not is_synthetic(d.id)
-              and d.id != policy.root_wecom_id]
-    if not unlinked or not wanted:
-        return {}
-    by_id = {d.department_id: d for d in authing}
-    by_path: dict[tuple[str, ...], AuthingDepartment | None] = {}
-    for dept in unlinked.values():
-        names = authing_path(dept, by_id, policy)
-        if names is not None:  # two with one path: neither can be told apart
-            by_path[names] = None if names in by_path else dept
-    found: dict[int, AuthingDepartment] = {}
-    for desired in wanted:
-        path = _wecom_path(desired, depts, policy)
-        match = by_path.get(path) if path is not None else None
-        if match is not None:
-            found[desired.id] = match
-    return found
-
-
-def authing_path(dept: AuthingDepartment, by_id: Mapping[str, AuthingDepartment],
-                 policy: Binding) -> tuple[str, ...] | None:
-    """Names from below the organization root down to ``dept``; ``None`` if one is
-    unknown (or the parents loop)."""
-    return _names_down(dept, lambda d: d.department_id == policy.root_department_id,
-                       lambda d: by_id.get(d.parent_department_id or ""))
-
-
-def _wecom_path(dept: WeComDepartment, depts: Mapping[int, WeComDepartment],
-                policy: Binding) -> tuple[str, ...] | None:
-    return _names_down(dept, lambda d: d.id == policy.root_wecom_id,
-                       lambda d: depts.get(d.parent_id) if d.parent_id is not None else None)
-
-
-def _names_down(dept: _D, is_root: Callable[[_D], bool],
-                parent: Callable[[_D], _D | None]) -> tuple[str, ...] | None:
-    names: list[str] = []
-    current: _D | None = dept
-    while current is not None and not is_root(current):
-        name = current.name
-        if not name or len(names) > 32:  # unnamed, or the parents loop
-            return None
-        names.append(name.strip())
-        current = parent(current)
-    return tuple(reversed(names))
-
-
-def count_managed(actual_users: Iterable[AuthingUser],
-                  actual_departments: Iterable[AuthingDepartment], policy: Binding) -> int:
-    """How many Authing objects are ours: the base of the guard's percentage."""
-    depts = list(actual_departments)
-    index = DepartmentIndex.build(depts, policy)
-    users = sum(1 for u in actual_users if u.external_id and is_managed_user(u, policy, index))
-    return users + sum(1 for d in depts if managed_department_id(d, policy) not in
-                       (None, policy.root_wecom_id))
-
-
-def is_managed_user(user: AuthingUser, policy: Binding, index: DepartmentIndex) -> bool:
-    """Ours: has an externalId and shows it was written by us (our extension field, or a
-    department of our organization). With neither read, the externalId alone decides."""
-    if not user.external_id:
-        return False
-    if user.custom_data is None and user.memberships is None:
-        return True
-    if user.custom().get(USER_ID_FIELD) == user.external_id:
-        return True
-    return any(_membership_wecom_id(m, policy, index) is not None
-               for m in user.memberships or ())
-
-
 # -- users ---------------------------------------------------------------------------------
 
 
@@ -325,7 +212,7 @@ def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy
                        memberships: dict[str, frozenset[str]]
                        ) -> tuple[list[Operation], set[str]]:
     by_external = {u.external_id: u for u in actual if u.external_id}
-    unmanaged = _UnmanagedLookup([u for u in actual if not u.external_id])
+    unmanaged = UnmanagedLookup([u for u in actual if not u.external_id])
     moved = match_renames(users, actual, policy, index)
     users = [replace(u, renamed_from=moved[u.userid].external_id) if u.userid in moved else u
              for u in users]
@@ -336,8 +223,10 @@ def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy
     adopted: set[str] = set()
     for user in sorted(users, key=lambda u: u.userid):
         match = by_external.get(user.userid) or by_external.get(user.renamed_from or "")
+        want = None
         if match is None:
-            hit = unmanaged.find(map_user(user, policy.mapping), adopted)
+            want = map_user(user, policy.mapping)
+            hit = unmanaged.find(want, adopted)
             if hit is not None and not policy.adopt_existing:
                 reason = (f"conflict: unmanaged Authing user {hit[0].user_id} has the same "
                           f"{hit[1]} and no externalId; set adopt_existing to take it over")
@@ -347,214 +236,58 @@ def _plan_user_upserts(users: list[WeComUser], actual: list[AuthingUser], policy
             if hit is not None:
                 match = hit[0]
                 adopted.add(match.user_id)
-        ops += _plan_user(user, match, policy, index, None, memberships)
+        ops += _plan_user(user, match, policy, index, None, memberships, want)
     return ops, wanted
 
 
-def match_renames(users: Iterable[WeComUser], actual: Iterable[AuthingUser], policy: Binding,
-                  index: DepartmentIndex) -> dict[str, AuthingUser]:
-    """Renames whose callback was lost: {new userid: the account of its old userid}.
-
-    Candidates are managed accounts whose userid is no longer in WeCom and WeCom userids
-    that have no account. A pair is the same member when they share an email or mobile
-    (WeCom keeps both unique in the corp, reference §3.6), or, where WeCom withholds both
-    (apps created after 2022-06-20), when name and (known, non-empty) department set agree
-    and no other candidate on either side has the same pair."""
-    users = list(users)
-    present = {u.userid for u in users}
-    accounts = [a for a in actual if a.external_id]
-    held = {a.external_id for a in accounts}
-    orphans = [a for a in accounts if a.external_id not in present
-               and is_managed_user(a, policy, index)]
-    newcomers = [u for u in users if u.userid not in held and u.renamed_from not in held]
-    if not orphans or not newcomers:
-        return {}
-    pairs: dict[str, AuthingUser] = {}
-    taken: set[str] = set()
-    by_unique = {(how, v.lower()): a for a in orphans
-                 for how, v in (("email", a.email), ("phone", a.phone)) if v}
-    for user in newcomers:
-        want = map_user(user, policy.mapping)
-        for how in ("email", "phone"):
-            value = want.get(how)
-            hit = by_unique.get((how, str(value).lower())) if value else None
-            if hit is not None and hit.user_id not in taken:
-                pairs[user.userid] = hit
-                taken.add(hit.user_id)
-                break
-
-    def account_sign(a: AuthingUser) -> tuple[str, frozenset[int]] | None:
-        depts = {_membership_wecom_id(m, policy, index) for m in a.memberships or ()}
-        known = frozenset(d for d in depts if d is not None)
-        return (a.name, known) if a.name and known else None
-
-    def user_sign(u: WeComUser) -> tuple[str, frozenset[int]] | None:
-        return (u.name, frozenset(u.department)) if u.name and u.department else None
-
-    left = defaultdict(list)
-    for a in orphans:
-        if a.user_id not in taken and (sign := account_sign(a)) is not None:
-            left[sign].append(a)
-    came = defaultdict(list)
-    for u in newcomers:
-        if u.userid not in pairs and (sign := user_sign(u)) is not None:
-            came[sign].append(u)
-    for sign, group in came.items():
-        if len(group) == 1 and len(left.get(sign, ())) == 1:
-            pairs[group[0].userid] = left[sign][0]
-    return pairs
-
-
-class _UnmanagedLookup:
-    """Authing users without externalId, by the identifiers Authing keeps unique."""
-
-    def __init__(self, users: list[AuthingUser]) -> None:
-        self._by: dict[tuple[str, str], AuthingUser] = {}
-        for user in users:
-            for how, value in (("email", user.email), ("username", user.username),
-                               ("phone", user.phone)):
-                if value:
-                    self._by.setdefault((how, value.lower()), user)
-
-    def find(self, want: DesiredUser, taken: set[str]) -> tuple[AuthingUser, str] | None:
-        for how in ("email", "phone", "username"):
-            value = want.get(how)
-            user = self._by.get((how, value.lower())) if value else None
-            if user is not None and user.user_id not in taken:
-                return user, how
-        return None
-
-
-def _plan_user_create(want: DesiredUser, policy: Binding, index: DepartmentIndex) -> Operation:
-    key = want.external_id
-    values = {**dict(want.create_only), **dict(want.fields)}
-    body: dict[str, Any] = {"externalId": key}
-    body.update((k, v) for k, v in values.items() if v)
-    if body.get("status") == "Resigned":
-        return _skip(Kind.USER, key, "resigned in WeCom (status 5): no account is created",
-                     cause=Cause.POLICY)
-    if not any(body.get(k) for k in ("username", "phone", "email")):
-        return _skip(Kind.USER, key, "cannot create: Authing needs a username, phone or "
-                                     "email and WeCom sent none", cause=Cause.INCOMPLETE)
-    changes = [Change(k, None, v) for k, v in body.items()]
-    custom = {k: v for k, v in want.custom_data if v}
-    body["customData"] = custom
-    changes += [Change(f"customData.{k}", None, v) for k, v in custom.items()]
-    requests = [Request("create-user", body)]
-    needs: tuple[str, ...] = ()
-    planned = _membership_plan(want.memberships, None, policy, index)
-    unfit = want.unfit
-    if planned is not None and planned.items:
-        needs, change = planned.needs, planned.change
-        changes.append(change)
-        writes, too_many = _membership_requests(key, True, planned, policy)
-        requests += writes
-        unfit += too_many
-    return Operation(Kind.USER, key, Action.CREATE, None, tuple(changes), tuple(requests), needs,
-                     unfit=unfit)
-
-
-def _plan_user_update(want: DesiredUser, actual: AuthingUser, policy: Binding,
+def _plan_user_upsert(want: DesiredUser, actual: AuthingUser | None, policy: Binding,
                       index: DepartmentIndex,
                       memberships: dict[str, frozenset[str]] | None) -> Operation:
-    changes, body = _profile_changes(want, actual, policy)
-    custom_changes, custom = merge_custom(want.custom_data, actual.custom_data,
-                                          field=WORDING.custom_field)
-    changes += custom_changes
-    if custom is not None:
-        body["customData"] = custom
-    requests = []
-    if body:
-        requests.append(Request("update-user", {"userId": actual.user_id, **body}))
-    needs: tuple[str, ...] = ()
+    """The canonical planner decides the create or the profile update (ownership, fields,
+    customData) and ``AuthingRender`` writes it; then the set-user-departments rule."""
+    render = AuthingRender(policy.organization_code, actual,
+                           policy.mapping.default_country_code)
+    have = None if actual is None else canonical_user(actual, policy, index)
+    desired = canonical_desired(want, actual, policy)
+    [op] = directory.plan_user(desired, have, {}, _policy(policy), render,
+                               key=want.external_id)
+    if op.action is Action.SKIP:
+        return op
+    created = op.action is Action.CREATE
     planned = _membership_plan(want.memberships, actual, policy, index)
+    if op.action is Action.UNCHANGED and planned is None and not want.unfit:
+        return op
+    changes = list(render.shown(op.changes, desired, created)) if op.changes else []
+    requests = list(op.requests)
+    needs: tuple[str, ...] = ()
     unfit = want.unfit
-    if planned is not None:
-        needs, change = planned.needs, planned.change
-        changes.append(change)
-        writes, too_many = _membership_requests(actual.user_id, False, planned, policy)
+    if planned is not None and (planned.ours or not created):
+        user = want.external_id if actual is None else actual.user_id
+        needs = tuple(department_open_id(d) for d in planned.needs)
+        changes.append(planned.change)
+        writes, too_many = render.set_departments(
+            user, created, planned, lambda wecom_id: _dept_ref(wecom_id, index))
         requests += writes
         unfit += too_many
-        if memberships is not None:  # departments not created yet cannot be left
+        if memberships is not None and actual is not None:  # not created yet: cannot leave
+            ids = (index.authing_id(m.department) for m in planned.ours)
             memberships[actual.user_id] = frozenset(
-                i["departmentId"] for i in planned.items if isinstance(i["departmentId"], str))
-    action = Action.UPDATE if requests else Action.UNCHANGED
-    return Operation(Kind.USER, want.external_id, action, actual.user_id, tuple(changes),
+                [i for i in ids if i] + [m.department for m in planned.foreign])
+    action = op.action if created or not requests else Action.UPDATE
+    return Operation(Kind.USER, want.external_id, action, op.target, tuple(changes),
                      tuple(requests), needs, unfit=unfit)
 
 
-def _membership_requests(user: str, by_external_id: bool, planned: _Memberships,
-                         policy: Binding) -> tuple[list[Request], tuple[str, ...]]:
-    """The calls that give ``user`` exactly the planned memberships, and what cannot be
-    written.
-
-    set-user-departments replaces the whole list but takes at most SET_DEPARTMENTS_MAX
-    departments, where WeCom allows 100 per member. Beyond that, the call carries first the
-    items only it can write (main and leader flags, kept memberships outside our
-    organization), and add-department-members, which adds without replacing and has no
-    flags, adds the rest one department at a time (reference/authing-api.md §2.3). A flag
-    or kept membership that still does not fit is reported (its department is joined
-    without the flag). add-department-members takes Authing user ids only: a user created
-    by externalId in the same operation is named by a UserRef."""
-    options = {"options": {"userIdType": "external_id"}} if by_external_id else {}
-    items = planned.items
-    if len(items) <= SET_DEPARTMENTS_MAX:
-        return [Request("set-user-departments",
-                        {"userId": user, "departments": items, **options})], ()
-    ours = list(zip(planned.wecom_ids, items, strict=False))
-    foreign = items[len(ours):]
-    flagged = [(w, i) for w, i in ours if i["isLeader"] or i["isMainDepartment"]]
-    plain = [(w, i) for w, i in ours if not (i["isLeader"] or i["isMainDepartment"])]
-    first = [i for _, i in flagged] + list(foreign)
-    room = SET_DEPARTMENTS_MAX - len(first)
-    unfit: list[str] = []
-    if room < 0:
-        over = flagged[SET_DEPARTMENTS_MAX:] if len(flagged) > SET_DEPARTMENTS_MAX else []
-        lost = first[SET_DEPARTMENTS_MAX:][len(over):]
-        unfit += [f"{'leader' if i['isLeader'] else 'main'} flag for WeCom department {w} not "
-                  f"written: set-user-departments takes at most {SET_DEPARTMENTS_MAX} "
-                  f"departments, and more carry flags" for w, i in over]
-        unfit += [f"membership in Authing department {i['departmentId']} outside organization "
-                  f"{policy.organization_code} not kept: set-user-departments takes at most "
-                  f"{SET_DEPARTMENTS_MAX} departments" for i in lost]
-        plain = over + plain
-        first = first[:SET_DEPARTMENTS_MAX]
-    else:
-        first += [i for _, i in plain[:room]]
-        plain = plain[room:]
-    requests = [Request("set-user-departments",
-                        {"userId": user, "departments": tuple(first), **options})]
-    member: Any = UserRef(user) if by_external_id else user
-    requests += [Request("add-department-members", {
-        "userIds": (member,), "organizationCode": policy.organization_code,
-        "departmentId": i["departmentId"]}) for _, i in plain]
-    return requests, tuple(unfit)
-
-
-_USER_ATTRS = USER_ATTRS
-
-
-def _profile_changes(want: DesiredUser, actual: AuthingUser,
-                     policy: Binding) -> tuple[list[Change], dict[str, Any]]:
-    changes: list[Change] = []
-    body: dict[str, Any] = {}
-    if actual.external_id != want.external_id:  # rename or adoption
-        changes.append(Change("externalId", actual.external_id, want.external_id))
-        body["externalId"] = want.external_id
-    fields = dict(want.fields)
-    if (want.renamed_from and "username" not in fields and actual.username == want.renamed_from
+def canonical_desired(want: DesiredUser, actual: AuthingUser | None, policy: Binding) -> User:
+    """A WeCom user's mapped state (``map_user``) as the canonical source record. The
+    default username follows a userid rename while the account still has the old one."""
+    fields = want.values
+    if (actual is not None and want.renamed_from and "username" not in fields
+            and actual.username == want.renamed_from
             and policy.mapping.username_source is UsernameSource.USERID):
-        fields["username"] = want.external_id
-    for name, new in fields.items():
-        old = getattr(actual, _USER_ATTRS[name])
-        if name == "phoneCountryCode":  # Authing leaves it empty for its default region
-            old = old or policy.mapping.default_country_code
-        if not same(old, new):
-            changes.append(Change(name, old, new))
-            body[name] = new
-    if body.get("phone") and "phoneCountryCode" in fields:
-        body["phoneCountryCode"] = fields["phoneCountryCode"]
-    return changes, body
+        fields = {**fields, "username": want.external_id}
+    return User(want.external_id, None, fields, custom=want.custom_data,
+                initial=want.initial, renamed_from=want.renamed_from)
 
 
 def _plan_user_gone(actual: AuthingUser, policy: Binding, index: DepartmentIndex) -> Operation:
@@ -564,23 +297,13 @@ def _plan_user_gone(actual: AuthingUser, policy: Binding, index: DepartmentIndex
     return op
 
 
-@dataclass(frozen=True, slots=True)
-class _Memberships:
-    """Planned memberships: ``items`` as set-user-departments takes them, ours first (one
-    per ``wecom_ids``, in order), then those kept outside our organization."""
-
-    items: tuple[dict[str, Any], ...]
-    wecom_ids: tuple[int, ...]
-    needs: tuple[str, ...]
-    change: Change
-
-
 def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | None,
-                     policy: Binding, index: DepartmentIndex) -> _Memberships | None:
-    """The set-user-departments items for ``directory.memberships``' plan, or None when
-    WeCom did not say or nothing changes. When Authing's memberships were not read, the
-    list is written as WeCom has it (and other organizations' memberships cannot be
-    kept): read users withDepartmentIds."""
+                     policy: Binding, index: DepartmentIndex) -> MembershipPlan | None:
+    """``directory.memberships``' plan over WeCom department ids, with Authing's
+    memberships outside our organization kept, or None when WeCom did not say or nothing
+    changes. When Authing's memberships were not read, the list is written as WeCom has
+    it (and other organizations' memberships cannot be kept): read users
+    withDepartmentIds."""
     if want is None:
         return None
     read = actual.memberships if actual is not None else None
@@ -588,29 +311,10 @@ def _membership_plan(want: tuple[Membership, ...] | None, actual: AuthingUser | 
     if read is not None:
         held = []
         for m in read:  # inline: once per membership of every planned user
-            wecom_id = _membership_wecom_id(m, policy, index)
+            wecom_id = membership_wecom_id(m, policy, index)
             held.append((m.department_id, m.is_leader, m.is_main, True) if wecom_id is None
                         else (wecom_id, m.is_leader, m.is_main, False))
-    planned = plan_memberships(want, held, index.authing_id, department_open_id)
-    if planned is None:
-        return None
-    wecom_ids = tuple(m.department for m in planned.ours)
-    items = tuple({"departmentId": _dept_ref(m.department, index), "isLeader": bool(m.leader),
-                   "isMainDepartment": bool(m.main)} for m in planned.ours)
-    items += tuple({"departmentId": m.department, "isLeader": bool(m.leader),
-                    "isMainDepartment": bool(m.main)} for m in planned.foreign)
-    needs = tuple(department_open_id(d) for d in planned.needs)
-    return _Memberships(items, wecom_ids, needs, planned.change)
-
-
-def _membership_wecom_id(m: AuthingMembership, policy: Binding,
-                         index: DepartmentIndex) -> int | None:
-    if m.organization_code and m.organization_code != policy.organization_code:
-        return None
-    wecom_id = index.wecom_id(m.department_id)
-    if wecom_id is None and m.organization_code:
-        wecom_id = department_id_of(m.open_department_id)
-    return wecom_id
+    return plan_memberships(want, held, index.authing_id, department_open_id)
 
 
 def _after_departments(op: Operation, policy: Binding,
@@ -745,37 +449,48 @@ def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[Auth
 # reference/authing-api.md §2.2). Another status (Archived, Deactivated) counts as enabled:
 # the suspend policy still writes Suspended.
 _DISABLED = frozenset({"Suspended", "Resigned"})
+# create-user needs one of username, phone and email (reference/authing-api.md §2.2).
+_CREATE_NEEDS = ("username", "mobile", "email")
+# Authing's values as canonical ones (``mapping``'s tables the other way round).
+_CANONICAL_GENDERS = {v: k for k, v in AUTHING_GENDERS.items()}
+_CANONICAL_STATUSES = {v: k for k, v in AUTHING_STATUSES.items()}
 
 
 def canonical_user(user: AuthingUser, policy: Binding, index: DepartmentIndex) -> User:
-    """An Authing user as the canonical planner's target record (the fields its ownership
-    and removal rules read): linked to its externalId, ours by ``is_managed_user``."""
-    status = user.status
-    return User(user.external_id or "", user.user_id,
+    """An Authing user as the canonical planner's target record: linked to its
+    externalId, ours by ``is_managed_user``; a field Authing has no value for is known
+    empty (``""``), a status outside Authing's three keeps its own text (so the planner
+    writes the one WeCom's status maps to), a phone without its code has the default."""
+    status, gender = user.status, user.gender
+    mobile = f"{user.phone_country_code or policy.mapping.default_country_code}-{user.phone}" \
+        if user.phone else ""
+    fields = {"name": user.name or "", "username": user.username or "", "mobile": mobile,
+              "email": user.email or "", "gender": _CANONICAL_GENDERS.get(gender, gender)
+              if gender else "", "avatar": user.photo or "",
+              "status": _CANONICAL_STATUSES.get(status, status) if status else ""}
+    return User(user.external_id or "", user.user_id, fields,
                 enabled=None if status is None else status not in _DISABLED,
                 resigned=None if status is None else status == "Resigned",
-                managed=is_managed_user(user, policy, index), record=user)
+                custom=user.custom_data, managed=is_managed_user(user, policy, index),
+                record=user)
 
 
 def _policy(binding: Binding) -> directory.Policy:
-    return directory.Policy(delete=str(binding.user_delete_policy),
-                            adopt=binding.adopt_existing)
+    """The canonical planner's rules for ``binding``: made once per binding, as every
+    planned user needs them (the last one is kept, by identity)."""
+    cached = _POLICY_CACHE.get(id(binding))
+    if cached is not None and cached[0] is binding:
+        return cached[1]
+    rules = directory.Policy(delete=str(binding.user_delete_policy),
+                             adopt=binding.adopt_existing, relink=True,
+                             create_needs=_CREATE_NEEDS)
+    _POLICY_CACHE.clear()
+    _POLICY_CACHE[id(binding)] = (binding, rules)
+    return rules
 
 
+_POLICY_CACHE: dict[int, tuple[Binding, directory.Policy]] = {}
 
-def managed_department_id(dept: AuthingDepartment, policy: Binding) -> int | None:
-    """The WeCom id (real or synthetic) of an Authing department of our organization,
-    else None. ``wechatwork_department_id`` stands in where openDepartmentId is synthetic
-    (re-keyed to WeCom's id once it became known) or absent (a department the downstream
-    direction created in WeCom: Authing cannot set openDepartmentId afterwards)."""
-    if dept.organization_code not in (None, policy.organization_code):
-        return None
-    wecom_id = department_id_of(dept.open_department_id)
-    if wecom_id is None or is_synthetic(wecom_id):
-        linked = str(dept.custom().get(DEPARTMENT_ID_FIELD) or "")
-        if linked.isdigit():
-            return int(linked)
-    return wecom_id
 
 
 def _dept_ref(wecom_id: int, index: DepartmentIndex) -> str | DepartmentRef:

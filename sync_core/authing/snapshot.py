@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from sync_core.authing.client import AuthingClient
-from sync_core.authing.model import AuthingDepartment, AuthingUser
+from sync_core.authing.model import OTHER_ORGANIZATION, AuthingDepartment, AuthingUser
 from sync_core.binding import Binding
 from sync_core.engine.ports import TargetSnapshot
 
@@ -16,7 +16,8 @@ from sync_core.engine.ports import TargetSnapshot
 async def read_authing(client: AuthingClient, policy: Binding) -> TargetSnapshot:
     """Every user of the pool and every department of the organization, with memberships
     rebuilt from ``departmentIds``, ``mainDepartmentId`` and each department's
-    ``leaderUserIds`` (one call per 50 users rather than one per user)."""
+    ``leaderUserIds`` (one call per 50 users rather than one per user). A department not
+    among the organization's is another organization's (``OTHER_ORGANIZATION``)."""
     org = await client.get_organization()
     root = str(org["departmentId"]) if org and org.get("departmentId") else None
     raw_depts = await client.get_all_departments()
@@ -43,7 +44,7 @@ def _memberships(dto: dict[str, Any], departments: dict[str, dict[str, Any]],
         items.append({
             "departmentId": str(dept_id),
             "openDepartmentId": dept.get("openDepartmentId") if dept else None,
-            "organizationCode": policy.organization_code if dept else None,
+            "organizationCode": policy.organization_code if dept else OTHER_ORGANIZATION,
             "isLeader": bool(dept and dto.get("userId") in (dept.get("leaderUserIds") or ())),
             "isMainDepartment": main is not None and str(main) == str(dept_id),
         })

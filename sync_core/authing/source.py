@@ -19,12 +19,16 @@ from sync_core.directory.vocabulary import Kind
 from sync_core.engine.ports import Hints, ReadFrom, SourceSnapshot
 from sync_core.errors import PermanentError
 from sync_core.http.retry import gather_pair
+from sync_core.wecom.downstream import GONE_STATUSES, memberships, wecom_userid
 
 
 class AuthingSource:
-    def __init__(self, client: AuthingClient, binding: Binding) -> None:
+    def __init__(self, client: AuthingClient, binding: Binding, *,
+                 userid_source: str = "username") -> None:
+        """``userid_source``: the downstream userid rule (``username`` or ``email``)."""
         self.client = client
         self.binding = binding
+        self.userid_source = userid_source
 
     def hints(self, kind: Kind, payloads: Sequence[Mapping[str, Any]]) -> Hints:
         return Hints(events=tuple(payloads))
@@ -55,7 +59,30 @@ class AuthingSource:
         snap = await read_authing(self.client, self.binding)
         return SourceSnapshot(snap.users, snap.departments)
 
-    async def present(self, kind: Kind, key: str) -> bool:
-        if kind is Kind.USER:
-            return await self.client.get_user(user_id=key) is not None
-        return await self.department(key) is not None
+    async def present(self, kind: Kind, key: str, target: str | None = None) -> bool:
+        """Whether Authing wants WeCom's ``target`` (a userid or department id) again: a
+        staged delete names the Authing user or department it was planned for, or the
+        WeCom id alone where no Authing record mapped to it. A user counts when it (or
+        another user now holding the userid: its ``externalId``, or its username under
+        that rule) is not resigned (resigned has left: README), maps to ``target`` and
+        has a department in the organization; a department when it exists by id or by
+        ``openDepartmentId``."""
+        if kind is Kind.DEPARTMENT:
+            if await self.department(key) is not None:
+                return True
+            return target is not None and target.isdigit() and await self.client.get_department(
+                open_department_id=target) is not None
+        candidates = [await self.client.get_user(user_id=key)]
+        if target is not None:
+            candidates.append(await self.client.get_user(external_id=target))
+            if self.userid_source == "username":
+                candidates.append(await self.client.get_user(username=target))
+        for dto in dict((d["userId"], d) for d in candidates if d).values():
+            user, _ = await self.read_user(str(dto["userId"]), str(dto["userId"]), Hints())
+            if user is None or user.status in GONE_STATUSES:
+                continue
+            userid = wecom_userid(user, self.userid_source)
+            if (target is None or (userid or "").lower() == target.lower()) and (
+                    user.memberships is None or memberships(user, self.binding)):
+                return True
+        return False

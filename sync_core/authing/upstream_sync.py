@@ -14,14 +14,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from sync_core.authing.identity import DepartmentIndex, is_managed_user
 from sync_core.authing.mapping import map_user
 from sync_core.authing.model import AuthingUser
-from sync_core.authing.planner import (
-    DepartmentIndex,
-    is_managed_user,
-    plan_duplicate_removal,
-    plan_user_hold,
-)
+from sync_core.authing.planner import plan_duplicate_removal, plan_user_hold
 from sync_core.authing.target import AuthingTarget
 from sync_core.directory.operations import Action, Operation
 from sync_core.directory.vocabulary import Kind

@@ -19,7 +19,10 @@ requests, so the planner names no platform. Rules:
 - a department is never created without a name or a known parent; one whose parent is
   unknown (None, not a root) stays where it is; a move is a MOVE even with a rename;
 - free-form data (``custom``) is merged into what the target holds (``merge_custom``);
-  memberships with leader/main flags are planned in ``directory.memberships``.
+  memberships with leader/main flags are planned in ``directory.memberships``;
+- a user is not created resigned (``status``), nor without one of ``Policy.create_needs``;
+  ``initial`` fields are written by a create only; with ``Policy.relink`` a target user
+  taken over (adopted, or the account of a renamed key) is linked to the source key.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Policy:
     ignore: frozenset[str] = frozenset()
     delete: str = "resign"  # delete | resign | suspend | ignore
     adopt: bool = False  # take over an unlinked target user that matches a source one
+    relink: bool = False  # write the source key to a target user taken over (``"key"``)
+    create_needs: tuple[str, ...] = ()  # a user is created with one of these, or not at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,8 @@ class Wording:
     key_field: str = "source key"
     service: str = "this service"
     custom_field: str = "custom"  # the target field that holds free-form data
+    resigned: str = "resigned in the source"  # why a resigned user is not created
+    identifiers: str = "one of its identifiers"  # what ``Policy.create_needs`` asks for
 
 
 Rendered = tuple[tuple[Change, ...], tuple[Request, ...]]
@@ -81,7 +88,10 @@ class DepartmentRender(RemovalRender, Protocol):
 
 class Render(DepartmentRender, Protocol):
     """A direction's target requests for the planner's decisions. ``departments`` hold
-    target ids or ``DepartmentRef``s (resolved by the executor)."""
+    target ids or ``DepartmentRef``s (resolved by the executor). Besides ``User.fields``
+    names, ``fields`` may hold ``"custom"`` (the whole free-form value to write: ours
+    merged into the target's) and, on update, ``"key"`` (the source key to link the
+    target user to, under ``Policy.relink``)."""
 
     def create_user(self, user: User, fields: Mapping[str, Any],
                     departments: Sequence[Any]) -> tuple[Request, ...]: ...
@@ -111,21 +121,29 @@ def plan_user(desired: User | None, actual: User | None, ids: Mapping[str, str],
                                  actual.target_id, policy.adopt, render.wording, key=key)
         if conflict is not None:
             return (conflict,)
+    ignore = policy.ignore
     wanted = {k: v for k, v in desired.fields.items()
-              if k not in policy.ignore and v is not None}
+              if v is not None and (not ignore or k not in ignore)}
     departments = desired.departments or ()
     if actual is None:
-        resolved, missing = _resolve(departments, ids)
-        created = tuple(Change(k, None, v) for k, v in sorted(wanted.items()))
-        return (Operation(Kind.USER, key, Action.CREATE, None, created,
-                          render.create_user(desired, wanted, resolved), missing),)
+        return (_user_create(desired, wanted, ids, policy, render, key),)
     target = actual.target_id or desired.target_id or key
     if not policy.update:
         return (Operation(Kind.USER, key, Action.UNCHANGED, target,
                           reason="update policy none: existing members are not updated"),)
+    old = actual.fields
     changed = {k: v for k, v in wanted.items()
-               if actual.fields.get(k) is not None and not same(actual.fields.get(k), v)}
-    changes = [Change(k, actual.fields.get(k), v) for k, v in sorted(changed.items())]
+               if (was := old.get(k)) is not None and was != v and not same(was, v)}
+    changes = [Change(k, old.get(k), v) for k, v in sorted(changed.items())] if changed else []
+    if policy.relink and actual.key != desired.key:  # taken over: adopted or renamed
+        changes.insert(0, Change("key", actual.key or None, desired.key))
+        changed["key"] = desired.key
+    if desired.custom is not None:
+        custom_changes, custom = merge_custom(desired.custom, actual.custom,
+                                              field=render.wording.custom_field)
+        if custom is not None:
+            changes += custom_changes
+            changed["custom"] = custom
     new_departments: list[Any] | None = None
     needs: tuple[str, ...] = ()
     if (desired.departments is not None and actual.departments is not None
@@ -143,6 +161,28 @@ def plan_user(desired: User | None, actual: User | None, ids: Mapping[str, str],
         return (Operation(Kind.USER, key, Action.UNCHANGED, target),)
     return (Operation(Kind.USER, key, Action.UPDATE, target, tuple(changes),
                       render.update_user(target, changed, new_departments, enabled), needs),)
+
+
+def _user_create(desired: User, wanted: Mapping[str, Any], ids: Mapping[str, str],
+                 policy: Policy, render: Render, key: str) -> Operation:
+    """A create, or a skip when the target would refuse it or the source says no."""
+    wording = render.wording
+    if wanted.get("status") == "resigned":
+        return Operation(Kind.USER, key, Action.SKIP, cause=Cause.POLICY,
+                         reason=f"{wording.resigned}: no account is created")
+    values = {**{k: v for k, v in desired.initial if k not in policy.ignore}, **wanted}
+    if policy.create_needs and not any(values.get(k) for k in policy.create_needs):
+        return Operation(Kind.USER, key, Action.SKIP, cause=Cause.INCOMPLETE,
+                         reason=f"cannot create: {wording.target} needs {wording.identifiers} "
+                                f"and {wording.source} sent none")
+    resolved, missing = _resolve(desired.departments or (), ids)
+    created = [Change(k, None, v) for k, v in sorted(values.items())]
+    if desired.custom is not None:
+        custom = {k: v for k, v in desired.custom if v}
+        created += [Change(f"{wording.custom_field}.{k}", None, v) for k, v in custom.items()]
+        values["custom"] = custom
+    return Operation(Kind.USER, key, Action.CREATE, None, tuple(created),
+                     render.create_user(desired, values, resolved), missing)
 
 
 def user_conflict(keys: tuple[str, str | None], linked: str, target_id: str | None,
@@ -282,6 +322,6 @@ def merge_custom(desired: Sequence[tuple[str, Any]], actual: Sequence[tuple[str,
     is the target's current one with ours merged in, so the keys other writers own
     survive a write that replaces it. ``actual`` None: not read, nothing to keep."""
     old = dict(actual or ())
-    changes = [Change(f"{field}.{k}", old.get(k), v) for k, v in desired
-               if not same(old.get(k), v)]
+    changes = [Change(f"{field}.{k}", was, v) for k, v in desired
+               if (was := old.get(k)) != v and not same(was, v)]
     return (changes, {**old, **dict(desired)}) if changes else ([], None)

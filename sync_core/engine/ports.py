@@ -93,8 +93,10 @@ class SourceReader(Protocol):
 
     async def snapshot(self) -> SourceSnapshot: ...
 
-    async def present(self, kind: Kind, key: str) -> bool:
-        """Whether ``key`` exists in the source again (re-checked before a staged delete)."""
+    async def present(self, kind: Kind, key: str, target: str | None = None) -> bool:
+        """Whether ``key`` exists in the source again (re-checked before a staged delete);
+        ``target``: the target's id of the entity the delete removes, where the source
+        can name another entity mapping to it since."""
         ...
 
 

@@ -441,7 +441,8 @@ class Reconciler:
         only the file gave, a source without credentials: why a file was used), the file's
         word stands."""
         try:
-            return await self.ports.source.present(op.kind, op.key)
+            return await self.ports.source.present(
+                op.kind, op.key, None if op.target is None else str(op.target))
         except StopSync:
             raise
         except SyncError:

@@ -24,7 +24,7 @@ Identity (the decision; also in the README):
   numeric, so never a WeCom id, and stable, as re-imports find it by path in Authing.
 - When WeCom's real ids become known (the API, or the department CSV template
   ``部门名称,部门ID,父部门ID,排序``), the planner re-keys each synthetic department with the
-  same path to the real id (``planner._relink_by_path``): the id goes into the
+  same path to the real id (``identity.relink_by_path``): the id goes into the
   ``wechatwork_department_id`` extension field (Authing cannot change an
   ``openDepartmentId`` after creation), and the department is the real one from then on.
 """
@@ -36,9 +36,9 @@ from collections import defaultdict
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from sync_core.authing.identity import authing_path, managed_department_id
 from sync_core.authing.mapping import SYNTHETIC_BASE, is_synthetic
 from sync_core.authing.model import AuthingDepartment, AuthingUser
-from sync_core.authing.planner import authing_path, managed_department_id
 from sync_core.binding import Binding
 from sync_core.wecom.model import WeComDepartment, WeComUser
 

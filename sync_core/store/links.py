@@ -60,7 +60,9 @@ def by_source(conn: Connection, *, direction: str, kind: str, key: str) -> LinkR
 def by_target(conn: Connection, *, direction: str, kind: str, target_id: str) -> LinkRow | None:
     row = conn.execute(select(_T.c.kind, _T.c.source_key, _T.c.target_id, _T.c.essence_hash)
                        .where(_T.c.direction == direction, _T.c.kind == kind,
-                              _T.c.target_id == target_id).limit(1)).first()
+                              _T.c.target_id == target_id)
+                       # The latest holder of an id a deleted entity once held.
+                       .order_by(_T.c.updated_at.desc()).limit(1)).first()
     return None if row is None else LinkRow(*row)
 
 

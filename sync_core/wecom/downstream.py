@@ -223,15 +223,22 @@ class DownstreamPlanner:
 
     def plan_user(self, desired: AuthingUser | None, actual: WeComUser | None,
                   binding: Binding, index: DownstreamIndex, key: str) -> tuple[Operation, ...]:
+        if actual is not None and actual.removed:
+            return (Operation(Kind.USER, key, Action.SKIP, actual.userid,
+                              reason=removed_in_wecom("member", actual.userid),
+                              cause=Cause.POLICY),)
         ops = self._plan_user(desired, actual, binding, self._ids(index, binding),
                               self._policy(binding), key)
         return (*self._parents_first(index, binding), *ops) if index.source else ops
 
     def _plan_user(self, desired: AuthingUser | None, actual: WeComUser | None,
                    binding: Binding, ids: Mapping[str, str], policy: planner.Policy,
-                   key: str) -> tuple[Operation, ...]:
+                   key: str, linked: bool = True) -> tuple[Operation, ...]:
         """``ids`` and ``policy`` come from the caller, built once per plan: a reconcile
-        plans 10^5 users against the same ones (copying ``ids`` per user was most of it)."""
+        plans 10^5 users against the same ones (copying ``ids`` per user was most of it).
+        ``linked``: ``actual`` is this user's member by the link table or by the userid
+        Authing holds (an event's target reader finds no other), not only by the userid
+        rule."""
         if desired is not None and desired.status in GONE_STATUSES:
             # Resigned in Authing (離職: memberships removed, account disabled) is the
             # person leaving: the delete policy applies, as for a deleted user.
@@ -240,6 +247,17 @@ class DownstreamPlanner:
             if desired is not None else None
         have = canonical_target_user(actual, key, self.default_code) \
             if actual is not None else None
+        if want is not None and have is not None and linked:
+            if str(want.target_id).lower() != str(have.target_id).lower():
+                return (Operation(Kind.USER, key, Action.SKIP, have.target_id,
+                                  reason=userid_changed(str(want.target_id),
+                                                        str(have.target_id)),
+                                  cause=Cause.CONFLICT),)
+            if want.departments == () and want.enabled is not False:
+                # Left the synced organization: a member we hold is no longer in scope,
+                # so the delete policy applies (never left active). Unlinked, or with no
+                # member, it is a rule problem as below.
+                desired = want = None
         problems: list[str] = []
         if want is not None and want.enabled is False:
             if have is None:
@@ -328,6 +346,10 @@ class DownstreamPlanner:
     def plan_department(self, desired: AuthingDepartment | None,
                         actual: WeComDepartment | None, binding: Binding,
                         index: DownstreamIndex, key: str) -> tuple[Operation, ...]:
+        if actual is not None and actual.removed:
+            return (Operation(Kind.DEPARTMENT, key, Action.SKIP, str(actual.id),
+                              reason=removed_in_wecom("department", str(actual.id)),
+                              cause=Cause.POLICY),)
         ops = self._plan_department(desired, actual, binding, self._ids(index, binding), key)
         return (*self._parents_first(index, binding), *ops) if index.source else ops
 
@@ -402,8 +424,10 @@ class DownstreamPlanner:
                                          cause=Cause.CONFLICT))
                     continue
                 actual_user = members.get(userid.lower()) if userid else None
+                linked = actual_user is not None and target.managed is not None and (
+                    Kind.USER, actual_user.userid) in target.managed
                 ops.extend(self._plan_user(user, actual_user, binding, ids, policy,
-                                           user.user_id))
+                                           user.user_id, linked))
         if mode is not Mode.CREATE_UPDATE and target.managed is not None:
             for member in target.users:
                 if ((Kind.USER, member.userid) in target.managed
@@ -586,6 +610,22 @@ def userid_taken(userid: str, held: str, holder: str) -> str:
     """The per-item error of a second Authing user mapping to a userid taken up to case."""
     return (f"WeCom userid {userid!r} is taken: WeCom userids ignore case (reference "
             f"§3.3) and {held!r} belongs to Authing user {holder}")
+
+
+def removed_in_wecom(what: str, wecom_id: str) -> str:
+    """The skip of an entity WeCom deleted before upstream applied it (``both``)."""
+    return (f"WeCom {what} {wecom_id} was deleted in WeCom, which upstream has not applied "
+            f"yet: not re-created (the conflict rule); upstream applies the deletion")
+
+
+def userid_changed(userid: str, held: str) -> str:
+    """The per-item error of an Authing userid (externalId) changed after its member was
+    made: WeCom renames only a userid it generated itself, once (reference §3.6), and
+    downstream always gives the userid, so the member keeps it."""
+    return (f"Authing now names WeCom userid {userid!r}, but this user's WeCom member is "
+            f"{held!r}: WeCom cannot rename a userid it did not generate (reference §3.6); "
+            f"set externalId back to {held!r}, or delete the member so that {userid!r} is "
+            f"created")
 
 
 def _claims(users: Iterable[AuthingUser], members: Mapping[str, WeComUser],

@@ -53,6 +53,9 @@ class WeComUser:
     # Not WeCom's: the digest of what downstream last wrote to this member (link table),
     # set by the downstream target reader where WeCom shows less than it wrote.
     last_written: str | None = None
+    # Not WeCom's: WeCom no longer holds this member, which upstream synced from WeCom (a
+    # WeCom deletion upstream has not applied yet; set by the downstream target reader).
+    removed: bool = False
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> WeComUser:
@@ -117,6 +120,7 @@ class WeComDepartment:
     name: str | None = None
     parent_id: int | None = None
     order: int | None = None
+    removed: bool = False  # as ``WeComUser.removed``
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> WeComDepartment:

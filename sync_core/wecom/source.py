@@ -121,7 +121,7 @@ class WeComSource:
             raise PermanentError("WeCom is not readable: no corp id and contact secret")
         return await read_wecom(self.client, concurrency=self.concurrency)
 
-    async def present(self, kind: Kind, key: str) -> bool:
+    async def present(self, kind: Kind, key: str, target: str | None = None) -> bool:
         """Approval re-checks absence: a user or department back in WeCom is not deleted.
         Where ``user/get`` is refused, the ID lists (``user/list_id``,
         ``department/simplelist``) still answer. A department known only by a synthetic

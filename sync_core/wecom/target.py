@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -35,7 +36,8 @@ from sync_core.errors import (
     SyncError,
     TransientError,
 )
-from sync_core.store import links, queue
+from sync_core.store import inbox, links, queue
+from sync_core.store.inbox import NewEvent
 from sync_core.store.links import LinkRow
 from sync_core.store.models import EventSource, utcnow
 from sync_core.wecom import rules
@@ -139,11 +141,49 @@ class LinkIds:
             raise TransientError(f"WeCom {kind} {wecom_id} has unapplied upstream changes: "
                                  "retried after them", retry_after=1.0, maybe_applied=False)
 
+    def _upstream(self, kind: Kind, wecom_id: str) -> LinkRow | None:
+        with self.engine.connect() as conn:
+            return links.by_source(conn, direction=Direction.UPSTREAM, kind=kind, key=wecom_id)
+
+    async def upstream_record(self, kind: Kind, wecom_id: str) -> LinkRow | None:
+        """What upstream recorded for the WeCom entity ``wecom_id`` (it synced it from
+        WeCom), if anything."""
+        return await asyncio.to_thread(self._upstream, kind, wecom_id)
+
+    def _hint(self, kind: Kind, wecom_id: str) -> None:
+        payload: dict[str, Any] = ({"kind": "user", "change_type": "sync", "user_id": wecom_id}
+                                   if kind is Kind.USER else
+                                   {"kind": "department", "change_type": "sync",
+                                    "id": int(wecom_id)})
+        # The events applied here count too: an operator's sync-now (or this hint) has
+        # just run upstream on this entity, and a hint from its downstream step would
+        # queue it again, for ever.
+        token = queue.HELD.set(())
+        try:
+            with self.engine.begin() as conn:
+                if queue.has_open(conn, sources=UPSTREAM_SOURCES, kind=kind, key=wecom_id):
+                    return
+                inbox.insert_new(conn, [NewEvent(
+                    source=EventSource.OPS.value, dedupe_key=uuid.uuid4().hex,
+                    entity_kind=str(kind), entity_key=wecom_id, event_type="sync",
+                    payload=payload, received_at=utcnow())])
+        finally:
+            queue.HELD.reset(token)
+
+    async def hint_upstream(self, kind: Kind, wecom_id: str) -> None:
+        """Queue a sync of WeCom entity ``wecom_id`` (as an operator's sync-now does),
+        unless an upstream event about it is open already: upstream re-reads it and
+        applies what WeCom shows (a deletion: the delete policy)."""
+        await asyncio.to_thread(self._hint, kind, wecom_id)
+
 
 class WeComTarget:
     def __init__(self, client: WeComClient, authing: AuthingClient, ids: LinkIds, *,
-                 userid_source: str = "username", concurrency: int = 8) -> None:
+                 userid_source: str = "username", concurrency: int = 8,
+                 upstream_runs: bool = False) -> None:
+        """``upstream_runs``: the upstream direction runs too (``both``)."""
         self.client = client
+        self.upstream_runs = upstream_runs
         self.authing = authing
         self.ids = ids
         self.userid_source = userid_source
@@ -175,27 +215,54 @@ class WeComTarget:
             if userid is not None:
                 await self.ids.check_settled(Kind.USER, userid)
                 written = link.essence_hash if link is not None else None
-                return await self._claimed(userid, keys[0], written)
+                member = await self._claimed(userid, keys[0], written)
+                if member is None and await self._removed_in_wecom(Kind.USER, userid):
+                    return WeComUser(userid=userid, removed=True)
+                return member
         return None
+
+    async def _removed_in_wecom(self, kind: Kind, wecom_id: str) -> bool:
+        """In ``both``, an entity upstream synced from WeCom (its link row) that WeCom no
+        longer holds is a WeCom deletion upstream has not applied yet: downstream does not
+        re-create it (the conflict rule, README), and upstream is handed a hint, so that it
+        applies the deletion even when WeCom's callback is late or lost."""
+        if not self.upstream_runs or await self.ids.upstream_record(kind, wecom_id) is None:
+            return False
+        await self.ids.hint_upstream(kind, wecom_id)
+        return True
 
     async def _claimed(self, userid: str, key: str, written: str | None) -> WeComUser | None:
         """The member with ``userid`` (up to case), when no other Authing user holds it;
         ``written``: the digest of our last write to it. Where WeCom refuses reads (48009,
         60020) and we wrote the member, it is planned against that record alone (every
-        field unknown): the change is written when the digest says it differs."""
+        field unknown): the change is written when the digest says it differs. A member
+        upstream synced (and downstream never wrote) has upstream's record instead: a
+        digest of the Authing state upstream wrote, never one of downstream's, so every
+        field Authing holds is written once; downstream's own record stands after that."""
         try:
             member = await self._user(userid)
         except RestrictedError:
             if written is None:
-                raise
+                upstream = await self.ids.upstream_record(Kind.USER, userid)
+                if upstream is None or upstream.essence_hash is None:
+                    raise
+                written = upstream.essence_hash
             return WeComUser(userid=userid, last_written=written)
         if member is None:
             return None
         holder = await self.ids.linked(Kind.USER, member.userid)
-        if holder is not None and holder != key:
+        if holder is not None and holder != key and await self._holds(holder, member.userid):
             raise ConflictError(userid_taken(userid, member.userid, holder), code=60102,
                                 remote="wecom", endpoint="user/get")
         return replace(member, last_written=written) if written else member
+
+    async def _holds(self, holder: str, userid: str) -> bool:
+        """Whether Authing user ``holder``, linked to member ``userid``, still maps to it:
+        one deleted since, or whose userid changed, has let it go (a new Authing user with
+        the same externalId then takes the member over)."""
+        dto = await self.authing.get_user(user_id=holder)
+        mapped = wecom_userid(AuthingUser.from_dto(dto), self.userid_source) if dto else None
+        return mapped is not None and mapped.lower() == userid.lower()
 
     async def _user(self, userid: str) -> WeComUser | None:
         try:
@@ -218,6 +285,8 @@ class WeComTarget:
         try:
             return WeComDepartment.from_api(await self.client.department_get(int(dept_id)))
         except NotFoundError:
+            if await self._removed_in_wecom(Kind.DEPARTMENT, dept_id):
+                return WeComDepartment(int(dept_id), removed=True)
             return None
 
     async def department_id(self, key: str, binding: Binding) -> str | None:

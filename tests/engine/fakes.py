@@ -84,7 +84,7 @@ class FakeSource:
         return SourceSnapshot(tuple(self.users.values()), tuple(self.departments.values()),
                               self.problems)
 
-    async def present(self, kind: Kind, key: str) -> bool:
+    async def present(self, kind: Kind, key: str, target: str | None = None) -> bool:
         if key in self.cannot_say:
             raise PermanentError(f"{key}: the source cannot say")
         return key in (self.users if kind is Kind.USER else self.departments)

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from ..conftest import CallbackKeys
 from ..e2e_stack import Stack, running_stack
-from ..test_downstream_e2e import authing_writes, dead_reasons, wecom_user, writes
+from ..test_downstream_e2e import (
+    authing_writes,
+    dead_reasons,
+    synced_member,
+    wecom_user,
+    writes,
+)
 
 
 def quiet(s: Stack) -> None:
@@ -26,11 +32,7 @@ def test_a_wecom_leaver_is_not_brought_back_by_an_authing_edit_made_meanwhile(
     must not stay active."""
     with running_stack(sqlite_url, keys, direction="both", user_delete_policy="delete",
                        delete_threshold_percent=100, delete_threshold_count=100) as s:
-        s.wecom.admin.create_department("A", 1, id=2)
-        s.wecom.admin.create_user("leaver", "离职者", department=(2,),
-                                  mobile="13800000011", email="leaver@example.com")
-        s.settle()
-        uid = s.user("leaver")["userId"]  # type: ignore[index]
+        uid = synced_member(s, "leaver", "离职者", "13800000011")
         s.wecom.pusher.hold_next(1)
         s.wecom.admin.delete_user("leaver")
         s.authing.admin.update_user(uid, name="离职者改名")

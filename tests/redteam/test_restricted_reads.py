@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..conftest import CallbackKeys
 from ..e2e_stack import eventually, running_stack
-from ..test_downstream_e2e import wecom_user
+from ..test_downstream_e2e import synced_member, wecom_user
 
 
 def test_an_authing_rename_of_a_member_upstream_synced_reaches_wecom_with_reads_refused(
@@ -19,11 +19,7 @@ def test_an_authing_rename_of_a_member_upstream_synced_reaches_wecom_with_reads_
     retried with backoff: the member was written by the other direction, so downstream
     has no digest of its own and refuses to plan."""
     with running_stack(sqlite_url, keys, direction="both") as s:
-        s.wecom.admin.create_department("A", 1, id=2)
-        s.wecom.admin.create_user("pre", "原名", department=(2,), mobile="13800000091",
-                                  email="pre@example.com")
-        s.settle()
-        uid = s.user("pre")["userId"]  # type: ignore[index]
+        uid = synced_member(s, "pre", "原名", "13800000091")
         s.wecom.configure(restricted_reads=True)
         s.authing.admin.update_user(uid, name="新名")
         s.authing.webhooks.drain(30)
