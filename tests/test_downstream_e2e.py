@@ -298,6 +298,7 @@ def test_a_move_under_a_former_child_whose_webhook_was_lost(sqlite_url: str,
     with downstream(sqlite_url, keys) as s:
         a = s.authing.admin
         first = a.create_department(ORG, "甲", root(s))["departmentId"]
+        s.settle()  # (B's event would otherwise create A too, racing A's own event)
         second = a.create_department(ORG, "乙", first)["departmentId"]
         s.settle()
         hooks = list(s.authing.webhooks.hooks.values())
