@@ -78,10 +78,7 @@ def decide(args: argparse.Namespace) -> int:
     try:
         if args.decision == "approve":
             async def job(runtime: SyncRuntime) -> None:
-                await runtime.reconciler.approve(args.run)
-                with runtime.reconciler.engine.begin() as conn:
-                    runs.decide(conn, run_id=args.run, decision="approved", actor=who,
-                                now=utcnow())
+                await runtime.reconciler.approve(args.run, who)
                 await runtime.reconciler.wait()
 
             with_runtime(job)
@@ -130,7 +127,10 @@ def replay_command(args: argparse.Namespace) -> int:
             return None
         return event_detail(engine, args.id)
 
-    return _show_event(_with_engine(requeue), args)
+    try:
+        return _show_event(_with_engine(requeue), args)
+    except queue.EventInFlight as exc:
+        return _fail(str(exc))
 
 
 def events_command(args: argparse.Namespace) -> int:

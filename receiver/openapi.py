@@ -93,10 +93,12 @@ PATHS: dict[str, dict[str, Any]] = {
         "Start a run", ok="202", extra={"409": {"description": "a run of that direction "
                                                               "is active"}},
         body={"content": {
-            "application/json": {"schema": {"type": "object", "properties": {
+            "application/json": {"schema": {"type": "object", "additionalProperties": False,
+                                            "properties": {
                 "direction": _DIRECTION, "mode": _MODE, "dry_run": {"type": "boolean"},
                 "source": _enum("api", "excel")}}},
             "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                               "additionalProperties": False,
                                                "properties": {
                 "file": {"type": "string", "format": "binary"}, "direction": _DIRECTION,
                 "mode": _MODE, "dry_run": {"type": "boolean"}, "sheet": {"type": "string"},

@@ -13,6 +13,8 @@ from typing import Any
 
 from starlette.requests import Request
 
+from .http import BodyTooLarge, read_body
+
 # The store's ids are INTEGER columns: 32-bit on PostgreSQL, so anything larger overflows in
 # the driver and cannot name a row on either database.
 MAX_ID = 2**31 - 1
@@ -93,3 +95,15 @@ def query(request: Request, spec: Mapping[str, Parser],
         if raw:
             values[name] = parse(name, raw)
     return values
+
+
+async def no_body(request: Request) -> None:
+    """A POST route that takes no options refuses a body with fields in it (none, an empty
+    one or ``{}`` is fine): an option the route does not have is a 400, never silently
+    ignored. Raises ParamError."""
+    try:
+        raw = await read_body(request, 1024)
+    except BodyTooLarge:
+        raise ParamError("this route takes no body") from None
+    if raw.strip() not in (b"", b"{}"):
+        raise ParamError("this route takes no body (no fields)")

@@ -22,7 +22,7 @@ from . import status as status_strip
 from .actor import api_actor
 from .context import AppContext, ctx
 from .http import check_ops_token, json_error
-from .params import ParamError, choice, integer, path_id, query, text
+from .params import ParamError, choice, integer, no_body, path_id, query, text
 
 # Department ids are WeCom's 32-bit unsigned integers.
 _MAX_DEPARTMENT_ID = 2**32 - 1
@@ -80,7 +80,11 @@ async def event(request: Request, c: AppContext) -> Response:
 async def replay(request: Request, c: AppContext) -> Response:
     event_id = path_id(request, "event")
     query(request, {})
-    event = await replay_event(c, event_id, actor=api_actor(request))
+    await no_body(request)
+    try:
+        event = await replay_event(c, event_id, actor=api_actor(request))
+    except queue.EventInFlight as exc:
+        return json_error(409, str(exc))
     if event is None:
         return json_error(404, f"no event {event_id}")
     return JSONResponse({"event": event}, status_code=202)
@@ -88,7 +92,8 @@ async def replay(request: Request, c: AppContext) -> Response:
 
 async def replay_event(c: AppContext, event_id: int, *, actor: str
                        ) -> dict[str, object] | None:
-    """Re-queue the event, adding the replay to its history; None when there is none."""
+    """Re-queue the event, adding the replay to its history; None when there is none.
+    Raises queue.EventInFlight while a worker applies it."""
     def requeue() -> dict[str, object] | None:
         with c.engine.begin() as conn:
             if not queue.replay(conn, event_id=event_id, now=utcnow(), actor=actor):
@@ -139,6 +144,7 @@ def object_ref(kind: str, key: str) -> tuple[str, str]:
 async def sync_user(request: Request, c: AppContext) -> Response:
     userid = request.path_params["userid"]
     query(request, {})
+    await no_body(request)
     return await _queued(c, "user", userid)
 
 
@@ -146,6 +152,7 @@ async def sync_user(request: Request, c: AppContext) -> Response:
 async def sync_department(request: Request, c: AppContext) -> Response:
     key = str(path_id(request, "department", _MAX_DEPARTMENT_ID))
     query(request, {})
+    await no_body(request)
     return await _queued(c, "department", key)
 
 

@@ -22,7 +22,7 @@ from sync_core.store.models import RunStatus, utcnow
 from .actor import api_actor
 from .context import AppContext
 from .http import json_error
-from .params import choice, integer, path_id, query, text
+from .params import choice, integer, no_body, path_id, query, text
 from .routes_ops import ops_route
 from .status import schedule
 
@@ -40,6 +40,11 @@ _ITEM_FILTERS = {
     "offset": integer(0),
 }
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+# The fields each body may hold (DESIGN.md "HTTP"): anything else is refused by name, so a
+# misspelt "dryrun" never starts a real run. A JSON body cannot carry a file.
+_JSON_TYPES: dict[str, type] = {"direction": str, "mode": str, "source": str, "dry_run": bool}
+_FORM_FIELDS = (*_JSON_TYPES, "sheet", "start_row", "end_row", "keep_top_department")
+_FORM_FILES = ("file", "departments")
 
 
 def _reconciler(request: Request) -> Reconcilers | None:
@@ -79,15 +84,16 @@ async def start_run(request: Request, fields: dict[str, Any], upload: object, *,
         tree = await departments.read() if isinstance(departments, UploadFile) and (
             departments.filename or departments.size) else None
         fields = {**fields, "source": fields.get("source") or "excel"}
-        fields["excel"] = ExcelInput(data=data, filename=upload.filename or "upload.xlsx",
-                                     sheet=_sheet(fields.get("sheet")),
-                                     start_row=_int(fields.get("start_row"), 0, "start_row"),
-                                     end_row=_int(fields.get("end_row"), -1, "end_row"),
-                                     keep_top_department=_bool(
-                                         fields.get("keep_top_department", False),
-                                         "keep_top_department"),
-                                     departments=tree)
-    run_request = _run_request(fields, trigger)
+        excel = ExcelInput(data=data, filename=upload.filename or "upload.xlsx",
+                           sheet=_sheet(fields.get("sheet")),
+                           start_row=_int(fields.get("start_row"), 0, "start_row"),
+                           end_row=_int(fields.get("end_row"), -1, "end_row"),
+                           keep_top_department=_bool(fields.get("keep_top_department", False),
+                                                     "keep_top_department"),
+                           departments=tree)
+    else:
+        excel = None
+    run_request = _run_request(fields, trigger, excel)
     if run_request.excel is not None:
         await run_in_threadpool(_check_file, run_request.excel)
     return await reconciler.start(run_request)
@@ -149,6 +155,7 @@ async def cancel(request: Request, c: AppContext) -> Response:
 async def _decided(request: Request, c: AppContext, decision: str) -> Response:
     run_id = path_id(request, "run")
     query(request, {})
+    await no_body(request)
     try:
         status = await decide(request, c, run_id, decision, actor=api_actor(request))
     except LookupError as exc:
@@ -175,9 +182,7 @@ async def decide(request: Request, c: AppContext, run_id: int, decision: str, *,
         reconciler = _reconciler(request)
         if reconciler is None:
             raise Unavailable("approval needs the WeCom and Authing credentials")
-        await reconciler.approve(run_id)
-        await run_in_threadpool(_in_transaction, c, lambda conn: runs.decide(
-            conn, run_id=run_id, decision=decision, actor=actor, now=now))
+        await reconciler.approve(run_id, actor)
         return RunStatus.RUNNING.value
     if decision == "rejected":
         run = await run_in_threadpool(_in_transaction, c, lambda conn: runs.reject(
@@ -206,6 +211,7 @@ async def _body(request: Request) -> tuple[dict[str, Any], UploadFile | None]:
             form = await request.form(max_files=2, max_fields=20)
         except Exception as exc:  # noqa: BLE001 - malformed multipart is the caller's
             raise RequestError(f"malformed multipart body: {exc}") from None
+        _check_form(form.multi_items())
         fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -221,7 +227,43 @@ async def _body(request: Request) -> tuple[dict[str, Any], UploadFile | None]:
         raise RequestError("body must be JSON (or multipart with a file)") from None
     if not isinstance(fields, dict):
         raise RequestError("body must be a JSON object")
+    _check_json(fields)
     return fields, None
+
+
+def _check_json(fields: dict[str, Any]) -> None:
+    """Raises RequestError naming the first unknown fields, or a field of the wrong JSON
+    type (``"dry_run": "yes"`` is not a boolean)."""
+    unknown = sorted(k for k in fields if k not in _JSON_TYPES)
+    if unknown:
+        hint = "; a file goes in a multipart upload (part 'file')" if any(
+            k in ("excel", "file", "departments") for k in unknown) else ""
+        raise RequestError(f"unknown field(s) {_names(unknown)}: the JSON body takes "
+                           f"{list(_JSON_TYPES)}{hint}")
+    for name, kind in _JSON_TYPES.items():
+        if name in fields and not isinstance(fields[name], kind):
+            raise RequestError(f"{name} must be a JSON "
+                               f"{'boolean' if kind is bool else 'string'}")
+
+
+def _check_form(items: list[tuple[str, Any]]) -> None:
+    """Raises RequestError for an unknown or repeated multipart part, or a text part where
+    a file belongs (and the reverse)."""
+    seen: set[str] = set()
+    for name, value in items:
+        is_file = isinstance(value, UploadFile)
+        if name not in (_FORM_FILES if is_file else _FORM_FIELDS):
+            what = "file part" if is_file else "field"
+            raise RequestError(f"unknown {what} {_names([name])}: a multipart reconcile takes "
+                               f"the fields {list(_FORM_FIELDS)} and the files "
+                               f"{list(_FORM_FILES)}")
+        if name in seen:
+            raise RequestError(f"{_names([name])} given more than once")
+        seen.add(name)
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(repr(n[:40]) for n in names[:5])
 
 
 def _check_file(excel: ExcelInput) -> None:
@@ -232,7 +274,8 @@ def _check_file(excel: ExcelInput) -> None:
     check_excel(excel)
 
 
-def _run_request(fields: dict[str, Any], trigger: str) -> RunRequest:
+def _run_request(fields: dict[str, Any], trigger: str,
+                 excel: ExcelInput | None) -> RunRequest:
     direction = str(fields.get("direction") or "upstream")
     if direction not in _DIRECTIONS:
         raise RequestError(f"direction must be one of {list(_DIRECTIONS)}")
@@ -244,7 +287,6 @@ def _run_request(fields: dict[str, Any], trigger: str) -> RunRequest:
     if source not in _SOURCES:
         raise RequestError("source must be api or excel")
     dry_run = _bool(fields.get("dry_run", False), "dry_run")
-    excel = fields.get("excel")
     if source == "excel" and excel is None:
         raise RequestError("source excel needs a multipart upload with the file")
     return RunRequest(direction=direction, mode=mode, source=source, dry_run=dry_run,

@@ -11,12 +11,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import Engine
 
 from sync_core.settings import Settings
 from sync_core.store import migrate
 from sync_core.store.db import make_engine
 from sync_core.wecom.crypto import generate_aes_key
+
+# The property tests share two cores with the end-to-end stacks: generating an example can be
+# slow for reasons that have nothing to do with the code under test, so the speed health check
+# only adds flakes (each test sets its own example count; deadlines are off everywhere).
+settings.register_profile("shared-machine", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shared-machine")
 
 PG_DSN = os.environ.get("WECOM_SYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

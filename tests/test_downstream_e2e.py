@@ -288,3 +288,28 @@ def synced_member(s: Stack, userid: str, name: str, mobile: str) -> str:
                               email=f"{userid}@example.com")
     s.settle()
     return str(s.user(userid)["userId"])  # type: ignore[index]
+
+
+def test_a_move_under_a_former_child_whose_webhook_was_lost(sqlite_url: str,
+                                                           keys: CallbackKeys) -> None:
+    """Authing: A > B. B moves to the root (its webhook lost), then A moves under B. In
+    WeCom B is still under A, so A's move answers 60010 (reference §3.6); the source's
+    tree says B goes first, and both end where Authing has them."""
+    with downstream(sqlite_url, keys) as s:
+        a = s.authing.admin
+        first = a.create_department(ORG, "甲", root(s))["departmentId"]
+        s.settle()  # (B's event would otherwise create A too, racing A's own event)
+        second = a.create_department(ORG, "乙", first)["departmentId"]
+        s.settle()
+        hooks = list(s.authing.webhooks.hooks.values())
+        for hook in hooks:
+            hook.enabled = False
+        a.update_department(ORG, second, parentDepartmentId=root(s))
+        for hook in hooks:
+            hook.enabled = True
+        a.update_department(ORG, first, parentDepartmentId=second)
+        s.settle()
+        depts = wecom_departments(s)
+        assert depts[wecom_id(s, second)].parentid == 1, dead_reasons(s)
+        assert depts[wecom_id(s, first)].parentid == wecom_id(s, second), dead_reasons(s)
+        assert not dead_reasons(s), dead_reasons(s)

@@ -141,3 +141,54 @@ def test_every_documented_filter_narrows_the_answer(db_url: str, keys: CallbackK
         assert item_keys(first, action="create") == ["a", "2"]
         assert item_keys(first, kind="user", action="create") == ["a"]
         assert item_keys(first, item_status="staged") == []
+
+
+@pytest.mark.parametrize("body, named", [
+    ({"mode": "full", "dryrun": True}, "dryrun"),  # a misspelt option is never ignored
+    ({"source": "excel", "excel": "x"}, "multipart"),  # a JSON body cannot carry a file
+    ({"file": "report.xlsx"}, "multipart"),
+    ({"sheet": "1"}, "sheet"),  # file options belong with the file
+    ({"dry_run": "yes"}, "dry_run"),  # JSON has booleans: a string is a mistake
+    ({"dry_run": 1}, "dry_run"),
+    ({"dry_run": None}, "dry_run"),
+    ({"mode": ["full"]}, "mode"),
+    ({"direction": 1}, "direction"),
+    ({"source": {"api": True}}, "source"),
+])
+def test_a_reconcile_body_with_an_unknown_field_or_wrong_type_is_a_400(
+        db_url: str, body: dict[str, Any], named: str) -> None:
+    """Checked before anything else: this receiver has no credentials, so a body that got
+    past the check would be a 503."""
+    with running_receiver(make_settings(db_url)) as srv:
+        answer = httpx.post(f"{srv.url}/ops/reconcile", headers=OPS, json=body)
+        listed = httpx.get(f"{srv.url}/ops/runs", headers=OPS).json()["runs"]
+    assert answer.status_code == 400 and named in answer.json()["error"], answer.text
+    assert listed == []
+
+
+@pytest.mark.parametrize("data, files, named", [
+    ({"dryrun": "true"}, {"file": ("a.xlsx", b"x")}, "dryrun"),
+    ({}, {"file": ("a.xlsx", b"x"), "depts": ("d.csv", b"x")}, "depts"),
+    ({"file": "a.xlsx"}, {"departments": ("d.csv", b"x")}, "file"),
+    ({"mode": ["full", "delete_only"]}, {"file": ("a.xlsx", b"x")}, "mode"),
+])
+def test_a_multipart_reconcile_with_an_unknown_or_repeated_part_is_a_400(
+        db_url: str, data: dict[str, Any], files: dict[str, Any], named: str) -> None:
+    with running_receiver(make_settings(db_url)) as srv:
+        answer = httpx.post(f"{srv.url}/ops/reconcile", headers=OPS, data=data, files=files)
+    assert answer.status_code == 400 and named in answer.json()["error"], answer.text
+
+
+@pytest.mark.parametrize("path", [
+    "/ops/runs/1/approve", "/ops/runs/1/reject", "/ops/runs/1/cancel",
+    "/ops/events/1/replay", "/ops/sync/users/zhangsan", "/ops/sync/departments/2",
+])
+def test_a_route_without_options_refuses_a_body_with_fields(db_url: str, path: str) -> None:
+    """``{"force": true}`` on a route that has no options must not look accepted."""
+    with running_receiver(make_settings(db_url)) as srv:
+        refused = httpx.post(srv.url + path, headers=OPS, json={"force": True})
+        events = httpx.get(f"{srv.url}/ops/events", headers=OPS).json()["events"]
+        empty = httpx.post(srv.url + path, headers=OPS, json={})
+    assert refused.status_code == 400 and "body" in refused.json()["error"], refused.text
+    assert events == []
+    assert empty.status_code != 400, empty.text  # {} is no options

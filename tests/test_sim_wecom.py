@@ -227,31 +227,31 @@ def test_user_get_has_the_documented_shape(wc: Wecom) -> None:
     assert leaders == ["zhangsan"]
 
 
-def test_user_update_and_delete(wc: Wecom) -> None:
-    wc.post("user/create", user("wangwu"))
-    assert wc.post("user/update", {"userid": "wangwu", "position": "经理"}) == {
+def test_user_update_and_delete(sim: WeComSimulator, wc: Wecom) -> None:
+    wangwu = sim.admin.join_user("名wangwu", mobile="13800000077")  # a generated userid
+    assert wc.post("user/update", {"userid": wangwu, "position": "经理"}) == {
         "errcode": 0, "errmsg": "updated"}
-    assert wc.get("user/get", userid="wangwu")["position"] == "经理"
-    assert wc.post("user/update", {"userid": "wangwu", "enable": 0})["errcode"] == 0
-    assert wc.get("user/get", userid="wangwu")["status"] == 2
-    assert wc.post("user/update", {"userid": "wangwu", "new_userid": "wangwu2"})["errcode"] == 0
-    assert errcode(wc.get("user/get", userid="wangwu")) == 60111
+    assert wc.get("user/get", userid=wangwu)["position"] == "经理"
+    assert wc.post("user/update", {"userid": wangwu, "enable": 0})["errcode"] == 0
+    assert wc.get("user/get", userid=wangwu)["status"] == 2
+    assert wc.post("user/update", {"userid": wangwu, "new_userid": "wangwu2"})["errcode"] == 0
+    assert errcode(wc.get("user/get", userid=wangwu)) == 60111
     assert wc.get("user/get", userid="wangwu2")["name"] == "名wangwu"
     assert wc.get("user/delete", userid="wangwu2") == {"errcode": 0, "errmsg": "deleted"}
     assert errcode(wc.get("user/delete", userid="wangwu2")) == 60111
     assert errcode(wc.post("user/update", {"userid": "ghost", "name": "x"})) == 60111
 
 
-def test_user_uniqueness_ignores_userid_case(wc: Wecom) -> None:
+def test_user_uniqueness_ignores_userid_case(sim: WeComSimulator, wc: Wecom) -> None:
     wc.post("user/create", user("ZhangSan", mobile="13800000001", email="zs@example.com"))
     assert errcode(wc.post("user/create", user("zhangsan", mobile="13800000009"))) == 60102
     assert errcode(wc.post("user/create", user("other", mobile="13800000001"))) == 60104
     clash = user("other2", mobile="13800000002", email="ZS@example.com")
     assert errcode(wc.post("user/create", clash)) == 60106
     assert wc.get("user/get", userid="ZHANGSAN")["userid"] == "ZhangSan"
-    wc.post("user/create", user("lisi", mobile="13800000003"))
-    assert errcode(wc.post("user/update", {"userid": "lisi", "mobile": "13800000001"})) == 60104
-    assert errcode(wc.post("user/update", {"userid": "lisi", "new_userid": "zhangSAN"})) == 60102
+    lisi = sim.admin.join_user("李四", mobile="13800000003")
+    assert errcode(wc.post("user/update", {"userid": lisi, "mobile": "13800000001"})) == 60104
+    assert errcode(wc.post("user/update", {"userid": lisi, "new_userid": "zhangSAN"})) == 60102
 
 
 @pytest.mark.parametrize(("override", "code"), [
@@ -372,12 +372,12 @@ def test_list_id_walks_every_user_department_pair(sim: WeComSimulator, wc: Wecom
     assert pages == 11 and len(page["dept_user"]) == 3
 
 
-def test_list_id_cursor_survives_changes_between_pages(wc: Wecom) -> None:
+def test_list_id_cursor_survives_changes_between_pages(sim: WeComSimulator, wc: Wecom) -> None:
     for i in range(6):
         wc.post("user/create", user(f"p{i}"))
     first = wc.post("user/list_id", {"limit": 3})
     wc.get("user/delete", userid="p3")  # the first row of the next page
-    wc.post("user/update", {"userid": "p4", "new_userid": "p4renamed"})
+    sim.admin.rename_user("p4", "p4renamed")  # the admin console renames any userid
     second = wc.post("user/list_id", {"limit": 3, "cursor": first["next_cursor"]})
     assert [r["userid"] for r in second["dept_user"]] == ["p4renamed", "p5"]
     assert second["next_cursor"] == ""
@@ -486,3 +486,78 @@ def test_stats_count_reads_and_writes_per_endpoint(sim: WeComSimulator, wc: Weco
 def test_unknown_api_is_404_json(wc: Wecom) -> None:
     response = wc.http.get("/cgi-bin/user/teleport")
     assert response.status_code == 404 and response.json()["errcode"] == 404
+
+
+# -- reference §3.6 write rules ------------------------------------------------------------
+
+@pytest.mark.parametrize("body, code", [
+    ({"id": 1, "parentid": 0}, 60124), ({"id": 1, "name": "总部", "parentid": 0}, 60124),
+    ({"id": 1, "name": "总部", "parentid": 99}, 60124),
+    ({"id": 1, "name": "总部", "parentid": 1}, 60010), ({"id": 1, "parentid": 2}, 60010),
+])
+def test_the_root_is_updated_without_parentid(sim: WeComSimulator, body: dict[str, Any],
+                                              code: int) -> None:
+    """Reference §3.6: with ``parentid: 0`` the root answers 60124, under a department
+    60010, and stays as it was; without ``parentid``, a rename works."""
+    w = Wecom(sim)
+    assert w.post("department/create", {"name": "研发", "parentid": 1, "id": 2})["errcode"] == 0
+    before = w.get("department/get", id=1)["department"]
+    assert errcode(w.post("department/update", body)) == code
+    assert w.get("department/get", id=1)["department"] == before
+    assert w.post("department/update", {"id": 1, "name": "总部"})["errcode"] == 0
+    assert w.get("department/get", id=1)["department"]["name"] == "总部"
+
+
+def test_a_generated_userid_is_renamed_once_and_a_chosen_one_never(sim: WeComSimulator
+                                                                   ) -> None:
+    """Reference §3.6: ``new_userid`` works for a system-generated userid, once; the
+    refusal changes nothing (not even the other fields of the same call)."""
+    w = Wecom(sim)
+    joined = sim.admin.join_user("赵六", mobile="13800000066")
+    assert w.post("user/update", {"userid": joined, "new_userid": "zhaoliu"})["errcode"] == 0
+    again = w.post("user/update", {"userid": "zhaoliu", "new_userid": "zhaoliu2",
+                                   "position": "经理"})
+    assert errcode(again) == 40058
+    got = w.get("user/get", userid="zhaoliu")
+    assert got["errcode"] == 0 and got["position"] == ""
+    w.post("user/create", user("chosen"))
+    assert errcode(w.post("user/update", {"userid": "chosen", "new_userid": "chosen"})) == 0
+    assert errcode(w.post("user/update", {"userid": "chosen", "new_userid": "Chosen"})) == 40058
+    assert w.get("user/get", userid="chosen")["userid"] == "chosen"
+
+
+def test_no_write_body_is_an_http_error(sim: WeComSimulator) -> None:
+    """Whatever a caller sends to a write endpoint, WeCom answers HTTP 200 with an
+    errcode: a simulator 500 would hide the product's handling of the real answer."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    w = Wecom(sim)
+    w.post("department/create", {"name": "研发", "parentid": 1, "id": 2})
+    w.post("user/create", user("zhangsan", [2]))
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                        st.sampled_from([0, 1, 2, 3, 2**32, -1]), st.text(max_size=8),
+                        st.sampled_from(["zhangsan", "1", "2", "", "研发"]))
+    values = st.one_of(scalars, st.lists(scalars, max_size=3),
+                       st.dictionaries(st.text(max_size=4), scalars, max_size=2))
+    names = st.sampled_from(["id", "name", "parentid", "order", "name_en", "userid",
+                             "new_userid", "department", "is_leader_in_dept",
+                             "main_department", "mobile", "email", "enable", "useridlist",
+                             "direct_leader", "extattr", "gender"])
+    paths = st.sampled_from(["department/create", "department/update", "user/create",
+                             "user/update", "user/batchdelete"])
+
+    @settings(max_examples=150, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(path=paths, body=st.dictionaries(names, values, max_size=5))
+    def check(path: str, body: dict[str, Any]) -> None:
+        response = w.http.post(f"/cgi-bin/{path}", json=body,
+                               params={"access_token": w.token})
+        assert response.status_code == 200, (path, body, response.text)
+        assert isinstance(response.json()["errcode"], int)
+
+    check()
+    for path, query in (("department/delete", {"id": "1"}), ("department/delete", {"id": "x"}),
+                        ("user/delete", {"userid": "nobody"})):
+        response = w.http.get(f"/cgi-bin/{path}", params={"access_token": w.token, **query})
+        assert response.status_code == 200, response.text

@@ -163,6 +163,8 @@ def test_transient_failures_spend_time_not_attempts(engine) -> None:  # type: ig
     again = _claim(engine, now=now + timedelta(seconds=1))
     assert again[0].counted_attempts == 2 and again[0].attempts == 7
     with engine.begin() as conn:
+        queue.fail(conn, owner="w1", ids=again[0].ids, now=now, error="conflict",
+                   retry_at=now)
         assert queue.replay(conn, event_id=1, now=now) is True
     with Session(engine) as session:
         row = get_event(session, 1)
@@ -266,3 +268,23 @@ def test_the_events_being_applied_are_not_open_to_their_own_checks(engine) -> No
     with engine.begin() as conn:
         insert_new(conn, [_ev("2", "a")])  # a WeCom change arrives meanwhile
     assert contextvars.copy_context().run(held)
+
+
+def test_a_replay_refuses_an_event_a_worker_is_applying(engine) -> None:  # type: ignore[no-untyped-def]
+    """Replaying a claimed event would free it for a second worker while the first still
+    applies it: the replay waits until the lease is settled or expired."""
+    import pytest
+
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("1", "a")])
+    claims = _claim(engine, owner="w1")
+    with engine.begin() as conn, pytest.raises(queue.EventInFlight):
+        queue.replay(conn, event_id=1, now=utcnow(), actor="ops")
+    assert _claim(engine, owner="w2") == []  # still w1's alone
+    with engine.begin() as conn:
+        assert queue.complete(conn, owner="w1", ids=claims[0].ids, now=utcnow(),
+                              outcome="ok") == 1
+        assert queue.replay(conn, event_id=1, now=utcnow(), actor="ops")
+        assert queue.replay(conn, event_id=1, now=utcnow(), actor="ops")  # queued: fine
+        assert not queue.replay(conn, event_id=99, now=utcnow(), actor="ops")
+    assert [c.ids for c in _claim(engine, owner="w2")] == [(1,)]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from .conftest import CallbackKeys
-from .e2e_stack import OPS, eventually, running_stack
+from .e2e_stack import OPS, Stack, eventually, running_stack
 
 MODES = [
     pytest.param(False, False, id="full-reads"),
@@ -206,18 +206,22 @@ def test_non_empty_department_delete_retries_then_goes_dead_and_replays(
         s.wecom.admin.create_department("临时组", 1, id=5)
         s.wecom.admin.create_user("wu", "吴", department=(5,), email="wu@example.com")
         s.settle()
-        # In Authing the member stays (WeCom's user callback is lost), so the delete
-        # must wait, and finally gives up with the reason.
+        # An Authing account no WeCom member mirrors sits in the department: the delete
+        # waits for it, and finally gives up with the reason. (WeCom's member, whose own
+        # callback is lost, is re-read by the delete and follows WeCom.)
+        a = s.authing.admin
+        local = a.create_user(username="local", name="本地", email="local@example.com")
+        a.set_user_departments(local["userId"], [{"departmentId": s.departments()["5"]
+                                                  .department_id}])
         s.wecom.pusher.drop_next(1)
         s.wecom.admin.update_user("wu", department=[1])
         s.wecom.admin.delete_department(5)
         s.wecom.pusher.flush()
         dead = eventually(lambda: s.events(status="dead"), 30)
         assert dead[0]["entity_key"] == "5" and "not empty" in dead[0]["last_error"]
-        assert "5" in s.departments()
+        assert "5" in s.departments() and s.user_open_departments("wu") == {"1"}
         # The operator fixes the cause, then replays.
-        assert httpx.post(f"{s.url}/ops/sync/users/wu", headers=OPS).status_code == 202
-        s.settle()
+        a.set_user_departments(local["userId"], [])
         reply = httpx.post(f"{s.url}/ops/events/{dead[0]['id']}/replay", headers=OPS)
         assert reply.status_code == 202 and reply.json()["event"]["status"] == "pending"
         s.settle()
@@ -352,3 +356,63 @@ def test_an_entity_in_flight_at_shutdown_is_finished_and_settled(sqlite_url: str
         engine.dispose()
     assert tuple(row) == ("done", None)
     assert s.user("wu") is not None
+
+
+# -- ordering conflicts the source's current tree resolves (callbacks late or lost) -------
+
+def _parent(s: Stack, wecom_id: int) -> str | None:
+    depts = s.departments()
+    with s.authing.state.lock:
+        parent_id = depts[str(wecom_id)].parent_id
+        parent = s.authing.state.departments.get(parent_id) if parent_id else None
+        return parent.open_department_id if parent is not None else None
+
+
+def _dead(s: Stack) -> list[str]:
+    return [e["last_error"] or "" for e in s.events(status="dead")]
+
+
+def test_a_move_under_a_former_child_whose_own_move_was_lost(sqlite_url: str,
+                                                            keys: CallbackKeys) -> None:
+    """A (2) > B (3) > C (4). WeCom moves B to the root (callback lost), keeps C under B,
+    then moves A under C, and renames it with the same update. In Authing C is still below
+    A, so the move is refused as a cycle; the source's tree says B (then C) go first."""
+    with running_stack(sqlite_url, keys) as s:
+        s.wecom.admin.create_department("甲", 1, id=2)
+        s.wecom.admin.create_department("乙", 2, id=3)
+        s.wecom.admin.create_department("丙", 3, id=4)
+        s.settle()
+        s.wecom.pusher.drop_next(1)
+        s.wecom.admin.update_department(3, parentid=1)
+        s.wecom.admin.update_department(2, parentid=4, name="甲二")
+        s.settle()
+        assert (_parent(s, 3), _parent(s, 4), _parent(s, 2)) == ("1", "3", "4"), _dead(s)
+        assert s.departments()["2"].name == "甲二"
+        assert not _dead(s)
+
+
+def test_a_department_whose_members_and_child_left_without_callbacks_is_deleted(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """WeCom empties department 2 (a member deleted, a member moved to 5, child 3 and its
+    member deleted) and deletes it; every callback but the last is lost. The delete re-reads
+    what Authing still holds there: the deleted are resigned, the moved one ends in 5,
+    the child and the department are deleted."""
+    with running_stack(sqlite_url, keys) as s:
+        s.wecom.admin.create_department("解散部", 1, id=2)
+        s.wecom.admin.create_department("子组", 2, id=3)
+        s.wecom.admin.create_department("新部", 1, id=5)
+        for userid, dept, n in (("gone2", 2, 1), ("moved2", 2, 2), ("gone3", 3, 3)):
+            s.wecom.admin.create_user(userid, userid, department=(dept,),
+                                      mobile=f"1380000045{n}", email=f"{userid}@example.com")
+        s.settle()
+        s.wecom.pusher.drop_next(4)
+        s.wecom.admin.delete_user("gone2")
+        s.wecom.admin.update_user("moved2", department=[5])
+        s.wecom.admin.delete_user("gone3")
+        s.wecom.admin.delete_department(3)
+        s.wecom.admin.delete_department(2)
+        s.settle()
+        assert "2" not in s.departments() and "3" not in s.departments(), _dead(s)
+        assert all((s.user(u) or {}).get("status") != "Activated" for u in ("gone2", "gone3"))
+        assert s.user_open_departments("moved2") == {"5"}
+        assert not _dead(s)

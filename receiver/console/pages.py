@@ -21,7 +21,7 @@ from sync_core.directory.vocabulary import SYNCED_KINDS
 from sync_core.engine.executor import ItemStatus
 from sync_core.engine.reconciler import RequestError
 from sync_core.engine.run_log import STAGED
-from sync_core.store import runs
+from sync_core.store import queue, runs
 from sync_core.store.inbox import as_json, list_events
 from sync_core.store.models import EventSource, EventStatus, RunStatus
 from sync_core.store.writer import WriterClosed
@@ -324,7 +324,11 @@ async def event_page(request: Request, c: AppContext, session: dict[str, Any]) -
 @page
 async def event_replay(request: Request, c: AppContext, session: dict[str, Any]) -> Response:
     event_id = path_id(request, "event")
-    if await replay_event(c, event_id, actor=_actor(session)) is None:
+    try:
+        replayed = await replay_event(c, event_id, actor=_actor(session))
+    except queue.EventInFlight as exc:
+        return _message(request, 409, "Not possible", str(exc))
+    if replayed is None:
         return _message(request, 404, "Not found", f"There is no event {event_id}.")
     return _back(f"/events/{event_id}")
 

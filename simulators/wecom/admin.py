@@ -9,6 +9,7 @@ rather than imitating the API's silent "wrong json format" warning.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -73,6 +74,18 @@ class Admin:
                                                      else "")
         return self._apply(lambda: self.directory.create_user(values, status=status,
                                                              avatar=picture))
+
+    def join_user(self, name: str, department: Sequence[int] = (ROOT_ID,),
+                  **fields: Any) -> str:
+        """A member who joins by invitation: the system generates the userid, which the
+        API may rename once (reference §3.6). Returns the userid (create_user callback)."""
+        userid = f"wo{secrets.token_hex(8)}"  # WeCom's own form is not documented
+        values = _typed({"userid": userid, "name": name, "department": department,
+                         **fields}, USER_FIELDS)
+        self._apply(lambda: self.directory.create_user(values, status=ACTIVE,
+                                                       avatar=avatar_url(userid),
+                                                       generated=True))
+        return userid
 
     def update_user(self, userid: str, *, status: int | None = None, avatar: str | None = None,
                     **fields: Any) -> list[Change]:

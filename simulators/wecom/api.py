@@ -208,7 +208,7 @@ class ContactsApi:
         values, wrong = read_fields(call.body(), USER_FIELDS)
         if not values.get("userid"):
             raise ApiError(errors.MISSING_USERID)
-        self._written(self.directory.update_user(values))
+        self._written(self.directory.update_user(values, by_api=True))
         return {"errcode": 0, "errmsg": _ok("updated", wrong)}
 
     def user_delete(self, call: Call) -> dict[str, Any]:

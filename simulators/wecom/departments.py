@@ -1,6 +1,7 @@
 """The department tree: creation, moves, renames and deletes under WeCom's rules.
 
-Rules (reference §3.2): the root is id 1 and cannot be deleted; names are 1-32 characters
+Rules (reference §3.2, §3.6): the root is id 1, cannot be deleted and is updated without
+``parentid``; names are 1-32 characters
 without ``\\:?"<>|`` and unique among siblings; ids given on create are 32-bit and > 1;
 the tree is at most 15 levels deep; a department with children or members cannot be
 deleted. Each mutation validates everything before it changes anything.
@@ -121,6 +122,10 @@ class DepartmentTree:
         if dept_id is None:
             raise ApiError(errors.INVALID_DEPT_ID, "id missing")
         dept = self.get(dept_id, errcode=errors.DEPT_NOT_FOUND)
+        if dept_id == ROOT_ID and values.get("parentid", ROOT_ID) not in self.by_id:
+            # Reference §3.6: the root is updated without parentid; with 0, 60124. (Under
+            # a department, itself included, it is a cycle: 60010.)
+            raise ApiError(errors.INVALID_PARENT_ID, "the root department has no parent")
         parentid = values.get("parentid", dept.parentid)
         name = values.get("name", dept.name)
         if parentid != dept.parentid:
@@ -172,7 +177,7 @@ class DepartmentTree:
             raise ApiError(errors.INVALID_PARENT_ID, f"department levels exceed {MAX_DEPTH}")
 
     def _check_sibling_name(self, parentid: int, name: str, own_id: int | None) -> None:
-        for sibling in self._children[parentid]:
+        for sibling in self._children.get(parentid, ()):  # the root (parent 0) has none
             if sibling != own_id and self.by_id[sibling].name == name:
                 raise ApiError(errors.DEPT_EXISTS, f"name {name!r} under {parentid}")
 

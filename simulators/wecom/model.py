@@ -61,6 +61,9 @@ class User:
     external_profile: dict[str, Any] = field(default_factory=dict)
     status: int = NOT_ACTIVATED
     activated: bool = False  # what status returns to when a disabled user is enabled
+    # The system generated the userid and no rename has used it up: only then may
+    # user/update's new_userid rename it, once (reference §3.6).
+    renamable: bool = False
 
     @property
     def key(self) -> str:

@@ -84,16 +84,17 @@ class Directory:
         return self.users.members(dept_id)
 
     def create_user(self, values: dict[str, Any], *, status: int | None = None,
-                    avatar: str = "") -> list[Change]:
+                    avatar: str = "", generated: bool = False) -> list[Change]:
         with self.lock:
-            user = self.users.create(values, status=status, avatar=avatar)
+            user = self.users.create(values, status=status, avatar=avatar,
+                                     generated=generated)
             self._seq_cache = None
             return [creation_change(user)]
 
     def update_user(self, values: dict[str, Any], *, status: int | None = None,
-                    avatar: str | None = None) -> list[Change]:
+                    avatar: str | None = None, by_api: bool = False) -> list[Change]:
         with self.lock:
-            change = self.users.update(values, status=status, avatar=avatar)
+            change = self.users.update(values, status=status, avatar=avatar, by_api=by_api)
             return [change] if change else []
 
     def delete_user(self, userid: str) -> list[Change]:

@@ -77,7 +77,9 @@ class UserIndex:
     # -- mutations --------------------------------------------------------------------
 
     def create(self, values: dict[str, Any], *, status: int | None = None,
-               avatar: str = "") -> User:
+               avatar: str = "", generated: bool = False) -> User:
+        """``generated``: the system chose the userid (a member who joined by invitation),
+        so one rename through the API is allowed."""
         userid = values.get("userid", "")
         check_userid(userid)
         if userid.lower() in self._by_key:
@@ -91,7 +93,8 @@ class UserIndex:
             attrs["status"] = DISABLED
         elif status is not None:
             attrs["status"] = status
-        user = User(userid=userid, seq=self._next_seq, avatar=avatar, **_user_attrs(attrs))
+        user = User(userid=userid, seq=self._next_seq, avatar=avatar, renamable=generated,
+                    **_user_attrs(attrs))
         user.activated = user.status == ACTIVE
         self._next_seq += 1
         self.by_seq[user.seq] = user
@@ -100,11 +103,17 @@ class UserIndex:
         return user
 
     def update(self, values: dict[str, Any], *, status: int | None = None,
-               avatar: str | None = None) -> Change | None:
-        """Apply the given fields; the change is None when nothing moved."""
+               avatar: str | None = None, by_api: bool = False) -> Change | None:
+        """Apply the given fields; the change is None when nothing moved. Through the API
+        (``by_api``) ``new_userid`` renames only a system-generated userid, once
+        (reference §3.6; WeCom documents no code for the refusal: 40058 here); the admin
+        console renames any."""
         user = self.find(values.get("userid", ""))
         new_userid = values.get("new_userid", user.userid)
         if new_userid != user.userid:
+            if by_api and not user.renamable:
+                raise ApiError(errors.INVALID_PARAMETER, "new_userid: only a userid the "
+                               "system generated can be renamed, and only once")
             check_userid(new_userid)
             other = self._by_key.get(new_userid.lower())
             if other is not None and other != user.seq:
@@ -126,7 +135,7 @@ class UserIndex:
         user.activated = user.activated or user.status == ACTIVE
         if new_userid != old_userid:
             del self._by_key[old_userid.lower()]
-            user.userid = new_userid
+            user.userid, user.renamable = new_userid, False
             self._by_key[user.key] = user.seq
             self._rename_leader(old_userid, new_userid)
         self._index(user)

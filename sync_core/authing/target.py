@@ -128,6 +128,18 @@ class AuthingTarget:
             self._rekeyed, self._rekeyed_at = scanned, now
         return self._rekeyed.get(open_id)
 
+    async def contents(self, department: AuthingDepartment, binding: Binding
+                       ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """WeCom userids (externalId) of the department's direct members, and WeCom ids
+        of its child departments (``DepartmentContents``)."""
+        users = tuple([str(u["externalId"]) async for u in self.client.list_department_members(
+            department_id=department.department_id) if u.get("externalId")])
+        children = tuple(str(row["openDepartmentId"]) for row in
+                         await self.client.list_children_departments(
+                             department_id=department.department_id)
+                         if str(row.get("openDepartmentId") or "").isdigit())
+        return users, children
+
     def forget(self) -> None:
         """Drop the scan of re-keyed departments: a run may have re-keyed some."""
         self._rekeyed_at = None

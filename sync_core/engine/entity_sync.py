@@ -19,11 +19,12 @@ from sync_core.directory.operations import Action, Operation
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.engine.echo import is_echo
 from sync_core.engine.executor import Executor, ItemStatus, Outcome
-from sync_core.engine.ports import Hints, Ports, ReadFrom
+from sync_core.engine.ports import DepartmentContents, Hints, Ports, ReadFrom
 from sync_core.engine.run_log import written
 from sync_core.errors import (
     ConflictError,
     MissingDepartment,
+    NotFoundError,
     PermanentError,
     SyncError,
     UnfitError,
@@ -254,6 +255,12 @@ class EntitySync:
 
     async def sync_department(self, key: str, payloads: Sequence[Mapping[str, Any]], *,
                               echo_of: str | None = None) -> EntityResult:
+        return await self._sync_department(key, payloads, echo_of, 0)
+
+    async def _sync_department(self, key: str, payloads: Sequence[Mapping[str, Any]],
+                               echo_of: str | None, depth: int) -> EntityResult:
+        """``depth``: how deep in ordering conflicts this sync was called to clear the way
+        (``_clear_the_way``); at ``_MAX_DEPTH`` it no longer clears, it only reports."""
         hints = self.source.hints(Kind.DEPARTMENT, payloads)
         if await self.target.write_back_echo(Kind.DEPARTMENT, key, hints):
             return EntityResult(Kind.DEPARTMENT, key, (), ReadFrom.EVENT, echo=True)
@@ -272,8 +279,48 @@ class EntitySync:
             (Kind.DEPARTMENT, k): self._essence(Kind.DEPARTMENT, d, None)
             for k, d in source.items()}
         essences[(Kind.DEPARTMENT, key)] = self._essence(Kind.DEPARTMENT, desired, actual)
-        return self._result(EntityResult(Kind.DEPARTMENT, key, tuple(outcomes), read_from,
-                                         essences))
+        result = EntityResult(Kind.DEPARTMENT, key, tuple(outcomes), read_from, essences)
+        if depth < _MAX_DEPTH:
+            cleared = await self._clear_the_way(desired, actual, result, depth)
+            if cleared:
+                again = await self._sync_department(key, (), None, _MAX_DEPTH)
+                result = _joined(cleared, result, again)
+        return self._result(result)
+
+    async def _clear_the_way(self, desired: Any, actual: Any, result: EntityResult,
+                             depth: int) -> list[EntityResult]:
+        """An ordering conflict is not permanent: the events that would resolve it are
+        late or lost, so the source's current tree resolves it now. Returns the syncs made
+        (the department is then planned once more), none when there is no such conflict.
+
+        - A move the target refused (under its own descendant there, as the target still
+          has it; both targets refuse that): the new parent's source ancestors, then the
+          parent, are synced top-down; each then sits where the source has it, so the
+          department is no longer above its new parent.
+        - A delete blocked by what the department still holds: its members and child
+          departments are synced (gone or moved, per the source)."""
+        if desired is not None and any(_refused_move(o) for o in result.outcomes):
+            chain = await self._source_ancestors(self.planner.parent(desired))
+            if result.key in chain:
+                return []  # the source's own reads disagree: nothing to go by
+            # Placed top-down, none of them can meet the same conflict: they clear no more.
+            return [await self._sync_department(k, (), None, _MAX_DEPTH) for k in chain]
+        if desired is None and actual is not None and result.blocked \
+                and isinstance(self.target, DepartmentContents):
+            users, children = await self.target.contents(actual, self.binding)
+            done = [await self._sync_department(k, (), None, depth + 1) for k in children]
+            return done + [await self.sync_user(k, ()) for k in users]
+        return []
+
+    async def _source_ancestors(self, key: str | None) -> list[str]:
+        """``key`` and its ancestors in the source below the root, top-down."""
+        root_key = self.planner.root(self.binding)[0]
+        chain: list[str] = []
+        while key and key != root_key and key not in chain and len(chain) < _MAX_DEPTH:
+            chain.append(key)
+            record = await self.source.department(key)
+            key = self.planner.parent(record) if record is not None else None
+        return chain[::-1]
 
     # -- the department index -------------------------------------------------------------
 
@@ -304,6 +351,28 @@ class EntitySync:
             if parent and parent not in ids:
                 pending.append(parent)
         return self.planner.index(ids, source), source
+
+
+_MAX_DEPTH = 16  # deeper than any tree a target allows (the deepest: 15 levels)
+
+
+def _refused_move(outcome: Outcome) -> bool:
+    """A department move the target refused as invalid (not as missing: that waits)."""
+    return (outcome.status is ItemStatus.FAILED and outcome.op.kind is Kind.DEPARTMENT
+            and outcome.op.action is Action.MOVE
+            and isinstance(outcome.error, PermanentError)
+            and not isinstance(outcome.error, NotFoundError))
+
+
+def _joined(cleared: Sequence[EntityResult], first: EntityResult,
+            again: EntityResult) -> EntityResult:
+    """One result for a department planned twice around the syncs that cleared its way:
+    what those applied, what the first plan applied, and the second plan."""
+    outcomes = [o for r in cleared for o in r.outcomes]
+    outcomes += [o for o in first.outcomes if o.status is ItemStatus.APPLIED]
+    essences = {k: v for r in (*cleared, first, again) for k, v in r.essences.items()}
+    return EntityResult(again.kind, again.key, (*outcomes, *again.outcomes),
+                        again.read_from, essences)
 
 
 def create_failed(outcomes: Sequence[Outcome], error: type[Exception]) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sync_core.directory.operations import Mode, Operation
 from sync_core.directory.vocabulary import Direction, Kind
@@ -133,6 +133,20 @@ class TargetReader(Protocol):
 
     def forget(self) -> None:
         """Drop whatever the reader caches about the target's keys: a run rewrote them."""
+        ...
+
+
+@runtime_checkable
+class DepartmentContents(Protocol):
+    """A target reader that can list what a department still holds there, so that the
+    delete of a department the source removed re-reads those members (a source that only
+    removes empty departments has moved or removed them; their own events are late)."""
+
+    async def contents(self, department: Any, binding: Binding
+                       ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Source keys of the users and of the child departments the target holds directly
+        in ``department`` (a record ``department`` returned); entities without a source
+        key (not ours) are left out."""
         ...
 
 

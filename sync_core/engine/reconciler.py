@@ -156,19 +156,14 @@ class Reconciler:
         self._spawn(self.execute(run_id, request, progress), run_id)
         return run_id
 
-    async def approve(self, run_id: int) -> None:
-        """Validate that ``run_id`` is blocked, then apply its staged deletes in the
-        background. Raises LookupError / RequestError."""
-        run = await asyncio.to_thread(self._get, run_id)
-        if run is None:
-            raise LookupError(f"no run {run_id}")
-        if run["status"] != RunStatus.BLOCKED:
-            raise RequestError(f"run {run_id} is {run['status']}, not blocked")
-        def resume(conn: Any) -> None:
-            runs.start(conn, run_id=run_id, now=self._clock())
-            runs.take(conn, run_id=run_id, owner=self.owner, until=self._clock() + self._lease)
-
-        await asyncio.to_thread(self._db, resume)
+    async def approve(self, run_id: int, actor: str = "ops") -> None:
+        """Take ``run_id`` from blocked to running (atomically: of concurrent approvals
+        one wins), then apply its staged deletes in the background. Raises LookupError or
+        runs.DecisionError (not blocked)."""
+        now = self._clock()
+        run = await asyncio.to_thread(self._db, lambda conn: runs.approve(
+            conn, run_id=run_id, actor=actor, owner=self.owner, now=now,
+            until=now + self._lease))
         self._spawn(self._apply_staged(run_id, run), run_id)
 
     async def wait(self) -> None:

@@ -38,7 +38,7 @@ class Reconcilers:
     async def start(self, request: RunRequest, progress: Progress | None = None) -> int:
         return await self._for(request.direction).start(request, progress)
 
-    async def approve(self, run_id: int) -> None:
+    async def approve(self, run_id: int, actor: str = "ops") -> None:
         def direction() -> str | None:
             with self.engine.connect() as conn:
                 run = runs.get(conn, run_id)
@@ -47,7 +47,7 @@ class Reconcilers:
         found = await asyncio.to_thread(direction)
         if found is None:
             raise LookupError(f"no run {run_id}")
-        await self._for(found).approve(run_id)
+        await self._for(found).approve(run_id, actor)
 
     async def wait(self) -> None:
         for reconciler in self.by_direction.values():

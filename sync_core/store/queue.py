@@ -260,16 +260,28 @@ def fail(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime, e
                    transient_since if retry_at is not None else None)])
 
 
+class EventInFlight(Exception):
+    """A worker holds the event right now (→ 409): a replay would let another claim it
+    while the first still applies it."""
+
+
 def replay(conn: Connection, *, event_id: int, now: datetime, actor: str = "ops") -> bool:
     """Re-queue one event (any status) for immediate processing with fresh attempts; the
-    replay is added to the event's history (``actor``: who asked), which it never clears."""
-    result = conn.execute(update(_T).where(_T.c.id == event_id).values(
+    replay is added to the event's history (``actor``: who asked), which it never clears.
+    False when there is no such event. Raises EventInFlight while a worker's lease on it
+    runs: one conditional update, so the check cannot go stale before the write."""
+    result = conn.execute(update(_T).where(
+        _T.c.id == event_id, or_(_T.c.lease_until.is_(None), _T.c.lease_until < now)).values(
         status=EventStatus.PENDING.value, attempts=0, next_attempt_at=now,
         transient_since=None, transient_failures=0,
         lease_owner=None, lease_until=None, processed_at=None))
     if result.rowcount:
         attempts.record_replay(conn, event_id=event_id, now=now, actor=actor)
-    return bool(result.rowcount)
+        return True
+    if conn.execute(select(_T.c.id).where(_T.c.id == event_id)).first() is not None:
+        raise EventInFlight(f"event {event_id} is being applied now; replay it once it "
+                            "settles")
+    return False
 
 
 def has_open(conn: Connection, *, sources: tuple[str, ...], kind: str, key: str) -> bool:

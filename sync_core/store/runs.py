@@ -51,12 +51,6 @@ def start(conn: Connection, *, run_id: int, now: datetime) -> None:
         status=RunStatus.RUNNING.value, started_at=now))
 
 
-def take(conn: Connection, *, run_id: int, owner: str, until: datetime) -> None:
-    """Lease the run to ``owner`` (approval resumes a finished, blocked run)."""
-    conn.execute(update(_R).where(_R.c.id == run_id).values(lease_owner=owner,
-                                                            lease_until=until))
-
-
 def renew(conn: Connection, *, run_id: int, owner: str, until: datetime) -> bool:
     result = conn.execute(update(_R).where(_R.c.id == run_id, _R.c.lease_owner == owner)
                           .values(lease_until=until))
@@ -97,55 +91,67 @@ def finish(conn: Connection, *, run_id: int, status: str, counters: dict[str, in
 
 
 class DecisionError(Exception):
-    """The run is not in a state that takes this decision (→ 409)."""
+    """The run is not in a state that takes this decision (→ 409); each decision is one
+    conditional update, so of concurrent ones only the first finds the state it needs."""
 
 
-def decide(conn: Connection, *, run_id: int, decision: str, actor: str, now: datetime) -> None:
-    """Note who approved, rejected or cancelled the run, and when."""
-    conn.execute(update(_R).where(_R.c.id == run_id).values(
-        decision=decision, decided_by=actor[:64], decided_at=now))
+def approve(conn: Connection, *, run_id: int, actor: str, owner: str, now: datetime,
+            until: datetime) -> dict[str, Any]:
+    """Blocked → running, leased to ``owner`` until ``until``, noting who approved: one
+    conditional update, so of concurrent approvals (or an approval racing a reject) exactly
+    one wins, on SQLite and PostgreSQL alike. Returns the run as approved. Raises
+    LookupError or DecisionError (not blocked, e.g. another decision came first)."""
+    row = conn.execute(update(_R).where(
+        _R.c.id == run_id, _R.c.status == RunStatus.BLOCKED.value).values(
+        status=RunStatus.RUNNING.value, started_at=now, lease_owner=owner, lease_until=until,
+        decision="approved", decided_by=actor[:64], decided_at=now,
+    ).returning(*_R.c)).mappings().first()
+    if row is None:
+        raise _not_in(conn, run_id, "blocked")
+    return dict(row)
 
 
 def reject(conn: Connection, *, run_id: int, actor: str, now: datetime) -> dict[str, Any]:
     """Drop a blocked run's staged deletes: they become ``skipped`` items saying who
     rejected them, and the run ends with what it applied. Raises LookupError or
     DecisionError (not blocked)."""
-    run = _locked(conn, run_id)
-    if run["status"] != RunStatus.BLOCKED.value:
-        raise DecisionError(f"run {run_id} is {run['status']}, not blocked")
+    # The decision first, conditionally: an approval racing it finds the run not blocked.
+    row = conn.execute(update(_R).where(
+        _R.c.id == run_id, _R.c.status == RunStatus.BLOCKED.value).values(
+        status=RunStatus.SUCCEEDED.value, error=None, decision="rejected",
+        decided_by=actor[:64], decided_at=now, finished_at=now,
+    ).returning(*_R.c)).mappings().first()
+    if row is None:
+        raise _not_in(conn, run_id, "blocked")
     # Staged items already count as skipped: the counters stay as they are.
     conn.execute(update(_I).where(_I.c.run_id == run_id, _I.c.status == _STAGED).values(
         status="skipped", error=f"not applied: rejected by {actor[:64]}"))
     failed = conn.execute(select(_I.c.id).where(_I.c.run_id == run_id,
                                                 _I.c.status == "failed").limit(1)).first()
     status = RunStatus.PARTIAL.value if failed else RunStatus.SUCCEEDED.value
-    conn.execute(update(_R).where(_R.c.id == run_id).values(
-        status=status, error=None, decision="rejected",
-        decided_by=actor[:64], decided_at=now, finished_at=now))
-    return {**run, "status": status}
+    if failed:
+        conn.execute(update(_R).where(_R.c.id == run_id).values(status=status))
+    return {**dict(row), "status": status}
 
 
 def cancel(conn: Connection, *, run_id: int, actor: str, now: datetime) -> None:
     """Stop a queued or running run: it is failed at once, whatever its process does next
     (``finish`` leaves a cancelled run alone, and its lease is gone). Raises LookupError or
     DecisionError (not active)."""
-    run = _locked(conn, run_id)
-    if run["status"] not in ACTIVE:
-        raise DecisionError(f"run {run_id} is {run['status']}, not queued or running")
-    conn.execute(update(_R).where(_R.c.id == run_id).values(
+    result = conn.execute(update(_R).where(_R.c.id == run_id, _R.c.status.in_(ACTIVE)).values(
         status=RunStatus.FAILED.value, error=f"cancelled by {actor[:64]}", finished_at=now,
         lease_owner=None, lease_until=None, decision="cancelled", decided_by=actor[:64],
         decided_at=now))
+    if not result.rowcount:
+        raise _not_in(conn, run_id, "queued or running")
 
 
-def _locked(conn: Connection, run_id: int) -> dict[str, Any]:
-    query = select(_R).where(_R.c.id == run_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).mappings().first()
-    if row is None:
-        raise LookupError(f"no run {run_id}")
-    return dict(row)
+def _not_in(conn: Connection, run_id: int, wanted: str) -> Exception:
+    """Why a conditional decision matched no row: LookupError or DecisionError."""
+    status = conn.execute(select(_R.c.status).where(_R.c.id == run_id)).scalar()
+    if status is None:
+        return LookupError(f"no run {run_id}")
+    return DecisionError(f"run {run_id} is {status}, not {wanted}")
 
 
 def sweep_stale(conn: Connection, *, now: datetime) -> list[int]:

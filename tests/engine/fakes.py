@@ -24,7 +24,13 @@ from sync_core.directory.operations import (
 )
 from sync_core.directory.vocabulary import Cause, Direction, Kind
 from sync_core.engine.ports import Hints, Ports, ReadFrom, SourceSnapshot, TargetSnapshot
-from sync_core.errors import NotFoundError, PermanentError, StopSync, SyncError
+from sync_core.errors import (
+    BadRequestError,
+    NotFoundError,
+    PermanentError,
+    StopSync,
+    SyncError,
+)
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,17 @@ class FakeWriter:
             if body["kind"] == Kind.DEPARTMENT:
                 ids[key] = store[key].target_id
         else:
+            if body["kind"] == Kind.DEPARTMENT:
+                self._refuse_cycle(key, body["record"].parent)
             store[key].record = body["record"]
+
+    def _refuse_cycle(self, key: str, parent: str | None) -> None:
+        """As both real targets do: no department under itself or its descendant."""
+        while parent is not None:
+            if parent == key:
+                raise BadRequestError("cannot move a department under its descendant")
+            stored = self.target.departments.get(parent)
+            parent = stored.record.parent if stored is not None else None
 
     async def create_batch(self, ops: Sequence[Operation]) -> list[tuple[int, str | None]]:
         self.calls.append(("create-batch", tuple(op.key for op in ops)))
@@ -299,7 +315,9 @@ class FakePlanner:
             return Operation(Kind.DEPARTMENT, key, Action.UNCHANGED, actual.target_id)
         if actual is None:
             return self._create_department(desired, index)
-        return Operation(Kind.DEPARTMENT, key, Action.UPDATE, actual.target_id, (),
+        moved = actual.record.parent != desired.parent
+        return Operation(Kind.DEPARTMENT, key, Action.MOVE if moved else Action.UPDATE,
+                         actual.target_id, (),
                          (Request("update", {"kind": Kind.DEPARTMENT, "key": key,
                                              "record": desired}),))
 

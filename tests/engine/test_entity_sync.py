@@ -5,6 +5,7 @@ against the link table."""
 from __future__ import annotations
 
 from sync_core.directory.essence import digest
+from sync_core.directory.operations import Action
 from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.executor import ItemStatus
 from sync_core.errors import BadRequestError, TransientError
@@ -93,6 +94,37 @@ async def test_a_department_delete_blocked_by_members_is_a_blocked_skip() -> Non
     d.target.departments["busy"] = Stored("t-5", Department("busy", "忙"))
     result = await EntitySync(d.ports).sync_department("busy", [{}])
     assert result.blocked and not result.failures and "busy" in d.target.departments
+
+
+async def test_a_move_under_a_former_descendant_moves_it_out_first() -> None:
+    """A > B > C in the target; the source has B at the top, C under B, A under C (B's
+    own event late or lost). A's move is refused as a cycle; the source's tree puts B,
+    then C, first, and A's move then goes through, in one result with every write."""
+    d = fake_direction()
+    d.target.departments.update({
+        "A": Stored("t-1", Department("A", "甲")), "B": Stored("t-2", Department("B", "乙", "A")),
+        "C": Stored("t-3", Department("C", "丙", "B"))})
+    d.source.departments.update({
+        "A": Department("A", "甲", "C"), "B": Department("B", "乙"),
+        "C": Department("C", "丙", "B")})
+    result = await EntitySync(d.ports).sync_department("A", [{}])
+    assert not result.failures, result.summary()
+    parents = {k: s.record.parent for k, s in d.target.departments.items()}
+    assert parents == {"A": "C", "B": None, "C": "B"}
+    applied = [(o.op.key, o.op.action) for o in result.outcomes
+               if o.status is ItemStatus.APPLIED]
+    assert applied == [("B", Action.MOVE), ("A", Action.MOVE)]
+    assert {row.source_key for row in result.links()} == {"A", "B"}
+
+
+async def test_a_move_the_source_tree_cannot_explain_still_fails() -> None:
+    d = fake_direction()
+    d.target.departments.update({
+        "A": Stored("t-1", Department("A", "甲")), "B": Stored("t-2", Department("B", "乙", "A"))})
+    d.source.departments.update({"A": Department("A", "甲", "B"),
+                                 "B": Department("B", "乙", "A")})  # a source gone wrong
+    result = await EntitySync(d.ports).sync_department("A", [{}])
+    assert [o.op.key for o in result.failures] == ["A"]  # reported once, not chased
 
 
 async def test_the_echo_of_the_opposite_directions_write_is_not_planned() -> None:
