@@ -121,6 +121,7 @@ def test_a_taken_department_name_is_not_retried_against_wecom(
         a.create_department(ORG, "研发部", root(s))
         s.settle()
         assert "研发部" in dead_reasons(s)
+        assert "WeCom department 50 holds it" in dead_reasons(s), dead_reasons(s)
         assert s.wecom.faults.stats.writes["department/create"] == 1, \
             dict(s.wecom.faults.stats.writes)
 

@@ -86,3 +86,31 @@ async def test_a_name_a_foreign_department_holds_stays_permanent() -> None:
         await writer.write(Request("department/create",
                                    {SOURCE_KEY: "d-1", "name": "研发部"}), {}, {})
     assert type(caught.value) is PermanentError and "60008" in str(caught.value)
+
+
+class Listing(WeCom):
+    """WeCom with department 6, 研发部, under the root (department/list of the parent)."""
+
+    async def department_list(self, parent: int) -> list[dict[str, Any]]:
+        return [{"id": 1, "name": "root", "parentid": 0},
+                {"id": 6, "name": "研发部", "parentid": parent}]
+
+    async def department_simplelist(self) -> list[dict[str, Any]]:
+        return [{"id": 1, "parentid": 0}, {"id": 6, "parentid": 1}]
+
+
+@pytest.mark.parametrize("linked", [False, True])
+async def test_a_taken_name_names_the_department_that_holds_it(linked: bool) -> None:
+    """README: 60008 names the holder where the parent's children can be listed, whether
+    the department is a foreign one (permanent) or ours by the link table (re-planned)."""
+    wecom, target = Listing(), Target()
+    wecom.names.add("研发部")
+    if linked:
+        target.ids.rows["d-1"] = "6"
+    writer = WeComWriter(wecom, None, target, None)  # type: ignore[arg-type]
+    with pytest.raises(ConflictError if linked else PermanentError) as caught:
+        await writer.write(Request("department/create",
+                                   {SOURCE_KEY: "d-1", "name": "研发部", "parentid": 1}),
+                           {}, {})
+    assert "WeCom department 6 holds it" in str(caught.value), caught.value
+    assert (type(caught.value) is PermanentError) is not linked

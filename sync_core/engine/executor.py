@@ -34,12 +34,22 @@ class Outcome:
     op: Operation
     status: ItemStatus
     error: SyncError | None = None
+    # Failed after some of its requests reached the target (a create whose write-back of
+    # the new id failed): what was written, e.g. "written to wecom as 6". The entity
+    # exists there, so it is counted and linked as written, and the next sync completes it.
+    written: str | None = None
 
     @property
     def error_text(self) -> str | None:
         if self.error is None:
             return None
-        return f"{type(self.error).__name__}: {self.error}"
+        text = f"{type(self.error).__name__}: {self.error}"
+        return f"{self.written}, then failed: {text}" if self.written else text
+
+    @property
+    def wrote(self) -> bool:
+        """Whether the target holds this operation's write (all of it, or a part)."""
+        return self.status is ItemStatus.APPLIED or self.written is not None
 
 
 def unapplied(op: Operation, remote: str | None = None) -> Outcome:
@@ -86,6 +96,7 @@ class Executor:
                 op = resolve_refs(op, ids)
             for request in op.requests[sent:]:
                 await self._writer.write(request, ids, made)
+                sent += 1
             if op.target is None and op.key in made:
                 op = replace(op, target=made[op.key])
         except StopSync:
@@ -96,7 +107,13 @@ class Executor:
                 str(exc), departments=missing, remote=self._writer.remote))
         except SyncError as exc:
             log.warning("%s %s %s failed: %s", op.kind, op.key, op.action, exc)
-            return Outcome(op, ItemStatus.FAILED, exc)
+            if not sent:
+                return Outcome(op, ItemStatus.FAILED, exc)
+            if op.target is None and op.key in made:
+                op = replace(op, target=made[op.key])
+            target = f" as {op.target}" if op.target is not None else ""
+            return Outcome(op, ItemStatus.FAILED, exc,
+                           written=f"written to {self._writer.remote}{target}")
         if op.unfit:
             return _unfit(op, ItemStatus.FAILED, self._writer.remote)
         return Outcome(op, ItemStatus.APPLIED)

@@ -72,6 +72,9 @@ class TargetSnapshot:
     # Target ids of the entities this direction wrote (the link table): the ones a
     # reconcile may delete, when the target holds no mark of ours. None: not given.
     managed: frozenset[tuple[str, str]] | None = None
+    # (kind, source key) → the target id this direction recorded writing it (the link
+    # table): the pairing a target that holds no mark of ours cannot show. None: not given.
+    linked: Mapping[tuple[str, str], str] | None = None
 
 
 class SourceReader(Protocol):

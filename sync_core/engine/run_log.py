@@ -26,7 +26,7 @@ def item_of(outcome: Outcome) -> dict[str, Any]:
         "kind": str(op.kind), "key": op.key, "action": str(op.action),
         "status": str(outcome.status),
         "changes": [[c.field, _jsonable(c.old), _jsonable(c.new)] for c in op.changes],
-        "error": error, "operation": None,
+        "error": error, "operation": None, "written": outcome.written is not None,
     }
 
 
@@ -46,24 +46,33 @@ def staged_item(op: Operation) -> dict[str, Any]:
 
 
 def count(items: Iterable[dict[str, Any]]) -> dict[str, int]:
-    """The contract's counters. Planned items (dry runs) count as what they would do."""
+    """The contract's counters. Planned items (dry runs) count as what they would do; a
+    failed item that reached the target (``written``) counts as failed and as what it
+    wrote: the entity is there."""
     counters: Counter[str] = Counter(dict.fromkeys(
         ("created", "updated", "deleted", "unchanged", "skipped", "failed"), 0))
     for item in items:
         status, action = item["status"], item["action"]
         if status == ItemStatus.FAILED:
             counters["failed"] += 1
+            done = _counter(action) if item.get("written") else None
         elif status in (ItemStatus.SKIPPED, STAGED):
-            counters["skipped"] += 1
+            done = "skipped"
         elif status == ItemStatus.UNCHANGED or action == Action.UNCHANGED:
-            counters["unchanged"] += 1
-        elif action == Action.CREATE:
-            counters["created"] += 1
-        elif action in (Action.UPDATE, Action.MOVE):
-            counters["updated"] += 1
-        elif Action(action) in DESTRUCTIVE:
-            counters["deleted"] += 1
+            done = "unchanged"
+        else:
+            done = _counter(action)
+        if done is not None:
+            counters[done] += 1
     return dict(counters)
+
+
+def _counter(action: str) -> str | None:
+    if action == Action.CREATE:
+        return "created"
+    if action in (Action.UPDATE, Action.MOVE):
+        return "updated"
+    return "deleted" if Action(action) in DESTRUCTIVE else None
 
 
 def withhold_deletes(ops: Iterable[Operation], reason: str) -> list[Operation]:
@@ -101,13 +110,14 @@ def _jsonable(value: Any) -> Any:
 
 def written(outcomes: Iterable[Outcome],
             essence: Callable[[str, str], Any]) -> list[LinkRow]:
-    """Link rows for the operations that were applied and wrote something; ``essence``
+    """Link rows for the operations that wrote something (applied, or failed after part of
+    it reached the target: the target id is known from then on); ``essence``
     answers, for (kind, key), what the target shows after the write (None: deleted), or a
     function of the applied operation for a state only the write decides (an id the
     target gave, a parent resolved on the way)."""
     rows = []
     for o in outcomes:
-        if o.status is ItemStatus.APPLIED and o.op.writes:
+        if o.wrote and o.op.writes:
             value = essence(str(o.op.kind), o.op.key)
             if callable(value):
                 value = value(o.op)

@@ -69,9 +69,13 @@ def add_note(conn: Connection, *, run_id: int, note: str) -> None:
 
 def add_items(conn: Connection, *, run_id: int, items: Sequence[dict[str, Any]],
               first_seq: int) -> None:
+    """``items``: ``engine.run_log.item_of`` dicts. Their ``written`` flag is not stored:
+    it serves the counters, computed before this; the error text says it to readers."""
     if items:
-        conn.execute(insert(_I), [{"run_id": run_id, "seq": first_seq + i, **item}
-                                  for i, item in enumerate(items)])
+        conn.execute(insert(_I), [
+            {"run_id": run_id, "seq": first_seq + i,
+             **{k: v for k, v in item.items() if k != "written"}}
+            for i, item in enumerate(items)])
 
 
 def update_item(conn: Connection, *, item_id: int, status: str, error: str | None,

@@ -374,7 +374,13 @@ class DownstreamPlanner:
             None if actual.parent_id is None else str(actual.parent_id))
         ops = planner.plan_department(want, have, ids, self._policy(binding), self.render,
                                       key=key, problems=problems)
-        if desired is None or not ops or ops[0].action is not Action.CREATE:
+        if desired is None or want is None or want.root or not ops:
+            return ops
+        # A create's new id goes back to Authing; so does the id of one we created whose
+        # write-back failed (Authing holds none: the link table paired them).
+        if ops[0].action is not Action.CREATE and (
+                have is None or want.target_id is not None
+                or ops[0].action not in (Action.UNCHANGED, Action.UPDATE, Action.MOVE)):
             return ops
         body = {"organizationCode": binding.organization_code,
                 "departmentId": desired.department_id, SOURCE_KEY: key,
@@ -398,10 +404,14 @@ class DownstreamPlanner:
         wecom_depts = {str(d.id): d for d in target.departments}
         root_key, root_id = self.root(binding)
         ids = {root_key: root_id}
+        written = target.linked or {}
         for key, dept in ours.items():
-            wid = wecom_department_id(dept)
-            if wid is not None and wid in wecom_depts:
-                ids[key] = wid
+            # What we wrote first: a department whose id never reached Authing (its
+            # write-back failed) is still the one we created.
+            for wid in (written.get((Kind.DEPARTMENT, key)), wecom_department_id(dept)):
+                if wid is not None and wid in wecom_depts:
+                    ids[key] = wid
+                    break
         members = {u.userid.lower(): u for u in target.users}
         policy = self._policy(binding)
         ops: list[Operation] = []

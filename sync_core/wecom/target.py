@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
@@ -57,6 +58,7 @@ from sync_core.wecom.snapshot import read_wecom
 
 # A uniqueness errcode → the field it is about (reference §3.4).
 UNIQUE_FIELDS = {60102: "userid", 60104: "mobile", 60106: "email", 60008: "department"}
+log = logging.getLogger(__name__)
 UPSTREAM_SOURCES = (EventSource.WECOM.value, EventSource.OPS.value)
 TAKEN_DEPARTMENT = 60008  # the id or the name exists (reference §3.4, §3.6)
 NOT_EMPTY = frozenset({60005, 60006})  # department/delete: members, child departments
@@ -143,12 +145,17 @@ class LinkIds:
         the echo check and upstream's id lookup must find it."""
         await asyncio.to_thread(self._record, row)
 
-    def managed(self) -> dict[tuple[str, str], str]:
-        """(kind, WeCom id) → the digest of the last write, for every entity the
-        downstream direction wrote and did not delete."""
+    def managed(self) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
+        """For every entity the downstream direction wrote and did not delete: (kind,
+        WeCom id) → the digest of the last write, and (kind, Authing id) → its WeCom id."""
+        digests: dict[tuple[str, str], str] = {}
+        ids: dict[tuple[str, str], str] = {}
         with self.engine.connect() as conn:
-            return {(row.kind, row.target_id): row.essence_hash for row in links.written(
-                conn, direction=Direction.DOWNSTREAM) if row.target_id and row.essence_hash}
+            for row in links.written(conn, direction=Direction.DOWNSTREAM):
+                if row.target_id and row.essence_hash:
+                    digests[(row.kind, row.target_id)] = row.essence_hash
+                    ids[(row.kind, row.source_key)] = row.target_id
+        return digests, ids
 
     def _busy(self, kind: Kind, wecom_id: str) -> bool:
         with self.engine.connect() as conn:
@@ -241,7 +248,21 @@ class WeComTarget:
         self.concurrency = concurrency
 
     async def bootstrap(self, binding: Binding) -> Binding:
-        """The Authing organization's root stands for WeCom's root department."""
+        """The Authing organization's root stands for WeCom's root department. The
+        extension fields the write-backs set are defined first (idempotent, as the
+        upstream bootstrap does): without them Authing refuses every write-back after
+        WeCom has taken the write. Raises the SyncError that refused the definition."""
+        try:
+            defined = await self.authing.ensure_custom_fields()
+        except TransientError:
+            raise  # an outage: ridden out
+        except SyncError as exc:
+            raise PermanentError(
+                f"cannot define the Authing custom fields the write-backs need (see "
+                f"`wecom-sync setup-authing`); nothing was written: {exc}",
+                remote="authing", endpoint="set-custom-fields") from exc
+        if defined:
+            log.info("defined Authing custom fields: %s", ", ".join(defined))
         org = await self.authing.get_organization()
         root = (org or {}).get("departmentId")
         if root:
@@ -400,12 +421,13 @@ class WeComTarget:
             raise TransientError("WeCom read incomplete: " + "; ".join(snap.problems[:3]),
                                  remote="wecom", maybe_applied=False)
         notes = snap.notes or ("WeCom read through department/list and user/list",)
-        written = await asyncio.to_thread(self.ids.managed)
+        written, linked = await asyncio.to_thread(self.ids.managed)
         users = tuple(_with_last_written(u, written) for u in snap.users)
         managed = frozenset(written)
         # The organization root stays the binding's (an Authing id): no root id here.
         return TargetSnapshot(users, snap.departments, None,
-                              tuple(f"WeCom (the actual side): {n}" for n in notes), managed)
+                              tuple(f"WeCom (the actual side): {n}" for n in notes), managed,
+                              linked)
 
 
 class WeComWriter:
@@ -484,22 +506,25 @@ class WeComWriter:
 
     async def _taken_department(self, exc: ConflictError, body: Mapping[str, Any],
                                 source: Any) -> SyncError:
-        """60008 on create: the id or the name is taken (reference §3.6). When the link
-        table now holds this department (another event created it a moment ago) it is a
-        conflict, re-planned; otherwise permanent (not retried: §3.6), naming the name,
-        the parent and the WeCom department that holds the name where it can be read."""
-        if source is not None and await self.target.ids.wecom_id(
-                Kind.DEPARTMENT, str(source)) is not None:
-            return exc
+        """60008 on create: the id or the name is taken (reference §3.6). The message names
+        the name, the parent and the WeCom department that holds the name, where the
+        parent's children can be listed (README). When the link table now holds this
+        department (another event created it a moment ago) it is a conflict, re-planned;
+        otherwise permanent (not retried: §3.6)."""
         name, parent = body.get("name"), body.get("parentid")
         holder = ""
         with contextlib.suppress(SyncError, TypeError, ValueError):
             for row in await self.client.department_list(int(str(parent))):
                 if row.get("name") == name and str(row.get("parentid")) == str(parent):
                     holder = f" (WeCom department {row.get('id')} holds it)"
+        text = (f"WeCom already has a department named {name!r} under department {parent}"
+                f"{holder}")
+        if source is not None and await self.target.ids.wecom_id(
+                Kind.DEPARTMENT, str(source)) is not None:
+            return ConflictError(f"{text}, linked to this department since: {exc.message}",
+                                 code=exc.code, remote="wecom", endpoint="department/create")
         return PermanentError(
-            f"WeCom already has a department named {name!r} under department {parent}"
-            f"{holder}: WeCom refuses a second one (60008); rename one of them: "
+            f"{text}: WeCom refuses a second one (60008); rename one of them: "
             f"{exc.message}", code=exc.code, remote="wecom", endpoint="department/create")
 
     async def _write(self, endpoint: str, body: dict[str, Any], ids: MutableMapping[str, str],
@@ -543,7 +568,12 @@ class WeComWriter:
             # the id goes to customData, which the resolver reads as well.
             # The parent's id too, as the upstream mapping writes it: a WeCom callback
             # about this department then finds nothing to change in Authing.
-            wecom_id = ids[str(body.pop(SOURCE_KEY))]
+            source = str(body.pop(SOURCE_KEY))
+            wecom_id = ids.get(source) or await self.target.department_id(source, self.binding)
+            if wecom_id is None:
+                raise PermanentError(f"Authing department {source} has no WeCom department "
+                                     "yet: its id cannot be written back", remote="wecom",
+                                     endpoint=WRITE_BACK_DEPARTMENT)
             parent_id = ids.get(str(body.pop(PARENT_KEY)), str(self.binding.root_wecom_id))
             body["customData"] = {**body.get("customData", {}), DEPARTMENT_ID_FIELD: wecom_id,
                                   PARENT_DEPARTMENT_FIELD: parent_id}
