@@ -34,8 +34,8 @@ class Outcome:
     op: Operation
     status: ItemStatus
     error: SyncError | None = None
-    # Failed after some of its requests reached the target (a create whose write-back of
-    # the new id failed): what was written, e.g. "written to wecom as 6". The entity
+    # Failed after some of its requests reached the target (a create whose follow-up
+    # failed): what reached the target, e.g. "written to <remote> as <id>". The entity
     # exists there, so it is counted and linked as written, and the next sync completes it.
     written: str | None = None
 

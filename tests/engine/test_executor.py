@@ -3,6 +3,8 @@ of exceptions (only StopSync aborts), and user creates batched through the write
 
 from __future__ import annotations
 
+from typing import Any
+
 from sync_core.directory.operations import Action, DepartmentRef, Operation, Request
 from sync_core.directory.vocabulary import Kind
 from sync_core.engine.executor import Executor, ItemStatus
@@ -96,3 +98,30 @@ async def test_a_refused_batch_leaves_every_create_to_go_one_by_one() -> None:
                                                                                strict=True)]
     assert [o.status for o in outcomes] == [ItemStatus.APPLIED, ItemStatus.APPLIED]
     assert d.writer.calls[1:] == [("create", ("ann",)), ("create", ("bob",))]
+
+
+async def test_a_create_whose_follow_up_fails_says_what_was_written() -> None:
+    """The create reached the target, the next request failed: failed, but written (the
+    item says so, counts as created too, and its link row keeps the target id)."""
+    from sync_core.engine.run_log import count, item_of, written
+
+    d = fake_direction()
+    d.target.departments["7"] = Stored("t-7", Department("7", "研发"))
+    write = d.writer.write
+
+    async def refuse_follow_up(request: Request, ids: Any, made: Any) -> None:
+        if request.endpoint == "set-department":
+            raise BadRequestError("field not defined", remote="fake")
+        await write(request, ids, made)
+
+    d.writer.write = refuse_follow_up  # type: ignore[method-assign]
+    outcome = await Executor(d.writer).apply_one(_create("ann", "7"), {})
+    first = await Executor(d.writer).apply_one(_create("bob", "404"), {})
+    assert outcome.status is ItemStatus.FAILED and outcome.written is not None
+    assert outcome.op.target is not None and outcome.op.target in outcome.written
+    assert "then failed: BadRequestError: fake: field not defined" in str(outcome.error_text)
+    assert first.written is None  # nothing reached the target
+    items = [item_of(outcome), item_of(first)]
+    assert count(items)["created"] == 1 and count(items)["failed"] == 2
+    [row] = written([outcome, first], lambda kind, key: {"key": key})
+    assert (row.source_key, row.target_id) == ("ann", outcome.op.target)
