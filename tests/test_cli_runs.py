@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -125,15 +127,26 @@ def test_events_table_keeps_long_keys_apart(tmp_path: Path) -> None:
     assert _columns(row)[:6] == ["1", "pending", "authing", "user", AUTHING_ID, "0"]
 
 
-def test_a_dry_run_that_would_block_exits_3_and_says_blocked(tmp_path: Path) -> None:
-    directory = generate_directory(users=10, departments=3, seed=5)
+@contextlib.contextmanager
+def users_left_wecom(tmp_path: Path, *, users: int, lost: int, threshold: int
+                     ) -> Iterator[tuple[dict[str, str], list[str], AuthingSimulator]]:
+    """Simulators after one applied run, then ``lost`` users deleted in WeCom (no
+    callback): a full run's deletes, guarded at ``threshold``. Yields the CLI's settings,
+    the lost userids and the Authing simulator."""
+    directory = generate_directory(users=users, departments=3, seed=5)
     with WeComSimulator(corp_id="wwcli") as wecom, \
             AuthingSimulator(userpool_id="cli-pool", secret="s3cret") as authing:
         wecom.admin.load(directory.departments, directory.users)
-        env = sim_env(wecom, authing, tmp_path, WECOM_SYNC_DELETE_THRESHOLD_COUNT="2")
+        env = sim_env(wecom, authing, tmp_path,
+                      WECOM_SYNC_DELETE_THRESHOLD_COUNT=str(threshold))
         assert _run(["reconcile"], env, tmp_path).returncode == 0
-        gone = [u["userid"] for u in directory.users[:4]]
+        gone = [u["userid"] for u in directory.users[:lost]]
         wecom.admin.delete_users(gone)
+        yield env, gone, authing
+
+
+def test_a_dry_run_that_would_block_exits_3_and_says_blocked(tmp_path: Path) -> None:
+    with users_left_wecom(tmp_path, users=10, lost=4, threshold=2) as (env, _, _):
         dry = _run(["reconcile", "--mode", "full", "--dry-run"], env, tmp_path)
         assert dry.returncode == 3, dry.stdout + dry.stderr
         assert "(dry run) → blocked" in dry.stdout and "would block" in dry.stdout
