@@ -24,7 +24,10 @@ log = logging.getLogger("wecom_sync")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra  # a simulator's own options (see simulate.py)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -153,10 +153,12 @@ def events_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"events": listed}, ensure_ascii=False, indent=2))
         return 0
-    print(f"{'id':>7}  {'status':<8}{'source':<8}{'kind':<11}{'key':<24}{'tries':>5}  reason")
-    for e in listed:
-        print(f"{e['id']:>7}  {e['status']:<8}{e['source']:<8}{e['entity_kind']:<11}"
-              f"{e['entity_key']:<24}{e['attempts']:>5}  {e['last_error'] or ''}")
+    from .cli_table import table
+
+    print(table(["id", "status", "source", "kind", "key", "tries", "reason"],
+                [[e["id"], e["status"], e["source"], e["entity_kind"], e["entity_key"],
+                  e["attempts"], e["last_error"] or ""] for e in listed],
+                right=frozenset({0, 5})))
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sync_core.directory.operations import Mode
 
+from .cli_table import table
 from .params import argument
 
 if TYPE_CHECKING:
@@ -175,28 +176,29 @@ def _print_run(run: dict[str, Any]) -> None:
         print(f"  {run['error']}")
     for note in run.get("notes") or ():
         print(f"  note: {note}")
+    decision = run.get("decision")
+    if decision:
+        print(f"  {decision['decision']} by {decision['by']} at {decision['at']}")
     counters = run["counters"]
     print("  " + "  ".join(f"{k} {counters[k]}" for k in counters))
     items = [i for i in run.get("items") or () if i["action"] != "unchanged"]
     if items:
-        print(f"\n  {'kind':<11}{'key':<24}{'action':<10}{'status':<10}detail")
-        for item in items[:200]:
-            detail = item["error"] or ", ".join(str(c[0]) for c in item["changes"])
-            print(f"  {item['kind']:<11}{item['key']:<24}{item['action']:<10}"
-                  f"{item['status']:<10}{detail}")
+        rows = [[i["kind"], i["key"], i["action"], i["status"],
+                 i["error"] or ", ".join(str(c[0]) for c in i["changes"])]
+                for i in items[:200]]
+        print()
+        print(table(["kind", "key", "action", "status", "detail"], rows, indent="  "))
         if len(items) > 200:
             print(f"  … and {len(items) - 200} more (use --json)")
 
 
 def _table(listed: list[dict[str, Any]]) -> str:
-    lines = [f"{'id':>5}  {'direction':<10}{'mode':<14}{'source':<7}{'status':<10}"
-             f"{'created':>8}{'updated':>8}{'deleted':>8}{'failed':>7}  started"]
-    for r in listed:
-        c = r["counters"]
-        lines.append(f"{r['id']:>5}  {r['direction']:<10}{r['mode']:<14}{r['source']:<7}"
-                     f"{r['status']:<10}{c['created']:>8}{c['updated']:>8}{c['deleted']:>8}"
-                     f"{c['failed']:>7}  {r['started_at'] or '-'}")
-    return "\n".join(lines)
+    rows = [[r["id"], r["direction"], r["mode"], r["source"],
+             r["status"] + (" (dry run)" if r["dry_run"] else ""),
+             r["counters"]["created"], r["counters"]["updated"], r["counters"]["deleted"],
+             r["counters"]["failed"], r["started_at"] or "-"] for r in listed]
+    return table(["id", "direction", "mode", "source", "status", "created", "updated",
+                  "deleted", "failed", "started"], rows, right=frozenset({0, 5, 6, 7, 8}))
 
 
 def _fail(message: str) -> int:

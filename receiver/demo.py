@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -21,15 +22,34 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("demo", help="run the service against the bundled simulators")
     parser.add_argument("--users", type=int, default=30, help="users to create (default 30)")
     parser.add_argument("--departments", type=int, default=8,
-                        help="departments to create (default 8)")
+                        help="departments, WeCom's root department included (default 8)")
     parser.add_argument("--trimmed", action="store_true",
                         help="post-2022 callbacks that carry IDs only")
     parser.add_argument("--keep", action="store_true",
                         help="keep serving after the scenario until Ctrl-C")
+    parser.add_argument("--keep-db", action="store_true",
+                        help="leave the demo's SQLite database behind (removed otherwise)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from sync_core import logs
+
+    if args.users < 3 or args.departments < 2:
+        print("wecom-sync: demo needs at least 3 users and 2 departments", file=sys.stderr)
+        return 2
+    logs.configure("WARNING")
+    folder = Path(tempfile.mkdtemp(prefix="wecom-sync-demo-"))
+    try:
+        return _scenario(args, folder)
+    finally:
+        if args.keep_db:
+            _say(f"\nThe demo's database is kept: {folder / 'wecom-sync.db'}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _scenario(args: argparse.Namespace, folder: Path) -> int:
     import httpx
     from pydantic import SecretStr
 
@@ -37,17 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from simulators.generate import generate_directory
     from simulators.server import BackgroundServer
     from simulators.wecom.app import WeComSimulator
-    from sync_core import logs
     from sync_core.settings import Settings
     from sync_core.wecom.crypto import generate_aes_key
 
     from .app import create_app
 
-    if args.users < 3 or args.departments < 2:
-        print("wecom-sync: demo needs at least 3 users and 2 departments", file=sys.stderr)
-        return 2
-    logs.configure("WARNING")
-    folder = Path(tempfile.mkdtemp(prefix="wecom-sync-demo-"))
     corp_id, token = "wwdemo" + secrets.token_hex(6), secrets.token_hex(16)
     aes_key, ops = generate_aes_key(), secrets.token_hex(16)
     contact_secret, pool_secret = secrets.token_hex(16), secrets.token_hex(16)
@@ -67,14 +81,16 @@ def run(args: argparse.Namespace) -> int:
                                encoding_aes_key=aes_key, trimmed=args.trimmed)
             client = httpx.Client(base_url=receiver.url,
                                   headers={"Authorization": f"Bearer {ops}"})
-            _say(f"receiver   {receiver.url}/wecom/callback   (SQLite: {folder})")
+            _say(f"receiver   {receiver.url}/wecom/callback   "
+                 f"(SQLite: {folder / 'wecom-sync.db'})")
             _say(f"simulators WeCom {wecom.url}   Authing {authing.url}")
             directory = generate_directory(users=args.users, departments=args.departments,
                                            seed=7, max_depth=4)
             started = time.monotonic()
             _build(wecom, directory)
             _settle(wecom, client)
-            _say(f"\n1. WeCom built a company: {len(directory.departments) - 1} departments, "
+            _say(f"\n1. WeCom built a company: {len(directory.departments)} departments "
+                 f"(the root included), "
                  f"{len(directory.users)} users → applied in "
                  f"{time.monotonic() - started:.1f} s")
             _show(authing, limit=5)
@@ -90,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
                  f"department {movable['id']} to the top, remove {third}:")
             for userid in (first, f"{second}.new", third):
                 user = authing.admin.get_user(userid, "external_id") or {}
-                _say(f"   {userid:<22} name={user.get('name')!s:<10} "
-                     f"status={user.get('status')}")
+                _say(f"   {userid:<22} name={user.get('name') or '—':<10} "
+                     f"status={user.get('status') or '—'}")
+            _say(f"   department {movable['id']} in Authing: {_place(authing, movable['id'])}")
 
             events = client.get("/ops/events", params={"limit": "1000"}).json()["events"]
             by_status: dict[str, int] = {}
@@ -142,11 +159,28 @@ def _show(authing: Any, limit: int) -> None:
     with authing.state.lock:
         users = [u for u in authing.state.users.values() if u.profile.get("externalId")]
         depts = [d for d in authing.state.departments.values() if d.open_department_id]
-    _say(f"   Authing now has {len(depts)} departments and {len(users)} users, e.g.:")
+    _say(f"   Authing now has {len(depts)} departments (the root included) and {len(users)} "
+         "users, e.g.:")
     for user in users[:limit]:
         profile = user.profile
-        _say(f"   {profile.get('externalId'):<22} {profile.get('name')!s:<8} "
-             f"{profile.get('email')!s:<28} {len(user.departments)} department(s)")
+        _say(f"   {profile.get('externalId'):<22} {profile.get('name') or '—':<8} "
+             f"{profile.get('email') or '—':<28} {len(user.departments)} department(s)")
+
+
+def _place(authing: Any, wecom_id: int) -> str:
+    """Where the Authing department mirroring WeCom department ``wecom_id`` now hangs."""
+    with authing.state.lock:
+        depts = authing.state.departments
+        mine = next((d for d in depts.values()
+                     if d.open_department_id == str(wecom_id)), None)
+        if mine is None:
+            return "missing"
+        parent = depts.get(mine.parent_id) if mine.parent_id else None
+    if parent is None:
+        return f"{mine.name!r} (no parent)"
+    where = ("the root" if parent.parent_id is None
+             else f"department {parent.open_department_id or parent.name}")
+    return f"{mine.name!r} now under {where} ({parent.name!r})"
 
 
 def _say(text: str) -> None:

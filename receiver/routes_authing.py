@@ -97,7 +97,15 @@ def _decode(raw: bytes, content_type: str) -> dict[str, Any]:
     """The delivery as a JSON-like dict. Raises MalformedDocument."""
     text = decode_utf8(raw)
     if "application/x-www-form-urlencoded" not in content_type:
-        return json_object(text)
+        try:
+            return json_object(text)
+        except MalformedDocument as exc:
+            kind = content_type.split(";")[0].strip().lower()
+            if kind and "json" not in kind:  # say why it was read as JSON at all
+                raise MalformedDocument(
+                    f"content type {kind[:60]} is not supported (send application/json or "
+                    f"application/x-www-form-urlencoded); read as JSON: {exc}") from None
+            raise
     try:
         form = qs_decode(text, _FORM)
     except UnicodeDecodeError:

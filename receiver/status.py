@@ -42,8 +42,9 @@ async def snapshot(request: Request) -> dict[str, Any]:
                 select(t.c.status, func.count()).group_by(t.c.status))}
             oldest = conn.execute(select(func.min(t.c.received_at))
                                   .where(t.c.status.in_(_OPEN))).scalar()
+            # A partial run failed some items: it is not a success.
             last = {d: runs.last_finished(conn, direction=d, statuses=(
-                RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)) for d in DIRECTIONS}
+                RunStatus.SUCCEEDED.value,)) for d in DIRECTIONS}
             active = {d: runs.recent(conn, direction=d, limit=1, status=RunStatus.RUNNING.value)
                       for d in DIRECTIONS}
         return {"depth": depth, "oldest": oldest, "last": last, "active": active}

@@ -63,6 +63,9 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Alembic's "Context impl …" lines on every command: shown only at DEBUG.
+    logging.getLogger("alembic").setLevel(
+        logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
 
 
 class JsonFormatter(_JsonFormatter):

@@ -135,3 +135,31 @@ def test_a_qs_style_form_webhook_reaches_wecom(sqlite_url: str, keys: CallbackKe
         s.settle()
         assert not [e for e in s.events() if e["entity_key"] == "unknown"], s.events()
         assert wecom_user(s, "form") is not None
+
+
+REASONS = [
+    (JSON, b'{"eventName": "user:created", "data": "str"}',
+     "data (a string) is not JSON: Expecting value at line 1 column 1"),
+    (JSON, b'{"eventName": "user:created", "data": "[1]"}',
+     "data (a string) must be a JSON object, not an array"),
+    (JSON, b'{"eventName": "user:created", "data": [1]}', "data must be an object, not an array"),
+    (JSON, b'{"eventName": "user:created", "data": null}', "data must be an object, not null"),
+    (JSON, b'[1, 2]', "body must be a JSON object, not an array"),
+    (JSON, b'{"eventName": "user:created", ', "body is not JSON: "),
+    ({**JSON, "content-type": "multipart/form-data; boundary=xyz"},
+     b"--xyz\r\nContent-Disposition: form-data; name=\"eventName\"\r\n\r\nuser:created\r\n"
+     b"--xyz--\r\n", "content type multipart/form-data is not supported"),
+    (FORM, urlencode({"eventName": "user:created", "data": "{oops"}).encode(),
+     "data (a string) is not JSON: Expecting property name"),
+]
+
+
+def test_a_400_says_what_is_wrong(db_url: str, keys: CallbackKeys) -> None:
+    with running_stack(db_url, keys, direction="downstream") as s:
+        before = len(s.events())
+        for headers, body, reason in REASONS:
+            reply = httpx.post(f"{s.url}/authing/webhook", headers=headers, content=body)
+            assert reply.status_code == 400, (reply.status_code, reply.text)
+            assert reason in reply.text, (reason, reply.text)
+            assert "malformed JSON" not in reply.text and "storable JSON object" not in reply.text
+        assert len(s.events()) == before

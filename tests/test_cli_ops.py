@@ -6,16 +6,13 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from simulators.authing.app import AuthingSimulator
-from simulators.generate import generate_directory
-from simulators.wecom.app import WeComSimulator
 from sync_core.store import migrate, queue, runs
 from sync_core.store.db import make_engine
 from sync_core.store.inbox import NewEvent, insert_new
 from sync_core.store.models import utcnow
 from sync_core.version import version
 
-from .test_cli_runs import _run, sim_env
+from .test_cli_runs import _run, users_left_wecom
 
 
 def test_version(tmp_path: Path) -> None:
@@ -61,14 +58,7 @@ def test_events_and_run_decisions_from_the_shell(tmp_path: Path) -> None:
 
 
 def test_approve_applies_a_blocked_run(tmp_path: Path) -> None:
-    directory = generate_directory(users=8, departments=2, seed=5)
-    with WeComSimulator(corp_id="wwcli") as wecom, \
-            AuthingSimulator(userpool_id="cli-pool", secret="s3cret") as authing:
-        wecom.admin.load(directory.departments, directory.users)
-        env = sim_env(wecom, authing, tmp_path, WECOM_SYNC_DELETE_THRESHOLD_COUNT="1")
-        assert _run(["reconcile"], env, tmp_path).returncode == 0
-        gone = [u["userid"] for u in directory.users[:2]]
-        wecom.admin.delete_users(gone)
+    with users_left_wecom(tmp_path, users=8, lost=2, threshold=1) as (env, gone, authing):
         blocked = _run(["reconcile", "--mode", "full", "--json"], env, tmp_path)
         assert blocked.returncode == 3, blocked.stderr
         run_id = json.loads(blocked.stdout)["id"]

@@ -7,6 +7,7 @@ from datetime import timedelta
 import httpx
 
 from sync_core.store import attempts, queue, runs
+from sync_core.store.db import make_engine
 from sync_core.store.inbox import NewEvent, insert_new
 from sync_core.store.models import utcnow
 
@@ -206,3 +207,40 @@ def test_cancel_stops_a_running_run_and_it_stays_cancelled(sqlite_url: str,
         assert len(created) < len(directory.users)  # it stopped before the end
         # The direction is free again.
         assert finished(s, start(s))["status"] == "succeeded"
+
+
+def test_a_dry_run_the_guard_would_block_is_blocked_with_nothing_to_decide(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys, delete_threshold_count=2) as s:
+        directory = seed(s, users=10, departments=3)
+        assert finished(s, start(s))["status"] == "succeeded"
+        gone = [u["userid"] for u in directory.users[:4]]
+        lose_deletes(s, gone)
+        dry = finished(s, start(s, {"mode": "full", "dry_run": True}))
+        assert dry["status"] == "blocked" and dry["dry_run"] is True
+        assert dry["error"].startswith("would block: ")
+        assert not [i for i in dry["items"] if i["status"] == "staged"]
+        for action in ("approve", "reject"):
+            refused = httpx.post(f"{s.url}/ops/runs/{dry['id']}/{action}", headers=OPS)
+            assert refused.status_code == 409 and "dry run" in refused.text, refused.text
+        assert all(s.user(u)["status"] == "Activated" for u in gone)
+
+
+def test_status_names_the_last_success_never_a_partial_run(sqlite_url: str,
+                                                           keys: CallbackKeys) -> None:
+    with running_stack(sqlite_url, keys) as s:
+        engine = make_engine(sqlite_url)
+        now = utcnow()
+        with engine.begin() as conn:
+            ids = []
+            for status in ("succeeded", "partial"):
+                run_id = runs.create(conn, direction="upstream", mode="full", source="api",
+                                     dry_run=False, trigger="cli", owner="t", now=now,
+                                     lease=timedelta(minutes=1))
+                runs.finish(conn, run_id=run_id, status=status, now=now,
+                            counters=dict.fromkeys(runs.COUNTER_KEYS, 0))
+                ids.append(run_id)
+        status = httpx.get(f"{s.url}/ops/status", headers=OPS).json()
+        engine.dispose()
+        last = status["directions"]["upstream"]["last_success"]
+        assert last["run_id"] == ids[0] and last["status"] == "succeeded"

@@ -10,8 +10,15 @@ from .app import AuthingSimulator
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8082)
+    parser.epilog = (
+        "Point the service at it with WECOM_SYNC_AUTHING_API_BASE=http://HOST:PORT, "
+        "WECOM_SYNC_AUTHING_ACCESS_KEY_ID=<--userpool-id> and "
+        "WECOM_SYNC_AUTHING_ACCESS_KEY_SECRET=<--secret>. Create a user as a console "
+        "operator would: POST /_admin/users with {\"username\": \"xinren\", \"name\": "
+        "\"新人\", \"email\": \"xinren@example.com\", \"departmentIds\": [\"1\"], "
+        "\"options\": {\"departmentIdType\": \"open_department_id\"}}.")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address")
+    parser.add_argument("--port", type=int, default=8082, help="listen port")
     parser.add_argument("--userpool-id", default="sim-userpool",
                         help="accessKeyId, and the pool id in tokens and headers")
     parser.add_argument("--secret", default="sim-secret", help="accessKeySecret")

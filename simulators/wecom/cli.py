@@ -17,8 +17,12 @@ from .tokens import DEFAULT_TTL
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
+    parser.epilog = (
+        "Point the service at it with WECOM_SYNC_WECOM_API_BASE=http://HOST:PORT, "
+        "WECOM_SYNC_WECOM_CORP_ID=<--corp-id> and WECOM_SYNC_WECOM_CONTACT_SECRET="
+        "<--contact-secret>; see the members with GET /_admin/users.")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address")
+    parser.add_argument("--port", type=int, default=8090, help="listen port")
     parser.add_argument("--corp-id", default="wwsimulator0001",
                         help="corpid; also the callback receive id")
     parser.add_argument("--corp-name", default="示例科技", help="name of the root department")

@@ -16,7 +16,7 @@ from typing import Any
 
 from sync_core.authing.mapping import DEPARTMENT_ID_FIELD, PARENT_DEPARTMENT_FIELD, USER_ID_FIELD
 from sync_core.directory.vocabulary import Kind
-from sync_core.http.documents import MalformedDocument, json_object, storable
+from sync_core.http.documents import MalformedDocument, json_object, json_type, storable
 
 # Never persisted (reference/authing-api.md §4.3b: the samples carry a password hash, its
 # salt, ``encryptedPassword``, a JWT and linked accounts' access tokens). A key is dropped
@@ -69,11 +69,11 @@ def parse_delivery(body: dict[str, Any]) -> list[WebhookEntry]:
     data = body.get("data")
     if isinstance(data, str):  # form-encoded deliveries carry data as a JSON string
         try:
-            data = json_object(data)
+            data = json_object(data, what="data (a string)")
         except MalformedDocument as exc:
-            raise MalformedWebhook(f"data is not a storable JSON object: {exc}") from exc
+            raise MalformedWebhook(str(exc)) from exc
     if not isinstance(data, dict):
-        raise MalformedWebhook("data must be an object")
+        raise MalformedWebhook(f"data must be an object, not {json_type(data)}")
     clean = scrub(data)
     digest = hashlib.sha256(
         json.dumps({"eventName": event_name, "data": clean}, sort_keys=True,

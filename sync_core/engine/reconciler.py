@@ -247,8 +247,8 @@ class Reconciler:
         if request.dry_run:
             items = [*failed_rows, *(run_items.item_of(unapplied(op, self.ports.writer.remote))
                                      for op in ops)]
-            if guard.blocked:
-                await asyncio.to_thread(self._note, run_id, f"would block: {guard.reason}")
+            if guard.blocked:  # the shape a real run would have, with nothing staged
+                return RunStatus.BLOCKED, items, f"would block: {guard.reason}"
             return (RunStatus.PARTIAL if failed_rows else RunStatus.SUCCEEDED), items, withheld
         staged = [op for op in ops if op.action in DESTRUCTIVE] if guard.blocked else []
         to_apply = [op for op in ops if op not in staged] if staged else ops

@@ -21,20 +21,31 @@ def decode_utf8(data: bytes) -> str:
 MAX_DEPTH = 32  # levels of nesting a stored document may have; real ones have under 8
 
 
-def json_object(text: str) -> dict[str, Any]:
+def json_object(text: str, what: str = "body") -> dict[str, Any]:
     """A JSON document that must be an object, at most ``MAX_DEPTH`` levels deep, holding
     only what both databases store: no NaN or Infinity (PostgreSQL's json refuses them), no
-    NUL, no unpaired surrogate from a ``\\ud800`` escape. MalformedDocument otherwise."""
+    NUL, no unpaired surrogate from a ``\\ud800`` escape. MalformedDocument otherwise, its
+    message naming ``what`` and the fault (where the parse stopped; never the content)."""
     try:
         value = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:  # incl. nesting and over-long integers
-        raise MalformedDocument("malformed JSON") from exc
+    except json.JSONDecodeError as exc:
+        raise MalformedDocument(f"{what} is not JSON: {exc.msg} at line {exc.lineno} "
+                                f"column {exc.colno}") from exc
+    except (ValueError, RecursionError) as exc:  # NaN, nesting, over-long integers
+        raise MalformedDocument(f"{what} is not storable JSON: {str(exc)[:80]}") from exc
     if not isinstance(value, dict):
-        raise MalformedDocument("JSON body must be an object")
+        raise MalformedDocument(f"{what} must be a JSON object, not {json_type(value)}")
     if not storable(value):
-        raise MalformedDocument(f"JSON nested deeper than {MAX_DEPTH} levels, or text with "
-                                "NUL or unpaired surrogate characters")
+        raise MalformedDocument(f"{what} nests deeper than {MAX_DEPTH} levels, or holds text "
+                                "with NUL or unpaired surrogate characters")
     return value
+
+
+def json_type(value: Any) -> str:
+    """``value``'s JSON type with its article, for messages: "a string", "null"."""
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             list: "an array", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _no_constant(name: str) -> Any:

@@ -106,7 +106,8 @@ def approve(conn: Connection, *, run_id: int, actor: str, owner: str, now: datet
     one wins, on SQLite and PostgreSQL alike. Returns the run as approved. Raises
     LookupError or DecisionError (not blocked, e.g. another decision came first)."""
     row = conn.execute(update(_R).where(
-        _R.c.id == run_id, _R.c.status == RunStatus.BLOCKED.value).values(
+        _R.c.id == run_id, _R.c.status == RunStatus.BLOCKED.value,
+        _R.c.dry_run.is_(False)).values(
         status=RunStatus.RUNNING.value, started_at=now, lease_owner=owner, lease_until=until,
         decision="approved", decided_by=actor[:64], decided_at=now,
     ).returning(*_R.c)).mappings().first()
@@ -121,7 +122,8 @@ def reject(conn: Connection, *, run_id: int, actor: str, now: datetime) -> dict[
     DecisionError (not blocked)."""
     # The decision first, conditionally: an approval racing it finds the run not blocked.
     row = conn.execute(update(_R).where(
-        _R.c.id == run_id, _R.c.status == RunStatus.BLOCKED.value).values(
+        _R.c.id == run_id, _R.c.status == RunStatus.BLOCKED.value,
+        _R.c.dry_run.is_(False)).values(
         status=RunStatus.SUCCEEDED.value, error=None, decision="rejected",
         decided_by=actor[:64], decided_at=now, finished_at=now,
     ).returning(*_R.c)).mappings().first()
@@ -152,9 +154,12 @@ def cancel(conn: Connection, *, run_id: int, actor: str, now: datetime) -> None:
 
 def _not_in(conn: Connection, run_id: int, wanted: str) -> Exception:
     """Why a conditional decision matched no row: LookupError or DecisionError."""
-    status = conn.execute(select(_R.c.status).where(_R.c.id == run_id)).scalar()
-    if status is None:
+    row = conn.execute(select(_R.c.status, _R.c.dry_run).where(_R.c.id == run_id)).first()
+    if row is None:
         return LookupError(f"no run {run_id}")
+    status, dry_run = row
+    if dry_run and status == RunStatus.BLOCKED.value:
+        return DecisionError(f"run {run_id} is a dry run: it staged nothing to decide")
     return DecisionError(f"run {run_id} is {status}, not {wanted}")
 
 
