@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from .conftest import CallbackKeys
-from .e2e_stack import ORG, running_stack
+from .e2e_stack import ORG, Stack, running_stack
 from .test_downstream_e2e import (
     authing_writes,
     dead_reasons,
@@ -24,16 +24,23 @@ from .test_reconcile_e2e import finished, start
 POLICIES = ["suspend", "resign", "delete", "ignore"]
 
 
+def leave_wecom(s: Stack) -> int:
+    """A member of 研发部 synced upstream, then deleted in WeCom. Returns the WeCom
+    write count taken before the deletion."""
+    s.wecom.admin.create_department("研发部", 1, id=2)
+    s.wecom.admin.create_user("leaver", "离职者", department=(2,), mobile="13800000016",
+                              email="leaver@example.com")
+    s.settle()
+    before = writes(s)
+    s.wecom.admin.delete_user("leaver")
+    return before
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_a_member_deleted_in_wecom_is_not_recreated_nor_dead_lettered(
         db_url: str, keys: CallbackKeys, policy: str) -> None:
     with running_stack(db_url, keys, direction="both", user_delete_policy=policy) as s:
-        s.wecom.admin.create_department("研发部", 1, id=2)
-        s.wecom.admin.create_user("leaver", "离职者", department=(2,), mobile="13800000016",
-                                  email="leaver@example.com")
-        s.settle()
-        before = writes(s)
-        s.wecom.admin.delete_user("leaver")
+        before = leave_wecom(s)
         s.settle(60)
         kept = s.user("leaver")
         assert (kept is None) == (policy == "delete"), kept
@@ -177,12 +184,7 @@ def test_a_downstream_reconcile_does_not_recreate_a_wecom_deletion_left_by_ignor
     """WeCom member deleted; upstream's policy ignore leaves the Authing account as
     upstream wrote it: a downstream reconcile does not create the member again."""
     with running_stack(sqlite_url, keys, direction="both", user_delete_policy="ignore") as s:
-        s.wecom.admin.create_department("研发部", 1, id=2)
-        s.wecom.admin.create_user("leaver", "离职者", department=(2,), mobile="13800000016",
-                                  email="leaver@example.com")
-        s.settle()
-        before = writes(s)
-        s.wecom.admin.delete_user("leaver")
+        before = leave_wecom(s)
         s.settle()
         for mode in ("create_update", "full"):
             run = finished(s, start(s, {"direction": "downstream", "mode": mode}),

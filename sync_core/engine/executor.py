@@ -5,7 +5,7 @@ breached) aborts."""
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -50,6 +50,13 @@ class Outcome:
     def wrote(self) -> bool:
         """Whether the target holds this operation's write (all of it, or a part)."""
         return self.status is ItemStatus.APPLIED or self.written is not None
+
+
+def _targeted(op: Operation, made: Mapping[str, str]) -> Operation:
+    """``op`` with the id its create was given as its target (unchanged otherwise)."""
+    if op.target is None and op.key in made:
+        return replace(op, target=made[op.key])
+    return op
 
 
 def unapplied(op: Operation, remote: str | None = None) -> Outcome:
@@ -97,8 +104,7 @@ class Executor:
             for request in op.requests[sent:]:
                 await self._writer.write(request, ids, made)
                 sent += 1
-            if op.target is None and op.key in made:
-                op = replace(op, target=made[op.key])
+            op = _targeted(op, made)
         except StopSync:
             raise
         except UnresolvedDepartment as exc:
@@ -109,8 +115,7 @@ class Executor:
             log.warning("%s %s %s failed: %s", op.kind, op.key, op.action, exc)
             if not sent:
                 return Outcome(op, ItemStatus.FAILED, exc)
-            if op.target is None and op.key in made:
-                op = replace(op, target=made[op.key])
+            op = _targeted(op, made)
             target = f" as {op.target}" if op.target is not None else ""
             return Outcome(op, ItemStatus.FAILED, exc,
                            written=f"written to {self._writer.remote}{target}")
