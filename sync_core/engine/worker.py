@@ -1,8 +1,13 @@
 """The worker: claims inbox events, applies each entity once, settles the events.
 
 Entities run concurrently (up to ``worker_concurrency``); events of one entity are claimed
-together and in order (see ``store.queue``). Every claim carries a lease that a heartbeat
-renews, so a crashed worker's events return to the queue. Outcomes:
+together and in order (see ``store.queue``). Up to half as many entities again wait
+claimed, so that a finished entity's slot is filled at once rather than after the next
+database round trip (under load that round trip, not the entity, was what a slot waited
+for); no more, since events of an entity claimed early miss being coalesced with its later
+ones. Every claim
+carries a lease that a heartbeat renews, so a crashed worker's events return to the queue;
+claims not started when the worker stops are handed back. Outcomes:
 
 - applied (or nothing to do) → ``done`` with a one-line summary;
 - transient failure (an upstream outage: 5xx, 429, timeouts, connection errors) →
@@ -23,8 +28,8 @@ import contextlib
 import logging
 import os
 import socket
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -101,6 +106,9 @@ class Worker:
         self._on_batch_job = on_batch_job
         self._sync_now = sync_now
         self._in_flight: dict[asyncio.Task[None], queue.Claim] = {}
+        self._ready: deque[queue.Claim] = deque()  # claimed, waiting for a free slot
+        self._releasing: list[queue.Claim] = []  # claimed, never started: handed back
+        self._stop = asyncio.Event()  # set: start nothing more (the loop's stop, in run)
         self._finished: list[tuple[queue.Claim, Verdict]] = []  # applied, not yet settled
         # (source, kind, key) → what the opposite direction last wrote there, read with
         # the claim (engine.echo); taken by the entity's sync.
@@ -114,6 +122,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set; then finish what is in flight (graceful shutdown)."""
+        self._stop = stop
         if not await self._bootstrap(stop):
             return
         heartbeat = asyncio.create_task(self._heartbeat(stop), name="worker-heartbeat")
@@ -123,6 +132,8 @@ class Worker:
                 if not claimed:
                     await self._idle(stop)
         finally:
+            self._releasing += self._ready
+            self._ready.clear()
             if self._in_flight:
                 log.info("worker stopping: finishing %d entities", len(self._in_flight))
                 await asyncio.wait(list(self._in_flight), timeout=self._lease.total_seconds())
@@ -150,13 +161,17 @@ class Worker:
         slots. Under load one round trip serves several entities; a database outage keeps
         the settlements and retries them with backoff (the claims' leases guard them)."""
         settling, self._finished = self._finished, []
-        free = max(0, self.settings.worker_concurrency - len(self._in_flight)) if claiming else 0
-        if not settling and not free:
+        releasing, self._releasing = self._releasing, []
+        waiting = len(self._in_flight) + len(self._ready)
+        held = self.settings.worker_concurrency + (self.settings.worker_concurrency + 1) // 2
+        free = max(0, held - waiting) if claiming else 0
+        if not settling and not releasing and not free:
             return 0
         try:
-            claims = await asyncio.to_thread(self._settle_and_claim, settling, free)
+            claims = await asyncio.to_thread(self._settle_and_claim, settling, free, releasing)
         except Exception as exc:  # noqa: BLE001 - the loop must outlive a database outage
             self._finished[:0] = settling
+            self._releasing[:0] = releasing
             self._db_failures += 1
             delay = min(60.0, 2.0 ** self._db_failures)
             log.error("worker: database step failed (%s); %d settlement(s) kept, retrying "
@@ -167,26 +182,37 @@ class Worker:
         self._db_failures = 0
         for claim, verdict in settling:
             self._report(claim, verdict)
-        for claim in claims:
+        self._ready.extend(claims)
+        self._start_ready()
+        return len(claims)
+
+    def _start_ready(self) -> None:
+        """Start claimed entities, oldest first, while a slot is free."""
+        while self._ready and not self._stop.is_set() \
+                and len(self._in_flight) < self.settings.worker_concurrency:
+            claim = self._ready.popleft()
             with logs.bind(event_id=_ids(claim), entity=_entity(claim)):
                 task = asyncio.create_task(self._process(claim))
             self._in_flight[task] = claim
-            task.add_done_callback(self._in_flight.pop)
-        return len(claims)
+            task.add_done_callback(self._slot_freed)
+
+    def _slot_freed(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task)
+        self._start_ready()
 
     async def _last_settlements(self, stop: asyncio.Event, attempts: int = 3) -> None:
         """At shutdown: settle what finished, claiming nothing. Whatever cannot be settled
         keeps its lease until it lapses, and is then claimed and re-planned (with no writes
         left to do)."""
         for attempt in range(attempts):
-            if not self._finished:
+            if not self._finished and not self._releasing:
                 return
             if attempt:
                 await asyncio.sleep(0.5 * attempt)  # ``stop`` is set: _cycle does not wait
             await self._cycle(stop, claiming=False)
-        if self._finished:
+        if self._finished or self._releasing:
             log.error("worker stopped with %d entities unsettled; their events return to the "
-                      "queue when the lease lapses", len(self._finished))
+                      "queue when the lease lapses", len(self._finished) + len(self._releasing))
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Until there is work: an event stored (wake), an entity finished, stop, or the
@@ -205,7 +231,8 @@ class Worker:
         period = self._lease.total_seconds() / 3
         while not stop.is_set():
             await asyncio.sleep(period)
-            claims = [*self._in_flight.values(), *(claim for claim, _ in self._finished)]
+            claims = [*self._in_flight.values(), *self._ready, *self._releasing,
+                      *(claim for claim, _ in self._finished)]
             ids = tuple(i for claim in claims for i in claim.ids)
             if not ids:
                 continue
@@ -321,14 +348,17 @@ class Worker:
 
     # -- database steps (run in a thread) ----------------------------------------------
 
-    def _settle_and_claim(self, settling: list[tuple[queue.Claim, Verdict]],
-                          limit: int) -> list[queue.Claim]:
-        """One connection: the settlements and the claim in one transaction, then the echo
-        read of the claimed entities."""
+    def _settle_and_claim(self, settling: list[tuple[queue.Claim, Verdict]], limit: int,
+                          releasing: Sequence[queue.Claim] = ()) -> list[queue.Claim]:
+        """One connection: the settlements, the claims handed back and the claim in one
+        transaction, then the echo read of the claimed entities."""
         now = self._clock()
         with self.engine.connect() as conn:
             with conn.begin():
                 self._settle(conn, settling, now)
+                if releasing:
+                    queue.release(conn, owner=self.owner,
+                                  ids=tuple(i for claim in releasing for i in claim.ids))
                 if not limit:
                     return []
                 claims = queue.claim(conn, owner=self.owner, now=now, lease=self._lease,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,12 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+# A pooled PostgreSQL connection idle for longer is pinged before use (see ``_ping_idle``).
+PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def make_engine(url: str, *, ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
+                **kwargs: Any) -> Engine:
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -37,10 +43,49 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    return create_engine(parsed, **kwargs)
+    engine = create_engine(parsed, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_idle(engine, ping_after_idle)
+    return engine
+
+
+def autocommit(engine: Engine) -> Engine:
+    """The same pool for reads that need no transaction: on PostgreSQL each statement
+    commits alone, which spares the BEGIN before the first and the ROLLBACK when the
+    connection goes back to the pool (two round trips a checkout). Under READ COMMITTED
+    every statement takes its own snapshot either way. SQLite keeps its own transactions."""
+    if is_sqlite(engine):
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _ping_idle(engine: Engine, idle_seconds: float) -> None:
+    """SQLAlchemy's pessimistic disconnect handling (``pool_pre_ping``) for the connections
+    it is there for: those that sat in the pool long enough for the server to restart or
+    a firewall to drop them. A busy service's connections go back and forth in
+    milliseconds, and pinging each checkout was a round trip in every database step. A
+    failed ping makes the pool replace the connection (``DisconnectionError``); a
+    connection that breaks in use is reported by that use, and the pool then recycles
+    every connection older than it."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_since(dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_conn.rollback()  # leave no transaction open for an autocommit user
+        except Exception as error:
+            raise exc.DisconnectionError(describe(error)) from error
 
 
 def is_unavailable(error: BaseException) -> bool:

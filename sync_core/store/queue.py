@@ -94,16 +94,23 @@ def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
           max_entities: int, sources: tuple[str, ...] | None = None) -> list[Claim]:
     """Lease up to ``max_entities`` entities that have a due event and none in flight.
 
-    Three statements whatever the number of entities: the lock (PostgreSQL), one query for
-    the due entities, one update that leases all their open events; a fourth only when an
-    event's lease ran out under a worker that stopped mid-attempt, to add that attempt to
-    its history as interrupted (store.attempts)."""
+    Three statements whatever the number of entities (four on PostgreSQL): the lock, one
+    query for the due entities, one update that leases all their open events; one more only
+    when an event's lease ran out under a worker that stopped mid-attempt, to add that
+    attempt to its history as interrupted (store.attempts).
+
+    The due query walks the open events in id order and stops after ``8 × max_entities``
+    rows, whatever the backlog: on PostgreSQL the claim forbids the planner the sort it
+    would otherwise choose from statistics that lag a queue filling in seconds (sorting
+    every open event to take the first few made each claim read the whole backlog)."""
     postgres = conn.dialect.name == "postgresql"
     if postgres:
-        conn.execute(_LOCK, {"k": _CLAIM_LOCK})
+        sort_was = conn.execute(_LOCK_UNSORTED, {"k": _CLAIM_LOCK}).scalar_one()
     due = conn.execute(_due(postgres, filtered=bool(sources)),
                        {"now": now, "scan": max_entities * 8, "sources": list(sources or ())})
     rows_due = due.all()
+    if postgres:
+        conn.execute(_SORT, {"value": sort_was})
     picked = list(dict.fromkeys((r.source, r.entity_kind, r.entity_key)
                                 for r in rows_due))[:max_entities]
     if not picked:
@@ -125,7 +132,12 @@ def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
 
 # The worker's statements are built once: SQLAlchemy then skips constructing them and
 # computing their cache keys on every cycle, which was most of a claim's CPU.
-_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+# The claim lock, and the planner told not to sort for the due query (transaction-local,
+# restored by ``_SORT``): the value it had is returned first, the target list being
+# evaluated in order.
+_LOCK_UNSORTED = text("SELECT current_setting('enable_sort'), pg_advisory_xact_lock(:k), "
+                      "set_config('enable_sort', 'off', true)")
+_SORT = text("SELECT set_config('enable_sort', :value, true)")
 _NOW = bindparam("now", type_=DateTime(timezone=True))
 _FREE = or_(_T.c.lease_until.is_(None), _T.c.lease_until < _NOW)
 _IDS: BindParameter[Any] = bindparam("ids", expanding=True)
@@ -171,6 +183,9 @@ _INTERRUPTED = attempts.interrupted(
     and_(tuple_(_T.c.source, _T.c.entity_kind, _T.c.entity_key)
          .in_(bindparam("picked", expanding=True)), _T.c.status.in_(_OPEN),
          _T.c.lease_owner.is_not(None), _T.c.lease_until < _NOW))
+_RELEASE_CLAIM = update(_T).where(_T.c.id.in_(_IDS), _T.c.lease_owner == bindparam("owner"),
+                                  _T.c.status.in_(_OPEN)).values(
+    lease_owner=None, lease_until=None, claimed_at=None, attempts=_T.c.attempts - 1)
 _RENEW = update(_T).where(_T.c.id.in_(_IDS), _T.c.lease_owner == bindparam("owner")).values(
     lease_until=bindparam("until"))
 
@@ -233,6 +248,13 @@ def settle(conn: Connection, *, owner: str, now: datetime,
         conn.execute(record, rows)
         settled += int(conn.execute(stmt, rows).rowcount or 0)
     return settled
+
+
+def release(conn: Connection, *, owner: str, ids: tuple[int, ...]) -> int:
+    """Hand back events ``owner`` claimed and never started (a worker stopping): they are
+    due again at once, and the claim leaves no attempt behind. Returns how many."""
+    result = conn.execute(_RELEASE_CLAIM, {"ids": list(ids), "owner": owner})
+    return int(result.rowcount or 0)
 
 
 def renew(conn: Connection, *, owner: str, ids: tuple[int, ...], until: datetime) -> int:

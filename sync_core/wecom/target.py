@@ -38,6 +38,7 @@ from sync_core.errors import (
     TransientError,
 )
 from sync_core.store import inbox, links, queue
+from sync_core.store.db import autocommit
 from sync_core.store.inbox import NewEvent
 from sync_core.store.links import LinkRow
 from sync_core.store.models import EventSource, utcnow
@@ -83,16 +84,17 @@ class LinkIds:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._reads = autocommit(engine)  # lookups: no transaction to begin and end
 
     def _lookup(self, kind: Kind, key: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return _linked_id(conn, kind, key)
 
     async def wecom_id(self, kind: Kind, key: str) -> str | None:
         return await asyncio.to_thread(self._lookup, kind, key)
 
     def _authing_id(self, kind: Kind, wecom_id: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             row = links.by_target(conn, direction=Direction.DOWNSTREAM, kind=kind,
                                   target_id=wecom_id)
             return row.source_key if row is not None else None
@@ -102,7 +104,7 @@ class LinkIds:
         return await asyncio.to_thread(self._authing_id, kind, wecom_id)
 
     def _written(self, kind: Kind, key: str) -> LinkRow | None:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return links.by_source(conn, direction=Direction.DOWNSTREAM, kind=kind, key=key)
 
     async def written(self, kind: Kind, key: str) -> LinkRow | None:
@@ -110,7 +112,7 @@ class LinkIds:
         return await asyncio.to_thread(self._written, kind, key)
 
     def _member(self, key: str) -> MemberLinks:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             written = links.by_source(conn, direction=Direction.DOWNSTREAM, kind=Kind.USER,
                                       key=key)
             userid = written.target_id if written is not None else None
@@ -128,7 +130,7 @@ class LinkIds:
         return await asyncio.to_thread(self._member, key)
 
     def _linked(self, kind: Kind, wecom_id: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return _holder(conn, kind, wecom_id)
 
     async def linked(self, kind: Kind, wecom_id: str) -> str | None:
@@ -150,7 +152,7 @@ class LinkIds:
         WeCom id) → the digest of the last write, and (kind, Authing id) → its WeCom id."""
         digests: dict[tuple[str, str], str] = {}
         ids: dict[tuple[str, str], str] = {}
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             for row in links.written(conn, direction=Direction.DOWNSTREAM):
                 if row.target_id and row.essence_hash:
                     digests[(row.kind, row.target_id)] = row.essence_hash
@@ -158,7 +160,7 @@ class LinkIds:
         return digests, ids
 
     def _busy(self, kind: Kind, wecom_id: str) -> bool:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return _upstream_open(conn, kind, wecom_id)
 
     async def check_settled(self, kind: Kind, wecom_id: str) -> None:
@@ -170,7 +172,7 @@ class LinkIds:
             raise upstream_busy(kind, wecom_id)
 
     def _upstream(self, kind: Kind, wecom_id: str) -> LinkRow | None:
-        with self.engine.connect() as conn:
+        with self._reads.connect() as conn:
             return links.by_source(conn, direction=Direction.UPSTREAM, kind=kind, key=wecom_id)
 
     async def upstream_record(self, kind: Kind, wecom_id: str) -> LinkRow | None:

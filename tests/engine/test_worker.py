@@ -248,3 +248,69 @@ async def test_sync_now_runs_each_direction_in_order_and_says_what_each_did() ->
     failing = await worker._decide(_claim("ops", "user", "ann"))
     assert failing.status is Settle.RETRY and failing.direction == "downstream"
     assert failing.text.startswith("upstream: ") and "later" in failing.text
+
+
+async def test_a_freed_slot_takes_a_waiting_claim_and_a_stop_hands_the_waiting_back(
+        engine: Engine) -> None:
+    """Concurrency 2: one more entity waits claimed, and one starts the moment a slot
+    frees. At a stop the running finish and settle; the waiting go back to the queue as if
+    never claimed (no attempt spent, none in their history)."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from sync_core.store.inbox import NewEvent, insert_new
+
+    d = fake_direction()
+    worker = Worker(make_settings("sqlite://", worker_concurrency=2, worker_poll_seconds=0.05),
+                    engine, {"wecom": EntitySync(d.ports)}, Metrics())
+    keys = [f"u{i}" for i in range(6)]
+    with engine.begin() as conn:
+        insert_new(conn, [NewEvent(source="wecom", dedupe_key=k, entity_kind="user",
+                                   entity_key=k, event_type="update_user", payload={},
+                                   received_at=utcnow()) for k in keys])
+    gates = {k: asyncio.Event() for k in keys}
+    started: list[str] = []
+
+    async def dispatch(claim, payloads):  # type: ignore[no-untyped-def]
+        started.append(claim.entity_key)
+        await gates[claim.entity_key].wait()
+        return f"applied {claim.entity_key}"
+
+    worker._dispatch = dispatch  # type: ignore[method-assign]
+
+    def rows() -> dict[str, tuple[str, bool, int]]:
+        with engine.connect() as conn:
+            return {r.entity_key: (r.status, r.lease_owner is not None, r.attempts)
+                    for r in conn.execute(text("SELECT entity_key, status, lease_owner, "
+                                               "attempts FROM inbox_events"))}
+
+    async def until(check, what: str) -> None:  # type: ignore[no-untyped-def]
+        for _ in range(400):
+            if check():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"timed out waiting for {what}: {rows()}")
+
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    await until(lambda: started == ["u0", "u1"] and sum(r[1] for r in rows().values()) == 3,
+                "two running and one waiting claimed")
+    assert {k for k, r in rows().items() if r[1]} == {"u0", "u1", "u2"}
+    gates["u0"].set()
+    await until(lambda: started == ["u0", "u1", "u2"], "u2 to take u0's slot")
+    await until(lambda: rows()["u0"][0] == "done" and rows()["u3"][1], "u0 settled, u3 claimed")
+    stop.set()
+    for k in ("u1", "u2"):
+        gates[k].set()
+    await asyncio.wait_for(running, 10)
+    assert started == ["u0", "u1", "u2"]
+    final = rows()
+    assert {k for k, r in final.items() if r[0] == "done"} == {"u0", "u1", "u2"}
+    assert {k: final[k] for k in ("u3", "u4", "u5")} == {
+        k: ("pending", False, 0) for k in ("u3", "u4", "u5")}
+    with engine.connect() as conn:
+        history = {r[0] for r in conn.execute(text(
+            "SELECT e.entity_key FROM event_attempts a JOIN inbox_events e "
+            "ON e.id = a.event_id"))}
+    assert history == {"u0", "u1", "u2"}
