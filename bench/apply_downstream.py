@@ -280,6 +280,8 @@ def render(phases: list[Phase], bounds: Bounds, *, command: str, machine: list[s
         f"{bounds.latency_ms:g} ms) and each side's {bounds.authing_concurrency} call slots "
         f"/ (its calls per change × {bounds.latency_ms:g} ms).",
         "",
+        report.ceiling_line(peak, MIN_SHARE * bounds.max_rate(peak), unit="changes"),
+        "",
         "### Calls per changed entity",
         "",
         per_entity_table(phases),

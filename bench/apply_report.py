@@ -4,6 +4,7 @@ apply section of ``bench/RESULTS.md`` (between markers, so the rest of the file 
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -230,6 +231,7 @@ def ratio_lines(phases: dict[str, Phase], bounds: Bounds) -> list[str]:
             f"run reached {peak.rate / zero.rate:.2f}× what the service managed without "
             f"upstream latency on this machine (service CPU {zero.service_ms:.1f} ms/event "
             f"there; one full core would allow {zero.cpu_rate:.0f} events/s).")
+    lines.append(ceiling_line(peak, MIN_RATE))
     fit = cpu_fit([phases[k] for k in ("create", "update", "no-op") if k in phases])
     if fit is not None:
         lines.append(
@@ -237,6 +239,24 @@ def ratio_lines(phases: dict[str, Phase], bounds: Bounds) -> list[str]:
             f"phases, least squares): ≈ {fit[0]:.1f} ms per upstream call + {fit[1]:.1f} ms "
             "per event (callback or ops request, inbox, claim, settle).")
     return lines
+
+
+def ceiling_line(phase: Phase, target: float, unit: str = "events") -> str:
+    """What the whole machine could carry at ``phase``'s CPU cost per event, every process
+    counted (the service, PostgreSQL, both simulators and the driver share the cores), set
+    against ``target`` events/s."""
+    cores = os.cpu_count() or 1
+    if not phase.events or phase.machine_cpu <= 0:
+        return ""
+    total_ms = 1000 * phase.machine_cpu / phase.events
+    service = phase.service_ms
+    ceiling = cores * 1000 / total_ms
+    verdict = "above" if target > ceiling else "within"
+    return (f"- Machine ceiling ({phase.name}): every process together spent {total_ms:.1f} ms "
+            f"of CPU per {unit[:-1]} (the service {service:.1f} ms, the rest PostgreSQL, both "
+            f"simulators and this driver), so {cores} cores carry at most {ceiling:.0f} "
+            f"{unit}/s however the work overlaps; {target:.0f}/s is {verdict} that. The "
+            f"service alone would allow {1000 / service:.0f}/s on a core of its own.")
 
 
 def cpu_fit(phases: list[Phase]) -> tuple[float, float] | None:

@@ -107,6 +107,8 @@ class Worker:
         self._sync_now = sync_now
         self._in_flight: dict[asyncio.Task[None], queue.Claim] = {}
         self._ready: deque[queue.Claim] = deque()  # claimed, waiting for a free slot
+        # When the lease of each waiting claim ends, as last set (claim, renewal).
+        self._lease_ends: dict[tuple[int, ...], datetime] = {}
         self._releasing: list[queue.Claim] = []  # claimed, never started: handed back
         self._stop = asyncio.Event()  # set: start nothing more (the loop's stop, in run)
         self._finished: list[tuple[queue.Claim, Verdict]] = []  # applied, not yet settled
@@ -132,8 +134,12 @@ class Worker:
                 if not claimed:
                     await self._idle(stop)
         finally:
-            self._releasing += self._ready
+            # What waits claimed goes back now, not after the drain: another worker (the
+            # one replacing this one) may take it meanwhile.
+            self._release(list(self._ready))
             self._ready.clear()
+            if self._releasing:
+                await self._cycle(stop, claiming=False)
             if self._in_flight:
                 log.info("worker stopping: finishing %d entities", len(self._in_flight))
                 await asyncio.wait(list(self._in_flight), timeout=self._lease.total_seconds())
@@ -167,6 +173,7 @@ class Worker:
         free = max(0, held - waiting) if claiming else 0
         if not settling and not releasing and not free:
             return 0
+        leased_until = self._clock() + self._lease  # no later than the claim's own
         try:
             claims = await asyncio.to_thread(self._settle_and_claim, settling, free, releasing)
         except Exception as exc:  # noqa: BLE001 - the loop must outlive a database outage
@@ -183,18 +190,36 @@ class Worker:
         for claim, verdict in settling:
             self._report(claim, verdict)
         self._ready.extend(claims)
+        self._lease_ends.update((claim.ids, leased_until) for claim in claims)
         self._start_ready()
         return len(claims)
 
     def _start_ready(self) -> None:
-        """Start claimed entities, oldest first, while a slot is free."""
+        """Start claimed entities, oldest first, while a slot is free. A claim whose lease
+        could not be renewed (ending within a heartbeat) is handed back instead: another
+        worker may hold its entity by now."""
+        margin = self._lease / 3
         while self._ready and not self._stop.is_set() \
                 and len(self._in_flight) < self.settings.worker_concurrency:
             claim = self._ready.popleft()
+            ends = self._lease_ends.pop(claim.ids, None)
+            if ends is not None and ends - self._clock() < margin:
+                log.warning("worker: the lease on %s lapsed while it waited; handed back",
+                            _entity(claim))
+                self._release([claim])
+                continue
             with logs.bind(event_id=_ids(claim), entity=_entity(claim)):
                 task = asyncio.create_task(self._process(claim))
             self._in_flight[task] = claim
             task.add_done_callback(self._slot_freed)
+
+    def _release(self, claims: list[queue.Claim]) -> None:
+        """Hand claims back with the next cycle (only events still leased to this worker
+        change: one that lapsed and was taken by another is left to it)."""
+        for claim in claims:
+            self._lease_ends.pop(claim.ids, None)
+        self._releasing += claims
+        self.wake.set()
 
     def _slot_freed(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task)
@@ -237,10 +262,14 @@ class Worker:
             if not ids:
                 continue
             try:
-                await asyncio.to_thread(self._renew, ids)
+                until = await asyncio.to_thread(self._renew, ids)
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 log.warning("worker: renewing %d leases failed (%s)", len(ids),
                             type(exc).__name__)
+                continue
+            for claim in claims:
+                if claim.ids in self._lease_ends:
+                    self._lease_ends[claim.ids] = until
 
     # -- one entity ---------------------------------------------------------------------
 
@@ -393,9 +422,12 @@ class Worker:
         away; an operator's sync-now (every direction) always takes it."""
         return source == EventSource.OPS or self.directions[source].trust_echoes
 
-    def _renew(self, ids: tuple[int, ...]) -> None:
+    def _renew(self, ids: tuple[int, ...]) -> datetime:
+        """Extend this worker's leases on ``ids``; returns when they now end."""
+        until = self._clock() + self._lease
         with self.engine.begin() as conn:
-            queue.renew(conn, owner=self.owner, ids=ids, until=self._clock() + self._lease)
+            queue.renew(conn, owner=self.owner, ids=ids, until=until)
+        return until
 
     def _settle(self, conn: Connection, settling: list[tuple[queue.Claim, Verdict]],
                 now: datetime) -> None:

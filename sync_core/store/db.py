@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,7 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-# A pooled PostgreSQL connection idle for longer is pinged before use (see ``_ping_idle``).
-PING_AFTER_IDLE_SECONDS = 10.0
-
-
-def make_engine(url: str, *, ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
-                **kwargs: Any) -> Engine:
+def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -43,12 +37,12 @@ def make_engine(url: str, *, ping_after_idle: float = PING_AFTER_IDLE_SECONDS,
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
+    # A connection the server dropped (a restart, a failover) is replaced before use, busy
+    # or idle: one round trip a checkout, which the hot paths keep few.
+    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    engine = create_engine(parsed, **kwargs)
-    if not kwargs.get("pool_pre_ping"):
-        _ping_idle(engine, ping_after_idle)
-    return engine
+    return create_engine(parsed, **kwargs)
 
 
 def autocommit(engine: Engine) -> Engine:
@@ -59,33 +53,6 @@ def autocommit(engine: Engine) -> Engine:
     if is_sqlite(engine):
         return engine
     return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
-def _ping_idle(engine: Engine, idle_seconds: float) -> None:
-    """SQLAlchemy's pessimistic disconnect handling (``pool_pre_ping``) for the connections
-    it is there for: those that sat in the pool long enough for the server to restart or
-    a firewall to drop them. A busy service's connections go back and forth in
-    milliseconds, and pinging each checkout was a round trip in every database step. A
-    failed ping makes the pool replace the connection (``DisconnectionError``); a
-    connection that breaks in use is reported by that use, and the pool then recycles
-    every connection older than it."""
-
-    @event.listens_for(engine, "checkin")
-    def _idle_since(dbapi_conn: Any, record: Any) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < idle_seconds:
-            return
-        try:
-            cursor = dbapi_conn.cursor()
-            cursor.execute("SELECT 1")
-            cursor.close()
-            dbapi_conn.rollback()  # leave no transaction open for an autocommit user
-        except Exception as error:
-            raise exc.DisconnectionError(describe(error)) from error
 
 
 def is_unavailable(error: BaseException) -> bool:

@@ -33,6 +33,8 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    exists,
+    func,
     literal,
     or_,
     select,
@@ -186,6 +188,13 @@ _INTERRUPTED = attempts.interrupted(
 _RELEASE_CLAIM = update(_T).where(_T.c.id.in_(_IDS), _T.c.lease_owner == bindparam("owner"),
                                   _T.c.status.in_(_OPEN)).values(
     lease_owner=None, lease_until=None, claimed_at=None, attempts=_T.c.attempts - 1)
+_HOLDER = _T.alias("holder")
+_BARE = func.substr(_T.c.dedupe_key, 1, func.length(_T.c.dedupe_key) - func.length(_SUFFIX))
+_UNRELEASE_KEY = update(_T).where(
+    _T.c.id == bindparam("event_id"), _T.c.lease_owner.is_(None), _T.c.attempts == 0,
+    _T.c.dedupe_key.endswith(_SUFFIX),
+    ~exists().where(_HOLDER.c.source == _T.c.source, _HOLDER.c.dedupe_key == _BARE),
+).values(dedupe_key=_BARE)
 _RENEW = update(_T).where(_T.c.id.in_(_IDS), _T.c.lease_owner == bindparam("owner")).values(
     lease_until=bindparam("until"))
 
@@ -252,9 +261,16 @@ def settle(conn: Connection, *, owner: str, now: datetime,
 
 def release(conn: Connection, *, owner: str, ids: tuple[int, ...]) -> int:
     """Hand back events ``owner`` claimed and never started (a worker stopping): they are
-    due again at once, and the claim leaves no attempt behind. Returns how many."""
+    due again at once, as if never claimed: no attempt behind, and their dedupe key back
+    (a redelivery collapses into them again) unless a redelivery stored meanwhile holds it.
+    Returns how many."""
     result = conn.execute(_RELEASE_CLAIM, {"ids": list(ids), "owner": owner})
-    return int(result.rowcount or 0)
+    released = int(result.rowcount or 0)
+    if released:
+        # One at a time: two events of an entity may share a key (a redelivery stored after
+        # the first was claimed); the first to get it back keeps it.
+        conn.execute(_UNRELEASE_KEY, [{"event_id": i} for i in ids])
+    return released
 
 
 def renew(conn: Connection, *, owner: str, ids: tuple[int, ...], until: datetime) -> int:
