@@ -156,14 +156,16 @@ class Driver:
     def _settle(self, name: str, mark: int, entities: set[str]) -> None:
         """Until every changed entity has an event, every webhook sent so far (the
         write-back echoes follow the writes) is stored and all are settled."""
+        seen: set[str] = set()
         while True:
             self.console.drain()
-            rows = self.stack.inbox.rows(mark)
-            seen = {r.entity_key for r in rows}
-            if entities <= seen and all(r.status in ("done", "dead") for r in rows):
-                self.console.drain()
-                if len(self.stack.inbox.rows(mark)) == len(rows):
-                    return
+            total, settled = self.stack.inbox.progress(mark)  # counts: cheap to poll
+            if total == settled:
+                seen = {r.entity_key for r in self.stack.inbox.rows(mark)}
+                if entities <= seen:
+                    self.console.drain()
+                    if self.stack.inbox.progress(mark)[0] == total:
+                        return
             self.stack.check_alive()
             if time.monotonic() > self.deadline:
                 raise RuntimeError(f"{name}: out of time with {len(entities - seen)} of "

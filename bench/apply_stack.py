@@ -226,14 +226,22 @@ class Inbox:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # One connection for the run: the driver polls every 50 ms, and a new PostgreSQL
+        # connection is a new server process, whose cost was charged to the phase.
+        self._pg: psycopg.Connection[Any] | None = None
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         if self.db.kind == "sqlite":
             with sqlite3.connect(self.db.url.removeprefix("sqlite:///")) as conn:
                 return conn.execute(sql.replace("%s", "?"), params).fetchall()
-        with psycopg.connect(self.db.pg_dsn) as conn:
-            conn.execute(f'SET search_path TO "{self.db.schema}"')
-            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+        if self._pg is None or self._pg.closed:
+            self._pg = psycopg.connect(self.db.pg_dsn, autocommit=True)
+            self._pg.execute(f'SET search_path TO "{self.db.schema}"')
+        return self._pg.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
 
     def max_id(self) -> int:
         rows = self._query("SELECT coalesce(max(id), 0) FROM inbox_events", ())
@@ -337,7 +345,9 @@ def running_stack(*, keys: Keys, db: Database, tuning: Tuning, latency_ms: float
         _wait_ready(processes, {"wecom": f"{urls['wecom']}/_admin/state",
                                 "authing": f"{urls['authing']}/_admin/health",
                                 "receiver": f"{urls['receiver']}/readyz"})
-        result = Stack(sims, receiver, Inbox(db), processes)
+        inbox = Inbox(db)
+        stack.callback(inbox.close)
+        result = Stack(sims, receiver, inbox, processes)
         _wait_bootstrapped(result)
         yield result
 
