@@ -77,13 +77,29 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    """A migrated database on each backend."""
-    engine = make_engine(db_url)
+def _migrated(url: str) -> Iterator[Engine]:
+    engine = make_engine(url)
     migrate.upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A migrated database on each backend."""
+    yield from _migrated(db_url)
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    """A migrated SQLite database."""
+    yield from _migrated(sqlite_url)
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    """A migrated schema in the real PostgreSQL."""
+    yield from _migrated(pg_url)
 
 
 @dataclass(frozen=True)

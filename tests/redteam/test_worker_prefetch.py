@@ -7,16 +7,14 @@ for properties the change could have broken and did not (kept passing)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, text
 
 from sync_core.directory.vocabulary import Kind
 from sync_core.engine.entity_sync import EntitySync
@@ -29,6 +27,7 @@ from sync_core.store.models import utcnow
 from sync_core.wecom.target import LinkIds
 from tests.conftest import make_settings
 from tests.engine.fakes import fake_direction
+from tests.tcp_proxy import postgres_behind_proxy
 
 
 def _event(key: str, dedupe: str | None = None, **payload: Any) -> NewEvent:
@@ -100,6 +99,13 @@ class Harness:
     def start(self) -> None:
         self.task = asyncio.create_task(self.worker.run(self.stop))
 
+    async def start_with_u0_running_and_u1_waiting(self) -> None:
+        """Concurrency 1: u0 runs behind its gate, u1 waits claimed."""
+        self.start()
+        await _until(lambda: self.keys_started() == ["u0"]
+                     and _by_key(self.engine)["u1"]["lease_owner"] is not None,
+                     "u0 running and u1 waiting claimed")
+
     def keys_started(self) -> list[str]:
         return [k for k, _ in self.started]
 
@@ -109,22 +115,6 @@ class Harness:
             gate.set()
         assert self.task is not None
         await asyncio.wait_for(self.task, 15)
-
-
-@pytest.fixture
-def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
-    engine = make_engine(sqlite_url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def pg_engine(pg_url: str) -> Iterator[Engine]:
-    engine = make_engine(pg_url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 # -- the stop -------------------------------------------------------------------------
@@ -182,11 +172,8 @@ async def test_guard_a_waiting_claim_is_renewed_and_cannot_be_replayed(
     its event is refused (EventInFlight → 409), not let through to a second apply."""
     h = Harness(sqlite_engine, worker_lease_seconds=5)
     _insert(sqlite_engine, _event("u0"), _event("u1"))
-    h.start()
     try:
-        await _until(lambda: h.keys_started() == ["u0"]
-                     and _by_key(sqlite_engine)["u1"]["lease_owner"] is not None,
-                     "u0 running and u1 waiting claimed")
+        await h.start_with_u0_running_and_u1_waiting()
         await asyncio.sleep(6.5)  # longer than the lease
         u1 = _by_key(sqlite_engine)["u1"]
         with sqlite_engine.begin() as conn:
@@ -210,11 +197,8 @@ async def test_guard_events_of_a_waiting_entity_are_applied_after_it_in_order(
     entity, after the first one settled: per entity in order, nothing lost."""
     h = Harness(engine)
     _insert(engine, _event("u0"), _event("u1", "u1-a"))
-    h.start()
     try:
-        await _until(lambda: h.keys_started() == ["u0"]
-                     and _by_key(engine)["u1"]["lease_owner"] is not None,
-                     "u0 running and u1 waiting claimed")
+        await h.start_with_u0_running_and_u1_waiting()
         _insert(engine, _event("u1", "u1-b"))
         h.worker.wake.set()
         await asyncio.sleep(0.3)
@@ -243,11 +227,8 @@ async def test_fault_a_waiting_claim_whose_lease_ran_out_is_not_started(
         raise ConnectionError("database unreachable from this worker")
 
     _insert(sqlite_engine, _event("u0"), _event("u1"))
-    h.start()
     try:
-        await _until(lambda: h.keys_started() == ["u0"]
-                     and _by_key(sqlite_engine)["u1"]["lease_owner"] is not None,
-                     "u0 running and u1 waiting claimed")
+        await h.start_with_u0_running_and_u1_waiting()
         monkeypatch.setattr(h.worker, "_renew", cut_off)
         await asyncio.sleep(6.0)  # u1's lease runs out
         with sqlite_engine.begin() as conn:
@@ -263,61 +244,6 @@ async def test_fault_a_waiting_claim_whose_lease_ran_out_is_not_started(
 
 
 # -- connections (real PostgreSQL) -------------------------------------------------------
-
-
-class Proxy:
-    """A TCP relay to PostgreSQL that can go down (connections reset, new ones refused)
-    or go silent (a firewall dropping packets: nothing answers, nothing is refused)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.upstream = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.silent = threading.Event()
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.upstream)
-            self.sockets += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                if not self.silent.is_set():
-                    b.sendall(data)
-        except OSError:
-            pass
-        for s in (a, b):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def down(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (Linux)
-        self.listener.close()
-        for s in self.sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-
-@pytest.fixture
-def proxied(pg_url: str) -> Iterator[tuple[Proxy, str]]:
-    url = make_url(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
-    try:
-        yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-            hide_password=False)
-    finally:
-        proxy.down()
 
 
 def _connect_within(engine: Engine, seconds: float) -> BaseException | None:
@@ -342,21 +268,20 @@ def _connect_within(engine: Engine, seconds: float) -> BaseException | None:
 
 
 @pytest.mark.postgres
-def test_guard_the_checkout_ping_reports_a_database_that_is_down(
-        proxied: tuple[Proxy, str]) -> None:
+def test_guard_the_checkout_ping_reports_a_database_that_is_down(pg_url: str) -> None:
     """Guard (held). A pooled connection, the server gone (reset, refusing): the checkout's
     ping fails at once with an error the service knows as "database unavailable", not a
     hang and not a bug."""
-    proxy, url = proxied
-    engine = make_engine(url, pool_size=1, max_overflow=0)
-    try:
-        assert _connect_within(engine, 5) is None
-        proxy.down()
-        error = _connect_within(engine, 5)
-        assert error is not None and not isinstance(error, AssertionError), error
-        assert is_unavailable(error), repr(error)
-    finally:
-        engine.dispose()
+    with postgres_behind_proxy(pg_url) as (url, proxy):
+        engine = make_engine(url, pool_size=1, max_overflow=0)
+        try:
+            assert _connect_within(engine, 5) is None
+            proxy.cut()
+            error = _connect_within(engine, 5)
+            assert error is not None and not isinstance(error, AssertionError), error
+            assert is_unavailable(error), repr(error)
+        finally:
+            engine.dispose()
 
 
 @pytest.mark.postgres

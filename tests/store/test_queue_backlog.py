@@ -9,29 +9,19 @@ throughput limit (bench/RESULTS.md, apply downstream).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import psycopg
 import pytest
 from sqlalchemy import Engine
 
-from sync_core.store import migrate, queue
-from sync_core.store.db import make_engine
+from sync_core.store import queue
 from sync_core.store.models import utcnow
 
 pytestmark = pytest.mark.postgres
 
 BACKLOG = 4_000  # open events, three per entity
 SCAN_BUDGET = 400  # tuples a claim of one entity may fetch (it scans 8 rows a slot)
-
-
-@pytest.fixture
-def pg_engine(pg_url: str) -> Iterator[Engine]:
-    engine = make_engine(pg_url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _fill(pg_url: str, *, done: int, open_: int) -> None:
