@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import inspect
 from sqlmodel import Session
 
@@ -141,3 +142,29 @@ def test_upgrade_releases_the_keys_of_events_already_claimed(db_url: str) -> Non
                                max_entities=5)
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_writer_replaces_a_connection_the_server_dropped(pg_url: str) -> None:
+    """The writer keeps one connection between batches; when the server drops it (a
+    restart), the next batch goes through on a new one: nobody is answered an error."""
+    import psycopg
+
+    engine = make_engine(pg_url)
+    migrate.upgrade(engine)
+    writer = InboxWriter(engine)
+    await writer.start()
+    try:
+        assert not (await writer.submit(_event("before"))).duplicate
+        held = writer._conn
+        assert held is not None
+        pid = held.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert not (await writer.submit(_event("after"))).duplicate
+        assert writer._conn is not None and writer._conn is not held
+    finally:
+        await writer.stop()
+        engine.dispose()
+    with Session(engine) as session:
+        assert count_by_status(session) == {"pending": 2}

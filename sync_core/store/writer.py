@@ -3,7 +3,9 @@
 Each request awaits ``submit()``, which resolves only after the transaction holding its
 event has committed, so ``success`` is never sent for an event that could still be lost.
 Requests that arrive while a commit is in flight are batched into the next one: under load
-the cost of a commit (fsync) is shared, at low load a lone event commits at once.
+the cost of a commit (fsync) is shared, at low load a lone event commits at once. The
+writer keeps its one connection between batches (a checkout is a ping, a round trip per
+batch); a connection the server dropped is replaced and the batch sent once more.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ..logs import LogThrottle
 from .db import describe, is_unavailable
@@ -42,6 +45,7 @@ class InboxWriter:
         # One thread: SQLite allows one writer anyway, and on PostgreSQL one connection
         # committing batches beats many committing singly.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-writer")
+        self._conn: Connection | None = None  # used by the writer thread only
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._throttle = LogThrottle(log)
@@ -67,6 +71,7 @@ class InboxWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._pool.shutdown(wait=True)
+        self._drop()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -115,8 +120,31 @@ class InboxWriter:
         return [self._mark(event, fresh) for event in events]
 
     def _commit(self, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
-        with self._engine.begin() as conn:
-            return insert_new(conn, events)
+        """One transaction on the kept connection; once more on a new one when the server
+        had dropped it (a restart, an idle timeout). A batch whose commit was cut off may
+        have landed: sent again, its events are found as duplicates, stored all the same."""
+        try:
+            return self._insert(events)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+        return self._insert(events)
+
+    def _insert(self, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        try:
+            with self._conn.begin():
+                return insert_new(self._conn, events)
+        except Exception:
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
 
     @staticmethod
     def _mark(event: NewEvent, fresh: set[tuple[str, str]]) -> Stored:
