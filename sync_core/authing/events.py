@@ -7,6 +7,7 @@ the API before writing anything to WeCom.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -100,7 +101,14 @@ def scrub(value: Any) -> Any:
 
 
 def _sensitive(key: object) -> bool:
-    name = str(key).lower().replace("_", "").replace("-", "")
+    name = str(key)
+    # A webhook's keys are the same few hundred short names: remembered, those.
+    return _sensitive_name(name) if len(name) <= 64 else _sensitive_name.__wrapped__(name)
+
+
+@functools.lru_cache(maxsize=2048)
+def _sensitive_name(key: str) -> bool:
+    name = key.lower().replace("_", "").replace("-", "")
     return any(part in name for part in _SENSITIVE_PARTS)
 
 

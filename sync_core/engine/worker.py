@@ -60,6 +60,8 @@ from sync_core.store.models import AttemptOutcome, EventSource, utcnow
 
 log = logging.getLogger(__name__)
 
+# How long a settlement may wait for more finished entities while claims wait for slots.
+SETTLE_LINGER = 0.01  # seconds
 # Batch-import jobs that rewrite the directory behind the callbacks' back.
 RECONCILE_JOB_TYPES = frozenset({"sync_user", "replace_user", "replace_party"})
 
@@ -110,6 +112,7 @@ class Worker:
         # When the lease of each waiting claim ends, as last set (claim, renewal).
         self._lease_ends: dict[tuple[int, ...], datetime] = {}
         self._releasing: list[queue.Claim] = []  # claimed, never started: handed back
+        self._backlog = False  # the last claim found as many due entities as it asked for
         self._stop = asyncio.Event()  # set: start nothing more (the loop's stop, in run)
         self._finished: list[tuple[queue.Claim, Verdict]] = []  # applied, not yet settled
         # (source, kind, key) → what the opposite direction last wrote there, read with
@@ -130,6 +133,7 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(stop), name="worker-heartbeat")
         try:
             while not stop.is_set():
+                await self._gather(stop)
                 claimed = await self._cycle(stop)
                 if not claimed:
                     await self._idle(stop)
@@ -189,6 +193,7 @@ class Worker:
         self._db_failures = 0
         for claim, verdict in settling:
             self._report(claim, verdict)
+        self._backlog = bool(free) and len(claims) == free
         self._ready.extend(claims)
         self._lease_ends.update((claim.ids, leased_until) for claim in claims)
         self._start_ready()
@@ -238,6 +243,17 @@ class Worker:
         if self._finished or self._releasing:
             log.error("worker stopped with %d entities unsettled; their events return to the "
                       "queue when the lease lapses", len(self._finished) + len(self._releasing))
+
+    async def _gather(self, stop: asyncio.Event) -> None:
+        """With a backlog (the last claim got all it asked for) and claims waiting for
+        slots, settling can wait a moment (``SETTLE_LINGER``) for more entities to finish
+        and share its round trip: the slots are refilled from the waiting claims
+        meanwhile. That halves the database steps under load; otherwise, when a wait
+        would be latency and not throughput, the settlement goes at once."""
+        if self._backlog and self._ready \
+                and 0 < len(self._finished) < self.settings.worker_concurrency // 2:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=SETTLE_LINGER)
 
     async def _idle(self, stop: asyncio.Event) -> None:
         """Until there is work: an event stored (wake), an entity finished, stop, or the

@@ -314,3 +314,49 @@ async def test_a_freed_slot_takes_a_waiting_claim_and_a_stop_hands_the_waiting_b
             "SELECT e.entity_key FROM event_attempts a JOIN inbox_events e "
             "ON e.id = a.event_id"))}
     assert history == {"u0", "u1", "u2"}
+
+
+async def test_under_a_backlog_one_database_step_settles_several_entities(
+        engine: Engine) -> None:
+    """With more due entities than slots, a settlement waits a moment for other entities
+    to finish (their slots refilled from the waiting claims meanwhile), so one database
+    step settles several; every entity is still applied once."""
+    import asyncio
+
+    from sync_core.store.inbox import NewEvent, insert_new
+
+    worker = Worker(make_settings("sqlite://", worker_concurrency=4, worker_poll_seconds=0.05),
+                    engine, {"wecom": EntitySync(fake_direction().ports)}, Metrics())
+    keys = [f"u{i:02d}" for i in range(40)]
+    with engine.begin() as conn:
+        insert_new(conn, [NewEvent(source="wecom", dedupe_key=k, entity_kind="user",
+                                   entity_key=k, event_type="update_user", payload={},
+                                   received_at=utcnow()) for k in keys])
+    applied: list[str] = []
+
+    async def dispatch(claim, payloads):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.005 + 0.004 * (int(claim.entity_key[1:]) % 5))  # staggered
+        applied.append(claim.entity_key)
+        return "applied"
+
+    worker._dispatch = dispatch  # type: ignore[method-assign]
+    settled_per_step: list[int] = []
+    step = worker._settle_and_claim
+
+    def counted(settling, limit, releasing=()):  # type: ignore[no-untyped-def]
+        if settling:
+            settled_per_step.append(len(settling))
+        return step(settling, limit, releasing)
+
+    worker._settle_and_claim = counted  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    for _ in range(1000):
+        if sum(settled_per_step) == len(keys):
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    assert sorted(applied) == keys
+    assert sum(settled_per_step) == len(keys)
+    assert len(settled_per_step) <= len(keys) // 2, settled_per_step
