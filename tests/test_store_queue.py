@@ -288,3 +288,21 @@ def test_a_replay_refuses_an_event_a_worker_is_applying(engine) -> None:  # type
         assert queue.replay(conn, event_id=1, now=utcnow(), actor="ops")  # queued: fine
         assert not queue.replay(conn, event_id=99, now=utcnow(), actor="ops")
     assert [c.ids for c in _claim(engine, owner="w2")] == [(1,)]
+
+
+def test_release_hands_back_only_what_it_still_holds(engine) -> None:  # type: ignore[no-untyped-def]
+    """A claim handed back is due at once with no attempt spent and its dedupe key back;
+    an event whose lease lapsed and that an operator replayed meanwhile is not touched."""
+    with engine.begin() as conn:
+        insert_new(conn, [_ev("k1", "a"), _ev("k2", "b")])
+    claims = _claim(engine, owner="w1")
+    later = utcnow() + LEASE + timedelta(seconds=1)
+    with engine.begin() as conn:
+        assert queue.replay(conn, event_id=claims[1].ids[0], now=later)
+        assert queue.release(conn, owner="w1", ids=(*claims[0].ids, *claims[1].ids)) == 1
+        assert insert_new(conn, [_ev("k1", "a")]) == set()  # collapses into the first again
+        keys = {r[0]: r[1] for r in conn.exec_driver_sql(
+            "SELECT entity_key, dedupe_key FROM inbox_events")}
+    assert keys == {"a": "k1", "b": f"k2#{claims[1].ids[0]}"}
+    again = _claim(engine, owner="w2", now=later)
+    assert [(c.entity_key, c.attempts) for c in again] == [("a", 1), ("b", 1)]

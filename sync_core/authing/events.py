@@ -102,11 +102,15 @@ def scrub(value: Any) -> Any:
 
 def _sensitive(key: object) -> bool:
     name = str(key)
-    # A webhook's keys are the same few hundred short names: remembered, those.
-    return _sensitive_name(name) if len(name) <= 64 else _sensitive_name.__wrapped__(name)
+    # Webhooks repeat the same few hundred short key names: the answer for those is kept.
+    return _known_sensitive(name) if len(name) <= 64 else _sensitive_name(name)
 
 
 @functools.lru_cache(maxsize=2048)
+def _known_sensitive(key: str) -> bool:
+    return _sensitive_name(key)
+
+
 def _sensitive_name(key: str) -> bool:
     name = key.lower().replace("_", "").replace("-", "")
     return any(part in name for part in _SENSITIVE_PARTS)

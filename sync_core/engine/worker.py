@@ -133,7 +133,7 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(stop), name="worker-heartbeat")
         try:
             while not stop.is_set():
-                await self._gather(stop)
+                await self._linger_before_settling(stop)
                 claimed = await self._cycle(stop)
                 if not claimed:
                     await self._idle(stop)
@@ -167,14 +167,16 @@ class Worker:
         return True
 
     async def _cycle(self, stop: asyncio.Event, *, claiming: bool = True) -> int:
-        """One transaction: settle the entities that finished, then claim into the free
-        slots. Under load one round trip serves several entities; a database outage keeps
-        the settlements and retries them with backoff (the claims' leases guard them)."""
+        """One transaction: settle the entities that finished, hand back the claims that
+        will not start, then claim up to the hold limit (the slots, and half as many again
+        waiting). Under load one round trip serves several entities; a database outage
+        keeps the settlements and retries them with backoff (the claims' leases guard
+        them)."""
         settling, self._finished = self._finished, []
         releasing, self._releasing = self._releasing, []
-        waiting = len(self._in_flight) + len(self._ready)
-        held = self.settings.worker_concurrency + (self.settings.worker_concurrency + 1) // 2
-        free = max(0, held - waiting) if claiming else 0
+        held = len(self._in_flight) + len(self._ready)
+        limit = self.settings.worker_concurrency + (self.settings.worker_concurrency + 1) // 2
+        free = max(0, limit - held) if claiming else 0
         if not settling and not releasing and not free:
             return 0
         leased_until = self._clock() + self._lease  # no later than the claim's own
@@ -213,8 +215,15 @@ class Worker:
                             _entity(claim))
                 self._release([claim])
                 continue
-            with logs.bind(event_id=_ids(claim), entity=_entity(claim)):
-                task = asyncio.create_task(self._process(claim))
+            try:
+                with logs.bind(event_id=_ids(claim), entity=_entity(claim)):
+                    task = asyncio.create_task(self._process(claim))
+            except Exception:  # noqa: BLE001 - runs in a done-callback: keep the claim
+                log.exception("worker: could not start %s; it waits", _entity(claim))
+                self._ready.appendleft(claim)
+                if ends is not None:
+                    self._lease_ends[claim.ids] = ends
+                return
             self._in_flight[task] = claim
             task.add_done_callback(self._slot_freed)
 
@@ -223,6 +232,8 @@ class Worker:
         change: one that lapsed and was taken by another is left to it)."""
         for claim in claims:
             self._lease_ends.pop(claim.ids, None)
+            # The echo digest read with the claim is stale by the next claim of the entity.
+            self._echoes.pop((claim.source, claim.entity_kind, claim.entity_key), None)
         self._releasing += claims
         self.wake.set()
 
@@ -244,12 +255,12 @@ class Worker:
             log.error("worker stopped with %d entities unsettled; their events return to the "
                       "queue when the lease lapses", len(self._finished) + len(self._releasing))
 
-    async def _gather(self, stop: asyncio.Event) -> None:
+    async def _linger_before_settling(self, stop: asyncio.Event) -> None:
         """With a backlog (the last claim got all it asked for) and claims waiting for
         slots, settling can wait a moment (``SETTLE_LINGER``) for more entities to finish
-        and share its round trip: the slots are refilled from the waiting claims
-        meanwhile. That halves the database steps under load; otherwise, when a wait
-        would be latency and not throughput, the settlement goes at once."""
+        and share its round trip, the slots being refilled from the waiting claims
+        meanwhile; not once half the slots have finished (enough to share it). Otherwise a
+        wait would be latency, not throughput, and the settlement goes at once."""
         if self._backlog and self._ready \
                 and 0 < len(self._finished) < self.settings.worker_concurrency // 2:
             with contextlib.suppress(TimeoutError):
@@ -278,14 +289,15 @@ class Worker:
             if not ids:
                 continue
             try:
-                until = await asyncio.to_thread(self._renew, ids)
+                until, renewed = await asyncio.to_thread(self._renew, ids)
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 log.warning("worker: renewing %d leases failed (%s)", len(ids),
                             type(exc).__name__)
                 continue
             for claim in claims:
-                if claim.ids in self._lease_ends:
-                    self._lease_ends[claim.ids] = until
+                if claim.ids in self._lease_ends:  # waiting: start it only while it is ours
+                    lost = not renewed.issuperset(claim.ids)
+                    self._lease_ends[claim.ids] = until - self._lease if lost else until
 
     # -- one entity ---------------------------------------------------------------------
 
@@ -438,12 +450,12 @@ class Worker:
         away; an operator's sync-now (every direction) always takes it."""
         return source == EventSource.OPS or self.directions[source].trust_echoes
 
-    def _renew(self, ids: tuple[int, ...]) -> datetime:
-        """Extend this worker's leases on ``ids``; returns when they now end."""
+    def _renew(self, ids: tuple[int, ...]) -> tuple[datetime, frozenset[int]]:
+        """Extend this worker's leases on ``ids``: when they now end, and which of them
+        are still this worker's."""
         until = self._clock() + self._lease
         with self.engine.begin() as conn:
-            queue.renew(conn, owner=self.owner, ids=ids, until=until)
-        return until
+            return until, queue.renew(conn, owner=self.owner, ids=ids, until=until)
 
     def _settle(self, conn: Connection, settling: list[tuple[queue.Claim, Verdict]],
                 now: datetime) -> None:

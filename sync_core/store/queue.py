@@ -16,6 +16,7 @@ Functions take a connection and never commit; the caller owns the transaction.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from . import attempts
 from .models import AttemptOutcome, EventStatus, InboxEvent
@@ -96,15 +98,17 @@ def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
           max_entities: int, sources: tuple[str, ...] | None = None) -> list[Claim]:
     """Lease up to ``max_entities`` entities that have a due event and none in flight.
 
-    Three statements whatever the number of entities (four on PostgreSQL): the lock, one
-    query for the due entities, one update that leases all their open events; one more only
-    when an event's lease ran out under a worker that stopped mid-attempt, to add that
-    attempt to its history as interrupted (store.attempts).
+    Statements whatever the number of entities: one query for the due entities and one
+    update that leases all their open events (on PostgreSQL also the lock with the planner
+    switch, and its restore); one more only when an event's lease ran out under a worker
+    that stopped mid-attempt, to add that attempt to its history as interrupted
+    (store.attempts).
 
-    The due query walks the open events in id order and stops after ``8 × max_entities``
-    rows, whatever the backlog: on PostgreSQL the claim forbids the planner the sort it
-    would otherwise choose from statistics that lag a queue filling in seconds (sorting
-    every open event to take the first few made each claim read the whole backlog)."""
+    The due query walks the open events in id order (``ix_inbox_open``) and stops after
+    ``8 × max_entities`` rows, whatever the backlog: on PostgreSQL the claim prices sorting
+    out of the planner's reach (``enable_sort``) for that query, since statistics lag a
+    queue that fills in seconds and with them it sorted every open event to take the first
+    few, reading the whole backlog on each claim."""
     postgres = conn.dialect.name == "postgresql"
     if postgres:
         sort_was = conn.execute(_LOCK_UNSORTED, {"k": _CLAIM_LOCK}).scalar_one()
@@ -134,9 +138,10 @@ def claim(conn: Connection, *, owner: str, now: datetime, lease: timedelta,
 
 # The worker's statements are built once: SQLAlchemy then skips constructing them and
 # computing their cache keys on every cycle, which was most of a claim's CPU.
-# The claim lock, and the planner told not to sort for the due query (transaction-local,
-# restored by ``_SORT``): the value it had is returned first, the target list being
-# evaluated in order.
+# The claim lock, and sorting priced out for the due query (transaction-local, restored by
+# ``_SORT``). The value it had is read in the same statement, before the set_config: this
+# relies on PostgreSQL evaluating a target list left to right, which it does though it
+# does not promise it (a test checks a value set before the claim is restored).
 _LOCK_UNSORTED = text("SELECT current_setting('enable_sort'), pg_advisory_xact_lock(:k), "
                       "set_config('enable_sort', 'off', true)")
 _SORT = text("SELECT set_config('enable_sort', :value, true)")
@@ -187,7 +192,8 @@ _INTERRUPTED = attempts.interrupted(
          _T.c.lease_owner.is_not(None), _T.c.lease_until < _NOW))
 _RELEASE_CLAIM = update(_T).where(_T.c.id.in_(_IDS), _T.c.lease_owner == bindparam("owner"),
                                   _T.c.status.in_(_OPEN)).values(
-    lease_owner=None, lease_until=None, claimed_at=None, attempts=_T.c.attempts - 1)
+    lease_owner=None, lease_until=None, claimed_at=None, attempts=_T.c.attempts - 1,
+).returning(_T.c.id)
 _HOLDER = _T.alias("holder")
 _BARE = func.substr(_T.c.dedupe_key, 1, func.length(_T.c.dedupe_key) - func.length(_SUFFIX))
 _UNRELEASE_KEY = update(_T).where(
@@ -196,7 +202,7 @@ _UNRELEASE_KEY = update(_T).where(
     ~exists().where(_HOLDER.c.source == _T.c.source, _HOLDER.c.dedupe_key == _BARE),
 ).values(dedupe_key=_BARE)
 _RENEW = update(_T).where(_T.c.id.in_(_IDS), _T.c.lease_owner == bindparam("owner")).values(
-    lease_until=bindparam("until"))
+    lease_until=bindparam("until")).returning(_T.c.id)
 
 # Settling statements match one event (``:event_id``) still leased by ``:owner``, and are run as
 # one executemany per kind of settlement for all the claims a worker cycle settles (psycopg
@@ -264,19 +270,23 @@ def release(conn: Connection, *, owner: str, ids: tuple[int, ...]) -> int:
     due again at once, as if never claimed: no attempt behind, and their dedupe key back
     (a redelivery collapses into them again) unless a redelivery stored meanwhile holds it.
     Returns how many."""
-    result = conn.execute(_RELEASE_CLAIM, {"ids": list(ids), "owner": owner})
-    released = int(result.rowcount or 0)
+    released = [r.id for r in conn.execute(_RELEASE_CLAIM, {"ids": list(ids), "owner": owner})]
     if released:
         # One at a time: two events of an entity may share a key (a redelivery stored after
-        # the first was claimed); the first to get it back keeps it.
-        conn.execute(_UNRELEASE_KEY, [{"event_id": i} for i in ids])
-    return released
+        # the first was claimed); the first to get it back keeps it. In a savepoint: a
+        # redelivery the inbox writer commits meanwhile may take the key first, and losing
+        # it costs one more row, not the worker's whole transaction.
+        with contextlib.suppress(IntegrityError), conn.begin_nested():
+            conn.execute(_UNRELEASE_KEY, [{"event_id": i} for i in released])
+    return len(released)
 
 
-def renew(conn: Connection, *, owner: str, ids: tuple[int, ...], until: datetime) -> int:
-    """Extend a lease while work is still running; 0 means the lease was lost."""
-    result = conn.execute(_RENEW, {"ids": list(ids), "owner": owner, "until": until})
-    return int(result.rowcount or 0)
+def renew(conn: Connection, *, owner: str, ids: tuple[int, ...],
+          until: datetime) -> frozenset[int]:
+    """Extend ``owner``'s leases on ``ids`` while work is still running; returns the ids
+    still leased to it (one missing: its lease ran out and another worker took it)."""
+    return frozenset(r.id for r in conn.execute(
+        _RENEW, {"ids": list(ids), "owner": owner, "until": until}))
 
 
 def complete(conn: Connection, *, owner: str, ids: tuple[int, ...], now: datetime,

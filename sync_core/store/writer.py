@@ -122,13 +122,16 @@ class InboxWriter:
     def _commit(self, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
         """One transaction on the kept connection; once more on a new one when the server
         had dropped it (a restart, an idle timeout). A batch whose commit was cut off may
-        have landed: sent again, its events are found as duplicates, stored all the same."""
+        have landed: sent again, its events are found as duplicates of themselves, so a
+        retried batch reports every event stored (a real redelivery in it then counts as
+        new: one more wake of the worker, nothing stored twice)."""
         try:
             return self._insert(events)
         except DBAPIError as error:
             if not error.connection_invalidated:
                 raise
-        return self._insert(events)
+        self._insert(events)
+        return {(event.source, event.dedupe_key) for event in events}
 
     def _insert(self, events: Sequence[NewEvent]) -> set[tuple[str, str]]:
         if self._conn is None:

@@ -3,7 +3,9 @@ dispatch of an inbox event to its direction by source, and giving up after the b
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Iterable
 from datetime import timedelta
 
 import pytest
@@ -107,6 +109,31 @@ def _claim(source: str, kind: str, key: str, attempts: int = 1,
                                                   utcnow() - timedelta(seconds=1)),))
 
 
+def _pending(engine: Engine, keys: Iterable[str]) -> None:
+    """An update event for each user in ``keys``, waiting for the worker."""
+    from sync_core.store.inbox import NewEvent, insert_new
+
+    with engine.begin() as conn:
+        insert_new(conn, [NewEvent(source="wecom", dedupe_key=k, entity_kind="user",
+                                   entity_key=k, event_type="update_user", payload={},
+                                   received_at=utcnow()) for k in keys])
+
+
+def _gated(worker: Worker, keys: Iterable[str]
+           ) -> tuple[dict[str, asyncio.Event], list[str]]:
+    """The worker's entities run until their gate opens; ``started`` lists them in order."""
+    gates = {k: asyncio.Event() for k in keys}
+    started: list[str] = []
+
+    async def dispatch(claim, payloads):  # type: ignore[no-untyped-def]
+        started.append(claim.entity_key)
+        await gates[claim.entity_key].wait()
+        return f"applied {claim.entity_key}"
+
+    worker._dispatch = dispatch  # type: ignore[method-assign]
+    return gates, started
+
+
 def _worker(**settings: object):  # type: ignore[no-untyped-def]
     d = fake_direction()
     sync = EntitySync(d.ports)
@@ -163,16 +190,13 @@ async def test_the_worker_reads_what_the_opposite_direction_wrote_with_the_claim
         engine: Engine) -> None:
     from sync_core.directory.essence import digest
     from sync_core.store import links
-    from sync_core.store.inbox import NewEvent, insert_new
 
     d = fake_direction()
     d.source.users.update({"ann": User("ann", "Ann"), "bob": User("bob", "Bob")})
     sync = EntitySync(d.ports)
     worker = Worker(make_settings("sqlite://"), engine, {"wecom": sync}, Metrics())
+    _pending(engine, ("ann", "bob"))
     with engine.begin() as conn:
-        insert_new(conn, [NewEvent(source="wecom", dedupe_key=k, entity_kind="user",
-                                   entity_key=k, event_type="update_user", payload={},
-                                   received_at=utcnow()) for k in ("ann", "bob")])
         # Downstream wrote "Ann" into the entity upstream reads as "ann"; nothing to "bob".
         links.record(conn, direction="downstream", now=utcnow(), rows=[
             links.LinkRow("user", "authing-ann", "ann", digest({"name": "Ann"})),
@@ -255,29 +279,15 @@ async def test_a_freed_slot_takes_a_waiting_claim_and_a_stop_hands_the_waiting_b
     """Concurrency 2: one more entity waits claimed, and one starts the moment a slot
     frees. At a stop the running finish and settle; the waiting go back to the queue as if
     never claimed (no attempt spent, none in their history)."""
-    import asyncio
-
     from sqlalchemy import text
 
-    from sync_core.store.inbox import NewEvent, insert_new
 
     d = fake_direction()
     worker = Worker(make_settings("sqlite://", worker_concurrency=2, worker_poll_seconds=0.05),
                     engine, {"wecom": EntitySync(d.ports)}, Metrics())
     keys = [f"u{i}" for i in range(6)]
-    with engine.begin() as conn:
-        insert_new(conn, [NewEvent(source="wecom", dedupe_key=k, entity_kind="user",
-                                   entity_key=k, event_type="update_user", payload={},
-                                   received_at=utcnow()) for k in keys])
-    gates = {k: asyncio.Event() for k in keys}
-    started: list[str] = []
-
-    async def dispatch(claim, payloads):  # type: ignore[no-untyped-def]
-        started.append(claim.entity_key)
-        await gates[claim.entity_key].wait()
-        return f"applied {claim.entity_key}"
-
-    worker._dispatch = dispatch  # type: ignore[method-assign]
+    _pending(engine, keys)
+    gates, started = _gated(worker, keys)
 
     def rows() -> dict[str, tuple[str, bool, int]]:
         with engine.connect() as conn:
@@ -316,47 +326,76 @@ async def test_a_freed_slot_takes_a_waiting_claim_and_a_stop_hands_the_waiting_b
     assert history == {"u0", "u1", "u2"}
 
 
-async def test_under_a_backlog_one_database_step_settles_several_entities(
-        engine: Engine) -> None:
-    """With more due entities than slots, a settlement waits a moment for other entities
-    to finish (their slots refilled from the waiting claims meanwhile), so one database
-    step settles several; every entity is still applied once."""
-    import asyncio
+async def test_under_a_backlog_a_settlement_waits_for_more_finished_entities(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With more due entities than slots, a settlement waits a moment (here stretched to
+    half a second) for other entities to finish, their slots refilled from the waiting
+    claims meanwhile: one database step settles both."""
+    from sync_core.engine import worker as worker_module
 
-    from sync_core.store.inbox import NewEvent, insert_new
-
+    monkeypatch.setattr(worker_module, "SETTLE_LINGER", 0.5)
     worker = Worker(make_settings("sqlite://", worker_concurrency=4, worker_poll_seconds=0.05),
                     engine, {"wecom": EntitySync(fake_direction().ports)}, Metrics())
-    keys = [f"u{i:02d}" for i in range(40)]
-    with engine.begin() as conn:
-        insert_new(conn, [NewEvent(source="wecom", dedupe_key=k, entity_kind="user",
-                                   entity_key=k, event_type="update_user", payload={},
-                                   received_at=utcnow()) for k in keys])
-    applied: list[str] = []
-
-    async def dispatch(claim, payloads):  # type: ignore[no-untyped-def]
-        await asyncio.sleep(0.005 + 0.004 * (int(claim.entity_key[1:]) % 5))  # staggered
-        applied.append(claim.entity_key)
-        return "applied"
-
-    worker._dispatch = dispatch  # type: ignore[method-assign]
-    settled_per_step: list[int] = []
+    keys = [f"u{i:02d}" for i in range(12)]
+    _pending(engine, keys)
+    gates, started = _gated(worker, keys)
+    steps: list[list[str]] = []
     step = worker._settle_and_claim
 
     def counted(settling, limit, releasing=()):  # type: ignore[no-untyped-def]
         if settling:
-            settled_per_step.append(len(settling))
+            steps.append(sorted(c.entity_key for c, _ in settling))
         return step(settling, limit, releasing)
 
     worker._settle_and_claim = counted  # type: ignore[method-assign]
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
-    for _ in range(1000):
-        if sum(settled_per_step) == len(keys):
+    for _ in range(500):  # 4 running, 2 waiting: the claim took all it asked for
+        if len(started) == 4 and len(worker._ready) == 2:
+            break
+        await asyncio.sleep(0.01)
+    gates["u00"].set()
+    for _ in range(500):  # u00's slot is refilled from the waiting claims at once
+        if len(started) == 5:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert steps == [], "settled without waiting for more to finish"
+    gates["u01"].set()
+    for _ in range(500):
+        if steps:
             break
         await asyncio.sleep(0.01)
     stop.set()
+    for gate in gates.values():
+        gate.set()
     await asyncio.wait_for(running, 10)
-    assert sorted(applied) == keys
-    assert sum(settled_per_step) == len(keys)
-    assert len(settled_per_step) <= len(keys) // 2, settled_per_step
+    assert steps[0] == ["u00", "u01"]
+
+
+async def test_a_waiting_claim_another_worker_took_is_not_started(engine: Engine) -> None:
+    """A renewal that finds a waiting claim's events leased to another worker (this one
+    was cut off longer than a lease) marks it lost: it is handed back, not started."""
+    from sync_core.store import queue as queue_module
+
+    worker = Worker(make_settings("sqlite://", worker_concurrency=1, worker_poll_seconds=0.05,
+                                  worker_lease_seconds=5),
+                    engine, {"wecom": EntitySync(fake_direction().ports)}, Metrics())
+    _pending(engine, ("u0", "u1"))
+    gates, started = _gated(worker, ("u0", "u1"))
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    for _ in range(500):
+        if started == ["u0"] and worker._ready:
+            break
+        await asyncio.sleep(0.01)
+    (waiting,) = worker._ready
+    with engine.begin() as conn:  # its lease lapsed unseen and worker-b took it
+        conn.execute(queue_module._T.update().where(queue_module._T.c.id.in_(waiting.ids))
+                     .values(lease_owner="worker-b"))
+    await asyncio.sleep(2.0)  # a heartbeat (lease / 3) renews: u1 is not this worker's
+    gates["u0"].set()
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    assert started == ["u0"]

@@ -65,10 +65,12 @@ def test_a_claim_reads_a_few_rows_whatever_the_backlog(pg_engine: Engine, pg_url
         f"one claim read {after - before} rows of a {BACKLOG}-event backlog")
 
 
+@pytest.mark.parametrize("before", ["on", "off"])
 def test_the_claim_leaves_the_planner_settings_as_it_found_them(pg_engine: Engine,
-                                                               pg_url: str) -> None:
+                                                               pg_url: str, before: str) -> None:
     _fill(pg_url, done=0, open_=30)
     with pg_engine.begin() as conn:
+        conn.exec_driver_sql(f"SET LOCAL enable_sort = {before}")
         queue.claim(conn, owner="w1", now=utcnow(), lease=timedelta(seconds=30),
                     max_entities=2)
-        assert conn.exec_driver_sql("SHOW enable_sort").scalar() == "on"
+        assert conn.exec_driver_sql("SHOW enable_sort").scalar() == before
