@@ -17,9 +17,9 @@ from typing import Any
 
 from sync_core.directory.operations import Action, Operation
 from sync_core.directory.vocabulary import Cause, Kind
-from sync_core.engine.echo import is_echo
+from sync_core.engine.echo import Written, intend, is_echo
 from sync_core.engine.executor import Executor, ItemStatus, Outcome
-from sync_core.engine.ports import DepartmentContents, Hints, Ports, ReadFrom
+from sync_core.engine.ports import DepartmentContents, Hints, Ports, ReadFrom, WriteIntents
 from sync_core.engine.run_log import written
 from sync_core.errors import (
     ConflictError,
@@ -142,7 +142,7 @@ class EntitySync:
     # -- users --------------------------------------------------------------------------
 
     async def sync_user(self, key: str, payloads: Sequence[Mapping[str, Any]], *,
-                        echo_of: str | None = None) -> EntityResult:
+                        echo_of: Written | None = None) -> EntityResult:
         """``echo_of``: the essence digest the opposite direction last wrote to this entity
         (``engine.echo``); a source state with that essence is settled unplanned."""
         hints = self.source.hints(Kind.USER, payloads)
@@ -156,7 +156,7 @@ class EntitySync:
         return await self._sync_read_user(read, current, essences)
 
     async def _read_user(self, key: str, current: str, hints: Hints,
-                         essences: Essences, echo_of: str | None
+                         essences: Essences, echo_of: Written | None
                          ) -> EntityResult | UserRead:
         """Both sides of one user, or the result when nothing more is to be done (an echo,
         or a user announced as new whose create went through)."""
@@ -209,11 +209,15 @@ class EntitySync:
         for dept_key, dept in source.items():
             essences[(Kind.DEPARTMENT, dept_key)] = self._essence(Kind.DEPARTMENT, dept, None)
         ops = self.planner.plan_user(desired, actual, self.binding, index, key)
-        return await self._apply(ops, index)
+        return await self._apply(ops, index, essences)
 
-    async def _apply(self, ops: Sequence[Operation], index: Any) -> list[Outcome]:
+    async def _apply(self, ops: Sequence[Operation], index: Any,
+                     essences: Essences) -> list[Outcome]:
         ids = self.planner.seed(index)
-        outcomes = await self._executor.apply(ops, ids)
+        writer = self.ports.writer
+        before = functools.partial(intend, writer, functools.partial(_essence_of, essences)) \
+            if isinstance(writer, WriteIntents) else None
+        outcomes = await self._executor.apply(ops, ids, before=before)
         self._dept_ids.update(ids)
         return [await self._judge_missing(o) for o in outcomes]
 
@@ -246,7 +250,7 @@ class EntitySync:
     def _essence(self, kind: Kind, desired: Any, actual: Any) -> Callable[[], Any]:
         return functools.partial(self.planner.essence, kind, desired, actual, self.binding)
 
-    def _echo(self, kind: Kind, desired: Any, echo_of: str | None) -> bool:
+    def _echo(self, kind: Kind, desired: Any, echo_of: Written | None) -> bool:
         if echo_of is None or desired is None or not self.trust_echoes:
             return False
         return is_echo(self.planner.source_essence(kind, desired), echo_of)
@@ -254,11 +258,11 @@ class EntitySync:
     # -- departments --------------------------------------------------------------------
 
     async def sync_department(self, key: str, payloads: Sequence[Mapping[str, Any]], *,
-                              echo_of: str | None = None) -> EntityResult:
+                              echo_of: Written | None = None) -> EntityResult:
         return await self._sync_department(key, payloads, echo_of, 0)
 
     async def _sync_department(self, key: str, payloads: Sequence[Mapping[str, Any]],
-                               echo_of: str | None, depth: int) -> EntityResult:
+                               echo_of: Written | None, depth: int) -> EntityResult:
         """``depth``: how deep in ordering conflicts this sync was called to clear the way
         (``_clear_the_way``); at ``_MAX_DEPTH`` it no longer clears, it only reports."""
         hints = self.source.hints(Kind.DEPARTMENT, payloads)
@@ -272,7 +276,8 @@ class EntitySync:
         parent = self.planner.parent(desired) if desired is not None else None
         index, source = await self._index(({parent} if parent else set(), {}))
         ops = self.planner.plan_department(desired, actual, self.binding, index, key)
-        outcomes = await self._apply(ops, index)
+        outcomes = await self._apply(ops, index, {
+            (Kind.DEPARTMENT, key): self._essence(Kind.DEPARTMENT, desired, actual)})
         if desired is None:
             self._dept_ids.pop(key, None)
         essences: dict[tuple[str, str], Callable[[], Any]] = {
@@ -351,6 +356,11 @@ class EntitySync:
             if parent and parent not in ids:
                 pending.append(parent)
         return self.planner.index(ids, source), source
+
+
+def _essence_of(essences: Essences, kind: str, key: str) -> Any:
+    essence = essences.get((kind, key))
+    return None if essence is None else essence()
 
 
 _MAX_DEPTH = 16  # deeper than any tree a target allows (the deepest: 15 levels)

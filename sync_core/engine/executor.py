@@ -5,7 +5,7 @@ breached) aborts."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -19,6 +19,9 @@ from sync_core.engine.ports import TargetWriter
 from sync_core.errors import MissingDepartment, StopSync, SyncError, UnfitError
 
 log = logging.getLogger(__name__)
+
+# Called with an operation just before its requests are sent.
+BeforeWrite = Callable[[Operation], Awaitable[None]]
 
 
 class ItemStatus(StrEnum):
@@ -85,15 +88,19 @@ class Executor:
         self._writer = writer
 
     async def apply(self, ops: Sequence[Operation],
-                    ids: MutableMapping[str, str] | None = None) -> list[Outcome]:
+                    ids: MutableMapping[str, str] | None = None, *,
+                    before: BeforeWrite | None = None) -> list[Outcome]:
         known: MutableMapping[str, str] = {} if ids is None else ids
-        return [await self.apply_one(op, known) for op in ops]
+        return [await self.apply_one(op, known, before=before) for op in ops]
 
     async def apply_one(self, op: Operation, ids: MutableMapping[str, str], *,
-                        sent: int = 0, created: str | None = None) -> Outcome:
+                        sent: int = 0, created: str | None = None,
+                        before: BeforeWrite | None = None) -> Outcome:
         """``sent``: how many of the leading requests were already carried out (a user
         created by ``create_users``, ``created`` its target id); the rest are sent here.
-        An operation that creates its entity comes out with the new id as its target."""
+        An operation that creates its entity comes out with the new id as its target.
+        ``before``: called with the operation as it will be sent (references resolved)
+        before its first request; what it raises fails the operation unwritten."""
         if not op.writes:
             return self.unapplied(op)
         made: dict[str, str] = {} if created is None else {op.key: created}
@@ -101,6 +108,8 @@ class Executor:
             if op.needs:
                 await self._writer.look_up(op.needs, ids)
                 op = resolve_refs(op, ids)
+            if before is not None and sent < len(op.requests):
+                await before(op)
             for request in op.requests[sent:]:
                 await self._writer.write(request, ids, made)
                 sent += 1

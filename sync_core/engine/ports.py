@@ -19,6 +19,7 @@ from sync_core.directory.vocabulary import Direction, Kind
 
 if TYPE_CHECKING:
     from sync_core.binding import Binding
+    from sync_core.store.links import LinkRow
 
 
 class ReadFrom(StrEnum):
@@ -179,6 +180,24 @@ class TargetWriter(Protocol):
 
     async def look_up(self, keys: Sequence[str], ids: MutableMapping[str, str]) -> None:
         """Fill ``ids`` with the target ids of source departments ``keys``, where found."""
+        ...
+
+
+@runtime_checkable
+class WriteIntents(Protocol):
+    """A target writer whose target may call a write back to the opposite direction
+    before the write's entity settles (and the worker records it): the state each write
+    will leave is recorded before the write (``engine.echo.record_intents``), so that the
+    opposite direction's echo check knows the callback for ours."""
+
+    def intended_target(self, op: Operation) -> str | None:
+        """The target id ``op`` writes to, when it is known before the write (None: it is
+        not, a create whose id the target gives)."""
+        ...
+
+    async def intend(self, rows: Sequence[LinkRow]) -> None:
+        """Record ``rows`` (what the writes will leave) before they are made; raises
+        TransientError when they cannot be recorded (the writes then wait)."""
         ...
 
 

@@ -28,6 +28,7 @@ when nothing was applied) with the reason, and releases its lease.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -49,10 +50,10 @@ from sync_core.directory.operations import (
 )
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.engine import run_log as run_items
-from sync_core.engine.echo import every_write_by_opposite, is_echo, opposite
+from sync_core.engine.echo import every_write_by_opposite, intend, is_echo, opposite
 from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.executor import Executor, ItemStatus, Outcome, unapplied
-from sync_core.engine.ports import Planner, SourceSnapshot, TargetSnapshot
+from sync_core.engine.ports import Planner, SourceSnapshot, TargetSnapshot, WriteIntents
 from sync_core.engine.run_log import written
 from sync_core.errors import StopSync, SyncError, TransientError
 from sync_core.http.retry import backoff, chunked
@@ -346,6 +347,9 @@ class Reconciler:
         executor = Executor(self.ports.writer)
         ids: dict[str, str] = {}
         gate = asyncio.Semaphore(self.ports.writer.concurrency)
+        writer = self.ports.writer  # the run records its writes at its end: intents first
+        before = functools.partial(intend, writer, applied.essence) \
+            if isinstance(writer, WriteIntents) else None
         # Operations that write nothing (all of them, in a no-op run) need no task.
         results = applied.results
         done = 0
@@ -356,7 +360,8 @@ class Reconciler:
             nonlocal done
             async with gate:
                 applied.in_flight.add(index)
-                results[index] = await executor.apply_one(op, ids, sent=sent, created=created)
+                results[index] = await executor.apply_one(op, ids, sent=sent, created=created,
+                                                          before=before)
                 applied.settle(index)
             done += 1
             if progress:
@@ -552,6 +557,10 @@ class _Applied:
     def begin(self, ops: Sequence[Operation], essence: Callable[[str, str], Any]) -> None:
         self.ops, self._essence = ops, essence
         self.results = [unapplied(op, self.remote) for op in ops]
+
+    def essence(self, kind: str, key: str) -> Any:
+        """What the target shows after the write of (kind, key) (``run_log.written``)."""
+        return self._essence(kind, key)
 
     def carry(self, earlier: list[Outcome], ops: Sequence[Operation]) -> None:
         """Start another pass over ``ops`` (a re-plan after transient failures), keeping

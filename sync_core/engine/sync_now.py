@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sync_core.directory.vocabulary import Direction, Kind
+from sync_core.engine.echo import Written
 from sync_core.engine.entity_sync import EntityResult, EntitySync
 
 # (kind, upstream source key) → the downstream source key of the same entity, or None.
@@ -42,7 +43,7 @@ class SyncNow:
         return tuple(s for s in (self.upstream, self.downstream) if s is not None)
 
     async def run(self, kind: Kind, key: str, payloads: Sequence[Mapping[str, Any]], *,
-                  echo_of: str | None = None) -> list[Step]:
+                  echo_of: Written | None = None) -> list[Step]:
         """Each running direction in turn. ``echo_of``: the upstream echo check's digest
         (the downstream step plans against its target all the same)."""
         steps: list[Step] = []
@@ -62,7 +63,7 @@ class SyncNow:
 
 
 async def _sync(sync: EntitySync, kind: Kind, key: str, payloads: Sequence[Mapping[str, Any]],
-                echo_of: str | None) -> EntityResult:
+                echo_of: Written | None) -> EntityResult:
     if kind is Kind.USER:
         return await sync.sync_user(key, payloads, echo_of=echo_of)
     return await sync.sync_department(key, payloads, echo_of=echo_of)

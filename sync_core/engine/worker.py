@@ -117,7 +117,7 @@ class Worker:
         self._finished: list[tuple[queue.Claim, Verdict]] = []  # applied, not yet settled
         # (source, kind, key) → what the opposite direction last wrote there, read with
         # the claim (engine.echo); taken by the entity's sync.
-        self._echoes: dict[tuple[str, str, str], str] = {}
+        self._echoes: dict[tuple[str, str, str], frozenset[str]] = {}
         self._db_failures = 0
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
         self._identities = KeyLocks()

@@ -94,6 +94,56 @@ def digests_by_target(conn: Connection, *, direction: str,
     return {entity: digest for entity, (digest, _) in found.items()}
 
 
+def intents_of(direction: str) -> str:
+    """The link-table direction under which ``direction`` records the writes it is about
+    to make (``record`` before the write): read only by the echo check, never taken for
+    what was written (a write that then fails leaves its intent behind)."""
+    return f"~{direction}"
+
+
+def echo_digests_by_target(conn: Connection, *, direction: str,
+                           entities: Iterable[tuple[str, str]],
+                           superseded_by: str | None = None
+                           ) -> dict[tuple[str, str], frozenset[str]]:
+    """Like ``digests_by_target``, with the digests of ``direction``'s writes in flight
+    (``intents_of``): every state its last write, or a write it started since, leaves.
+    The target may call a write back before the write's settlement records it, and an
+    earlier write's callback may come late. An intent older than the recorded write is
+    history (a write that failed, then another that went through), not a state to expect."""
+    wanted = set(entities)
+    if not wanted:
+        return {}
+    params = {"kinds": sorted({kind for kind, _ in wanted}),
+              "keys": sorted({key for _, key in wanted}),
+              "directions": [direction, intents_of(direction)]}
+    rows = [r for r in conn.execute(_echo_targets(), params) if (r[1], r[2]) in wanted]
+    settled = {(kind, target): _aware(at) for d, kind, target, _, at in rows if d == direction}
+    found: dict[tuple[str, str], list[tuple[str, datetime]]] = {}
+    for d, kind, target, digest, at in rows:
+        entity = (kind, target)
+        if d != direction and entity in settled and _aware(at) < settled[entity]:
+            continue
+        found.setdefault(entity, []).append((digest, _aware(at)))
+    if superseded_by is not None and found:
+        own = {(kind, key): _aware(at) for kind, key, at in conn.execute(
+            _by_sources(), {"direction": superseded_by, "kinds": params["kinds"],
+                            "keys": params["keys"]})}
+        found = {entity: [(d, at) for d, at in written if entity not in own
+                          or own[entity] <= at] for entity, written in found.items()}
+    return {entity: frozenset(d for d, _ in written)
+            for entity, written in found.items() if written}
+
+
+@functools.cache
+def _echo_targets() -> Any:
+    return select(_T.c.direction, _T.c.kind, _T.c.target_id, _T.c.essence_hash,
+                  _T.c.updated_at).where(
+        _T.c.direction.in_(bindparam("directions", expanding=True)),
+        _T.c.kind.in_(bindparam("kinds", expanding=True)),
+        _T.c.target_id.in_(bindparam("keys", expanding=True)),
+        _T.c.essence_hash.is_not(None))
+
+
 @functools.cache
 def _by_targets() -> Any:
     """Built once; the lists are expanding parameters, so one cached compilation."""
@@ -147,7 +197,8 @@ def involving(conn: Connection, *, kind: str, key: str) -> list[dict[str, Any]]:
     """Every link row of ``kind`` whose source key or target id is ``key``, in any
     direction: what we last wrote for that object, and its id on the other side."""
     rows = conn.execute(select(_T).where(_T.c.kind == kind, or_(
-        _T.c.source_key == key, _T.c.target_id == key)).order_by(_T.c.direction))
+        _T.c.source_key == key, _T.c.target_id == key),
+        ~_T.c.direction.startswith("~")).order_by(_T.c.direction))  # not intents
     return [{"direction": r["direction"], "kind": r["kind"], "source_key": r["source_key"],
              "target_id": r["target_id"], "essence_hash": r["essence_hash"],
              "updated_at": _iso(r["updated_at"])} for r in rows.mappings()]

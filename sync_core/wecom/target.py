@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from sync_core.authing.client import AuthingClient
 from sync_core.authing.events import write_back_changes
@@ -27,6 +28,7 @@ from sync_core.binding import Binding
 from sync_core.directory.essence import digest
 from sync_core.directory.operations import Operation, Request
 from sync_core.directory.vocabulary import Direction, Kind
+from sync_core.engine.echo import record_intents
 from sync_core.engine.ports import Hints, TargetSnapshot
 from sync_core.errors import (
     BadRequestError,
@@ -38,7 +40,7 @@ from sync_core.errors import (
     TransientError,
 )
 from sync_core.store import inbox, links, queue
-from sync_core.store.db import autocommit
+from sync_core.store.db import autocommit, describe
 from sync_core.store.inbox import NewEvent
 from sync_core.store.links import LinkRow
 from sync_core.store.models import EventSource, utcnow
@@ -146,6 +148,21 @@ class LinkIds:
         created department back (to another app, or upstream's own) before then, and
         the echo check and upstream's id lookup must find it."""
         await asyncio.to_thread(self._record, row)
+
+    def _intend(self, rows: Sequence[LinkRow]) -> None:
+        with self.engine.begin() as conn:
+            record_intents(conn, Direction.DOWNSTREAM, rows, utcnow())
+
+    async def intend(self, rows: Sequence[LinkRow]) -> None:
+        """Record, before the writes, the state they will leave (``engine.echo``): WeCom
+        may call a write back to upstream before its entity settles, and upstream's echo
+        check must know it for ours. Not recorded: not written (TransientError), since a
+        callback it then missed would be written back to Authing."""
+        try:
+            await asyncio.to_thread(self._intend, rows)
+        except SQLAlchemyError as exc:
+            raise TransientError(f"the write intent could not be recorded: {describe(exc)}",
+                                 remote="database", maybe_applied=False) from exc
 
     def managed(self) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
         """For every entity the downstream direction wrote and did not delete: (kind,
@@ -451,6 +468,19 @@ class WeComWriter:
 
     def batchable(self, op: Operation) -> bool:
         return False
+
+    def intended_target(self, op: Operation) -> str | None:
+        """The WeCom id ``op`` writes to: its target, or the userid a member's create
+        names; None for a department create (WeCom numbers it: recorded once made)."""
+        if op.target is not None:
+            return op.target
+        for request in op.requests:
+            if request.endpoint == "user/create" and request.body.get("userid"):
+                return str(request.body["userid"])
+        return None
+
+    async def intend(self, rows: Sequence[LinkRow]) -> None:
+        await self.target.ids.intend(rows)
 
     async def create_batch(self, ops: Sequence[Operation]) -> list[tuple[int, str | None]]:
         return [(0, None)] * len(ops)

@@ -4,12 +4,16 @@ against the link table."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from sync_core.directory.essence import digest
 from sync_core.directory.operations import Action
 from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.executor import ItemStatus
 from sync_core.errors import BadRequestError, TransientError
-from tests.engine.fakes import Department, Stored, User, fake_direction
+from sync_core.store.links import LinkRow
+from tests.engine.fakes import Department, FakeWriter, Stored, User, fake_direction
 
 
 async def test_prepare_completes_the_binding_from_the_target() -> None:
@@ -142,3 +146,45 @@ async def test_the_echo_of_the_opposite_directions_write_is_not_planned() -> Non
     assert not real.echo and d.target.users["ann"].record.name == "Ann Lee"
     d.source.departments["5"] = Department("5", "法务")
     assert (await sync.sync_department("5", [{}], echo_of=digest({"name": "法务"}))).echo
+
+
+class IntendingWriter(FakeWriter):
+    """A writer whose target may call a write back before the entity settles: it is told
+    what each write will leave before the write (``WriteIntents``)."""
+
+    def __init__(self, writer: FakeWriter) -> None:
+        super().__init__(writer.target)
+        self.intents: list[LinkRow] = []
+
+    def intended_target(self, op: Any) -> str | None:
+        return op.target
+
+    async def intend(self, rows: Any) -> None:
+        self.intents.extend(rows)
+        self.calls.append(("intend", tuple(row.source_key for row in rows)))
+
+
+async def test_what_a_write_will_leave_is_recorded_before_the_write() -> None:
+    d = fake_direction()
+    writer = IntendingWriter(d.writer)
+    ports = replace(d.ports, writer=writer)
+    d.source.users["ann"] = User("ann", "Ann Lee")
+    d.target.users["ann"] = Stored("t-1", User("ann", "Ann"))
+    d.source.users["bob"] = User("bob", "Bob")  # a create: its id is the write's to give
+    sync = EntitySync(ports)
+    result = await sync.sync_user("ann", [{}])
+    await sync.sync_user("bob", [{}])
+    assert writer.calls[:2] == [("intend", ("ann",)), ("update", ("ann",))]
+    assert ("intend", ("bob",)) not in writer.calls
+    assert writer.intents == [LinkRow("user", "ann", "t-1", digest({"name": "Ann Lee"}))]
+    assert [(r.target_id, r.essence_hash) for r in result.links()] == [
+        ("t-1", digest({"name": "Ann Lee"}))]  # the same state the settlement records
+    # Not recorded: not written (the callback it would miss is written back).
+    writer.intend = _refused  # type: ignore[method-assign]
+    d.source.users["ann"] = User("ann", "Ann Li")
+    refused = await sync.sync_user("ann", [{}])
+    assert refused.failures and d.target.users["ann"].record.name == "Ann Lee"
+
+
+async def _refused(rows: Any) -> None:
+    raise TransientError("the write intent could not be recorded", maybe_applied=False)

@@ -102,3 +102,37 @@ def test_an_echo_digest_is_stale_once_the_own_direction_wrote_since(engine: Engi
                                         superseded_by="upstream")
     assert set(every) == {("user", "zs"), ("user", "ls")}
     assert fresh == {("user", "ls"): digest({"name": "Y"})}  # zs: upstream wrote since
+
+
+def test_the_echo_read_knows_a_write_in_flight_and_forgets_an_older_one(engine: Engine) -> None:
+    """A write's intent (recorded before the write) counts with the recorded write until
+    a later write is recorded; upstream's own later write supersedes both."""
+    from datetime import timedelta
+
+    first = utcnow()
+    intents = links.intents_of("downstream")
+    with engine.begin() as conn:
+        links.record(conn, direction="downstream", now=first, rows=[
+            links.LinkRow("user", "auth-1", "zs", digest({"name": "X"})),
+            links.LinkRow("user", "auth-2", "ls", digest({"name": "Y"}))])
+        # zs: a write in flight since; ls: a write that failed before the recorded one.
+        links.record(conn, direction=intents, now=first + timedelta(seconds=1), rows=[
+            links.LinkRow("user", "auth-1", "zs", digest({"name": "X2"}))])
+        links.record(conn, direction=intents, now=first - timedelta(seconds=1), rows=[
+            links.LinkRow("user", "auth-2", "ls", digest({"name": "Y0"})),
+            links.LinkRow("user", "auth-3", "ww", digest({"name": "W"}))])  # a create
+    wanted = [("user", "zs"), ("user", "ls"), ("user", "ww")]
+    with engine.connect() as conn:
+        found = links.echo_digests_by_target(conn, direction="downstream", entities=wanted)
+        involving = links.involving(conn, kind="user", key="zs")
+    assert found == {("user", "zs"): {digest({"name": "X"}), digest({"name": "X2"})},
+                     ("user", "ls"): {digest({"name": "Y"})},
+                     ("user", "ww"): {digest({"name": "W"})}}
+    assert [row["direction"] for row in involving] == ["downstream"]  # intents not shown
+    with engine.begin() as conn:
+        links.record(conn, direction="upstream", now=first + timedelta(seconds=2), rows=[
+            links.LinkRow("user", "zs", "auth-1", digest({"name": "Z"}))])
+    with engine.connect() as conn:
+        fresh = links.echo_digests_by_target(conn, direction="downstream", entities=wanted,
+                                             superseded_by="upstream")
+    assert ("user", "zs") not in fresh and ("user", "ls") in fresh
