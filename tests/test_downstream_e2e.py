@@ -105,6 +105,17 @@ def test_every_event_type_reaches_wecom(db_url: str, keys: CallbackKeys) -> None
         assert not s.events(status="dead"), [e["last_error"] for e in s.events(status="dead")]
 
 
+def with_member(s: Stack) -> tuple[str, str]:
+    """An Authing department and user, created in WeCom by downstream: their ids."""
+    a = s.authing.admin
+    rd = a.create_department(ORG, "销售部", root(s))["departmentId"]
+    user = a.create_user(username="wangwu", name="王五", email="wangwu@example.com")
+    a.set_user_departments(user["userId"], [{"departmentId": rd}])
+    s.settle()
+    assert wecom_user(s, "wangwu") is not None
+    return rd, user["userId"]
+
+
 def authing_writes(s: Stack) -> int:
     return int(s.authing.stats.total_writes)
 
@@ -133,13 +144,9 @@ def test_an_authing_change_called_back_by_wecom_writes_nothing_to_authing(
     with downstream(sqlite_url, keys, direction="both") as s:
         s.wecom.switches.callback_api_writes = True  # another app sees our writes
         a = s.authing.admin
-        rd = a.create_department(ORG, "销售部", root(s))["departmentId"]
-        user = a.create_user(username="wangwu", name="王五", email="wangwu@example.com")
-        a.set_user_departments(user["userId"], [{"departmentId": rd}])
-        s.settle()
-        assert wecom_user(s, "wangwu") is not None
+        _, user_id = with_member(s)
         before = authing_writes(s)  # the write-backs of the ids WeCom gave
-        a.update_user(user["userId"], name="王五二")
+        a.update_user(user_id, name="王五二")
         s.settle()
         assert wecom_user(s, "wangwu")["name"] == "王五二"  # type: ignore[index]
         assert s.wecom.pusher.deliveries, "WeCom called our writes back"

@@ -27,6 +27,7 @@ from .test_downstream_e2e import (
     root,
     wecom_departments,
     wecom_user,
+    with_member,
 )
 
 
@@ -90,30 +91,15 @@ def no_dead(s: Stack) -> None:
     assert not s.events(status="dead"), [e["last_error"] for e in s.events(status="dead")]
 
 
-def with_member(s: Stack) -> tuple[str, str]:
-    """An Authing department and user, created in WeCom by downstream: their ids."""
-    a = s.authing.admin
-    rd = a.create_department(ORG, "销售部", root(s))["departmentId"]
-    user = a.create_user(username="wangwu", name="王五", email="wangwu@example.com")
-    a.set_user_departments(user["userId"], [{"departmentId": rd}])
-    s.settle()
-    assert wecom_user(s, "wangwu") is not None
-    return rd, user["userId"]
-
-
 def test_an_authing_rename_called_back_before_its_settlement_writes_nothing_to_authing(
         sqlite_url: str, keys: CallbackKeys, callback_first: CallbackFirst) -> None:
     with downstream(sqlite_url, keys, direction="both") as s:
         s.wecom.switches.callback_api_writes = True  # another app sees our writes
         a = s.authing.admin
-        rd = a.create_department(ORG, "销售部", root(s))["departmentId"]
-        user = a.create_user(username="wangwu", name="王五", email="wangwu@example.com")
-        a.set_user_departments(user["userId"], [{"departmentId": rd}])
-        s.settle()
-        assert wecom_user(s, "wangwu") is not None
+        _, user_id = with_member(s)
         before = authing_writes(s)
         arm(s, callback_first)
-        a.update_user(user["userId"], name="王五二")
+        a.update_user(user_id, name="王五二")
         s.settle()
         assert callback_first.held == 1, "the callback was applied before the settlement"
         assert wecom_user(s, "wangwu")["name"] == "王五二"  # type: ignore[index]
