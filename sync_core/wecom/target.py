@@ -471,7 +471,10 @@ class WeComWriter:
 
     def intended_target(self, op: Operation) -> str | None:
         """The WeCom id ``op`` writes to: its target, or the userid a member's create
-        names; None for a department create (WeCom numbers it: recorded once made)."""
+        names; None for a department create (WeCom numbers it: recorded once made), and
+        None when upstream does not run here, since no echo check would read the intent."""
+        if not self.target.upstream_runs:
+            return None
         if op.target is not None:
             return op.target
         for request in op.requests:
