@@ -31,6 +31,7 @@ from sync_core.directory.essence import digest
 from sync_core.directory.operations import Operation
 from sync_core.directory.vocabulary import Direction
 from sync_core.engine.ports import WriteIntents
+from sync_core.engine.run_log import state_after
 from sync_core.store import links
 
 
@@ -91,8 +92,8 @@ async def intend(writer: WriteIntents, essence: Callable[[str, str], Any],
     write is recorded. A write whose target id only the write decides (a create the
     target numbers) is left out: the writer records it once it has the id."""
     target = writer.intended_target(op)
-    value = essence(str(op.kind), op.key) if target is not None else None
-    if callable(value):
-        value = value(replace(op, target=target))
-    if target is not None and value is not None:
+    if target is None:
+        return
+    value = state_after(essence, replace(op, target=target))
+    if value is not None:
         await writer.intend([links.LinkRow(str(op.kind), op.key, target, digest(value))])

@@ -115,11 +115,12 @@ def written(outcomes: Iterable[Outcome],
     answers, for (kind, key), what the target shows after the write (None: deleted), or a
     function of the applied operation for a state only the write decides (an id the
     target gave, a parent resolved on the way)."""
-    rows = []
-    for o in outcomes:
-        if o.wrote and o.op.writes:
-            value = essence(str(o.op.kind), o.op.key)
-            if callable(value):
-                value = value(o.op)
-            rows.append(LinkRow(str(o.op.kind), o.op.key, o.op.target, digest(value)))
-    return rows
+    return [LinkRow(str(o.op.kind), o.op.key, o.op.target, digest(state_after(essence, o.op)))
+            for o in outcomes if o.wrote and o.op.writes]
+
+
+def state_after(essence: Callable[[str, str], Any], op: Operation) -> Any:
+    """What the target shows after ``op`` (see ``written``): ``essence``'s answer for its
+    (kind, key), or, when that is a function of the operation, its value for ``op``."""
+    value = essence(str(op.kind), op.key)
+    return value(op) if callable(value) else value
