@@ -292,6 +292,12 @@ def render(phases: list[Phase], bounds: Bounds, *, command: str, machine: list[s
         "",
         report.calls_table(phases),
         "",
+        "As the service counted them, with the mean time of one call as the service saw it "
+        "(simulated latency + the simulator's work + waiting for a call slot and for the "
+        "service's event loop):",
+        "",
+        *report.product_calls_lines(phases),
+        "",
         "### CPU per phase (share of one core)",
         "",
         report.cpu_table(phases),

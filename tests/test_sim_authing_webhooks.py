@@ -6,10 +6,12 @@ and payload shapes, in JSON or form encoding, and be retried per ``retryConfig``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -369,3 +371,39 @@ def test_lanes_keep_each_users_deliveries_in_order(receiver: tuple[Receiver, str
         assert mine == ["user:created", "user:updated"], (user_id, mine)
     with pytest.raises(ValueError):
         AuthingSimulator(userpool_id=POOL, webhook_lanes=0)
+
+
+def test_api_calls_are_answered_while_an_admin_drain_waits(sim: AuthingSimulator,
+                                                           api: ApiClient) -> None:
+    """``/_admin/webhooks/drain`` waits for deliveries without holding the event loop:
+    the service's API calls go on being answered meanwhile (a drain that blocked the loop
+    froze every call of a load test until the last webhook was delivered)."""
+    gate = threading.Event()
+    held = threading.Event()
+
+    async def slow_hook(request: Request) -> PlainTextResponse:
+        await request.body()
+        held.set()
+        await asyncio.to_thread(gate.wait, 10.0)
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/hook", slow_hook, methods=["POST"])])
+    with BackgroundServer(app) as slow, \
+            httpx.Client(base_url=sim.url, timeout=15.0) as admin_http:
+        hook(api, slow.url + "/hook", ["user:created"])
+        user_id = api.data("POST", "create-user", {"username": "waits", "name": "等"})["userId"]
+        assert held.wait(5.0)  # the delivery is in the receiver's hands, not finished
+        drained: list[Any] = []
+        drainer = threading.Thread(target=lambda: drained.append(admin_http.post(
+            "/_admin/webhooks/drain", json={"timeout": 10.0}).json()))
+        drainer.start()
+        try:
+            for _ in range(6):  # over a second, the drain having arrived meanwhile
+                answer = api.get("get-user", {"userId": user_id})  # 2 s client timeout
+                assert answer["statusCode"] == 200 and answer["data"]["userId"] == user_id
+                time.sleep(0.2)
+            assert drainer.is_alive() and not drained  # the drain still waits
+        finally:
+            gate.set()
+            drainer.join(15.0)
+    assert drained and drained[0]["data"] == {"drained": True}

@@ -9,6 +9,7 @@ for tests and scripts, not for the product.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,7 +24,7 @@ from .admin import Admin
 from .endpoint import Handler, failure, ok
 from .errors import ApiError
 
-Action = Callable[[Admin, dict[str, Any]], Any]
+Action = Callable[[Admin, dict[str, Any]], Any]  # an awaitable result is awaited
 
 
 def _wrap(admin: Admin, action: Action) -> Callable[[Request], Awaitable[JSONResponse]]:
@@ -36,7 +37,10 @@ def _wrap(admin: Admin, action: Action) -> Callable[[Request], Awaitable[JSONRes
         if not isinstance(body, dict):
             return JSONResponse(failure(400, "request body must be a JSON object", None), 400)
         try:
-            return JSONResponse(ok(action(admin, body)))
+            result = action(admin, body)
+            if inspect.isawaitable(result):  # one that waits: never on the event loop
+                result = await result
+            return JSONResponse(ok(result))
         except ApiError as exc:
             return JSONResponse(failure(exc.status, exc.message, exc.api_code), exc.status)
         except (KeyError, TypeError, ValueError) as exc:
@@ -66,6 +70,11 @@ def _deliveries(admin: Admin, body: dict[str, Any]) -> Any:
     return [dataclasses.asdict(d) for d in admin.deps.webhooks.received(success=False)]
 
 
+async def _drain(admin: Admin, body: dict[str, Any]) -> Any:
+    """Until every queued delivery is done; the API is served meanwhile."""
+    return {"drained": await admin.deps.webhooks.adrain(float(body.get("timeout", 10.0)))}
+
+
 ACTIONS: dict[str, Action] = {
     "reset": lambda admin, body: admin.reset(),
     "state": lambda admin, body: admin.deps.state.counts(),
@@ -80,8 +89,7 @@ ACTIONS: dict[str, Action] = {
         content_type=str(body.get("contentType", "application/json")),
         retry=body.get("retryConfig"))},
     "webhooks/deliveries": _deliveries,
-    "webhooks/drain": lambda admin, body: {"drained": admin.deps.webhooks.drain(
-        float(body.get("timeout", 10.0)))},
+    "webhooks/drain": _drain,
     "seed/users": lambda admin, body: {"userIds": admin.seed_users(
         list(body["list"]), body.get("options"))},
     "seed/departments": lambda admin, body: {"departmentIds": admin.seed_departments(
