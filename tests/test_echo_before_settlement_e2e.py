@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from sync_core.authing.client import AuthingClient
+from sync_core.authing.source import AuthingSource
 from sync_core.wecom.client import WeComClient
+from sync_core.wecom.target import LinkIds
 
 from .conftest import CallbackKeys
 from .e2e_stack import OPS, ORG, Stack
@@ -163,3 +165,174 @@ def test_an_authing_user_created_in_wecom_and_called_back_before_its_settlement(
             assert len(s.authing.state.users) == 1
         no_dead(s)
 
+
+class ReadMidWrite:
+    """The other way round, the reads driven into upstream's write: upstream's write of a
+    WeCom change to Authing is held after its first request (the profile; the memberships
+    follow) until downstream has read the Authing user, half written; downstream's look at
+    WeCom is held until upstream has settled. Downstream then plans on a read older than
+    upstream's settlement, with the echo digest its claim read before it."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.seen_after = 0
+        self.armed = False
+        self.wrote_first = False  # upstream made its first Authing request
+        self.read = False  # downstream read the Authing user after that request
+        self.held_reads = 0
+
+    async def _until(self, done: Any) -> None:
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and not await done():
+            await asyncio.sleep(0.02)
+
+    async def _upstream_settled(self) -> bool:
+        async with httpx.AsyncClient() as client:
+            reply = await client.get(f"{self.url}/ops/events", headers=OPS,
+                                     params={"limit": "1000", "source": "wecom"})
+        events = [e for e in reply.json()["events"] if e["id"] > self.seen_after]
+        return bool(events) and all(e["status"] == "done" for e in events)
+
+    async def after_upstream_write(self) -> None:
+        if self.armed and not self.wrote_first:
+            self.wrote_first = True
+
+            async def read() -> bool:
+                return self.read
+            await self._until(read)
+
+    async def after_downstream_read(self) -> None:
+        if self.armed and self.wrote_first and not self.read:
+            self.read = True
+            self.held_reads += 1
+
+    async def before_downstream_look(self) -> None:
+        if self.armed and self.wrote_first:
+            await self._until(self._upstream_settled)
+            self.armed = False
+
+
+@pytest.fixture
+def read_mid_write(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReadMidWrite]:
+    hold = ReadMidWrite()
+    send, read, look = AuthingClient.send_planned, AuthingSource.read_user, LinkIds.member
+
+    async def send_planned(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = await send(self, *args, **kwargs)
+        await hold.after_upstream_write()
+        return result
+
+    async def read_user(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = await read(self, *args, **kwargs)
+        await hold.after_downstream_read()
+        return result
+
+    async def member(self: Any, *args: Any, **kwargs: Any) -> Any:
+        await hold.before_downstream_look()
+        return await look(self, *args, **kwargs)
+
+    monkeypatch.setattr(AuthingClient, "send_planned", send_planned)
+    monkeypatch.setattr(AuthingSource, "read_user", read_user)
+    monkeypatch.setattr(LinkIds, "member", member)
+    yield hold
+
+
+def test_a_wecom_change_read_half_written_by_downstream_writes_nothing_to_wecom(
+        sqlite_url: str, keys: CallbackKeys, read_mid_write: ReadMidWrite) -> None:
+    """A WeCom change upstream writes to Authing in two requests: downstream, reading the
+    Authing user between them and planning after upstream settled, must not push the half
+    (the old memberships) to WeCom, nor the whole back again after."""
+    with downstream(sqlite_url, keys, direction="both") as s:
+        admin = s.wecom.admin
+        admin.create_department("研发部", 1, id=2)
+        admin.create_department("后端组", 2, id=3)
+        admin.create_user("zhangsan", "张三", department=(2,), mobile="13800000000")
+        s.settle()
+        assert s.user("zhangsan") is not None
+        wecom_writes = s.wecom.faults.stats.total_writes
+        read_mid_write.url = s.url
+        read_mid_write.seen_after = max((e["id"] for e in s.events()), default=0)
+        read_mid_write.armed = True
+        admin.update_user("zhangsan", name="张三丰", department=[2, 3])
+        s.settle()
+        assert read_mid_write.held_reads == 1, "downstream read between upstream's requests"
+        assert s.user("zhangsan")["name"] == "张三丰"  # type: ignore[index]
+        assert s.user_open_departments("zhangsan") == {"2", "3"}
+        assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
+        no_dead(s)
+
+
+def test_a_wecom_member_created_and_read_half_written_by_downstream_writes_nothing(
+        sqlite_url: str, keys: CallbackKeys, read_mid_write: ReadMidWrite) -> None:
+    """The same for a member created in WeCom: upstream creates the Authing user, then
+    writes what follows; downstream reads between the requests."""
+    with downstream(sqlite_url, keys, direction="both") as s:
+        admin = s.wecom.admin
+        admin.create_department("研发部", 1, id=2)
+        admin.create_department("后端组", 2, id=3)
+        s.settle()
+        wecom_writes = s.wecom.faults.stats.total_writes
+        read_mid_write.url = s.url
+        read_mid_write.seen_after = max((e["id"] for e in s.events()), default=0)
+        read_mid_write.armed = True
+        admin.create_user("lisi", "李四", department=(2, 3), mobile="13900000000")
+        s.settle()
+        assert s.user("lisi") is not None
+        assert s.user_open_departments("lisi") == {"2", "3"}
+        assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
+        no_dead(s)
+
+
+def test_a_wecom_department_renamed_and_read_mid_write_by_downstream_writes_nothing(
+        sqlite_url: str, keys: CallbackKeys, read_mid_write: ReadMidWrite,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for a department: downstream reads the renamed Authing department while
+    upstream's write is held, and looks at WeCom after upstream settled."""
+    read, look = AuthingSource.read_department, LinkIds.wecom_id
+
+    async def read_department(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = await read(self, *args, **kwargs)
+        await read_mid_write.after_downstream_read()
+        return result
+
+    async def wecom_id(self: Any, *args: Any, **kwargs: Any) -> Any:
+        await read_mid_write.before_downstream_look()
+        return await look(self, *args, **kwargs)
+
+    monkeypatch.setattr(AuthingSource, "read_department", read_department)
+    monkeypatch.setattr(LinkIds, "wecom_id", wecom_id)
+    with downstream(sqlite_url, keys, direction="both") as s:
+        admin = s.wecom.admin
+        admin.create_department("研发部", 1, id=2)
+        s.settle()
+        wecom_writes = s.wecom.faults.stats.total_writes
+        read_mid_write.url = s.url
+        read_mid_write.seen_after = max((e["id"] for e in s.events()), default=0)
+        read_mid_write.armed = True
+        admin.update_department(2, name="研发中心")
+        s.settle()
+        assert read_mid_write.held_reads == 1
+        assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
+        no_dead(s)
+
+
+def test_a_wecom_change_whose_webhook_comes_before_upstream_settles_writes_nothing_to_wecom(
+        sqlite_url: str, keys: CallbackKeys, callback_first: CallbackFirst) -> None:
+    """Upstream's first Authing request returns only once downstream has attempted its
+    webhook: the rest of the ordering is the machine's (reads mid-write or after)."""
+    with downstream(sqlite_url, keys, direction="both") as s:
+        admin = s.wecom.admin
+        admin.create_department("研发部", 1, id=2)
+        admin.create_department("后端组", 2, id=3)
+        admin.create_user("zhangsan", "张三", department=(2,), mobile="13800000000")
+        s.settle()
+        assert s.user("zhangsan") is not None
+        wecom_writes = s.wecom.faults.stats.total_writes
+        arm(s, callback_first, source="authing")
+        admin.update_user("zhangsan", name="张三丰", department=[2, 3])
+        s.settle()
+        assert callback_first.held == 1, "the webhook was attempted before the settlement"
+        assert s.user("zhangsan")["name"] == "张三丰"  # type: ignore[index]
+        assert s.user_open_departments("zhangsan") == {"2", "3"}
+        assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
+        no_dead(s)

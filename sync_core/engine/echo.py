@@ -16,12 +16,21 @@ write, as an intent (``record_intents``, its own rows of the link table): the ec
 takes the intents with the recorded write, so such an event is known for ours all the
 same, and so is a late event of the write before. An intent older than the recorded
 write is history (a write that failed, then one that went through), and is not read.
+
+The digest read with the claim is a snapshot: the opposite direction may write the entity
+between the claim and a write of this one (it settles a change of its own), and the
+source read in between may then show its half-written state. A write of the claimed
+entity is therefore made only while what the opposite direction wrote is still what the
+claim read (``Claimed``, checked with the intent); otherwise the entity is retried, and
+its next claim reads the new digest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +51,38 @@ def opposite(direction: Direction) -> Direction:
 # What the opposite direction wrote to an entity: one digest, or every state its writes
 # (the last recorded and any in flight) may leave.
 Written = str | frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """The entity a worker's attempt applies, and what the opposite direction had written
+    to it when the claim was read (``written_by_opposite``; empty: nothing)."""
+
+    kind: str
+    key: str
+    written: frozenset[str]
+
+
+# Set by the worker around an attempt whose claim read the echo digest; None elsewhere
+# (a reconcile, a dependency synced on the way), where writes are not held to it.
+_CLAIMED: ContextVar[Claimed | None] = ContextVar("claimed_entity", default=None)
+
+
+@contextmanager
+def claimed(kind: str, key: str, written: frozenset[str]) -> Iterator[None]:
+    """Within: writes of entity (``kind``, ``key``) are held to ``written`` (``intend``)."""
+    token = _CLAIMED.set(Claimed(kind, key, written))
+    try:
+        yield
+    finally:
+        _CLAIMED.reset(token)
+
+
+def unchanged_since_claim(conn: Connection, direction: Direction, claim: Claimed) -> bool:
+    """Whether the opposite direction's writes to the claimed entity are still those its
+    claim read (a settlement of the opposite direction's since would differ)."""
+    now = written_by_opposite(conn, direction, [(claim.kind, claim.key)])
+    return now.get((claim.kind, claim.key), frozenset()) == claim.written
 
 
 def written_by_opposite(conn: Connection, direction: Direction,
@@ -90,10 +131,16 @@ async def intend(writer: WriteIntents, essence: Callable[[str, str], Any],
     recorded where the opposite direction's echo check reads it, since the target may
     call the write back before the write's entity settles (or its run ends) and the
     write is recorded. A write whose target id only the write decides (a create the
-    target numbers) is left out: the writer records it once it has the id."""
+    target numbers) is left out: the writer records it once it has the id. A write of the
+    claimed entity (``claimed``) is held to the claim: the writer refuses it (a
+    TransientError) when the opposite direction has written the entity since."""
     target = writer.intended_target(op)
     if target is None:
         return
     value = state_after(essence, replace(op, target=target))
     if value is not None:
-        await writer.intend([links.LinkRow(str(op.kind), op.key, target, digest(value))])
+        claim = _CLAIMED.get()
+        held = claim if claim is not None and (claim.kind, claim.key) == (op.kind, op.key) \
+            else None
+        await writer.intend([links.LinkRow(str(op.kind), op.key, target, digest(value))],
+                            held)

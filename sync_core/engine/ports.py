@@ -19,6 +19,7 @@ from sync_core.directory.vocabulary import Direction, Kind
 
 if TYPE_CHECKING:
     from sync_core.binding import Binding
+    from sync_core.engine.echo import Claimed
     from sync_core.store.links import LinkRow
 
 
@@ -195,9 +196,12 @@ class WriteIntents(Protocol):
         not, a create whose id the target gives)."""
         ...
 
-    async def intend(self, rows: Sequence[LinkRow]) -> None:
+    async def intend(self, rows: Sequence[LinkRow], claim: Claimed | None = None) -> None:
         """Record ``rows`` (what the writes will leave) before they are made; raises
-        TransientError when they cannot be recorded (the writes then wait)."""
+        TransientError when they cannot be recorded (the writes then wait), or when
+        ``claim`` is given and the opposite direction holds the entity or has written it
+        since the claim (``engine.echo.unchanged_since_claim``: the source read may show
+        its write half done)."""
         ...
 
 

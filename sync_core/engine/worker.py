@@ -39,8 +39,9 @@ from sqlalchemy import Connection, Engine
 
 from sync_core import logs
 from sync_core.directory.vocabulary import SYNCED_KINDS, Direction, Kind
-from sync_core.engine.echo import written_by_opposite
+from sync_core.engine.echo import claimed, written_by_opposite
 from sync_core.engine.entity_sync import EntityResult, EntitySync
+from sync_core.engine.ports import WriteIntents
 from sync_core.engine.sync_now import SyncNow
 from sync_core.errors import (
     ConflictError,
@@ -361,7 +362,7 @@ class Worker:
     async def _run_sync_now(self, sync_now: SyncNow, claim: queue.Claim,
                             payloads: list[dict[str, Any]]) -> Verdict:
         kind = Kind(claim.entity_kind)
-        echo_of = self._echoes.pop((claim.source, kind, claim.entity_key), None)
+        echo_of = self._echoes.pop((claim.source, kind, claim.entity_key), None) or None
         async with self._identities.hold({claim.entity_key}):
             steps = await sync_now.run(kind, claim.entity_key, payloads, echo_of=echo_of)
         return combine([_verdict(step.result, step.direction) for step in steps])
@@ -372,16 +373,20 @@ class Worker:
         sync = self.directions.get(claim.source)
         if sync is None:
             raise PermanentError(f"no handler for {claim.source} events")
-        echo_of = self._echoes.pop((claim.source, kind, claim.entity_key), None)
-        if kind == Kind.USER:
-            # The two keys of a rename are two entities to the queue, but one person:
-            # their events never run side by side (in this process).
-            renamed_to = sync.source.hints(Kind.USER, payloads).renamed_to
-            keys = {claim.entity_key, *([renamed_to] if renamed_to else [])}
-            async with self._identities.hold(keys):
-                return await sync.sync_user(claim.entity_key, payloads, echo_of=echo_of)
-        if kind == Kind.DEPARTMENT:
-            return await sync.sync_department(claim.entity_key, payloads, echo_of=echo_of)
+        read = self._echoes.pop((claim.source, kind, claim.entity_key), None)
+        echo_of = read or None
+        with claimed(kind, claim.entity_key, read) if read is not None \
+                else contextlib.nullcontext():
+            if kind == Kind.USER:
+                # The two keys of a rename are two entities to the queue, but one person:
+                # their events never run side by side (in this process).
+                renamed_to = sync.source.hints(Kind.USER, payloads).renamed_to
+                keys = {claim.entity_key, *([renamed_to] if renamed_to else [])}
+                async with self._identities.hold(keys):
+                    return await sync.sync_user(claim.entity_key, payloads, echo_of=echo_of)
+            if kind == Kind.DEPARTMENT:
+                return await sync.sync_department(claim.entity_key, payloads,
+                                                  echo_of=echo_of)
         if kind == Kind.TAG:
             self.metrics.ignored.labels("update_tag").inc(len(payloads))
             return f"update_tag stored and ignored ({len(payloads)} event(s))"
@@ -439,16 +444,25 @@ class Worker:
                     if entities:
                         direction = self.directions[source].ports.direction
                         found = written_by_opposite(conn, direction, entities)
-                        self._echoes.update({(source, kind, key): digest
-                                             for (kind, key), digest in found.items()})
+                        # Read, even when nothing was written: the attempt's writes are
+                        # held to it (engine.echo.claimed).
+                        self._echoes.update({(source, kind, key): found.get((kind, key),
+                                                                            frozenset())
+                                             for kind, key in entities})
         except Exception as exc:  # noqa: BLE001 - an echo missed costs reads, never writes
             log.warning("worker: echo check skipped (%s)", describe(exc))
 
     def _uses_echoes(self, source: str) -> bool:
         """Whether the entity syncs of ``source`` take the echo read: not a direction that
         plans every echo against its target (``trust_echoes=False``), which would throw it
-        away; an operator's sync-now (every direction) always takes it."""
-        return source == EventSource.OPS or self.directions[source].trust_echoes
+        away, unless its writer holds its writes to the claim (``WriteIntents``:
+        ``engine.echo.claimed``) and the opposite direction runs here; an operator's
+        sync-now (every direction) always takes it."""
+        sync = self.directions[source]
+        if source == EventSource.OPS or sync.trust_echoes:
+            return True
+        both = len({id(other) for other in self.directions.values()}) > 1
+        return both and isinstance(sync.ports.writer, WriteIntents)
 
     def _renew(self, ids: tuple[int, ...]) -> tuple[datetime, frozenset[int]]:
         """Extend this worker's leases on ``ids``: when they now end, and which of them

@@ -28,7 +28,7 @@ from sync_core.binding import Binding
 from sync_core.directory.essence import digest
 from sync_core.directory.operations import Operation, Request
 from sync_core.directory.vocabulary import Direction, Kind
-from sync_core.engine.echo import record_intents
+from sync_core.engine.echo import Claimed, record_intents, unchanged_since_claim
 from sync_core.engine.ports import Hints, TargetSnapshot
 from sync_core.errors import (
     BadRequestError,
@@ -149,20 +149,38 @@ class LinkIds:
         the echo check and upstream's id lookup must find it."""
         await asyncio.to_thread(self._record, row)
 
-    def _intend(self, rows: Sequence[LinkRow]) -> None:
+    def _intend(self, rows: Sequence[LinkRow], claim: Claimed | None) -> bool:
+        """False, recording nothing, when ``claim`` no longer holds (``intend``)."""
         with self.engine.begin() as conn:
+            if claim is not None and (
+                    any(_upstream_open(conn, Kind(row.kind), row.target_id)
+                        for row in rows if row.target_id)
+                    or not unchanged_since_claim(conn, Direction.DOWNSTREAM, claim)):
+                return False
             record_intents(conn, Direction.DOWNSTREAM, rows, utcnow())
+            return True
 
-    async def intend(self, rows: Sequence[LinkRow]) -> None:
+    async def intend(self, rows: Sequence[LinkRow], claim: Claimed | None = None) -> None:
         """Record, before the writes, the state they will leave (``engine.echo``): WeCom
         may call a write back to upstream before its entity settles, and upstream's echo
         check must know it for ours. Not recorded: not written (TransientError), since a
-        callback it then missed would be written back to Authing."""
+        callback it then missed would be written back to Authing.
+
+        With ``claim`` (a write of the entity the worker claimed), the writes wait too
+        (TransientError, retried after a second) while upstream holds an open event about
+        the WeCom entity, or once upstream has written the Authing entity since the claim:
+        what was read from Authing may be upstream's write half done, and the next claim
+        reads upstream's write for its echo check (the conflict rule, README)."""
         try:
-            await asyncio.to_thread(self._intend, rows)
+            recorded = await asyncio.to_thread(self._intend, rows, claim)
         except SQLAlchemyError as exc:
             raise TransientError(f"the write intent could not be recorded: {describe(exc)}",
                                  remote="database", maybe_applied=False) from exc
+        if not recorded and claim is not None:
+            raise TransientError(
+                f"Authing {claim.kind} {claim.key} was written by upstream since it was "
+                "read, or upstream holds a change of it: retried after upstream",
+                retry_after=1.0, maybe_applied=False)
 
     def managed(self) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
         """For every entity the downstream direction wrote and did not delete: (kind,
@@ -482,8 +500,8 @@ class WeComWriter:
                 return str(request.body["userid"])
         return None
 
-    async def intend(self, rows: Sequence[LinkRow]) -> None:
-        await self.target.ids.intend(rows)
+    async def intend(self, rows: Sequence[LinkRow], claim: Claimed | None = None) -> None:
+        await self.target.ids.intend(rows, claim)
 
     async def create_batch(self, ops: Sequence[Operation]) -> list[tuple[int, str | None]]:
         return [(0, None)] * len(ops)

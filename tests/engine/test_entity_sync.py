@@ -9,6 +9,7 @@ from typing import Any
 
 from sync_core.directory.essence import digest
 from sync_core.directory.operations import Action
+from sync_core.engine.echo import Claimed, claimed
 from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.executor import ItemStatus
 from sync_core.errors import BadRequestError, TransientError
@@ -155,12 +156,14 @@ class IntendingWriter(FakeWriter):
     def __init__(self, writer: FakeWriter) -> None:
         super().__init__(writer.target)
         self.intents: list[LinkRow] = []
+        self.claims: list[Claimed | None] = []
 
     def intended_target(self, op: Any) -> str | None:
         return op.target
 
-    async def intend(self, rows: Any) -> None:
+    async def intend(self, rows: Any, claim: Claimed | None = None) -> None:
         self.intents.extend(rows)
+        self.claims.append(claim)
         self.calls.append(("intend", tuple(row.source_key for row in rows)))
 
 
@@ -186,5 +189,25 @@ async def test_what_a_write_will_leave_is_recorded_before_the_write() -> None:
     assert refused.failures and d.target.users["ann"].record.name == "Ann Lee"
 
 
-async def _refused(rows: Any) -> None:
+async def _refused(rows: Any, claim: Claimed | None = None) -> None:
     raise TransientError("the write intent could not be recorded", maybe_applied=False)
+
+
+async def test_a_write_of_the_claimed_entity_is_held_to_the_claim() -> None:
+    """Within the worker's claim of an entity, the writer is handed the claim with that
+    entity's intent (to refuse the write if the opposite direction wrote meanwhile); the
+    writes of other entities, and writes outside a claim, are not held to it."""
+    d = fake_direction()
+    writer = IntendingWriter(d.writer)
+    sync = EntitySync(replace(d.ports, writer=writer))
+    d.target.users["ann"] = Stored("t-1", User("ann", "Ann"))
+    d.target.users["bob"] = Stored("t-2", User("bob", "Bob"))
+    d.source.users["ann"] = User("ann", "Ann Lee")
+    d.source.users["bob"] = User("bob", "Bob Li")
+    seen = frozenset({digest({"name": "Ann"})})
+    with claimed("user", "ann", seen):
+        await sync.sync_user("ann", [{}])
+        await sync.sync_user("bob", [{}])  # e.g. a dependency synced on the way
+    d.source.users["ann"] = User("ann", "Ann Lin")
+    await sync.sync_user("ann", [{}])
+    assert writer.claims == [Claimed("user", "ann", seen), None, None]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine
@@ -234,10 +236,52 @@ def test_a_direction_that_plans_every_echo_is_claimed_without_the_echo_read(
     assert asked == [str(trusting.ports.direction)]
 
 
+def test_a_direction_whose_writes_are_held_to_the_claim_takes_the_echo_read(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A direction that plans every echo, but whose writer holds its writes to the claim
+    (``WriteIntents``), has the digest read with the claim when the opposite direction
+    runs here, even when nothing was written (an empty set: the writes are held to
+    that); with no opposite direction here, no read."""
+    from sync_core.engine import worker as worker_module
+    from sync_core.engine.echo import _CLAIMED, Claimed
+    from sync_core.store.inbox import NewEvent, insert_new
+
+    from .test_entity_sync import IntendingWriter
+
+    asked: list[str] = []
+
+    def spy(conn, direction, entities):  # type: ignore[no-untyped-def]
+        asked.append(str(direction))
+        return {}
+
+    monkeypatch.setattr(worker_module, "written_by_opposite", spy)
+    trusting, planning = fake_direction(), fake_direction()
+    writer = IntendingWriter(planning.writer)
+    held = EntitySync(replace(planning.ports, writer=writer), trust_echoes=False)
+    seen: list[Claimed | None] = []
+
+    async def sync_user(key: str, payloads: Any, *, echo_of: Any = None) -> Any:
+        seen.append(_CLAIMED.get())
+        return "ok"
+
+    monkeypatch.setattr(held, "sync_user", sync_user)
+    alone = Worker(make_settings("sqlite://"), engine, {"authing": held}, Metrics())
+    worker = Worker(make_settings("sqlite://"), engine,
+                    {"wecom": EntitySync(trusting.ports), "authing": held}, Metrics())
+    with engine.begin() as conn:
+        insert_new(conn, [NewEvent(source="authing", dedupe_key="a", entity_kind="user",
+                                   entity_key="ann", event_type="update", payload={},
+                                   received_at=utcnow())])
+    assert alone._uses_echoes("authing") is False
+    claims = worker._settle_and_claim([], 8)
+    assert asked == [str(planning.ports.direction)]
+    asyncio.run(worker._dispatch(claims[0], []))
+    assert seen == [Claimed("user", "ann", frozenset())]
+
+
 async def test_sync_now_runs_each_direction_in_order_and_says_what_each_did() -> None:
     """An ops event in ``both``: upstream first, then downstream under the key the
     resolver gives; the worst verdict settles it, every direction's links are kept."""
-    from dataclasses import replace
 
     from sync_core.directory.vocabulary import Direction
     from sync_core.engine.sync_now import SyncNow
