@@ -146,7 +146,8 @@ class Driver:
             statuses=Counter(r.status for r in rows), wall=wall, driver_lag=lag,
             **counters.since(stack))
         self.synced.extend(created)
-        print(f"[{name}] {phase.events} changes ({len(rows)} webhooks) in {wall:.1f} s: "
+        print(f"[{name}] {phase.events} changes ({len(rows)} webhooks, received over "
+              f"{phase.span_received:.1f} s of {phase.span_total:.1f}) in {wall:.1f} s: "
               f"applied p50 {phase.pct(0.5):.0f} ms, p99 {phase.pct(0.99):.0f} ms, "
               f"{phase.rate:.1f}/s, WeCom calls/change {phase.calls_per_event('wecom:'):.2f} "
               f"(writes {phase.writes_per_event('wecom:'):.2f}), statuses "
