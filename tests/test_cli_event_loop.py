@@ -1,0 +1,50 @@
+"""The processes that run the event loop next to the worker's database threads take the
+GIL back quickly (``receiver.cli.SWITCH_INTERVAL_SECONDS``): serve, and the commands built
+on ``with_runtime`` (worker, reconcile, sync)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from receiver import cli
+
+
+@pytest.fixture
+def interval() -> Iterator[float]:
+    before = sys.getswitchinterval()
+    yield before
+    sys.setswitchinterval(before)
+
+
+def test_serve_runs_with_the_short_switch_interval(interval: float, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[float] = []
+    monkeypatch.setattr(uvicorn.Server, "run",
+                        lambda self, *a, **k: seen.append(sys.getswitchinterval()))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WECOM_SYNC_DATABASE_URL", f"sqlite:///{tmp_path}/serve.db")
+    assert cli.main(["serve", "--no-worker"]) == 0
+    assert seen == [cli.SWITCH_INTERVAL_SECONDS] and interval > cli.SWITCH_INTERVAL_SECONDS
+
+
+def test_a_runtime_command_runs_with_the_short_switch_interval(
+        interval: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[float] = []
+
+    async def job(runtime: Any) -> None:
+        seen.append(sys.getswitchinterval())
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WECOM_SYNC_DATABASE_URL", f"sqlite:///{tmp_path}/runtime.db")
+    monkeypatch.setenv("WECOM_SYNC_WECOM_CORP_ID", "wwtest")
+    monkeypatch.setenv("WECOM_SYNC_WECOM_CONTACT_SECRET", "contact")
+    monkeypatch.setenv("WECOM_SYNC_AUTHING_ACCESS_KEY_ID", "pool")
+    monkeypatch.setenv("WECOM_SYNC_AUTHING_ACCESS_KEY_SECRET", "secret")
+    cli.with_runtime(job)
+    assert seen == [cli.SWITCH_INTERVAL_SECONDS]
