@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -181,6 +181,11 @@ class ReadMidWrite:
         self.read = False  # downstream read the Authing user after that request
         self.held_reads = 0
 
+    def arm(self, s: Stack) -> None:
+        self.url = s.url
+        self.seen_after = max((e["id"] for e in s.events()), default=0)
+        self.armed = True
+
     async def _until(self, done: Any) -> None:
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and not await done():
@@ -212,29 +217,51 @@ class ReadMidWrite:
             self.armed = False
 
 
+def wrap(monkeypatch: pytest.MonkeyPatch, cls: type, name: str, *,
+         before: Callable[[], Awaitable[None]] | None = None,
+         after: Callable[[], Awaitable[None]] | None = None) -> None:
+    """``cls.name`` (a coroutine method) runs ``before`` first and ``after`` last."""
+    original = getattr(cls, name)
+
+    async def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if before is not None:
+            await before()
+        result = await original(self, *args, **kwargs)
+        if after is not None:
+            await after()
+        return result
+
+    monkeypatch.setattr(cls, name, wrapped)
+
+
 @pytest.fixture
 def read_mid_write(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReadMidWrite]:
     hold = ReadMidWrite()
-    send, read, look = AuthingClient.send_planned, AuthingSource.read_user, LinkIds.member
-
-    async def send_planned(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = await send(self, *args, **kwargs)
-        await hold.after_upstream_write()
-        return result
-
-    async def read_user(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = await read(self, *args, **kwargs)
-        await hold.after_downstream_read()
-        return result
-
-    async def member(self: Any, *args: Any, **kwargs: Any) -> Any:
-        await hold.before_downstream_look()
-        return await look(self, *args, **kwargs)
-
-    monkeypatch.setattr(AuthingClient, "send_planned", send_planned)
-    monkeypatch.setattr(AuthingSource, "read_user", read_user)
-    monkeypatch.setattr(LinkIds, "member", member)
+    wrap(monkeypatch, AuthingClient, "send_planned", after=hold.after_upstream_write)
+    wrap(monkeypatch, AuthingSource, "read_user", after=hold.after_downstream_read)
+    wrap(monkeypatch, LinkIds, "member", before=hold.before_downstream_look)
     yield hold
+
+
+def wecom_member(s: Stack) -> int:
+    """Member zhangsan in WeCom department 2 (of 2 and 3), synced to Authing: the WeCom
+    writes counted so far (downstream's must stay at that)."""
+    admin = s.wecom.admin
+    admin.create_department("研发部", 1, id=2)
+    admin.create_department("后端组", 2, id=3)
+    admin.create_user("zhangsan", "张三", department=(2,), mobile="13800000000")
+    s.settle()
+    assert s.user("zhangsan") is not None
+    return s.wecom.faults.stats.total_writes
+
+
+def in_authing_alone(s: Stack, wecom_writes: int) -> None:
+    """zhangsan's change (张三丰, departments 2 and 3) reached Authing, and nothing was
+    written to WeCom since ``wecom_writes``."""
+    assert s.user("zhangsan")["name"] == "张三丰"  # type: ignore[index]
+    assert s.user_open_departments("zhangsan") == {"2", "3"}
+    assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
+    no_dead(s)
 
 
 def test_a_wecom_change_read_half_written_by_downstream_writes_nothing_to_wecom(
@@ -243,23 +270,12 @@ def test_a_wecom_change_read_half_written_by_downstream_writes_nothing_to_wecom(
     Authing user between them and planning after upstream settled, must not push the half
     (the old memberships) to WeCom, nor the whole back again after."""
     with downstream(sqlite_url, keys, direction="both") as s:
-        admin = s.wecom.admin
-        admin.create_department("研发部", 1, id=2)
-        admin.create_department("后端组", 2, id=3)
-        admin.create_user("zhangsan", "张三", department=(2,), mobile="13800000000")
-        s.settle()
-        assert s.user("zhangsan") is not None
-        wecom_writes = s.wecom.faults.stats.total_writes
-        read_mid_write.url = s.url
-        read_mid_write.seen_after = max((e["id"] for e in s.events()), default=0)
-        read_mid_write.armed = True
-        admin.update_user("zhangsan", name="张三丰", department=[2, 3])
+        wecom_writes = wecom_member(s)
+        read_mid_write.arm(s)
+        s.wecom.admin.update_user("zhangsan", name="张三丰", department=[2, 3])
         s.settle()
         assert read_mid_write.held_reads == 1, "downstream read between upstream's requests"
-        assert s.user("zhangsan")["name"] == "张三丰"  # type: ignore[index]
-        assert s.user_open_departments("zhangsan") == {"2", "3"}
-        assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
-        no_dead(s)
+        in_authing_alone(s, wecom_writes)
 
 
 def test_a_wecom_member_created_and_read_half_written_by_downstream_writes_nothing(
@@ -272,9 +288,7 @@ def test_a_wecom_member_created_and_read_half_written_by_downstream_writes_nothi
         admin.create_department("后端组", 2, id=3)
         s.settle()
         wecom_writes = s.wecom.faults.stats.total_writes
-        read_mid_write.url = s.url
-        read_mid_write.seen_after = max((e["id"] for e in s.events()), default=0)
-        read_mid_write.armed = True
+        read_mid_write.arm(s)
         admin.create_user("lisi", "李四", department=(2, 3), mobile="13900000000")
         s.settle()
         assert s.user("lisi") is not None
@@ -288,27 +302,15 @@ def test_a_wecom_department_renamed_and_read_mid_write_by_downstream_writes_noth
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The same for a department: downstream reads the renamed Authing department while
     upstream's write is held, and looks at WeCom after upstream settled."""
-    read, look = AuthingSource.read_department, LinkIds.wecom_id
-
-    async def read_department(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = await read(self, *args, **kwargs)
-        await read_mid_write.after_downstream_read()
-        return result
-
-    async def wecom_id(self: Any, *args: Any, **kwargs: Any) -> Any:
-        await read_mid_write.before_downstream_look()
-        return await look(self, *args, **kwargs)
-
-    monkeypatch.setattr(AuthingSource, "read_department", read_department)
-    monkeypatch.setattr(LinkIds, "wecom_id", wecom_id)
+    wrap(monkeypatch, AuthingSource, "read_department",
+         after=read_mid_write.after_downstream_read)
+    wrap(monkeypatch, LinkIds, "wecom_id", before=read_mid_write.before_downstream_look)
     with downstream(sqlite_url, keys, direction="both") as s:
         admin = s.wecom.admin
         admin.create_department("研发部", 1, id=2)
         s.settle()
         wecom_writes = s.wecom.faults.stats.total_writes
-        read_mid_write.url = s.url
-        read_mid_write.seen_after = max((e["id"] for e in s.events()), default=0)
-        read_mid_write.armed = True
+        read_mid_write.arm(s)
         admin.update_department(2, name="研发中心")
         s.settle()
         assert read_mid_write.held_reads == 1
@@ -321,18 +323,9 @@ def test_a_wecom_change_whose_webhook_comes_before_upstream_settles_writes_nothi
     """Upstream's first Authing request returns only once downstream has attempted its
     webhook: the rest of the ordering is the machine's (reads mid-write or after)."""
     with downstream(sqlite_url, keys, direction="both") as s:
-        admin = s.wecom.admin
-        admin.create_department("研发部", 1, id=2)
-        admin.create_department("后端组", 2, id=3)
-        admin.create_user("zhangsan", "张三", department=(2,), mobile="13800000000")
-        s.settle()
-        assert s.user("zhangsan") is not None
-        wecom_writes = s.wecom.faults.stats.total_writes
+        wecom_writes = wecom_member(s)
         arm(s, callback_first, source="authing")
-        admin.update_user("zhangsan", name="张三丰", department=[2, 3])
+        s.wecom.admin.update_user("zhangsan", name="张三丰", department=[2, 3])
         s.settle()
         assert callback_first.held == 1, "the webhook was attempted before the settlement"
-        assert s.user("zhangsan")["name"] == "张三丰"  # type: ignore[index]
-        assert s.user_open_departments("zhangsan") == {"2", "3"}
-        assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
-        no_dead(s)
+        in_authing_alone(s, wecom_writes)

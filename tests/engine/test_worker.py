@@ -209,12 +209,9 @@ async def test_the_worker_reads_what_the_opposite_direction_wrote_with_the_claim
     assert verdicts["bob"].status is Settle.DONE and "bob" in d.target.users
 
 
-def test_a_direction_that_plans_every_echo_is_claimed_without_the_echo_read(
-        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``trust_echoes=False`` throws the digest away: the claim does not read it (one
-    statement less per cycle); a trusting direction's claim still does."""
+def echo_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The directions whose claims read the echo digest, in order (nothing is found)."""
     from sync_core.engine import worker as worker_module
-    from sync_core.store.inbox import NewEvent, insert_new
 
     asked: list[str] = []
 
@@ -223,6 +220,16 @@ def test_a_direction_that_plans_every_echo_is_claimed_without_the_echo_read(
         return {}
 
     monkeypatch.setattr(worker_module, "written_by_opposite", spy)
+    return asked
+
+
+def test_a_direction_that_plans_every_echo_is_claimed_without_the_echo_read(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``trust_echoes=False`` throws the digest away: the claim does not read it (one
+    statement less per cycle); a trusting direction's claim still does."""
+    from sync_core.store.inbox import NewEvent, insert_new
+
+    asked = echo_reads(monkeypatch)
     trusting, planning = fake_direction(), fake_direction()
     worker = Worker(make_settings("sqlite://"), engine,
                     {"wecom": EntitySync(trusting.ports),
@@ -242,19 +249,12 @@ def test_a_direction_whose_writes_are_held_to_the_claim_takes_the_echo_read(
     (``WriteIntents``), has the digest read with the claim when the opposite direction
     runs here, even when nothing was written (an empty set: the writes are held to
     that); with no opposite direction here, no read."""
-    from sync_core.engine import worker as worker_module
     from sync_core.engine.echo import _CLAIMED, Claimed
     from sync_core.store.inbox import NewEvent, insert_new
 
     from .test_entity_sync import IntendingWriter
 
-    asked: list[str] = []
-
-    def spy(conn, direction, entities):  # type: ignore[no-untyped-def]
-        asked.append(str(direction))
-        return {}
-
-    monkeypatch.setattr(worker_module, "written_by_opposite", spy)
+    asked = echo_reads(monkeypatch)
     trusting, planning = fake_direction(), fake_direction()
     writer = IntendingWriter(planning.writer)
     held = EntitySync(replace(planning.ports, writer=writer), trust_echoes=False)
