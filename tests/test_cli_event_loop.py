@@ -1,6 +1,7 @@
-"""The processes that run the event loop next to the worker's database threads take the
-GIL back quickly (``receiver.cli.SWITCH_INTERVAL_SECONDS``): serve, and the commands built
-on ``with_runtime`` (worker, reconcile, sync)."""
+"""The processes that run an event loop next to threads of their own (the worker's
+database steps, a simulator's deliveries) take the GIL back quickly
+(``receiver.cli.SWITCH_INTERVAL_SECONDS``): serve, the commands built on ``with_runtime``
+(worker, reconcile, sync), and the simulators."""
 
 from __future__ import annotations
 
@@ -47,4 +48,16 @@ def test_a_runtime_command_runs_with_the_short_switch_interval(
     monkeypatch.setenv("WECOM_SYNC_AUTHING_ACCESS_KEY_ID", "pool")
     monkeypatch.setenv("WECOM_SYNC_AUTHING_ACCESS_KEY_SECRET", "secret")
     cli.with_runtime(job)
+    assert seen == [cli.SWITCH_INTERVAL_SECONDS]
+
+
+def test_a_simulator_runs_with_the_short_switch_interval(
+        interval: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its webhook threads share the GIL with the event loop that answers the API."""
+    from simulators.authing import cli as authing_cli
+
+    seen: list[float] = []
+    monkeypatch.setattr(authing_cli, "run", lambda args: seen.append(sys.getswitchinterval())
+                        or 0)
+    assert cli.main(["simulate", "authing", "--port", "0"]) == 0
     assert seen == [cli.SWITCH_INTERVAL_SECONDS]
