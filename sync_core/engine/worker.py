@@ -461,7 +461,10 @@ class Worker:
         sync = self.directions[source]
         if source == EventSource.OPS or sync.trust_echoes:
             return True
-        both = len({id(other) for other in self.directions.values()}) > 1
+        # Operator events map to a direction whatever runs here (downstream alone too):
+        # the directions of the platforms' own events say whether both run.
+        both = len({id(other) for src, other in self.directions.items()
+                    if src != EventSource.OPS}) > 1
         return both and isinstance(sync.ports.writer, WriteIntents)
 
     def _renew(self, ids: tuple[int, ...]) -> tuple[datetime, frozenset[int]]:
