@@ -374,6 +374,10 @@ class Worker:
         if sync is None:
             raise PermanentError(f"no handler for {claim.source} events")
         read = self._echoes.pop((claim.source, kind, claim.entity_key), None)
+        if read is None and kind in SYNCED_KINDS and self._holds_writes(claim.source):
+            # The claim's read failed: its writes cannot go unheld, so it is read now.
+            read = await asyncio.to_thread(self._read_echo, sync, Kind(kind),
+                                           claim.entity_key)
         echo_of = read or None
         with claimed(kind, claim.entity_key, read) if read is not None \
                 else contextlib.nullcontext():
@@ -466,6 +470,23 @@ class Worker:
         both = len({id(other) for src, other in self.directions.items()
                     if src != EventSource.OPS}) > 1
         return both and isinstance(sync.ports.writer, WriteIntents)
+
+    def _holds_writes(self, source: str) -> bool:
+        """Whether the writes of ``source``'s entity syncs are held to the claim's echo
+        read (not only helped by it): a failed read must then not leave them unheld."""
+        return source != EventSource.OPS and not self.directions[source].trust_echoes \
+            and self._uses_echoes(source)
+
+    def _read_echo(self, sync: EntitySync, kind: Kind, key: str) -> frozenset[str]:
+        """``_read_echoes`` for one entity, on its own connection; TransientError when the
+        database does not answer (the entity is then retried)."""
+        try:
+            with self.engine.connect() as conn:
+                found = written_by_opposite(conn, sync.ports.direction, [(kind, key)])
+        except Exception as exc:  # noqa: BLE001 - translated: the attempt waits
+            raise TransientError(f"the echo digest could not be read: {describe(exc)}",
+                                 remote="database", maybe_applied=False) from exc
+        return found.get((kind, key), frozenset())
 
     def _renew(self, ids: tuple[int, ...]) -> tuple[datetime, frozenset[int]]:
         """Extend this worker's leases on ``ids``: when they now end, and which of them
