@@ -133,14 +133,18 @@ async def intend(writer: WriteIntents, essence: Callable[[str, str], Any],
     write is recorded. A write whose target id only the write decides (a create the
     target numbers) is left out: the writer records it once it has the id. A write of the
     claimed entity (``claimed``) is held to the claim: the writer refuses it (a
-    TransientError) when the opposite direction has written the entity since."""
+    TransientError) when the opposite direction has written the entity since; a delete
+    of it too, whose row (no digest) is then only checked, never recorded."""
     target = writer.intended_target(op)
     if target is None:
         return
     value = state_after(essence, replace(op, target=target))
-    if value is not None:
-        claim = _CLAIMED.get()
-        held = claim if claim is not None and (claim.kind, claim.key) == (op.kind, op.key) \
-            else None
-        await writer.intend([links.LinkRow(str(op.kind), op.key, target, digest(value))],
-                            held)
+    claim = _CLAIMED.get()
+    held = claim if claim is not None and (claim.kind, claim.key) == (op.kind, op.key) \
+        else None
+    if value is None and held is None:
+        return
+    # A delete leaves no state to record, but is held all the same (a half-written read
+    # may show a member with no department: one that has left).
+    await writer.intend([links.LinkRow(str(op.kind), op.key, target,
+                                       None if value is None else digest(value))], held)

@@ -300,3 +300,29 @@ def test_a_webhook_during_an_upstream_reconcile_does_not_revert_wecom(
         assert s.user_open_departments("zhangsan") == {"2", "3"}
         assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
         no_dead(s)
+
+
+def test_a_member_created_in_wecom_and_read_half_written_is_not_deleted_from_wecom(
+        sqlite_url: str, keys: CallbackKeys, read_mid_write: ReadMidWrite) -> None:
+    """``test_a_wecom_member_created_and_read_half_written_by_downstream_writes_nothing``
+    under the ``delete`` user policy. Downstream reads the Authing user upstream has just
+    created (no departments yet) and plans after upstream settled: a linked member with
+    no department has left the organization, so the policy deletes it. ``engine.echo.
+    intend`` holds only a write that leaves a state (its essence), and a delete leaves
+    none: the member just created in WeCom is deleted from WeCom."""
+    with downstream(sqlite_url, keys, direction="both", user_delete_policy="delete") as s:
+        admin = s.wecom.admin
+        admin.create_department("研发部", 1, id=2)
+        admin.create_department("后端组", 2, id=3)
+        s.settle()
+        wecom_writes = s.wecom.faults.stats.total_writes
+        read_mid_write.url = s.url
+        read_mid_write.seen_after = max((e["id"] for e in s.events()), default=0)
+        read_mid_write.armed = True
+        admin.create_user("lisi", "李四", department=(2, 3), mobile="13900000000")
+        s.settle()
+        assert read_mid_write.held_reads == 1, "downstream read between upstream's requests"
+        assert wecom_user(s, "lisi") is not None, "the new member was deleted from WeCom"
+        assert s.user_open_departments("lisi") == {"2", "3"}
+        assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
+        no_dead(s)
