@@ -326,3 +326,58 @@ def test_a_member_created_in_wecom_and_read_half_written_is_not_deleted_from_wec
         assert s.user_open_departments("lisi") == {"2", "3"}
         assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
         no_dead(s)
+
+
+def test_an_authing_edit_reverted_by_upstream_meanwhile_is_not_pushed_to_wecom(
+        sqlite_url: str, keys: CallbackKeys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In ``both``: an Authing admin renames a member; downstream claims the webhook and
+    reads the new name; before it looks at WeCom, an operator's sync-now of the member
+    runs upstream, which writes WeCom's name back over the edit (WeCom's state is
+    applied first: the conflict rule). Downstream then pushed the stale Authing name to
+    WeCom, and the webhook of upstream's write put WeCom's back: two WeCom writes, the
+    first reverting WeCom. The hold refused a write only when upstream's digests differed
+    from those the claim read, and upstream's revert leaves the very digest it wrote
+    before (the same WeCom state); it now refuses one recorded since the claim too."""
+    import threading
+
+    released = threading.Event()
+    state = {"armed": False, "read": False, "held": False}
+    read, look = AuthingSource.read_user, LinkIds.member
+
+    async def read_user(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = await read(self, *args, **kwargs)
+        if state["armed"]:
+            state["read"] = True
+        return result
+
+    async def member(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if state["armed"] and not state["held"]:
+            state["held"] = True  # the webhook's look; the sync-now's own goes on
+            deadline = time.monotonic() + 20.0
+            while not released.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        return await look(self, *args, **kwargs)
+
+    monkeypatch.setattr(AuthingSource, "read_user", read_user)
+    monkeypatch.setattr(LinkIds, "member", member)
+    with downstream(sqlite_url, keys, direction="both") as s:
+        s.wecom.admin.create_department("研发部", 1, id=2)
+        s.wecom.admin.create_user("zhangsan", "张三", department=(2,), mobile="13800000000")
+        s.settle()
+        user_id = s.user("zhangsan")["userId"]  # type: ignore[index]
+        wecom_writes = s.wecom.faults.stats.total_writes
+        state["armed"] = True
+        s.authing.admin.update_user(user_id, name="张三A")
+        eventually(lambda: state["read"] and state["held"], 10)
+        reply = httpx.post(f"{s.url}/ops/sync/users/zhangsan", headers=OPS)
+        assert reply.status_code == 202, reply.text
+        eventually(lambda: s.events(source="ops")
+                   and all(e["status"] == "done" for e in s.events(source="ops")), 20)
+        assert s.user("zhangsan")["name"] == "张三"  # type: ignore[index]  # WeCom's won
+        released.set()
+        s.settle()
+        wecom_name = wecom_user(s, "zhangsan")["name"]  # type: ignore[index]
+        assert (s.user("zhangsan")["name"], wecom_name) == ("张三", "张三"), \
+            s.wecom.faults.stats  # type: ignore[index]
+        assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
+        no_dead(s)
