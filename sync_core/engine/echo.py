@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -56,11 +56,15 @@ Written = str | frozenset[str]
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """The entity a worker's attempt applies, and what the opposite direction had written
-    to it when the claim was read (``written_by_opposite``; empty: nothing)."""
+    to it when the claim was read (``written_by_opposite``; empty: nothing). ``since``:
+    when it was read (the worker's clock, as the link table's times): a write recorded
+    after it was made since, even one that leaves a digest the claim read (a change
+    reverted to the state the opposite direction last wrote)."""
 
     kind: str
     key: str
     written: frozenset[str]
+    since: datetime | None = field(default=None, compare=False)
 
 
 # Set by the worker around an attempt whose claim read the echo digest; None elsewhere
@@ -69,9 +73,11 @@ _CLAIMED: ContextVar[Claimed | None] = ContextVar("claimed_entity", default=None
 
 
 @contextmanager
-def claimed(kind: str, key: str, written: frozenset[str]) -> Iterator[None]:
-    """Within: writes of entity (``kind``, ``key``) are held to ``written`` (``intend``)."""
-    token = _CLAIMED.set(Claimed(kind, key, written))
+def claimed(kind: str, key: str, written: frozenset[str],
+            since: datetime | None = None) -> Iterator[None]:
+    """Within: writes of entity (``kind``, ``key``) are held to ``written``, read at
+    ``since`` (``intend``)."""
+    token = _CLAIMED.set(Claimed(kind, key, written, since))
     try:
         yield
     finally:
@@ -82,7 +88,11 @@ def unchanged_since_claim(conn: Connection, direction: Direction, claim: Claimed
     """Whether the opposite direction's writes to the claimed entity are still those its
     claim read (a settlement of the opposite direction's since would differ)."""
     now = written_by_opposite(conn, direction, [(claim.kind, claim.key)])
-    return now.get((claim.kind, claim.key), frozenset()) == claim.written
+    if now.get((claim.kind, claim.key), frozenset()) != claim.written:
+        return False
+    return claim.since is None or not links.written_since(
+        conn, direction=opposite(direction), kind=claim.kind, target_id=claim.key,
+        since=claim.since)
 
 
 def written_by_opposite(conn: Connection, direction: Direction,
@@ -133,14 +143,18 @@ async def intend(writer: WriteIntents, essence: Callable[[str, str], Any],
     write is recorded. A write whose target id only the write decides (a create the
     target numbers) is left out: the writer records it once it has the id. A write of the
     claimed entity (``claimed``) is held to the claim: the writer refuses it (a
-    TransientError) when the opposite direction has written the entity since."""
+    TransientError) when the opposite direction has written the entity since; a delete
+    of it too, whose row (no digest) is then only checked, never recorded."""
     target = writer.intended_target(op)
     if target is None:
         return
     value = state_after(essence, replace(op, target=target))
-    if value is not None:
-        claim = _CLAIMED.get()
-        held = claim if claim is not None and (claim.kind, claim.key) == (op.kind, op.key) \
-            else None
-        await writer.intend([links.LinkRow(str(op.kind), op.key, target, digest(value))],
-                            held)
+    claim = _CLAIMED.get()
+    held = claim if claim is not None and (claim.kind, claim.key) == (op.kind, op.key) \
+        else None
+    if value is None and held is None:
+        return
+    # A delete leaves no state to record, but is held all the same (a half-written read
+    # may show a member with no department: one that has left).
+    await writer.intend([links.LinkRow(str(op.kind), op.key, target,
+                                       None if value is None else digest(value))], held)

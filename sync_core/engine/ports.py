@@ -197,7 +197,8 @@ class WriteIntents(Protocol):
         ...
 
     async def intend(self, rows: Sequence[LinkRow], claim: Claimed | None = None) -> None:
-        """Record ``rows`` (what the writes will leave) before they are made; raises
+        """Record ``rows`` (what the writes will leave; a row with no digest, a delete
+        of the claimed entity, is only held) before they are made; raises
         TransientError when they cannot be recorded (the writes then wait), or when
         ``claim`` is given and the opposite direction holds the entity or has written it
         since the claim (``engine.echo.unchanged_since_claim``: the source read may show

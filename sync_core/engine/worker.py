@@ -119,6 +119,7 @@ class Worker:
         # (source, kind, key) → what the opposite direction last wrote there, read with
         # the claim (engine.echo); taken by the entity's sync.
         self._echoes: dict[tuple[str, str, str], frozenset[str]] = {}
+        self._echoes_read_at: dict[tuple[str, str, str], datetime] = {}  # the claims' time
         self._db_failures = 0
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
         self._identities = KeyLocks()
@@ -235,6 +236,8 @@ class Worker:
             self._lease_ends.pop(claim.ids, None)
             # The echo digest read with the claim is stale by the next claim of the entity.
             self._echoes.pop((claim.source, claim.entity_kind, claim.entity_key), None)
+            self._echoes_read_at.pop((claim.source, claim.entity_kind, claim.entity_key),
+                                     None)
         self._releasing += claims
         self.wake.set()
 
@@ -363,6 +366,7 @@ class Worker:
                             payloads: list[dict[str, Any]]) -> Verdict:
         kind = Kind(claim.entity_kind)
         echo_of = self._echoes.pop((claim.source, kind, claim.entity_key), None) or None
+        self._echoes_read_at.pop((claim.source, kind, claim.entity_key), None)
         async with self._identities.hold({claim.entity_key}):
             steps = await sync_now.run(kind, claim.entity_key, payloads, echo_of=echo_of)
         return combine([_verdict(step.result, step.direction) for step in steps])
@@ -374,8 +378,14 @@ class Worker:
         if sync is None:
             raise PermanentError(f"no handler for {claim.source} events")
         read = self._echoes.pop((claim.source, kind, claim.entity_key), None)
+        read_at = self._echoes_read_at.pop((claim.source, kind, claim.entity_key), None)
+        if read is None and kind in SYNCED_KINDS and self._holds_writes(claim.source):
+            # The claim's read failed: its writes cannot go unheld, so it is read now.
+            read_at = self._clock()
+            read = await asyncio.to_thread(self._read_echo, sync, Kind(kind),
+                                           claim.entity_key)
         echo_of = read or None
-        with claimed(kind, claim.entity_key, read) if read is not None \
+        with claimed(kind, claim.entity_key, read, read_at) if read is not None \
                 else contextlib.nullcontext():
             if kind == Kind.USER:
                 # The two keys of a rename are two entities to the queue, but one person:
@@ -425,10 +435,11 @@ class Worker:
                     return []
                 claims = queue.claim(conn, owner=self.owner, now=now, lease=self._lease,
                                      max_entities=limit, sources=tuple(self.directions))
-            self._read_echoes(conn, claims)
+            self._read_echoes(conn, claims, now)
         return claims
 
-    def _read_echoes(self, conn: Connection, claims: list[queue.Claim]) -> None:
+    def _read_echoes(self, conn: Connection, claims: list[queue.Claim],
+                     now: datetime | None = None) -> None:
         """Before any of them is planned: what the opposite direction last wrote to the
         claimed entities, one statement per direction (engine.echo). Read after the claim
         has committed, so that a failure only costs the check: the entities are planned as
@@ -449,6 +460,9 @@ class Worker:
                         self._echoes.update({(source, kind, key): found.get((kind, key),
                                                                             frozenset())
                                              for kind, key in entities})
+                        if now is not None:  # writes recorded later were made since
+                            self._echoes_read_at.update(
+                                {(source, kind, key): now for kind, key in entities})
         except Exception as exc:  # noqa: BLE001 - an echo missed costs reads, never writes
             log.warning("worker: echo check skipped (%s)", describe(exc))
 
@@ -461,8 +475,28 @@ class Worker:
         sync = self.directions[source]
         if source == EventSource.OPS or sync.trust_echoes:
             return True
-        both = len({id(other) for other in self.directions.values()}) > 1
+        # Operator events map to a direction whatever runs here (downstream alone too):
+        # the directions of the platforms' own events say whether both run.
+        both = len({id(other) for src, other in self.directions.items()
+                    if src != EventSource.OPS}) > 1
         return both and isinstance(sync.ports.writer, WriteIntents)
+
+    def _holds_writes(self, source: str) -> bool:
+        """Whether the writes of ``source``'s entity syncs are held to the claim's echo
+        read (not only helped by it): a failed read must then not leave them unheld."""
+        return source != EventSource.OPS and not self.directions[source].trust_echoes \
+            and self._uses_echoes(source)
+
+    def _read_echo(self, sync: EntitySync, kind: Kind, key: str) -> frozenset[str]:
+        """``_read_echoes`` for one entity, on its own connection; TransientError when the
+        database does not answer (the entity is then retried)."""
+        try:
+            with self.engine.connect() as conn:
+                found = written_by_opposite(conn, sync.ports.direction, [(kind, key)])
+        except Exception as exc:  # noqa: BLE001 - translated: the attempt waits
+            raise TransientError(f"the echo digest could not be read: {describe(exc)}",
+                                 remote="database", maybe_applied=False) from exc
+        return found.get((kind, key), frozenset())
 
     def _renew(self, ids: tuple[int, ...]) -> tuple[datetime, frozenset[int]]:
         """Extend this worker's leases on ``ids``: when they now end, and which of them

@@ -134,6 +134,21 @@ def echo_digests_by_target(conn: Connection, *, direction: str,
             for entity, written in found.items() if written}
 
 
+def written_since(conn: Connection, *, direction: str, kind: str, target_id: str,
+                  since: datetime) -> bool:
+    """Whether ``direction`` recorded a write (or an intent, ``intents_of``) to
+    ``target_id`` after ``since``: one indexed probe."""
+    return conn.execute(_WRITTEN_SINCE, {
+        "directions": [direction, intents_of(direction)], "kind": kind, "key": target_id,
+        "since": since}).first() is not None
+
+
+_WRITTEN_SINCE = select(_T.c.source_key).where(
+    _T.c.direction.in_(bindparam("directions", expanding=True)),
+    _T.c.kind == bindparam("kind"), _T.c.target_id == bindparam("key"),
+    _T.c.updated_at > bindparam("since")).limit(1)
+
+
 @functools.cache
 def _echo_targets() -> Any:
     return select(_T.c.direction, _T.c.kind, _T.c.target_id, _T.c.essence_hash,

@@ -157,7 +157,9 @@ class LinkIds:
                         for row in rows if row.target_id)
                     or not unchanged_since_claim(conn, Direction.DOWNSTREAM, claim)):
                 return False
-            record_intents(conn, Direction.DOWNSTREAM, rows, utcnow())
+            # A delete's row (no digest) is held, not recorded: it leaves no state.
+            record_intents(conn, Direction.DOWNSTREAM,
+                           [row for row in rows if row.essence_hash is not None], utcnow())
             return True
 
     async def intend(self, rows: Sequence[LinkRow], claim: Claimed | None = None) -> None:

@@ -136,3 +136,31 @@ def test_the_echo_read_knows_a_write_in_flight_and_forgets_an_older_one(engine: 
         fresh = links.echo_digests_by_target(conn, direction="downstream", entities=wanted,
                                              superseded_by="upstream")
     assert ("user", "zs") not in fresh and ("user", "ls") in fresh
+
+
+def test_a_write_recorded_after_a_time_is_found_whatever_its_digest(engine: Engine) -> None:
+    """``written_since``: a write (or an intent) of the direction to the target id, recorded
+    after the time given; one recorded at that time or before is not, nor another
+    direction's, nor another target's."""
+    from datetime import timedelta
+
+    then = utcnow()
+    same = digest({"name": "X"})
+    with engine.begin() as conn:
+        links.record(conn, direction="upstream", now=then, rows=[
+            links.LinkRow("user", "zs", "auth-1", same)])
+        links.record(conn, direction="downstream", now=then + timedelta(seconds=1), rows=[
+            links.LinkRow("user", "auth-1", "zs", same)])
+    with engine.connect() as conn:
+        assert not links.written_since(conn, direction="upstream", kind="user",
+                                       target_id="auth-1", since=then)
+    with engine.begin() as conn:
+        links.record(conn, direction="upstream", now=then + timedelta(seconds=2), rows=[
+            links.LinkRow("user", "zs", "auth-1", same)])  # the same state, written again
+    with engine.connect() as conn:
+        assert links.written_since(conn, direction="upstream", kind="user",
+                                   target_id="auth-1", since=then)
+        assert not links.written_since(conn, direction="upstream", kind="user",
+                                       target_id="auth-2", since=then)
+        assert not links.written_since(conn, direction="upstream", kind="department",
+                                       target_id="auth-1", since=then)
