@@ -20,12 +20,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger("wecom_sync")
-# The worker's database steps run in threads. While one of them runs Python code, the
-# event loop waits for the GIL up to the interpreter's switch interval (5 ms by default)
-# before it takes in a remote's reply or answers a callback, and under load those waits
-# added up to more than the remotes' own latency. 1 ms bounds each (bench/RESULTS.md,
-# "Apply, downstream").
-SWITCH_INTERVAL_SECONDS = 0.001
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,7 +93,6 @@ def _serve(args: argparse.Namespace) -> int:
     from .app import create_app
 
     settings = settings_from_env()
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     app = create_app(settings, with_worker=not args.no_worker)  # names missing credentials
     if not settings.callback_configured:
         import logging
@@ -162,7 +155,6 @@ def with_runtime(job: Callable[[SyncRuntime], Awaitable[T]],
 
     settings = settings_from_env()
     engine = make_engine(settings.database_url)
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
     async def main() -> T:
         runtime = build_runtime(settings, engine, Metrics(), need_wecom=need_wecom)

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from typing import Any
-
-from .cli import SWITCH_INTERVAL_SECONDS
 
 _MODULES = {"wecom": "simulators.wecom.cli", "authing": "simulators.authing.cli"}
 _ABOUT = {"wecom": "a simulated WeCom corp (API, admin routes, callback pusher)",
@@ -41,7 +38,4 @@ def _run(args: argparse.Namespace) -> int:
     module.add_arguments(sim_parser)
     options = sim_parser.parse_args(args.extra)
     logs.configure("INFO")
-    # Its delivery threads (webhooks, callbacks) must not hold up the answers of its event
-    # loop beyond the latency it is told to add (receiver.cli.SWITCH_INTERVAL_SECONDS).
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     return int(module.run(options))

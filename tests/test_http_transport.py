@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from sync_core.errors import TransientError
-from sync_core.http import transport as transport_module
 from sync_core.http.retry import Remote, RetryPolicy
 from sync_core.http.transport import AsyncioStream, AsyncioTransport
 
@@ -111,36 +110,11 @@ async def test_refused_connection_is_httpx_connect_error(client: httpx.AsyncClie
 
 
 async def test_a_connection_the_peer_closed_is_not_reused(client: httpx.AsyncClient) -> None:
-    """Used a moment ago: known closed from the EOF the event loop took in, not a poll."""
     server, base = await _serve(_one_then_close)
     async with server:
         assert (await client.get(f"{base}/1")).text == "ok"
         await asyncio.sleep(0.05)  # the close reaches the idle connection
         assert (await client.get(f"{base}/2")).text == "ok"
-
-
-async def test_a_connection_in_use_is_checked_without_a_system_call(
-        client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pool asks every idle connection whether it is still open before each request.
-    What the event loop already knows answers for a connection used a moment ago (a poll
-    per connection per request released and re-took the GIL each time: under load, the
-    event loop waited for it); one idle longer is polled as well."""
-    polled: list[object] = []
-    real = transport_module.is_socket_readable
-
-    def counting(sock: object) -> bool:
-        polled.append(sock)
-        return real(sock)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(transport_module, "is_socket_readable", counting)
-    server, base = await _serve(_echo)
-    async with server:
-        for i in range(20):
-            await client.get(f"{base}/{i}")
-        assert polled == []
-        monkeypatch.setattr(transport_module, "POLL_AFTER_IDLE_SECONDS", 0.0)
-        await client.get(f"{base}/idle")
-        assert polled
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -31,9 +30,6 @@ _CONNECT_ERRORS: dict[type[Exception], type[Exception]] = {
     TimeoutError: httpcore.ConnectTimeout, OSError: httpcore.ConnectError}  # ssl.SSLError too
 
 _CLOSE_WAIT_SECONDS = 1.0
-# An idle connection used more recently than this is known open or closed from what the
-# event loop has taken in (an EOF, a reset); one idle longer is polled too.
-POLL_AFTER_IDLE_SECONDS = 1.0
 
 
 @contextlib.contextmanager
@@ -60,12 +56,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        self._used = time.monotonic()
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         with _mapped(_READ_ERRORS):
             data: bytes = await _within(timeout, self._reader.read(max_bytes))
-            self._used = time.monotonic()
             return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -100,7 +94,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":  # the pool's check that an idle connection is still open
-            return self._readable()
+            sock = self._writer.get_extra_info("socket")
+            return sock is None or is_socket_readable(sock)
         if info == "client_addr":
             return self._writer.get_extra_info("sockname")
         if info == "server_addr":
@@ -108,21 +103,6 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if info in ("ssl_object", "socket"):
             return self._writer.get_extra_info(info)
         return None
-
-
-    def _readable(self) -> bool:
-        """Whether the idle connection has something to read: the peer's EOF or reset, as
-        the event loop took them in; after ``POLL_AFTER_IDLE_SECONDS`` of idleness, a
-        poll of the socket as well (httpcore's own check). The pool asks this of every
-        idle connection before each request, and a poll releases the GIL: under load, the
-        event loop then waited for the threads that held it."""
-        if self._writer.is_closing() or self._reader.at_eof() \
-                or self._reader.exception() is not None:
-            return True
-        if time.monotonic() - self._used < POLL_AFTER_IDLE_SECONDS:
-            return False
-        sock = self._writer.get_extra_info("socket")
-        return sock is None or is_socket_readable(sock)
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
