@@ -166,20 +166,14 @@ def test_an_authing_user_created_in_wecom_and_called_back_before_its_settlement(
         no_dead(s)
 
 
-class ReadMidWrite:
-    """The other way round, the reads driven into upstream's write: upstream's write of a
-    WeCom change to Authing is held after its first request (the profile; the memberships
-    follow) until downstream has read the Authing user, half written; downstream's look at
-    WeCom is held until upstream has settled. Downstream then plans on a read older than
-    upstream's settlement, with the echo digest its claim read before it."""
+class UpstreamWatch:
+    """What a driven ordering needs of the service: armed on a stack after its setup, it
+    waits for conditions and tells when upstream has settled what followed."""
 
     def __init__(self) -> None:
         self.url = ""
         self.seen_after = 0
         self.armed = False
-        self.wrote_first = False  # upstream made its first Authing request
-        self.read = False  # downstream read the Authing user after that request
-        self.held_reads = 0
 
     def arm(self, s: Stack) -> None:
         self.url = s.url
@@ -197,6 +191,20 @@ class ReadMidWrite:
                                      params={"limit": "1000", "source": "wecom"})
         events = [e for e in reply.json()["events"] if e["id"] > self.seen_after]
         return bool(events) and all(e["status"] == "done" for e in events)
+
+
+class ReadMidWrite(UpstreamWatch):
+    """The other way round, the reads driven into upstream's write: upstream's write of a
+    WeCom change to Authing is held after its first request (the profile; the memberships
+    follow) until downstream has read the Authing user, half written; downstream's look at
+    WeCom is held until upstream has settled. Downstream then plans on a read older than
+    upstream's settlement, with the echo digest its claim read before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wrote_first = False  # upstream made its first Authing request
+        self.read = False  # downstream read the Authing user after that request
+        self.held_reads = 0
 
     async def after_upstream_write(self) -> None:
         if self.armed and not self.wrote_first:
@@ -278,11 +286,15 @@ def test_a_wecom_change_read_half_written_by_downstream_writes_nothing_to_wecom(
         in_authing_alone(s, wecom_writes)
 
 
+@pytest.mark.parametrize("policy", ["resign", "delete"])
 def test_a_wecom_member_created_and_read_half_written_by_downstream_writes_nothing(
-        sqlite_url: str, keys: CallbackKeys, read_mid_write: ReadMidWrite) -> None:
+        sqlite_url: str, keys: CallbackKeys, read_mid_write: ReadMidWrite,
+        policy: str) -> None:
     """The same for a member created in WeCom: upstream creates the Authing user, then
-    writes what follows; downstream reads between the requests."""
-    with downstream(sqlite_url, keys, direction="both") as s:
+    writes what follows; downstream reads between the requests. Read before its
+    memberships, the new user has no department: a member that left, whom the ``delete``
+    policy deletes from WeCom unless the delete is held to the claim as well."""
+    with downstream(sqlite_url, keys, direction="both", user_delete_policy=policy) as s:
         admin = s.wecom.admin
         admin.create_department("研发部", 1, id=2)
         admin.create_department("后端组", 2, id=3)
@@ -291,7 +303,9 @@ def test_a_wecom_member_created_and_read_half_written_by_downstream_writes_nothi
         read_mid_write.arm(s)
         admin.create_user("lisi", "李四", department=(2, 3), mobile="13900000000")
         s.settle()
+        assert read_mid_write.held_reads == 1, "downstream read between upstream's requests"
         assert s.user("lisi") is not None
+        assert wecom_user(s, "lisi") is not None, "the new member was deleted from WeCom"
         assert s.user_open_departments("lisi") == {"2", "3"}
         assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
         no_dead(s)

@@ -27,7 +27,14 @@ from sync_core.wecom.target import LinkIds, WeComTarget
 from ..conftest import CallbackKeys, make_settings
 from ..e2e_stack import OPS, eventually
 from ..test_downstream_e2e import downstream, wecom_user
-from ..test_echo_before_settlement_e2e import ReadMidWrite, no_dead
+from ..test_echo_before_settlement_e2e import (
+    ReadMidWrite,
+    UpstreamWatch,
+    in_authing_alone,
+    no_dead,
+    wecom_member,
+    wrap,
+)
 from ..test_echo_before_settlement_e2e import read_mid_write as read_mid_write  # fixture
 from ..test_reconcile_e2e import finished, start
 
@@ -97,47 +104,24 @@ def test_a_failed_echo_read_does_not_let_a_half_written_read_through(
 
     monkeypatch.setattr(worker_module, "written_by_opposite", flaky)
     with downstream(sqlite_url, keys, direction="both") as s:
-        admin = s.wecom.admin
-        admin.create_department("研发部", 1, id=2)
-        admin.create_department("后端组", 2, id=3)
-        admin.create_user("zhangsan", "张三", department=(2,), mobile="13800000000")
-        s.settle()
-        wecom_writes = s.wecom.faults.stats.total_writes
-        read_mid_write.url = s.url
-        read_mid_write.seen_after = max((e["id"] for e in s.events()), default=0)
-        read_mid_write.armed = True
-        admin.update_user("zhangsan", name="张三丰", department=[2, 3])
+        wecom_writes = wecom_member(s)
+        read_mid_write.arm(s)
+        s.wecom.admin.update_user("zhangsan", name="张三丰", department=[2, 3])
         s.settle()
         assert failed, "the downstream claim's echo read failed"
         assert read_mid_write.held_reads == 1, "downstream read between upstream's requests"
-        assert s.user_open_departments("zhangsan") == {"2", "3"}
-        assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
-        no_dead(s)
+        in_authing_alone(s, wecom_writes)
 
 
-class ReconcileMidWrite:
+class ReconcileMidWrite(UpstreamWatch):
     """Upstream's write of a WeCom change to Authing is held after its first request (the
     profile) until a downstream reconcile has read Authing; the reconcile's read of WeCom
     is held until upstream has settled."""
 
     def __init__(self) -> None:
-        self.url = ""
-        self.seen_after = 0
-        self.armed = False
+        super().__init__()
         self.wrote_first = asyncio.Event()
         self.read = False
-
-    async def _until(self, done: Any) -> None:
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline and not await done():
-            await asyncio.sleep(0.02)
-
-    async def _upstream_settled(self) -> bool:
-        async with httpx.AsyncClient() as client:
-            reply = await client.get(f"{self.url}/ops/events", headers=OPS,
-                                     params={"limit": "1000", "source": "wecom"})
-        events = [e for e in reply.json()["events"] if e["id"] > self.seen_after]
-        return bool(events) and all(e["status"] == "done" for e in events)
 
     async def after_upstream_write(self) -> None:
         if self.armed and not self.wrote_first.is_set():
@@ -168,37 +152,18 @@ def test_a_downstream_reconcile_does_not_push_a_half_written_authing_user_to_wec
     wait for upstream; the worker's webhooks do (the claim's hold, 3b6097b), a reconcile
     does not."""
     hold = ReconcileMidWrite()
-    send, snapshot = AuthingClient.send_planned, AuthingSource.snapshot
-    look = WeComTarget.snapshot
 
-    async def send_planned(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = await send(self, *args, **kwargs)
-        await hold.after_upstream_write()
-        return result
-
-    async def read_all(self: Any) -> Any:
-        result = await snapshot(self)
+    async def read_all() -> None:
         if hold.armed and hold.wrote_first.is_set():
             hold.read = True
-        return result
 
-    async def look_all(self: Any, *args: Any, **kwargs: Any) -> Any:
-        await hold.before_reconcile_look()
-        return await look(self, *args, **kwargs)
-
-    monkeypatch.setattr(AuthingClient, "send_planned", send_planned)
-    monkeypatch.setattr(AuthingSource, "snapshot", read_all)
-    monkeypatch.setattr(WeComTarget, "snapshot", look_all)
+    wrap(monkeypatch, AuthingClient, "send_planned", after=hold.after_upstream_write)
+    wrap(monkeypatch, AuthingSource, "snapshot", after=read_all)
+    wrap(monkeypatch, WeComTarget, "snapshot", before=hold.before_reconcile_look)
     with downstream(sqlite_url, keys, direction="both") as s:
-        admin = s.wecom.admin
-        admin.create_department("研发部", 1, id=2)
-        admin.create_department("后端组", 2, id=3)
-        admin.create_user("zhangsan", "张三", department=(2,), mobile="13800000000")
-        s.settle()
-        hold.url = s.url
-        hold.seen_after = max((e["id"] for e in s.events()), default=0)
-        hold.armed = True
-        admin.update_user("zhangsan", name="张三丰", department=[2, 3])
+        wecom_member(s)
+        hold.arm(s)
+        s.wecom.admin.update_user("zhangsan", name="张三丰", department=[2, 3])
         eventually(hold.wrote_first.is_set, 10)
         run = finished(s, start(s, {"direction": "downstream"}))
         s.settle()
@@ -256,74 +221,32 @@ def test_a_webhook_during_an_upstream_reconcile_does_not_revert_wecom(
     writes, the first reverting the member's change (the fault 3b6097b fixed for
     callbacks)."""
     hold = RunMidWrite()
-    send, read, look = AuthingClient.send_planned, AuthingSource.read_user, LinkIds.member
-    update = WeComClient.user_update
 
-    async def send_planned(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = await send(self, *args, **kwargs)
-        await hold.after_upstream_request()
-        return result
-
-    async def read_user(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = await read(self, *args, **kwargs)
+    async def read_user() -> None:
         if hold.armed and hold.requests == 1:
             hold.read = True
-        return result
 
-    async def member(self: Any, *args: Any, **kwargs: Any) -> Any:
+    async def member() -> None:
         if hold.armed and hold.read:
             await hold._until(lambda: hold.second_done)
-        return await look(self, *args, **kwargs)
 
-    async def user_update(self: Any, *args: Any, **kwargs: Any) -> Any:
+    async def user_update() -> None:
         hold.wecom_write = True
-        return await update(self, *args, **kwargs)
 
-    monkeypatch.setattr(AuthingClient, "send_planned", send_planned)
-    monkeypatch.setattr(AuthingSource, "read_user", read_user)
-    monkeypatch.setattr(LinkIds, "member", member)
-    monkeypatch.setattr(WeComClient, "user_update", user_update)
+    wrap(monkeypatch, AuthingClient, "send_planned", after=hold.after_upstream_request)
+    wrap(monkeypatch, AuthingSource, "read_user", after=read_user)
+    wrap(monkeypatch, LinkIds, "member", before=member)
+    wrap(monkeypatch, WeComClient, "user_update", before=user_update)
     with downstream(sqlite_url, keys, direction="both") as s:
-        admin = s.wecom.admin
-        admin.create_department("研发部", 1, id=2)
-        admin.create_department("后端组", 2, id=3)
-        admin.create_user("zhangsan", "张三", department=(2,), mobile="13800000000")
-        s.settle()
-        wecom_writes = s.wecom.faults.stats.total_writes
+        wecom_writes = wecom_member(s)
         s.wecom.pusher.drop_next(1)  # the change's callback is lost: the run applies it
-        admin.update_user("zhangsan", name="张三丰", department=[2, 3])
+        s.wecom.admin.update_user("zhangsan", name="张三丰", department=[2, 3])
         hold.armed = True
         run = finished(s, start(s, {"direction": "upstream"}))
         s.settle()
         assert run["status"] == "succeeded", run
         assert hold.read, "downstream read the Authing user between the run's requests"
         assert s.user_open_departments("zhangsan") == {"2", "3"}
-        assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
-        no_dead(s)
-
-
-def test_a_member_created_in_wecom_and_read_half_written_is_not_deleted_from_wecom(
-        sqlite_url: str, keys: CallbackKeys, read_mid_write: ReadMidWrite) -> None:
-    """``test_a_wecom_member_created_and_read_half_written_by_downstream_writes_nothing``
-    under the ``delete`` user policy. Downstream reads the Authing user upstream has just
-    created (no departments yet) and plans after upstream settled: a linked member with
-    no department has left the organization, so the policy deletes it. ``engine.echo.
-    intend`` holds only a write that leaves a state (its essence), and a delete leaves
-    none: the member just created in WeCom is deleted from WeCom."""
-    with downstream(sqlite_url, keys, direction="both", user_delete_policy="delete") as s:
-        admin = s.wecom.admin
-        admin.create_department("研发部", 1, id=2)
-        admin.create_department("后端组", 2, id=3)
-        s.settle()
-        wecom_writes = s.wecom.faults.stats.total_writes
-        read_mid_write.url = s.url
-        read_mid_write.seen_after = max((e["id"] for e in s.events()), default=0)
-        read_mid_write.armed = True
-        admin.create_user("lisi", "李四", department=(2, 3), mobile="13900000000")
-        s.settle()
-        assert read_mid_write.held_reads == 1, "downstream read between upstream's requests"
-        assert wecom_user(s, "lisi") is not None, "the new member was deleted from WeCom"
-        assert s.user_open_departments("lisi") == {"2", "3"}
         assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
         no_dead(s)
 
@@ -342,24 +265,20 @@ def test_an_authing_edit_reverted_by_upstream_meanwhile_is_not_pushed_to_wecom(
 
     released = threading.Event()
     state = {"armed": False, "read": False, "held": False}
-    read, look = AuthingSource.read_user, LinkIds.member
 
-    async def read_user(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = await read(self, *args, **kwargs)
+    async def read_user() -> None:
         if state["armed"]:
             state["read"] = True
-        return result
 
-    async def member(self: Any, *args: Any, **kwargs: Any) -> Any:
+    async def member() -> None:
         if state["armed"] and not state["held"]:
             state["held"] = True  # the webhook's look; the sync-now's own goes on
             deadline = time.monotonic() + 20.0
             while not released.is_set() and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-        return await look(self, *args, **kwargs)
 
-    monkeypatch.setattr(AuthingSource, "read_user", read_user)
-    monkeypatch.setattr(LinkIds, "member", member)
+    wrap(monkeypatch, AuthingSource, "read_user", after=read_user)
+    wrap(monkeypatch, LinkIds, "member", before=member)
     with downstream(sqlite_url, keys, direction="both") as s:
         s.wecom.admin.create_department("研发部", 1, id=2)
         s.wecom.admin.create_user("zhangsan", "张三", department=(2,), mobile="13800000000")
