@@ -142,6 +142,15 @@ class TransientError(SyncError):
         self.maybe_applied = maybe_applied
 
 
+class ChangedMeanwhile(TransientError):
+    """A write refused before it was sent: the opposite direction wrote the entity after
+    it was read, or holds a change of it (``engine.echo``). What was read may be that
+    write half done: read again, never resend."""
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message, retry_after=1.0, maybe_applied=False, **context)
+
+
 class PermanentError(SyncError):
     """Repeating the same call will fail the same way; fix the data or the plan."""
 

@@ -27,7 +27,7 @@ its next claim reads the new digest.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -70,6 +70,29 @@ class Claimed:
 # Set by the worker around an attempt whose claim read the echo digest; None elsewhere
 # (a reconcile, a dependency synced on the way), where writes are not held to it.
 _CLAIMED: ContextVar[Claimed | None] = ContextVar("claimed_entity", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class _RunHold:
+    since: datetime
+    written: Mapping[tuple[str, str], str]
+
+
+_RUN: ContextVar[_RunHold | None] = ContextVar("run_hold", default=None)
+
+
+@contextmanager
+def held_by_run(since: datetime, written: Mapping[tuple[str, str], str]) -> Iterator[None]:
+    """Within: a reconcile's writes are held as a claim's are, each entity to what the
+    opposite direction had written to it by the run's read (``written``, by kind and
+    source key: ``every_write_by_opposite``), which started at ``since``: the run read
+    the source once, and an entity the opposite direction wrote since may have been read
+    half written."""
+    token = _RUN.set(_RunHold(since, written))
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
 
 
 @contextmanager
@@ -149,12 +172,24 @@ async def intend(writer: WriteIntents, essence: Callable[[str, str], Any],
     if target is None:
         return
     value = state_after(essence, replace(op, target=target))
-    claim = _CLAIMED.get()
-    held = claim if claim is not None and (claim.kind, claim.key) == (op.kind, op.key) \
-        else None
+    held = _held(op)
     if value is None and held is None:
         return
     # A delete leaves no state to record, but is held all the same (a half-written read
     # may show a member with no department: one that has left).
     await writer.intend([links.LinkRow(str(op.kind), op.key, target,
                                        None if value is None else digest(value))], held)
+
+
+def _held(op: Operation) -> Claimed | None:
+    """The claim a write of ``op`` is held to: the worker's, for the entity it claimed;
+    a reconcile's, for every entity it writes; None otherwise."""
+    claim = _CLAIMED.get()
+    if claim is not None and (claim.kind, claim.key) == (op.kind, op.key):
+        return claim
+    run = _RUN.get()
+    if run is None:
+        return None
+    last = run.written.get((str(op.kind), op.key))
+    return Claimed(str(op.kind), op.key, frozenset({last}) if last else frozenset(),
+                   run.since)

@@ -50,12 +50,18 @@ from sync_core.directory.operations import (
 )
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.engine import run_log as run_items
-from sync_core.engine.echo import every_write_by_opposite, intend, is_echo, opposite
+from sync_core.engine.echo import (
+    every_write_by_opposite,
+    held_by_run,
+    intend,
+    is_echo,
+    opposite,
+)
 from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.executor import Executor, ItemStatus, Outcome, unapplied
 from sync_core.engine.ports import Planner, SourceSnapshot, TargetSnapshot, WriteIntents
 from sync_core.engine.run_log import written
-from sync_core.errors import StopSync, SyncError, TransientError
+from sync_core.errors import ChangedMeanwhile, StopSync, SyncError, TransientError
 from sync_core.http.retry import backoff, chunked
 from sync_core.settings import Settings
 from sync_core.store import links, runs
@@ -224,6 +230,9 @@ class Reconciler:
                         self.settings.worker_backoff_cap_seconds, self._clock)
         await outage.ride_out(f"{self.ports.target_name} bootstrap", self.sync.prepare)
         planner = self.ports.planner
+        # Before the source read: the opposite direction's writes after it may have been
+        # read half done (``engine.echo.held_by_run``).
+        since = utcnow()
         source = await self._read_source_through(request, outage)
         target, binding = await self._read_target(outage)
         failed = source.failed
@@ -256,18 +265,20 @@ class Reconciler:
         depths = planner.depths(source.departments)
         essences = _essences(planner, source, target, binding)
         applied.begin(to_apply, essences)
-        outcomes = await self._apply(run_id, to_apply, depths, progress, applied)
-        while _transient(outcomes) and await outage.wait(f"{self.ports.target_name} writes",
-                                                         _hint(outcomes)):
-            # Level-triggered: re-read the target and plan again, so a write that landed
-            # before its answer was lost is not repeated, and whatever it held up follows.
-            target, binding = await self._read_target(outage)
-            held = {(op.kind, op.key) for op in staged}
-            again = [op for op in self._plan(source, target, binding, request, echoes)
-                     if (op.kind, op.key) not in held]
-            applied.carry(outcomes, again)
-            outcomes = _merge(outcomes, await self._apply(run_id, again, depths, progress,
-                                                          applied))
+        with held_by_run(since, echoes):
+            outcomes = _unsent(await self._apply(run_id, to_apply, depths, progress, applied))
+            while _transient(outcomes) and await outage.wait(
+                    f"{self.ports.target_name} writes", _hint(outcomes)):
+                # Level-triggered: re-read the target and plan again, so a write that
+                # landed before its answer was lost is not repeated, and whatever it held
+                # up follows.
+                target, binding = await self._read_target(outage)
+                held = {(op.kind, op.key) for op in staged}
+                again = [op for op in self._plan(source, target, binding, request, echoes)
+                         if (op.kind, op.key) not in held]
+                applied.carry(outcomes, again)
+                outcomes = _merge(outcomes, _unsent(await self._apply(
+                    run_id, again, depths, progress, applied)))
         self.ports.target.forget()  # caches of the target's keys (the worker's) may be stale
         await asyncio.to_thread(self._record_links, written(outcomes, essences))
         items = [*failed_rows, *(run_items.item_of(o) for o in outcomes)]
@@ -637,6 +648,15 @@ class Outage:
             except TransientError as exc:
                 if not await self.wait(what, exc.retry_after):
                     raise
+
+
+def _unsent(outcomes: Sequence[Outcome]) -> list[Outcome]:
+    """A write refused because the opposite direction wrote its entity after the run read
+    it (``ChangedMeanwhile``) is skipped, not retried: planning it again would plan from
+    the same read, and the opposite direction's write comes back as its own event."""
+    return [replace(o, status=ItemStatus.SKIPPED)
+            if o.status is ItemStatus.FAILED and isinstance(o.error, ChangedMeanwhile) else o
+            for o in outcomes]
 
 
 def _transient(outcomes: Sequence[Outcome]) -> bool:

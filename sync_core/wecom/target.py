@@ -32,6 +32,7 @@ from sync_core.engine.echo import Claimed, record_intents, unchanged_since_claim
 from sync_core.engine.ports import Hints, TargetSnapshot
 from sync_core.errors import (
     BadRequestError,
+    ChangedMeanwhile,
     ConflictError,
     NotFoundError,
     PermanentError,
@@ -179,10 +180,10 @@ class LinkIds:
             raise TransientError(f"the write intent could not be recorded: {describe(exc)}",
                                  remote="database", maybe_applied=False) from exc
         if not recorded and claim is not None:
-            raise TransientError(
+            raise ChangedMeanwhile(
                 f"Authing {claim.kind} {claim.key} was written by upstream since it was "
-                "read, or upstream holds a change of it: retried after upstream",
-                retry_after=1.0, maybe_applied=False)
+                "read, or upstream holds a change of it: read again after upstream",
+                remote="wecom")
 
     def managed(self) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
         """For every entity the downstream direction wrote and did not delete: (kind,

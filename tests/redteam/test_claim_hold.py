@@ -137,9 +137,6 @@ class ReconcileMidWrite(UpstreamWatch):
             self.armed = False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a downstream reconcile writes WeCom from an Authing snapshot read mid-way through "
-    "upstream's write; the claim's hold is the worker's only (engine.echo.claimed)"))
 def test_a_downstream_reconcile_does_not_push_a_half_written_authing_user_to_wecom(
         sqlite_url: str, keys: CallbackKeys, monkeypatch: pytest.MonkeyPatch) -> None:
     """In ``both``, a member changed in WeCom (name and departments) while a downstream
@@ -149,8 +146,8 @@ def test_a_downstream_reconcile_does_not_push_a_half_written_authing_user_to_wec
     WeCom change is reverted in WeCom, and WeCom's callback of that write is taken for
     downstream's echo (its intent), so Authing keeps the new departments and the two
     sides stay apart until some later change. The conflict rule (README) has downstream
-    wait for upstream; the worker's webhooks do (the claim's hold, 3b6097b), a reconcile
-    does not."""
+    wait for upstream: a run's writes are now held as a claim's are (to what upstream had
+    written when the run began to read), and the refused write is a skipped item."""
     hold = ReconcileMidWrite()
 
     async def read_all() -> None:
@@ -169,6 +166,9 @@ def test_a_downstream_reconcile_does_not_push_a_half_written_authing_user_to_wec
         s.settle()
         assert hold.read, "the reconcile read Authing between upstream's requests"
         assert run["status"] == "succeeded", run
+        user_id = s.user("zhangsan")["userId"]  # type: ignore[index]
+        [item] = [i for i in run["items"] if i["key"] == user_id]
+        assert item["status"] == "skipped" and "written by upstream" in item["error"], item
         assert s.user_open_departments("zhangsan") == {"2", "3"}
         assert sorted(wecom_user(s, "zhangsan")["department"]) == [2, 3]  # type: ignore[index]
         no_dead(s)
