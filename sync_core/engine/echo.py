@@ -27,7 +27,7 @@ its next claim reads the new digest.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -59,11 +59,12 @@ class Claimed:
     to it when the claim was read (``written_by_opposite``; empty: nothing). ``since``:
     when it was read (the worker's clock, as the link table's times): a write recorded
     after it was made since, even one that leaves a digest the claim read (a change
-    reverted to the state the opposite direction last wrote)."""
+    reverted to the state the opposite direction last wrote). ``written`` None: not read,
+    the writes are held by ``since`` alone (a reconcile's, ``held_by_run``)."""
 
     kind: str
     key: str
-    written: frozenset[str]
+    written: frozenset[str] | None
     since: datetime | None = field(default=None, compare=False)
 
 
@@ -72,23 +73,20 @@ class Claimed:
 _CLAIMED: ContextVar[Claimed | None] = ContextVar("claimed_entity", default=None)
 
 
-@dataclass(frozen=True, slots=True)
-class _RunHold:
-    since: datetime
-    written: Mapping[tuple[str, str], str]
-
-
-_RUN: ContextVar[_RunHold | None] = ContextVar("run_hold", default=None)
+# Set by a reconcile around its writes: when it began to read the source.
+_RUN: ContextVar[datetime | None] = ContextVar("run_hold", default=None)
 
 
 @contextmanager
-def held_by_run(since: datetime, written: Mapping[tuple[str, str], str]) -> Iterator[None]:
-    """Within: a reconcile's writes are held as a claim's are, each entity to what the
-    opposite direction had written to it by the run's read (``written``, by kind and
-    source key: ``every_write_by_opposite``), which started at ``since``: the run read
-    the source once, and an entity the opposite direction wrote since may have been read
-    half written."""
-    token = _RUN.set(_RunHold(since, written))
+def held_by_run(since: datetime) -> Iterator[None]:
+    """Within: a reconcile's writes are held as a claim's are, each entity to the run's
+    read of the source, which started at ``since``: an entity the opposite direction
+    wrote (or began to write) since may have been read half written. Held by ``since``
+    alone, not by digests: the opposite direction's writes read for the run
+    (``every_write_by_opposite``, one digest per entity) are not those the hold reads
+    (``written_by_opposite``: every row naming the entity, a renamed userid's two; none
+    once this direction wrote it), and any write after ``since`` moved its row's time."""
+    token = _RUN.set(since)
     try:
         yield
     finally:
@@ -110,9 +108,10 @@ def claimed(kind: str, key: str, written: frozenset[str],
 def unchanged_since_claim(conn: Connection, direction: Direction, claim: Claimed) -> bool:
     """Whether the opposite direction's writes to the claimed entity are still those its
     claim read (a settlement of the opposite direction's since would differ)."""
-    now = written_by_opposite(conn, direction, [(claim.kind, claim.key)])
-    if now.get((claim.kind, claim.key), frozenset()) != claim.written:
-        return False
+    if claim.written is not None:
+        now = written_by_opposite(conn, direction, [(claim.kind, claim.key)])
+        if now.get((claim.kind, claim.key), frozenset()) != claim.written:
+            return False
     return claim.since is None or not links.written_since(
         conn, direction=opposite(direction), kind=claim.kind, target_id=claim.key,
         since=claim.since)
@@ -187,9 +186,5 @@ def _held(op: Operation) -> Claimed | None:
     claim = _CLAIMED.get()
     if claim is not None and (claim.kind, claim.key) == (op.kind, op.key):
         return claim
-    run = _RUN.get()
-    if run is None:
-        return None
-    last = run.written.get((str(op.kind), op.key))
-    return Claimed(str(op.kind), op.key, frozenset({last}) if last else frozenset(),
-                   run.since)
+    since = _RUN.get()
+    return None if since is None else Claimed(str(op.kind), op.key, None, since)

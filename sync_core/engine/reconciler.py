@@ -265,7 +265,7 @@ class Reconciler:
         depths = planner.depths(source.departments)
         essences = _essences(planner, source, target, binding)
         applied.begin(to_apply, essences)
-        with held_by_run(since, echoes):
+        with held_by_run(since):
             outcomes = _unsent(await self._apply(run_id, to_apply, depths, progress, applied))
             while _transient(outcomes) and await outage.wait(
                     f"{self.ports.target_name} writes", _hint(outcomes)):
