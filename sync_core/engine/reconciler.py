@@ -273,7 +273,11 @@ class Reconciler:
                 # landed before its answer was lost is not repeated, and whatever it held
                 # up follows.
                 target, binding = await self._read_target(outage)
-                held = {(op.kind, op.key) for op in staged}
+                # Not planned again: the staged, and the refused as changed meanwhile
+                # (``_unsent``), whose plan would come from the same read.
+                held = {(op.kind, op.key) for op in staged} | {
+                    (o.op.kind, o.op.key) for o in outcomes
+                    if o.status is ItemStatus.SKIPPED and isinstance(o.error, ChangedMeanwhile)}
                 again = [op for op in self._plan(source, target, binding, request, echoes)
                          if (op.kind, op.key) not in held]
                 applied.carry(outcomes, again)

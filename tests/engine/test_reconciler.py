@@ -18,10 +18,11 @@ from sync_core.directory.operations import Mode
 from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.ports import SourceSnapshot, TargetSnapshot
 from sync_core.engine.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
+from sync_core.errors import ChangedMeanwhile, TransientError
 from sync_core.store import links, runs
 from sync_core.store.models import RunStatus
 from tests.conftest import make_settings
-from tests.engine.fakes import Department, Stored, User, fake_direction
+from tests.engine.fakes import Department, FakeWriter, Stored, User, fake_direction
 
 
 def _directory(d: Any, users: int = 5) -> None:
@@ -224,3 +225,54 @@ async def test_approving_a_file_run_keeps_the_files_word_where_the_source_cannot
     with engine.connect() as conn:
         after = runs.get(conn, run["id"])
     assert after is not None and after["status"] == RunStatus.FAILED
+
+
+class _HeldWriter(FakeWriter):
+    """A ``WriteIntents`` writer: the run's first write of ``refused`` is refused as
+    written by the opposite direction since the run read it (``ChangedMeanwhile``), and
+    the first write of ``transient`` fails transiently."""
+
+    def __init__(self, target: Any, refused: str, transient: str) -> None:
+        super().__init__(target)
+        self.refused, self.transient = {refused}, {transient}
+        self.held: list[str] = []
+
+    def intended_target(self, op: Any) -> str | None:
+        return op.target or op.key  # type: ignore[no-any-return]
+
+    async def intend(self, rows: Any, claim: Any = None) -> None:
+        for row in rows:
+            if claim is not None:
+                self.held.append(row.source_key)
+            if claim is not None and row.source_key in self.refused:
+                self.refused.discard(row.source_key)
+                raise ChangedMeanwhile("written by the opposite direction since it was read")
+
+    async def write(self, request: Any, ids: Any, made: Any) -> None:
+        key = str(request.body["key"])
+        if key in self.transient:
+            self.transient.discard(key)
+            raise TransientError("busy", retry_after=0.01, maybe_applied=False)
+        await super().write(request, ids, made)
+
+
+async def test_a_write_refused_as_changed_meanwhile_is_skipped_not_resent_on_a_replan(
+        engine: Engine) -> None:
+    """A run's write refused because the opposite direction wrote the entity after the
+    run read it is a skipped item, not planned again from the same read. But when another
+    write of the run failed transiently, the re-plan took the refused entity along and
+    wrote it from that read after all, while its item still said skipped (and the write
+    was never recorded in the link table)."""
+    d = fake_direction()
+    _directory(d)
+    await _run(engine, d, RunRequest())
+    held = _HeldWriter(d.target, refused="u1", transient="u3")
+    d2 = replace(d, writer=held, ports=replace(d.ports, writer=held))
+    for key in ("u1", "u3"):
+        d2.source.users[key] = replace(d2.source.users[key], name=f"{key} renamed")
+    _, run, items = await _run(engine, d2, RunRequest())
+    by_key = {i["key"]: i for i in items}
+    assert "u1" in held.held, "the run's writes are held"
+    assert by_key["u3"]["status"] == "applied", by_key["u3"]
+    assert by_key["u1"]["status"] == "skipped", by_key["u1"]
+    assert d2.target.users["u1"].record.name == "User 1", "not written from the same read"
