@@ -172,7 +172,8 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
         assert isinstance(down_ports.target, WeComTarget)
         resolve = down_ports.target.source_key
         directions[EventSource.AUTHING.value] = downstream
-        by_direction[Direction.DOWNSTREAM.value] = Reconciler(settings, engine, downstream)
+        by_direction[Direction.DOWNSTREAM.value] = Reconciler(
+            settings, engine, downstream, requeue_source=EventSource.AUTHING.value)
     reconcilers = Reconcilers(engine, by_direction)
     # An operator's sync-now (an ops event about a WeCom key) runs in every direction
     # that runs here, upstream first (engine.sync_now).

@@ -64,8 +64,9 @@ from sync_core.engine.run_log import written
 from sync_core.errors import ChangedMeanwhile, StopSync, SyncError, TransientError
 from sync_core.http.retry import backoff, chunked
 from sync_core.settings import Settings
-from sync_core.store import links, runs
+from sync_core.store import inbox, links, runs
 from sync_core.store.db import describe
+from sync_core.store.inbox import NewEvent
 from sync_core.store.links import LinkRow
 from sync_core.store.models import RunStatus, utcnow
 
@@ -116,11 +117,16 @@ Progress = Callable[[int, int], None]
 class Reconciler:
     def __init__(self, settings: Settings, engine: Engine, sync: EntitySync, *,
                  excel: ExcelReader | None = None, source_unreadable: str | None = None,
-                 owner: str | None = None,
+                 owner: str | None = None, requeue_source: str | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         """``source_unreadable``: why the source's API cannot be read at all (missing
-        credentials), refusing ``source="api"`` runs; None when it can."""
+        credentials), refusing ``source="api"`` runs; None when it can.
+        ``requeue_source``: the inbox source whose events the worker applies in this
+        direction; an entity whose write was refused as changed meanwhile is queued
+        there, to be read again once the opposite direction has settled (None: the next
+        run takes it)."""
         self.settings = settings
+        self._requeue_source = requeue_source
         self.engine = engine
         self.sync = sync
         self.ports = sync.ports
@@ -285,6 +291,7 @@ class Reconciler:
                     run_id, again, depths, progress, applied)))
         self.ports.target.forget()  # caches of the target's keys (the worker's) may be stale
         await asyncio.to_thread(self._record_links, written(outcomes, essences))
+        await asyncio.to_thread(self._requeue, run_id, outcomes)
         items = [*failed_rows, *(run_items.item_of(o) for o in outcomes)]
         items += [run_items.staged_item(op) for op in staged]
         if guard.blocked:
@@ -516,6 +523,22 @@ class Reconciler:
         if rows:
             self._db(lambda c: links.record(c, direction=self.ports.direction, rows=rows,
                                             now=self._clock()))
+
+    def _requeue(self, run_id: int, outcomes: Sequence[Outcome]) -> None:
+        """The entities whose writes were refused as changed meanwhile, queued for the
+        worker (``requeue_source``): the opposite direction's event about one may be the
+        echo of this direction's own write, which brings nothing back of itself."""
+        refused = {(str(o.op.kind), o.op.key) for o in outcomes
+                   if o.status is ItemStatus.SKIPPED and isinstance(o.error, ChangedMeanwhile)}
+        if not refused or self._requeue_source is None:
+            return
+        now = utcnow()
+        events = [NewEvent(source=self._requeue_source,
+                           dedupe_key=f"run {run_id}: {kind} {key}", entity_kind=kind,
+                           entity_key=key, event_type="reconcile_requeue",
+                           payload={"run_id": run_id, "reason": "changed meanwhile"},
+                           received_at=now) for kind, key in sorted(refused)]
+        self._db(lambda c: inbox.insert_new(c, events))
 
     def _update_item(self, item_id: int, status: ItemStatus, error: str | None) -> None:
         self._db(lambda c: runs.update_item(c, item_id=item_id, status=str(status), error=error))
