@@ -84,7 +84,7 @@ def held_by_run(since: datetime) -> Iterator[None]:
     wrote (or began to write) since may have been read half written. Held by ``since``
     alone, not by digests: the opposite direction's writes read for the run
     (``every_write_by_opposite``, one digest per entity) are not those the hold reads
-    (``written_by_opposite``: every row naming the entity, a renamed userid's two; none
+    (``written_by_opposite``: every row naming the entity, a renamed key's two; none
     once this direction wrote it), and any write after ``since`` moved its row's time."""
     token = _RUN.set(since)
     try:
