@@ -26,6 +26,7 @@ from sync_core.errors import (
     MissingDepartment,
     NotFoundError,
     PermanentError,
+    RestrictedError,
     SyncError,
     UnfitError,
     WaitingForDependency,
@@ -314,8 +315,21 @@ class EntitySync:
                 and isinstance(self.target, DepartmentContents):
             users, children = await self.target.contents(actual, self.binding)
             done = [await self._sync_department(k, (), None, depth + 1) for k in children]
-            return done + [await self.sync_user(k, ()) for k in users]
+            return done + [await self._clear_member(result.key, k) for k in users]
         return []
+
+    async def _clear_member(self, department: str, key: str) -> EntityResult:
+        """A member a blocked delete still holds, synced. One the source will not let us
+        read (reads refused, no event about it in hand) is left to its own events, a
+        delete or a move, which the department waits for with backoff rather than for
+        the read cool-down."""
+        try:
+            return await self.sync_user(key, ())
+        except RestrictedError as exc:
+            raise WaitingForDependency(
+                f"department {department} still holds {key}, which cannot be read now "
+                f"({exc.message}): waiting for its own changes", maybe_applied=False,
+                remote=exc.remote) from exc
 
     async def _source_ancestors(self, key: str | None) -> list[str]:
         """``key`` and its ancestors in the source below the root, top-down."""

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from sync_core.directory.essence import digest
 from sync_core.directory.operations import Action
 from sync_core.engine.echo import Claimed, claimed
@@ -211,3 +213,29 @@ async def test_a_write_of_the_claimed_entity_is_held_to_the_claim() -> None:
     d.source.users["ann"] = User("ann", "Ann Lin")
     await sync.sync_user("ann", [{}])
     assert writer.claims == [Claimed("user", "ann", seen), None, None]
+
+
+async def test_a_blocked_delete_waits_for_a_member_the_source_will_not_let_it_read() -> None:
+    """Clearing a department whose delete its members block syncs each member; one the
+    source refuses to read (reads refused, no event in hand) is left to its own events,
+    and the department waits for them with backoff (``WaitingForDependency``) rather
+    than for the source's read cool-down (``RestrictedError``, a stop)."""
+    from sync_core.errors import RestrictedError, WaitingForDependency
+
+    class Holding(type(fake_direction().target)):  # type: ignore[misc]
+        async def contents(self, department: Any, binding: Any) -> tuple[tuple[str, ...],
+                                                                        tuple[str, ...]]:
+            return ("left",), ()
+
+    class Refusing(type(fake_direction().source)):  # type: ignore[misc]
+        async def read_user(self, key: str, original: str, hints: Any) -> Any:
+            raise RestrictedError("reads refused", remote="source")
+
+    d = fake_direction()
+    target, source = Holding(), Refusing()
+    target.departments["busy"] = Stored("t-5", Department("busy", "忙"))
+    ports = replace(d.ports, target=target, source=source,
+                    writer=type(d.writer)(target))
+    with pytest.raises(WaitingForDependency) as info:
+        await EntitySync(ports).sync_department("busy", [{}])
+    assert "still holds left" in str(info.value) and not info.value.maybe_applied
