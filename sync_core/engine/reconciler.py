@@ -282,8 +282,7 @@ class Reconciler:
                 # Not planned again: the staged, and the refused as changed meanwhile
                 # (``_unsent``), whose plan would come from the same read.
                 held = {(op.kind, op.key) for op in staged} | {
-                    (o.op.kind, o.op.key) for o in outcomes
-                    if o.status is ItemStatus.SKIPPED and isinstance(o.error, ChangedMeanwhile)}
+                    (o.op.kind, o.op.key) for o in outcomes if _refused(o)}
                 again = [op for op in self._plan(source, target, binding, request, echoes)
                          if (op.kind, op.key) not in held]
                 applied.carry(outcomes, again)
@@ -528,8 +527,7 @@ class Reconciler:
         """The entities whose writes were refused as changed meanwhile, queued for the
         worker (``requeue_source``): the opposite direction's event about one may be the
         echo of this direction's own write, which brings nothing back of itself."""
-        refused = {(str(o.op.kind), o.op.key) for o in outcomes
-                   if o.status is ItemStatus.SKIPPED and isinstance(o.error, ChangedMeanwhile)}
+        refused = {(str(o.op.kind), o.op.key) for o in outcomes if _refused(o)}
         if not refused or self._requeue_source is None:
             return
         now = utcnow()
@@ -684,6 +682,11 @@ def _unsent(outcomes: Sequence[Outcome]) -> list[Outcome]:
     return [replace(o, status=ItemStatus.SKIPPED)
             if o.status is ItemStatus.FAILED and isinstance(o.error, ChangedMeanwhile) else o
             for o in outcomes]
+
+
+def _refused(outcome: Outcome) -> bool:
+    """Skipped by ``_unsent``: refused as changed meanwhile."""
+    return outcome.status is ItemStatus.SKIPPED and isinstance(outcome.error, ChangedMeanwhile)
 
 
 def _transient(outcomes: Sequence[Outcome]) -> bool:

@@ -118,8 +118,9 @@ class Worker:
         self._finished: list[tuple[queue.Claim, Verdict]] = []  # applied, not yet settled
         # (source, kind, key) → what the opposite direction last wrote there, read with
         # the claim (engine.echo); taken by the entity's sync.
-        self._echoes: dict[tuple[str, str, str], frozenset[str]] = {}
-        self._echoes_read_at: dict[tuple[str, str, str], datetime] = {}  # the claims' time
+        # With each, when it was read (a write of the opposite direction's recorded
+        # later was made since).
+        self._echoes: dict[tuple[str, str, str], tuple[frozenset[str], datetime]] = {}
         self._db_failures = 0
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
         self._identities = KeyLocks()
@@ -236,8 +237,6 @@ class Worker:
             self._lease_ends.pop(claim.ids, None)
             # The echo digest read with the claim is stale by the next claim of the entity.
             self._echoes.pop((claim.source, claim.entity_kind, claim.entity_key), None)
-            self._echoes_read_at.pop((claim.source, claim.entity_kind, claim.entity_key),
-                                     None)
         self._releasing += claims
         self.wake.set()
 
@@ -365,8 +364,8 @@ class Worker:
     async def _run_sync_now(self, sync_now: SyncNow, claim: queue.Claim,
                             payloads: list[dict[str, Any]]) -> Verdict:
         kind = Kind(claim.entity_kind)
-        echo_of = self._echoes.pop((claim.source, kind, claim.entity_key), None) or None
-        self._echoes_read_at.pop((claim.source, kind, claim.entity_key), None)
+        read = self._echoes.pop((claim.source, kind, claim.entity_key), None)
+        echo_of = (read[0] or None) if read is not None else None
         async with self._identities.hold({claim.entity_key}):
             steps = await sync_now.run(kind, claim.entity_key, payloads, echo_of=echo_of)
         return combine([_verdict(step.result, step.direction) for step in steps])
@@ -377,15 +376,14 @@ class Worker:
         sync = self.directions.get(claim.source)
         if sync is None:
             raise PermanentError(f"no handler for {claim.source} events")
-        read = self._echoes.pop((claim.source, kind, claim.entity_key), None)
-        read_at = self._echoes_read_at.pop((claim.source, kind, claim.entity_key), None)
-        if read is None and kind in SYNCED_KINDS and self._holds_writes(claim.source):
+        found = self._echoes.pop((claim.source, kind, claim.entity_key), None)
+        if found is None and kind in SYNCED_KINDS and self._holds_writes(claim.source):
             # The claim's read failed: its writes cannot go unheld, so it is read now.
-            read_at = self._clock()
-            read = await asyncio.to_thread(self._read_echo, sync, Kind(kind),
-                                           claim.entity_key)
-        echo_of = read or None
-        with claimed(kind, claim.entity_key, read, read_at) if read is not None \
+            at = self._clock()
+            found = (await asyncio.to_thread(self._read_echo, sync, Kind(kind),
+                                             claim.entity_key), at)
+        echo_of = (found[0] or None) if found is not None else None
+        with claimed(kind, claim.entity_key, *found) if found is not None \
                 else contextlib.nullcontext():
             if kind == Kind.USER:
                 # The two keys of a rename are two entities to the queue, but one person:
@@ -439,7 +437,7 @@ class Worker:
         return claims
 
     def _read_echoes(self, conn: Connection, claims: list[queue.Claim],
-                     now: datetime | None = None) -> None:
+                     now: datetime) -> None:
         """Before any of them is planned: what the opposite direction last wrote to the
         claimed entities, one statement per direction (engine.echo). Read after the claim
         has committed, so that a failure only costs the check: the entities are planned as
@@ -457,12 +455,9 @@ class Worker:
                         found = written_by_opposite(conn, direction, entities)
                         # Read, even when nothing was written: the attempt's writes are
                         # held to it (engine.echo.claimed).
-                        self._echoes.update({(source, kind, key): found.get((kind, key),
-                                                                            frozenset())
-                                             for kind, key in entities})
-                        if now is not None:  # writes recorded later were made since
-                            self._echoes_read_at.update(
-                                {(source, kind, key): now for kind, key in entities})
+                        self._echoes.update({
+                            (source, kind, key): (found.get((kind, key), frozenset()), now)
+                            for kind, key in entities})
         except Exception as exc:  # noqa: BLE001 - an echo missed costs reads, never writes
             log.warning("worker: echo check skipped (%s)", describe(exc))
 
