@@ -178,12 +178,12 @@ def test_migration_console_attempts_is_reversible(db_url: str) -> None:
         assert "event_attempts" in inspector.get_table_names()
         assert {"decision", "decided_by", "decided_at"} <= {
             c["name"] for c in inspector.get_columns("runs")}
-        migrate.downgrade(engine, "-1")
+        migrate.downgrade(engine, "0007_engine")
         inspector = inspect(engine)
         assert "event_attempts" not in inspector.get_table_names()
         assert "claimed_at" not in {c["name"] for c in inspector.get_columns("inbox_events")}
         migrate.upgrade(engine)
-        assert migrate.current_revision(engine) == migrate.head_revision() == "0008_console"
+        assert migrate.current_revision(engine) == migrate.head_revision() == "0009_links_target"
     finally:
         engine.dispose()
 

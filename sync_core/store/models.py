@@ -105,7 +105,7 @@ class Link(SQLModel, table=True):
     """
 
     __tablename__ = "links"
-    __table_args__ = (Index("ix_links_target", "direction", "kind", "target_id"),)
+    __table_args__ = (Index("ix_links_target", "target_id", "direction", "kind"),)
 
     direction: str = Field(primary_key=True, max_length=16)
     kind: str = Field(primary_key=True, max_length=16)

@@ -30,7 +30,7 @@ def test_a_link_is_found_by_source_key_and_by_target_id(engine: Engine) -> None:
                                                    digest({"a": 1}))
     assert other_kind is None and other_direction is None
     indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("links")}
-    assert indexes["ix_links_target"] == ["direction", "kind", "target_id"]
+    assert indexes["ix_links_target"] == ["target_id", "direction", "kind"]
 
 
 def test_last_wrote_answers_only_for_the_exact_essence(engine: Engine) -> None:
@@ -57,6 +57,27 @@ def test_a_delete_clears_the_essence_and_keeps_the_target_id(engine: Engine) -> 
     with engine.connect() as conn:
         row = links.by_source(conn, direction="upstream", kind="user", key="li")
     assert row == links.LinkRow("user", "li", "auth-9", None)
+
+
+def test_migration_0009_reorders_the_target_index_and_back(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        def target_index() -> list[str]:
+            return {i["name"]: i["column_names"]
+                    for i in inspect(engine).get_indexes("links")}["ix_links_target"]
+
+        migrate.upgrade(engine)
+        _write(engine, "upstream", links.LinkRow("user", "zhangsan", "auth-1", "d1"))
+        migrate.downgrade(engine, "0008_console")
+        assert target_index() == ["direction", "kind", "target_id"]
+        migrate.upgrade(engine)
+        assert target_index() == ["target_id", "direction", "kind"]
+        with engine.connect() as conn:
+            assert links.by_target(conn, direction="upstream", kind="user",
+                                   target_id="auth-1") == links.LinkRow(
+                "user", "zhangsan", "auth-1", "d1")
+    finally:
+        engine.dispose()
 
 
 def test_migration_0007_keeps_identities_and_clears_the_old_hashes(db_url: str) -> None:
