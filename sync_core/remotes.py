@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from sync_core.authing.client import AuthingClient
 from sync_core.http.retry import CallObserver
-from sync_core.http.transport import AsyncioTransport
+from sync_core.http.transport import AiohttpTransport
 from sync_core.settings import Settings
 from sync_core.wecom.client import WeComClient
 
@@ -35,8 +35,8 @@ def build_remotes(settings: Settings, *, observer: CallObserver | None = None,
     settings.require(*needed, "authing_access_key_id", "authing_access_key_secret")
     assert settings.authing_access_key_secret
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-    wecom_http = httpx.AsyncClient(transport=AsyncioTransport(limits=limits))
-    authing_http = httpx.AsyncClient(transport=AsyncioTransport(limits=limits))
+    wecom_http = httpx.AsyncClient(transport=AiohttpTransport(limits=limits))
+    authing_http = httpx.AsyncClient(transport=AiohttpTransport(limits=limits))
     common = {"timeout": settings.http_timeout_seconds,
               "retry_attempts": settings.retry_attempts,
               "retry_total_seconds": settings.retry_total_seconds,

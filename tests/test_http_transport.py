@@ -1,6 +1,7 @@
-"""The remotes' transport (httpcore's pool on plain asyncio streams) against real sockets:
-requests and keep-alive, the timeouts and connection errors httpx callers rely on, a peer
-that closes an idle connection, and TLS."""
+"""The remotes' transport (httpx over aiohttp's pool) against real sockets: requests and
+keep-alive, the headers httpx builds sent as built, a compressed body decoded, the timeouts
+and connection errors httpx callers rely on (never sent, or maybe applied), a peer that
+closes an idle connection or breaks off an answer, and TLS."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from sync_core.errors import TransientError
 from sync_core.http.retry import Remote, RetryPolicy
-from sync_core.http.transport import AsyncioStream, AsyncioTransport
+from sync_core.http.transport import AiohttpTransport
 
 LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -58,7 +59,7 @@ async def _serve(handler: Handler, ssl_context: ssl.SSLContext | None = None,
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=AsyncioTransport(limits=LIMITS)) as http:
+    async with httpx.AsyncClient(transport=AiohttpTransport(limits=LIMITS)) as http:
         yield http
 
 
@@ -69,10 +70,9 @@ async def test_requests_and_keep_alive(client: httpx.AsyncClient) -> None:
         second = await client.post(f"{base}/b", json={"x": 1})
     assert first.status_code == 200 and first.text.startswith("GET /a?q=%E5%BC%A0%E4%B8%89 ")
     assert second.text.startswith('POST /b {"x":1} ')
-    # One connection served both, on the asyncio backend.
+    # One connection served both.
     assert first.text.rsplit(" ", 1)[1] == second.text.rsplit(" ", 1)[1]
-    stream = first.extensions["network_stream"]
-    assert isinstance(getattr(stream, "_stream", stream), AsyncioStream)
+    assert first.http_version == "HTTP/1.1" and first.reason_phrase == "OK"
 
 
 async def test_concurrent_requests_share_the_pool(client: httpx.AsyncClient) -> None:
@@ -138,10 +138,81 @@ async def test_tls_verified_against_the_given_authority(certificate: tuple[Path,
     trusting = ssl.create_default_context(cafile=str(cert))
     async with server:
         async with httpx.AsyncClient(
-                transport=AsyncioTransport(limits=LIMITS, verify=trusting)) as http:
+                transport=AiohttpTransport(limits=LIMITS, verify=trusting)) as http:
             reply = await http.get(f"{base}/secure")
             assert reply.text.startswith("GET /secure ")
-            assert reply.extensions["network_stream"].get_extra_info("ssl_object") is not None
-        async with httpx.AsyncClient(transport=AsyncioTransport(limits=LIMITS)) as default:
+        async with httpx.AsyncClient(transport=AiohttpTransport(limits=LIMITS)) as default:
             with pytest.raises(httpx.ConnectError):  # a self-signed certificate is refused
                 await default.get(f"{base}/secure")
+
+
+async def _headers_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers with the request's head as sent, gzip-compressed, and a cookie."""
+    import gzip
+
+    head = await reader.readuntil(b"\r\n\r\n")
+    body = gzip.compress(head)
+    writer.write(b"HTTP/1.1 201 Created\r\ncontent-encoding: gzip\r\nset-cookie: s=1\r\n"
+                 b"x-multi: a\r\nx-multi: b\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+    await writer.drain()
+    writer.close()
+
+
+async def test_the_request_goes_as_httpx_built_it_and_the_answer_is_decoded(
+        client: httpx.AsyncClient) -> None:
+    server, base = await _serve(_headers_echo)
+    async with server:
+        reply = await client.post(f"{base}/x?a=%2F&b=%E5%BC%A0", json={"k": "v"},
+                                  headers={"authorization": "Bearer t", "x-multi": "1"})
+        again = await client.get(f"{base}/y")
+    lines = reply.text.split("\r\n")
+    sent = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":")
+                                                          for line in lines[1:] if line)}
+    assert lines[0] == "POST /x?a=%2F&b=%E5%BC%A0 HTTP/1.1"  # not re-quoted
+    assert sent["authorization"] == "Bearer t" and sent["content-type"] == "application/json"
+    assert sent["content-length"] == "9" and sent["user-agent"].startswith("python-httpx")
+    assert reply.status_code == 201 and reply.reason_phrase == "Created"
+    assert reply.headers.get_list("x-multi") == ["a", "b"]
+    assert again.text.lower().count("\r\ncookie:") == 1  # httpx's jar alone, not aiohttp's too
+
+
+async def test_waiting_for_a_pool_slot_times_out_as_never_sent() -> None:
+    server, base = await _serve(_silent)
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with server, httpx.AsyncClient(transport=AiohttpTransport(limits=one)) as http:
+        held = asyncio.create_task(http.get(f"{base}/held", timeout=5))
+        await asyncio.sleep(0.1)
+        remote = Remote("wecom", http, timeout=httpx.Timeout(5, pool=0.2), max_concurrency=2,
+                        rate_per_minute=None, retry=RetryPolicy(attempts=1))
+        with pytest.raises(TransientError) as info:
+            await remote.send("POST", f"{base}/create", json={}, endpoint="create")
+        held.cancel()
+    assert isinstance(info.value.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout)
+    assert not info.value.maybe_applied  # it never left: a create may be repeated
+
+
+async def _close_mid_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+    await writer.drain()
+    writer.close()
+
+
+async def _close_unanswered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.close()
+
+
+@pytest.mark.parametrize("handler", [_close_mid_answer, _close_unanswered])
+async def test_a_request_the_peer_dropped_may_have_been_applied(
+        client: httpx.AsyncClient, handler: Handler) -> None:
+    server, base = await _serve(handler)
+    async with server:
+        with pytest.raises(httpx.TransportError) as raw:
+            await client.post(f"{base}/create", json={})
+        remote = Remote("authing", client, timeout=2.0, max_concurrency=2,
+                        rate_per_minute=None, retry=RetryPolicy(attempts=1))
+        with pytest.raises(TransientError) as info:
+            await remote.send("POST", f"{base}/create", json={}, endpoint="create")
+    assert not isinstance(raw.value, httpx.ConnectError | httpx.ConnectTimeout)
+    assert info.value.maybe_applied  # sent: a create must re-read before it is repeated
