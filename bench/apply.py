@@ -287,7 +287,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="create / update / no-op phases: events each")
     p.add_argument("--warmup-users", type=int, default=300, help="users synced first")
     p.add_argument("--concurrency", type=int, default=8,
-                   help="WORKER_CONCURRENCY and AUTHING_MAX_CONCURRENCY")
+                   help="AUTHING_MAX_CONCURRENCY (and WECOM_MAX_CONCURRENCY downstream)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="WORKER_CONCURRENCY: entities applied at once (default: upstream "
+                        "--concurrency, as 'with 8 concurrent calls' is read; downstream "
+                        "the product's default)")
     p.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/test",
                    help="a PostgreSQL DSN (a fresh schema is made in it, dropped after), "
                         "or 'sqlite' (a file in a temporary directory)")
@@ -313,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import apply_downstream
 
         return apply_downstream.main(args, command)
-    tuning = Tuning(worker_concurrency=args.concurrency,
+    tuning = Tuning(worker_concurrency=args.workers or args.concurrency,
                     authing_max_concurrency=args.concurrency)
 
     def write(run: Measured) -> list[Verdict]:

@@ -280,8 +280,9 @@ def render(phases: list[Phase], bounds: Bounds, *, command: str, machine: list[s
         f"Throughput against its bound: {peak.rate:.1f} changes/s, the bound "
         f"{bounds.max_rate(peak):.0f}/s being the least of {bounds.worker_concurrency} "
         f"entities at a time / ({report.ROUND_TRIPS[peak.kind]:g} round trips × "
-        f"{bounds.latency_ms:g} ms) and each side's {bounds.authing_concurrency} call slots "
-        f"/ (its calls per change × {bounds.latency_ms:g} ms).",
+        f"{bounds.latency_ms:g} ms), each side's {bounds.authing_concurrency} call slots "
+        f"/ (its calls per change × {bounds.latency_ms:g} ms), and WeCom's pacing of "
+        f"{bounds.wecom_rate_per_minute:g} calls a minute / its calls per change.",
         "",
         report.ceiling_line(peak, MIN_SHARE * bounds.max_rate(peak), unit="changes"),
         "",
@@ -310,11 +311,19 @@ def render(phases: list[Phase], bounds: Bounds, *, command: str, machine: list[s
     ]) + "\n"
 
 
+def _product_default(setting: str) -> int:
+    """A setting's default as deployed: the downstream run measures the service as
+    shipped, 8 call slots a remote and 16 entities at once."""
+    from sync_core.settings import Settings
+
+    return int(Settings.model_fields[setting].default)
+
+
 def main(args: argparse.Namespace, command: str) -> int:
     """``bench.apply``'s entry for ``--direction downstream`` (its options)."""
     from bench.apply import Measured, run_measured
 
-    tuning = Tuning(worker_concurrency=args.concurrency,
+    tuning = Tuning(worker_concurrency=args.workers or _product_default("worker_concurrency"),
                     authing_max_concurrency=args.concurrency,
                     wecom_max_concurrency=args.concurrency)
 

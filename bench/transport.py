@@ -1,0 +1,175 @@
+"""CPU per API call on the client side: the remotes' transport beside httpx's own.
+
+    python -m bench.transport [--calls 4000] [--concurrency 8] [--output bench/RESULTS.md]
+
+A local server (uvicorn, its own process, so that its CPU is not counted) answers every
+request at once with an Authing ``get-user`` envelope. The client process sends ``--calls``
+GETs with query parameters and two headers, ``--concurrency`` at a time, through one
+``httpx.AsyncClient``, and decodes each JSON body, as the remotes do. Each transport runs
+in a fresh process (twice; the second round is reported, the first warms up), and its
+``ru_utime + ru_stime`` over the round divided by the calls is its CPU per call:
+
+- ``httpx`` — httpx's default transport (httpcore and h11 on anyio): the baseline;
+- ``product`` — ``sync_core.http.transport.AiohttpTransport``, what the remotes use.
+
+The section between ``<!-- transport:start -->`` and ``<!-- transport:end -->`` of
+``--output`` is rewritten; other sections are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import report
+from bench.apply_report import splice
+from bench.procs import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- transport:start -->", "<!-- transport:end -->"
+TRANSPORTS = ("httpx", "product")
+BODY = json.dumps({"statusCode": 200, "message": "", "apiCode": 0, "data": {
+    "userId": "65f0c0ffee", "username": "zhangsan", "name": "张三", "externalId": "zhangsan",
+    "email": "zhangsan@example.com", "status": "Activated",
+    "departmentIds": ["d1", "d2"], "customData": {"wechatwork_user_id": "zhangsan"},
+    "createdAt": "2026-11-30T00:00:00.000Z", "updatedAt": "2026-11-30T00:00:00.000Z"}},
+    ensure_ascii=False).encode()
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": BODY})
+
+
+def _serve(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(_app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _measure(kind: str, url: str, calls: int, concurrency: int) -> dict[str, float]:
+    from sync_core.http.transport import AiohttpTransport
+
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+    transport = (AiohttpTransport(limits=limits) if kind == "product"
+                 else httpx.AsyncHTTPTransport(limits=limits))
+    params = {"userId": "zhangsan", "userIdType": "external_id", "withCustomData": "true",
+              "withDepartmentIds": "true"}
+    headers = {"authorization": "Bearer token", "x-authing-userpool-id": "pool"}
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(transport=transport) as http:
+        async def one() -> None:
+            async with gate:
+                response = await http.get(url, params=params, headers=headers)
+                response.raise_for_status()
+                response.json()
+
+        result: dict[str, float] = {}
+        for _ in range(2):  # the first round warms up; the second is measured
+            cpu, wall = _cpu(), time.perf_counter()
+            await asyncio.gather(*(one() for _ in range(calls)))
+            result = {"cpu_ms": 1000 * (_cpu() - cpu) / calls,
+                      "wall_ms": 1000 * (time.perf_counter() - wall) / calls}
+    return result
+
+
+def _child(kind: str, url: str, calls: int, concurrency: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.transport", "--child", kind, "--url", url,
+         "--calls", str(calls), "--concurrency", str(concurrency)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _wait_up(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"the local server at {url} did not start")
+
+
+def render(results: dict[str, dict[str, float]], args: argparse.Namespace,
+           command: str) -> str:
+    base = results["httpx"]["cpu_ms"]
+    rows = [f"| {kind} | {r['cpu_ms']:.3f} | {r['wall_ms']:.3f} | "
+            f"{r['cpu_ms'] / base:.2f}× |" for kind, r in results.items()]
+    return "\n".join([
+        START, "## Transport: client CPU per API call", "",
+        "Generated by `python -m bench.transport` (`bench/transport.py`; this section only).",
+        "",
+        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {report._cores()} cores, {report._cpu_model()}, Python "
+        f"{platform.python_version()}; httpx {report._version('httpx')}, httpcore "
+        f"{report._version('httpcore')}, aiohttp {report._version('aiohttp')}",
+        f"- Command: `{command}`", "",
+        f"{args.calls} GETs with 4 query parameters and 2 headers, {args.concurrency} at a "
+        "time, each JSON body decoded; a local uvicorn server in its own process answers at "
+        "once. CPU of the client process only.", "",
+        "| transport | CPU ms/call | wall ms/call | CPU against httpx |",
+        "|---|--:|--:|--:|", *rows, "",
+        "`httpx`: httpx's default transport, the baseline. `product`: "
+        "`sync_core.http.transport.AiohttpTransport` (httpx's client over aiohttp's pool "
+        "and parser), what the WeCom and Authing clients use.",
+        END]) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--calls", type=int, default=4000)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--output", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    p.add_argument("--child", choices=TRANSPORTS, help=argparse.SUPPRESS)
+    p.add_argument("--url", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(asyncio.run(_measure(args.child, args.url, args.calls,
+                                              args.concurrency))))
+        return 0
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api/v3/get-user"
+    server = subprocess.Popen([sys.executable, "-c",
+                               f"from bench.transport import _serve; _serve({port})"], cwd=ROOT)
+    try:
+        _wait_up(url)
+        results = {kind: _child(kind, url, args.calls, args.concurrency)
+                   for kind in TRANSPORTS}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    for kind, r in results.items():
+        print(f"{kind}: {r['cpu_ms']:.3f} ms CPU, {r['wall_ms']:.3f} ms wall per call")
+    command = shlex.join(["python", "-m", "bench.transport",
+                          *(sys.argv[1:] if argv is None else argv)])
+    splice(args.output, render(results, args, command), (START, END))
+    print(f"wrote the transport section of {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
