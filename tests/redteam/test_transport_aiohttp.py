@@ -1,0 +1,139 @@
+"""Red team of the aiohttp transport (sync_core/http/transport.py), over real sockets:
+secrets in its errors, a request body the peer stops reading, and a second event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import traceback
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from sync_core.errors import TransientError
+from sync_core.http.retry import Remote, RetryPolicy
+from sync_core.http.transport import AiohttpTransport
+
+TOKEN = "tok3n-S3CRET-value"
+
+
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read()
+
+
+async def _bad_status(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTX/1.1 2000 NO\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+async def _never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(30)
+
+
+async def _serve(handler: object) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)  # type: ignore[arg-type]
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+def _everything_said(exc: BaseException) -> str:
+    """What a log line with ``exc_info`` would show, and the message of each exception a
+    traceback shows."""
+    said = "".join(traceback.format_exception(exc))
+    seen: BaseException | None = exc
+    while seen is not None:
+        said += f"\n{seen!s} {seen!r}"
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    return said
+
+
+@pytest.mark.parametrize("case", ["pool_timeout", "malformed_answer"])
+async def test_no_error_carries_the_access_token(case: str) -> None:
+    """WeCom puts ``access_token`` in the query string. aiohttp writes the full URL into
+    ``ConnectionTimeoutError`` and ``ClientResponseError``; the old transport's errors
+    never held it (nor may a traceback of the TransientError)."""
+    server, base = await _serve(_silent if case == "pool_timeout" else _bad_status)
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    url = f"{base}/cgi-bin/user/create?access_token={TOKEN}"
+    async with server, httpx.AsyncClient(transport=AiohttpTransport(limits=one)) as http:
+        held = None
+        if case == "pool_timeout":
+            held = asyncio.create_task(http.get(f"{base}/held", timeout=5))
+            await asyncio.sleep(0.1)
+        remote = Remote("wecom", http, timeout=httpx.Timeout(5, pool=0.2), max_concurrency=2,
+                        rate_per_minute=None, retry=RetryPolicy(attempts=1))
+        try:
+            with pytest.raises(TransientError) as info:
+                await remote.send("POST", url, json={}, endpoint="user/create")
+        finally:
+            if held is not None:
+                held.cancel()
+                await asyncio.gather(held, return_exceptions=True)
+    assert isinstance(info.value.__cause__, httpx.TransportError)
+    assert TOKEN not in _everything_said(info.value)
+
+
+async def test_a_body_the_peer_never_reads_times_out_as_a_write_timeout() -> None:
+    """httpx's ``write`` timeout: the old transport raised WriteTimeout; aiohttp starts its
+    read timeout only once the body is out, so a stalled upload waited for ever."""
+    server, base = await _serve(_never_reads)
+    async with server, httpx.AsyncClient(
+            transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
+        remote = Remote("authing", http, timeout=httpx.Timeout(0.5), max_concurrency=2,
+                        rate_per_minute=None, retry=RetryPolicy(attempts=1))
+        with pytest.raises(TransientError) as info:
+            await asyncio.wait_for(remote.send(
+                "POST", f"{base}/api/v3/create-users-batch",
+                json={"list": ["x" * 1000] * 20_000}, endpoint="create-users-batch"), 10)
+    assert isinstance(info.value.__cause__, httpx.WriteTimeout)
+    assert info.value.maybe_applied  # part of it went: a create must re-read first
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[str]:
+    loop = asyncio.new_event_loop()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = loop.run_until_complete(asyncio.start_server(answer, "127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    async def stop() -> None:
+        server.close()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def test_a_client_used_again_under_a_new_event_loop(threaded_server: str) -> None:
+    """aiohttp binds a session to the loop it was made in: once that loop ended (one
+    ``asyncio.run`` after another: tests, a CLI), every later call failed with "Event
+    loop is closed", for ever (the old pool failed the stale connection once)."""
+    http = httpx.AsyncClient(transport=AiohttpTransport(limits=httpx.Limits(max_connections=2)))
+
+    async def get() -> int:
+        return (await http.get(f"{threaded_server}/x", timeout=5)).status_code
+
+    assert asyncio.run(get()) == 200
+    assert asyncio.run(get()) == 200
+    assert asyncio.run(get()) == 200
+
+    async def close() -> None:
+        await http.aclose()
+
+    asyncio.run(close())
