@@ -89,7 +89,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             keepalive_timeout=self._limits.keepalive_expiry)
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding"))
+            auto_decompress=False,
+            # httpx's headers go as built: no agent, encoding or octet-stream type of aiohttp's
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"))
         self._loop = loop
         return self._session
 
@@ -124,8 +126,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                                              request=request) from None
             async with answer:
                 content = await answer.read()
+        # As a stream, not ``content``: httpx would add a Content-Length to the headers.
         return httpx.Response(
-            answer.status, headers=answer.raw_headers, content=content,
+            answer.status, headers=answer.raw_headers, stream=httpx.ByteStream(content),
             extensions={"http_version": b"HTTP/1.1",
                         "reason_phrase": (answer.reason or "").encode("latin-1")})
 

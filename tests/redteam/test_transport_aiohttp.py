@@ -137,3 +137,29 @@ def test_a_client_used_again_under_a_new_event_loop(threaded_server: str) -> Non
         await http.aclose()
 
     asyncio.run(close())
+
+
+async def _head_echo_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers with the request's head, chunked (no content-length)."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                         b"%x\r\n" % len(head) + head + b"\r\n0\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+
+
+async def test_headers_are_the_ones_httpx_built_both_ways() -> None:
+    """aiohttp adds ``Content-Type: application/octet-stream`` to a POST without one
+    (httpx sends none), and httpx, given the body as ``content``, added a
+    ``Content-Length`` to a chunked answer's headers."""
+    server, base = await _serve(_head_echo_chunked)
+    async with server, httpx.AsyncClient(
+            transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
+        empty = await http.post(f"{base}/empty")
+        raw = await http.post(f"{base}/raw", content=b"abc")
+    for reply in (empty, raw):
+        assert "content-type:" not in reply.text.lower()
+        assert "content-length" not in reply.headers
+        assert reply.headers["transfer-encoding"] == "chunked"
