@@ -99,7 +99,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         session = self._session
         if session is None or self._loop is not loop:
-            # The loop the session was made in has ended (its connections with it).
+            if session is not None and self._loop is not None and self._loop.is_closed():
+                # The loop it was made in has ended, its connections with it: marked
+                # closed only (no "Unclosed client session" from it later).
+                await session.close()
             session = self._open(loop)
         timeout = request.extensions.get("timeout", _NO_TIMEOUTS)
         body = await request.aread()
@@ -130,7 +133,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             answer.status, headers=answer.raw_headers, stream=httpx.ByteStream(content),
             extensions={"http_version": b"HTTP/1.1",
-                        "reason_phrase": (answer.reason or "").encode("latin-1")})
+                        "reason_phrase": (answer.reason or "").encode("utf-8", "replace")})
 
     async def aclose(self) -> None:
         if self._session is not None:

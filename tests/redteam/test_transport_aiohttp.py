@@ -163,3 +163,21 @@ async def test_headers_are_the_ones_httpx_built_both_ways() -> None:
         assert "content-type:" not in reply.text.lower()
         assert "content-length" not in reply.headers
         assert reply.headers["transfer-encoding"] == "chunked"
+
+
+async def _chinese_reason(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write("HTTP/1.1 200 成功\r\ncontent-length: 2\r\n\r\nok".encode())
+    await writer.drain()
+    writer.close()
+
+
+async def test_a_reason_phrase_beyond_latin_1_is_no_crash() -> None:
+    """A gateway's ``200 成功``: aiohttp decodes the reason as UTF-8, and encoding it back
+    as Latin-1 raised UnicodeEncodeError from a successful call (no httpx error either,
+    so not even a TransientError). The old transport answered it."""
+    server, base = await _serve(_chinese_reason)
+    async with server, httpx.AsyncClient(
+            transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
+        reply = await http.get(f"{base}/x")
+    assert reply.status_code == 200 and reply.text == "ok"
