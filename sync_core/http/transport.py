@@ -99,11 +99,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         session = self._session
         if session is None or self._loop is not loop:
-            if session is not None and self._loop is not None and self._loop.is_closed():
+            stale, stale_loop = session, self._loop
+            session = self._open(loop)
+            if stale is not None and stale_loop is not None and stale_loop.is_closed():
                 # The loop it was made in has ended, its connections with it: marked
                 # closed only (no "Unclosed client session" from it later).
-                await session.close()
-            session = self._open(loop)
+                await stale.close()
         timeout = request.extensions.get("timeout", _NO_TIMEOUTS)
         body = await request.aread()
         pool, write, read = timeout.get("pool"), timeout.get("write"), timeout.get("read")
@@ -136,9 +137,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                         "reason_phrase": (answer.reason or "").encode("utf-8", "replace")})
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
 __all__ = ["AiohttpTransport"]
