@@ -36,6 +36,8 @@ _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
     (TimeoutError, httpx.ReadTimeout),
 )
 _NO_TIMEOUTS: dict[str, float | None] = {}
+# A status or header line may be as long as httpcore's whole head (aiohttp: 8190 bytes).
+_HEAD_BYTES = 100 * 1024
 
 
 _CAUGHT = tuple(kind for kind, _ in _ERRORS)
@@ -89,7 +91,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             keepalive_timeout=self._limits.keepalive_expiry)
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
+            auto_decompress=False, max_line_size=_HEAD_BYTES, max_field_size=_HEAD_BYTES,
             # httpx's headers go as built: no agent, encoding or octet-stream type of aiohttp's
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"))
         self._loop = loop
@@ -108,10 +110,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout = request.extensions.get("timeout", _NO_TIMEOUTS)
         body = await request.aread()
         pool, write, read = timeout.get("pool"), timeout.get("write"), timeout.get("read")
+        headers = request.headers.multi_items()
+        if "transfer-encoding" in request.headers:  # a streamed body, now read whole
+            headers = [(k, v) for k, v in headers if k != "transfer-encoding"]
         with _mapped(request):
             sending = session.request(
                 request.method, URL(str(request.url), encoded=True),
-                headers=request.headers.multi_items(), data=body or None,
+                headers=headers, data=body or None,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=pool, sock_connect=timeout.get("connect"),

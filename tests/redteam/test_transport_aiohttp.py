@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -181,3 +181,55 @@ async def test_a_reason_phrase_beyond_latin_1_is_no_crash() -> None:
             transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
         reply = await http.get(f"{base}/x")
     assert reply.status_code == 200 and reply.text == "ok"
+
+
+async def _echo_raw(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers with the request as received (head and whatever body came within 0.3 s)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    try:
+        rest = await asyncio.wait_for(reader.read(1000), 0.3)
+    except TimeoutError:
+        rest = b""
+    sent = head + rest
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(sent) + sent)
+    await writer.drain()
+    writer.close()
+
+
+async def test_a_streamed_body_goes_with_one_framing() -> None:
+    """httpx frames a streamed body ``Transfer-Encoding: chunked``; read whole, it went
+    with that header, a Content-Length of aiohttp's as well, and unchunked bytes: a
+    request a server must read as chunked and cannot (RFC 9112 6.3)."""
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"ab"
+        yield b"cd"
+
+    server, base = await _serve(_echo_raw)
+    async with server, httpx.AsyncClient(
+            transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
+        reply = await http.post(f"{base}/x", content=parts())
+    head, _, body = reply.text.partition("\r\n\r\n")
+    lines = [line.lower() for line in head.split("\r\n")[1:]]
+    framing = [line for line in lines if line.startswith(("transfer-encoding", "content-length"))]
+    assert framing in (["content-length: 4"], ["transfer-encoding: chunked"])
+    chunked = "2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"
+    assert body == ("abcd" if framing == ["content-length: 4"] else chunked)
+
+
+async def _long_header(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: s=" + b"a" * 20_000
+                 + b"\r\ncontent-length: 2\r\n\r\nok")
+    await writer.drain()
+    writer.close()
+
+
+async def test_an_answer_with_a_long_header_is_read() -> None:
+    """aiohttp refuses a header line over 8190 bytes (RemoteProtocolError: a create then
+    counts as maybe applied); httpcore read heads up to 100 KiB, as this does again."""
+    server, base = await _serve(_long_header)
+    async with server, httpx.AsyncClient(
+            transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
+        reply = await http.get(f"{base}/x")
+    assert reply.text == "ok" and len(reply.headers["set-cookie"]) == 20_002
