@@ -19,6 +19,10 @@ from collections.abc import Iterator
 
 import aiohttp
 import httpx
+from aiohttp.client_reqrep import ConnectionKey
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
+from httpcore._utils import is_socket_readable
 from yarl import URL
 
 from sync_core.errors import redact
@@ -41,6 +45,22 @@ _HEAD_BYTES = 100 * 1024
 
 
 _CAUGHT = tuple(kind for kind, _ in _ERRORS)
+
+
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's pool, which also passes over a pooled connection whose peer has closed it
+    (or sent something unasked), as httpcore's pool did: aiohttp learns of a close only
+    once the event loop has read it, and a request sent on it in between fails as maybe
+    applied (a create back to back with a close: every second one)."""
+
+    async def _get(self, key: ConnectionKey, traces: list[Trace]) -> Connection | None:
+        while (conn := await super()._get(key, traces)) is not None:
+            transport = conn.transport
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is None or not is_socket_readable(sock):
+                return conn
+            conn.close()
+        return None
 
 
 def _describe(exc: BaseException, request: httpx.Request) -> str:
@@ -86,7 +106,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
         # Made on first use: aiohttp binds a session to the running event loop.
-        connector = aiohttp.TCPConnector(
+        connector = _Connector(
             limit=self._limits.max_connections or 0, ssl=self._ssl,
             keepalive_timeout=self._limits.keepalive_expiry)
         self._session = aiohttp.ClientSession(

@@ -233,3 +233,28 @@ async def test_an_answer_with_a_long_header_is_read() -> None:
             transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
         reply = await http.get(f"{base}/x")
     assert reply.text == "ok" and len(reply.headers["set-cookie"]) == 20_002
+
+
+async def _answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One answer, then a close without ``connection: close`` (as a peer closing an idle
+    connection at the moment it is reused)."""
+    await reader.readuntil(b"\r\n\r\n")
+    await reader.readexactly(2)
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+    await writer.drain()
+    writer.close()
+
+
+async def test_a_connection_the_peer_just_closed_is_not_reused_for_a_create() -> None:
+    """aiohttp learns of a close only when the event loop has read it; the old pool looked
+    at the socket before reusing it. Creates sent back to back went out on the closed
+    connection every second time and failed as maybe applied (a re-read each)."""
+    server, base = await _serve(_answer_then_close)
+    async with server, httpx.AsyncClient(
+            transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
+        remote = Remote("wecom", http, timeout=2.0, max_concurrency=1, rate_per_minute=None,
+                        retry=RetryPolicy(attempts=1))
+        for _ in range(20):
+            reply = await remote.send("POST", f"{base}/cgi-bin/user/create", json={},
+                                      endpoint="user/create")
+            assert reply.text == "ok"
