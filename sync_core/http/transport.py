@@ -16,12 +16,11 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import httpx
-from aiohttp.client_reqrep import ConnectionKey
 from aiohttp.connector import Connection
-from aiohttp.tracing import Trace
 from httpcore._utils import is_socket_readable
 from yarl import URL
 
@@ -53,8 +52,10 @@ class _Connector(aiohttp.TCPConnector):
     once the event loop has read it, and a request sent on it in between fails as maybe
     applied (a create back to back with a close: every second one)."""
 
-    async def _get(self, key: ConnectionKey, traces: list[Trace]) -> Connection | None:
-        while (conn := await super()._get(key, traces)) is not None:
+    # ``_get`` is aiohttp's own (3.11-3.14: key, traces): the arguments pass through as
+    # they come, so that a changed signature costs this check, not every call.
+    async def _get(self, *args: Any, **kwargs: Any) -> Connection | None:
+        while (conn := await super()._get(*args, **kwargs)) is not None:
             transport = conn.transport
             sock = transport.get_extra_info("socket") if transport is not None else None
             if sock is None or not is_socket_readable(sock):
