@@ -9,7 +9,7 @@ import asyncio
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -18,9 +18,9 @@ import pytest
 from sync_core.errors import TransientError
 from sync_core.http.retry import Remote, RetryPolicy
 from sync_core.http.transport import AiohttpTransport
+from tests.raw_http import Handler, answering, serve, silent
 
 LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=8)
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -39,22 +39,8 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()  # never answers
-
-
-async def _one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-    await writer.drain()
-    writer.close()  # without ``connection: close``: the client finds out when idle
-
-
-async def _serve(handler: Handler, ssl_context: ssl.SSLContext | None = None,
-                 ) -> tuple[asyncio.Server, str]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ssl_context)
-    port = server.sockets[0].getsockname()[1]
-    return server, f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
+# No ``connection: close``: the client finds out when the connection is idle.
+_one_then_close = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
 
 
 @pytest.fixture
@@ -64,7 +50,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_requests_and_keep_alive(client: httpx.AsyncClient) -> None:
-    server, base = await _serve(_echo)
+    server, base = await serve(_echo)
     async with server:
         first = await client.get(f"{base}/a", params={"q": "张三"})
         second = await client.post(f"{base}/b", json={"x": 1})
@@ -76,7 +62,7 @@ async def test_requests_and_keep_alive(client: httpx.AsyncClient) -> None:
 
 
 async def test_concurrent_requests_share_the_pool(client: httpx.AsyncClient) -> None:
-    server, base = await _serve(_echo)
+    server, base = await serve(_echo)
     async with server:
         replies = await asyncio.gather(*(client.get(f"{base}/{i}") for i in range(20)))
     assert [r.text.split(" ")[1] for r in replies] == [f"/{i}" for i in range(20)]
@@ -85,7 +71,7 @@ async def test_concurrent_requests_share_the_pool(client: httpx.AsyncClient) -> 
 
 async def test_read_timeout_is_httpx_read_timeout_and_a_transient_error(
         client: httpx.AsyncClient) -> None:
-    server, base = await _serve(_silent)
+    server, base = await serve(silent)
     async with server:
         with pytest.raises(httpx.ReadTimeout):
             await client.get(f"{base}/slow", timeout=0.2)
@@ -97,7 +83,7 @@ async def test_read_timeout_is_httpx_read_timeout_and_a_transient_error(
 
 
 async def test_refused_connection_is_httpx_connect_error(client: httpx.AsyncClient) -> None:
-    server, base = await _serve(_echo)
+    server, base = await serve(_echo)
     server.close()
     await server.wait_closed()
     with pytest.raises(httpx.ConnectError):
@@ -110,7 +96,7 @@ async def test_refused_connection_is_httpx_connect_error(client: httpx.AsyncClie
 
 
 async def test_a_connection_the_peer_closed_is_not_reused(client: httpx.AsyncClient) -> None:
-    server, base = await _serve(_one_then_close)
+    server, base = await serve(_one_then_close)
     async with server:
         assert (await client.get(f"{base}/1")).text == "ok"
         await asyncio.sleep(0.05)  # the close reaches the idle connection
@@ -134,7 +120,7 @@ async def test_tls_verified_against_the_given_authority(certificate: tuple[Path,
     cert, key = certificate
     server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_side.load_cert_chain(cert, key)
-    server, base = await _serve(_echo, server_side)
+    server, base = await serve(_echo, server_side)
     trusting = ssl.create_default_context(cafile=str(cert))
     async with server:
         async with httpx.AsyncClient(
@@ -160,7 +146,7 @@ async def _headers_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
 
 async def test_the_request_goes_as_httpx_built_it_and_the_answer_is_decoded(
         client: httpx.AsyncClient) -> None:
-    server, base = await _serve(_headers_echo)
+    server, base = await serve(_headers_echo)
     async with server:
         reply = await client.post(f"{base}/x?a=%2F&b=%E5%BC%A0", json={"k": "v"},
                                   headers={"authorization": "Bearer t", "x-multi": "1"})
@@ -177,7 +163,7 @@ async def test_the_request_goes_as_httpx_built_it_and_the_answer_is_decoded(
 
 
 async def test_waiting_for_a_pool_slot_times_out_as_never_sent() -> None:
-    server, base = await _serve(_silent)
+    server, base = await serve(silent)
     one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with server, httpx.AsyncClient(transport=AiohttpTransport(limits=one)) as http:
         held = asyncio.create_task(http.get(f"{base}/held", timeout=5))
@@ -191,11 +177,7 @@ async def test_waiting_for_a_pool_slot_times_out_as_never_sent() -> None:
     assert not info.value.maybe_applied  # it never left: a create may be repeated
 
 
-async def _close_mid_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
-    await writer.drain()
-    writer.close()
+_close_mid_answer = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
 
 
 async def _close_unanswered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -206,7 +188,7 @@ async def _close_unanswered(reader: asyncio.StreamReader, writer: asyncio.Stream
 @pytest.mark.parametrize("handler", [_close_mid_answer, _close_unanswered])
 async def test_a_request_the_peer_dropped_may_have_been_applied(
         client: httpx.AsyncClient, handler: Handler) -> None:
-    server, base = await _serve(handler)
+    server, base = await serve(handler)
     async with server:
         with pytest.raises(httpx.TransportError) as raw:
             await client.post(f"{base}/create", json={})

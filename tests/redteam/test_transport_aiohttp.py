@@ -14,28 +14,16 @@ import pytest
 from sync_core.errors import TransientError
 from sync_core.http.retry import Remote, RetryPolicy
 from sync_core.http.transport import AiohttpTransport
+from tests.raw_http import answering, serve, silent
 
 TOKEN = "tok3n-S3CRET-value"
 
 
-async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()
-
-
-async def _bad_status(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b"HTTX/1.1 2000 NO\r\n\r\n")
-    await writer.drain()
-    writer.close()
+_bad_status = answering(b"HTTX/1.1 2000 NO\r\n\r\n")
 
 
 async def _never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await asyncio.sleep(30)
-
-
-async def _serve(handler: object) -> tuple[asyncio.Server, str]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)  # type: ignore[arg-type]
-    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
 def _everything_said(exc: BaseException) -> str:
@@ -54,7 +42,7 @@ async def test_no_error_carries_the_access_token(case: str) -> None:
     """WeCom puts ``access_token`` in the query string. aiohttp writes the full URL into
     ``ConnectionTimeoutError`` and ``ClientResponseError``; the old transport's errors
     never held it (nor may a traceback of the TransientError)."""
-    server, base = await _serve(_silent if case == "pool_timeout" else _bad_status)
+    server, base = await serve(silent if case == "pool_timeout" else _bad_status)
     one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     url = f"{base}/cgi-bin/user/create?access_token={TOKEN}"
     async with server, httpx.AsyncClient(transport=AiohttpTransport(limits=one)) as http:
@@ -78,7 +66,7 @@ async def test_no_error_carries_the_access_token(case: str) -> None:
 async def test_a_body_the_peer_never_reads_times_out_as_a_write_timeout() -> None:
     """httpx's ``write`` timeout: the old transport raised WriteTimeout; aiohttp starts its
     read timeout only once the body is out, so a stalled upload waited for ever."""
-    server, base = await _serve(_never_reads)
+    server, base = await serve(_never_reads)
     async with server, httpx.AsyncClient(
             transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
         remote = Remote("authing", http, timeout=httpx.Timeout(0.5), max_concurrency=2,
@@ -154,7 +142,7 @@ async def test_headers_are_the_ones_httpx_built_both_ways() -> None:
     """aiohttp adds ``Content-Type: application/octet-stream`` to a POST without one
     (httpx sends none), and httpx, given the body as ``content``, added a
     ``Content-Length`` to a chunked answer's headers."""
-    server, base = await _serve(_head_echo_chunked)
+    server, base = await serve(_head_echo_chunked)
     async with server, httpx.AsyncClient(
             transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
         empty = await http.post(f"{base}/empty")
@@ -165,18 +153,14 @@ async def test_headers_are_the_ones_httpx_built_both_ways() -> None:
         assert reply.headers["transfer-encoding"] == "chunked"
 
 
-async def _chinese_reason(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write("HTTP/1.1 200 成功\r\ncontent-length: 2\r\n\r\nok".encode())
-    await writer.drain()
-    writer.close()
+_chinese_reason = answering("HTTP/1.1 200 成功\r\ncontent-length: 2\r\n\r\nok".encode())
 
 
 async def test_a_reason_phrase_beyond_latin_1_is_no_crash() -> None:
     """A gateway's ``200 成功``: aiohttp decodes the reason as UTF-8, and encoding it back
     as Latin-1 raised UnicodeEncodeError from a successful call (no httpx error either,
     so not even a TransientError). The old transport answered it."""
-    server, base = await _serve(_chinese_reason)
+    server, base = await serve(_chinese_reason)
     async with server, httpx.AsyncClient(
             transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
         reply = await http.get(f"{base}/x")
@@ -205,7 +189,7 @@ async def test_a_streamed_body_goes_with_one_framing() -> None:
         yield b"ab"
         yield b"cd"
 
-    server, base = await _serve(_echo_raw)
+    server, base = await serve(_echo_raw)
     async with server, httpx.AsyncClient(
             transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
         reply = await http.post(f"{base}/x", content=parts())
@@ -217,18 +201,14 @@ async def test_a_streamed_body_goes_with_one_framing() -> None:
     assert body == ("abcd" if framing == ["content-length: 4"] else chunked)
 
 
-async def _long_header(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: s=" + b"a" * 20_000
-                 + b"\r\ncontent-length: 2\r\n\r\nok")
-    await writer.drain()
-    writer.close()
+_long_header = answering(b"HTTP/1.1 200 OK\r\nset-cookie: s=" + b"a" * 20_000
+                         + b"\r\ncontent-length: 2\r\n\r\nok")
 
 
 async def test_an_answer_with_a_long_header_is_read() -> None:
     """aiohttp refuses a header line over 8190 bytes (RemoteProtocolError: a create then
     counts as maybe applied); httpcore read heads up to 100 KiB, as this does again."""
-    server, base = await _serve(_long_header)
+    server, base = await serve(_long_header)
     async with server, httpx.AsyncClient(
             transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
         reply = await http.get(f"{base}/x")
@@ -249,7 +229,7 @@ async def test_a_connection_the_peer_just_closed_is_not_reused_for_a_create() ->
     """aiohttp learns of a close only when the event loop has read it; the old pool looked
     at the socket before reusing it. Creates sent back to back went out on the closed
     connection every second time and failed as maybe applied (a re-read each)."""
-    server, base = await _serve(_answer_then_close)
+    server, base = await serve(_answer_then_close)
     async with server, httpx.AsyncClient(
             transport=AiohttpTransport(limits=httpx.Limits(max_connections=2))) as http:
         remote = Remote("wecom", http, timeout=2.0, max_concurrency=1, rate_per_minute=None,

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from sync_core.store import links
 from sync_core.store.models import utcnow
+from tests.store.pg_reads import rows_read
 
 pytestmark = pytest.mark.postgres
 
@@ -36,15 +37,6 @@ def _fill(pg_url: str) -> None:
                 [(direction, f"s{i}", f"t{i}", f"{i:064x}")
                  for direction in ("downstream", "upstream", links.intents_of("upstream"))
                  for i in range(LINKS if direction == "downstream" else LINKS // 10)])
-
-
-def _rows_read(pg_url: str) -> int:
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute("SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) "
-                           "FROM pg_stat_user_tables WHERE relname = 'links' "
-                           "AND schemaname = current_schema()").fetchone()
-        return int(row[0]) if row else 0
 
 
 LOOKUPS = {
@@ -67,10 +59,10 @@ LOOKUPS = {
 def test_a_lookup_reads_its_own_rows_on_a_table_analysed_empty(
         pg_engine: Engine, pg_url: str, lookup: str) -> None:
     _fill(pg_url)
-    before = _rows_read(pg_url)
+    before = rows_read(pg_url, "links")
     with pg_engine.connect() as conn:
         for i in range(REPEATS):
             LOOKUPS[lookup](conn, 7 * i)
         conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-    read = _rows_read(pg_url) - before
+    read = rows_read(pg_url, "links") - before
     assert read <= BUDGET, f"{REPEATS} lookups read {read} rows of {LINKS}"

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from sync_core.store import queue
 from sync_core.store.models import utcnow
+from tests.store.pg_reads import rows_read
 
 pytestmark = pytest.mark.postgres
 
@@ -42,23 +43,14 @@ def _fill(pg_url: str, *, done: int, open_: int) -> None:
                       "status = 'pending' ORDER BY id LIMIT 15)")
 
 
-def _tuples_read(pg_url: str) -> int:
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute("SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) "
-                           "FROM pg_stat_user_tables WHERE relname = 'inbox_events' "
-                           "AND schemaname = current_schema()").fetchone()
-        return int(row[0]) if row else 0
-
-
 def test_a_claim_reads_a_few_rows_whatever_the_backlog(pg_engine: Engine, pg_url: str) -> None:
     _fill(pg_url, done=2_000, open_=BACKLOG)
-    before = _tuples_read(pg_url)
+    before = rows_read(pg_url, "inbox_events")
     with pg_engine.begin() as conn:
         claims = queue.claim(conn, owner="w1", now=utcnow(), lease=timedelta(seconds=30),
                              max_entities=1, sources=("authing",))
         conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-    after = _tuples_read(pg_url)
+    after = rows_read(pg_url, "inbox_events")
     # The oldest entity not in flight, all its open events.
     assert [(c.entity_key, len(c.ids)) for c in claims] == [("u672", 3)]
     assert after - before < SCAN_BUDGET, (
