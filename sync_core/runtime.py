@@ -19,6 +19,7 @@ from sync_core.authing.writer import AuthingWriter
 from sync_core.binding import Binding
 from sync_core.directory.operations import Mode
 from sync_core.directory.vocabulary import Direction
+from sync_core.engine.echo import RunIntents
 from sync_core.engine.entity_sync import EntitySync
 from sync_core.engine.ports import Ports, SourceSnapshot
 from sync_core.engine.reconciler import ExcelInput, Reconciler, RequestError, RunRequest
@@ -114,7 +115,11 @@ def build_runtime(settings: Settings, engine: Engine, metrics: Metrics, *,
     unreadable = None if settings.wecom_readable else (
         "reading WeCom needs WECOM_SYNC_WECOM_CORP_ID and WECOM_SYNC_WECOM_CONTACT_SECRET; "
         "without them only an exported address book can be the source")
-    reconciler = Reconciler(settings, engine, sync, excel=excel, source_unreadable=unreadable)
+    # In both, a run's writes are seen in flight by downstream's hold (engine.echo).
+    intents = RunIntents(engine, Direction.UPSTREAM) \
+        if settings.direction is DirectionSetting.BOTH else None
+    reconciler = Reconciler(settings, engine, sync, excel=excel, source_unreadable=unreadable,
+                            intents=intents)
     by_direction = {Direction.UPSTREAM.value: reconciler}
 
     async def on_batch_job(payload: dict[str, Any]) -> str:

@@ -23,25 +23,43 @@ source read in between may then show its half-written state. A write of the clai
 entity is therefore made only while what the opposite direction wrote is still what the
 claim read (``Claimed``, checked with the intent); otherwise the entity is retried, and
 its next claim reads the new digest.
+
+A reconcile run of the opposite direction holds no inbox event and records its writes
+only when it ends, so neither shows a write it has in flight (one of several requests
+sent). Its writer (``RunIntents``, upstream's) records intents before each write as well,
+and a write is refused too while the opposite direction has an intent for the entity
+newer than its settled write and younger than ``IN_FLIGHT_BOUND``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import asyncio
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from sync_core.directory.essence import digest
 from sync_core.directory.operations import Operation
 from sync_core.directory.vocabulary import Direction
 from sync_core.engine.ports import WriteIntents
 from sync_core.engine.run_log import state_after
+from sync_core.errors import TransientError
 from sync_core.store import links
+from sync_core.store.db import describe
+from sync_core.store.models import utcnow
+
+# How long an intent of the opposite direction newer than its settled write counts as a
+# write in flight, holding the entity (``unchanged_since_claim``): a write that failed
+# leaves its intent behind, never caught up by a settled write, and must not hold the
+# entity for ever. A run's write of one entity (its requests, a few seconds at worst,
+# retries included) settles well within it; past it, the entity is written as read.
+IN_FLIGHT_BOUND = timedelta(seconds=60)
 
 
 def opposite(direction: Direction) -> Direction:
@@ -107,14 +125,17 @@ def claimed(kind: str, key: str, written: frozenset[str],
 
 def unchanged_since_claim(conn: Connection, direction: Direction, claim: Claimed) -> bool:
     """Whether the opposite direction's writes to the claimed entity are still those its
-    claim read (a settlement of the opposite direction's since would differ)."""
+    claim read (a settlement of the opposite direction's since would differ), and none is
+    in flight (an intent newer than its settled write, younger than ``IN_FLIGHT_BOUND``:
+    a run's write of several requests, read between them)."""
     if claim.written is not None:
         now = written_by_opposite(conn, direction, [(claim.kind, claim.key)])
         if now.get((claim.kind, claim.key), frozenset()) != claim.written:
             return False
-    return claim.since is None or not links.written_since(
-        conn, direction=opposite(direction), kind=claim.kind, target_id=claim.key,
-        since=claim.since)
+    # A write recorded since the claim (``links.written_since``), or one in flight.
+    return not links.in_flight(conn, direction=opposite(direction), kind=claim.kind,
+                               target_id=claim.key, after=utcnow() - IN_FLIGHT_BOUND,
+                               since=claim.since)
 
 
 def written_by_opposite(conn: Connection, direction: Direction,
@@ -188,3 +209,38 @@ def _held(op: Operation) -> Claimed | None:
         return claim
     since = _RUN.get()
     return None if since is None else Claimed(str(op.kind), op.key, None, since)
+
+
+class RunIntents:
+    """``WriteIntents`` for the reconcile runs of a direction whose writer records none
+    itself (upstream's: its worker holds an inbox event about each entity while it
+    writes, which the opposite direction's hold sees; a run holds none, and records its
+    writes when it ends). Before each write whose target id is known, the state it will
+    leave, under the direction's intents: the opposite direction's echo read then knows
+    the write's events for ours, and its hold (``unchanged_since_claim``) sees the write
+    in flight. The run's own writes are not held (``claim`` is ignored): the conflict
+    rule has the opposite direction wait for this one. Given only when both directions
+    run here: nothing would read the intents otherwise."""
+
+    def __init__(self, engine: Engine, direction: Direction) -> None:
+        self.engine = engine
+        self.direction = direction
+
+    def intended_target(self, op: Operation) -> str | None:
+        return op.target
+
+    def _record(self, rows: Sequence[links.LinkRow]) -> None:
+        with self.engine.begin() as conn:
+            record_intents(conn, self.direction, rows, utcnow())
+
+    async def intend(self, rows: Sequence[links.LinkRow], claim: Claimed | None = None) -> None:
+        """Record ``rows`` (a delete's, with no digest, leaves no state: not recorded);
+        TransientError when they cannot be, and the writes wait."""
+        rows = [row for row in rows if row.essence_hash is not None]
+        if not rows:
+            return
+        try:
+            await asyncio.to_thread(self._record, rows)
+        except SQLAlchemyError as exc:
+            raise TransientError(f"the write intent could not be recorded: {describe(exc)}",
+                                 remote="database", maybe_applied=False) from exc

@@ -109,7 +109,7 @@ class Executor:
                 await self._writer.look_up(op.needs, ids)
                 op = resolve_refs(op, ids)
             if before is not None and sent < len(op.requests):
-                await before(op)
+                await before(_targeted(op, made))  # a batch's create: the id it was given
             for request in op.requests[sent:]:
                 await self._writer.write(request, ids, made)
                 sent += 1

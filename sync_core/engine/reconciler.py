@@ -118,15 +118,18 @@ class Reconciler:
     def __init__(self, settings: Settings, engine: Engine, sync: EntitySync, *,
                  excel: ExcelReader | None = None, source_unreadable: str | None = None,
                  owner: str | None = None, requeue_source: str | None = None,
+                 intents: WriteIntents | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         """``source_unreadable``: why the source's API cannot be read at all (missing
         credentials), refusing ``source="api"`` runs; None when it can.
         ``requeue_source``: the inbox source whose events the worker applies in this
         direction; an entity whose write was refused as changed meanwhile is queued
         there, to be read again once the opposite direction has settled (None: the next
-        run takes it)."""
+        run takes it). ``intents``: where a run records what each write will leave
+        before it, when its writer does not itself (``engine.echo.RunIntents``)."""
         self.settings = settings
         self._requeue_source = requeue_source
+        self._intents = intents
         self.engine = engine
         self.sync = sync
         self.ports = sync.ports
@@ -369,8 +372,9 @@ class Reconciler:
         ids: dict[str, str] = {}
         gate = asyncio.Semaphore(self.ports.writer.concurrency)
         writer = self.ports.writer  # the run records its writes at its end: intents first
-        before = functools.partial(intend, writer, applied.essence) \
-            if isinstance(writer, WriteIntents) else None
+        intents = writer if isinstance(writer, WriteIntents) else self._intents
+        before = functools.partial(intend, intents, applied.essence) \
+            if intents is not None else None
         # Operations that write nothing (all of them, in a no-op run) need no task.
         results = applied.results
         done = 0

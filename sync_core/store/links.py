@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, or_, select
+from sqlalchemy import Connection, and_, bindparam, exists, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import Link
@@ -147,6 +147,30 @@ _WRITTEN_SINCE = select(_T.c.source_key).where(
     _T.c.direction.in_(bindparam("directions", expanding=True)),
     _T.c.kind == bindparam("kind"), _T.c.target_id == bindparam("key"),
     _T.c.updated_at > bindparam("since")).limit(1)
+
+
+def in_flight(conn: Connection, *, direction: str, kind: str, target_id: str,
+              after: datetime, since: datetime | None = None) -> bool:
+    """Whether ``direction`` has a write to ``target_id`` in flight: an intent
+    (``intents_of``) recorded after ``after`` and after the direction's settled write of
+    the same entity (none: its first). With ``since``, or any write or intent recorded
+    after it (``written_since``): both in one indexed probe (the hold's)."""
+    return conn.execute(_IN_FLIGHT, {
+        "directions": [direction, intents_of(direction)], "intents": intents_of(direction),
+        "direction": direction, "kind": kind, "key": target_id, "after": after,
+        "since": since}).first() is not None
+
+
+_SETTLED = Link.__table__.alias("settled")  # type: ignore[attr-defined]
+_IN_FLIGHT = select(_T.c.source_key).where(
+    _T.c.direction.in_(bindparam("directions", expanding=True)),
+    _T.c.kind == bindparam("kind"), _T.c.target_id == bindparam("key"),
+    or_(_T.c.updated_at > bindparam("since"),  # NULL (no since): not true
+        and_(_T.c.direction == bindparam("intents"), _T.c.updated_at > bindparam("after"),
+             ~exists().where(_SETTLED.c.direction == bindparam("direction"),
+                             _SETTLED.c.kind == _T.c.kind,
+                             _SETTLED.c.source_key == _T.c.source_key,
+                             _SETTLED.c.updated_at >= _T.c.updated_at)))).limit(1)
 
 
 @functools.cache

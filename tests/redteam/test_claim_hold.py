@@ -206,9 +206,6 @@ class RunMidWrite:
             self.armed = False
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an upstream reconcile records its writes (the link table) when the run ends, and "
-    "holds no inbox event: the downstream hold sees neither while the run writes"))
 def test_a_webhook_during_an_upstream_reconcile_does_not_revert_wecom(
         sqlite_url: str, keys: CallbackKeys, monkeypatch: pytest.MonkeyPatch) -> None:
     """In ``both``, a member changed in WeCom whose callback was lost is written to
@@ -219,7 +216,8 @@ def test_a_webhook_during_an_upstream_reconcile_does_not_revert_wecom(
     has recorded a write of the Authing user since the claim, and a run records its writes
     when it ends. The next webhook (the memberships) then writes WeCom again: two WeCom
     writes, the first reverting the member's change (the fault 3b6097b fixed for
-    callbacks)."""
+    callbacks). The run now records its intents before it writes
+    (``engine.echo.RunIntents``), and the hold refuses while one is in flight."""
     hold = RunMidWrite()
 
     async def read_user() -> None:
@@ -299,4 +297,44 @@ def test_an_authing_edit_reverted_by_upstream_meanwhile_is_not_pushed_to_wecom(
         assert (s.user("zhangsan")["name"], wecom_name) == ("张三", "张三"), \
             s.wecom.faults.stats  # type: ignore[index]
         assert s.wecom.faults.stats.total_writes == wecom_writes, s.wecom.faults.stats
+        no_dead(s)
+
+
+def test_an_upstream_run_write_that_failed_holds_downstream_only_within_the_bound(
+        sqlite_url: str, keys: CallbackKeys) -> None:
+    """An upstream run's write that failed leaves its intent behind, never caught up by a
+    settled write. While it is younger than ``IN_FLIGHT_BOUND`` it is a write in flight,
+    and an Authing edit of the user waits (retried); past the bound it holds nothing, and
+    the edit reaches WeCom."""
+    from datetime import timedelta
+
+    from sync_core.directory.vocabulary import Direction
+    from sync_core.engine.echo import IN_FLIGHT_BOUND
+    from sync_core.store import links
+
+    with downstream(sqlite_url, keys, direction="both") as s:
+        s.wecom.admin.create_department("研发部", 1, id=2)
+        s.wecom.admin.create_user("zhangsan", "张三", department=(2,), mobile="13800000000")
+        s.settle()
+        user_id = s.user("zhangsan")["userId"]  # type: ignore[index]
+        engine = make_engine(sqlite_url)
+
+        def intent(age: timedelta) -> None:
+            with engine.begin() as conn:
+                links.record(conn, direction=links.intents_of(Direction.UPSTREAM),
+                             now=utcnow() - age, rows=[
+                                 links.LinkRow("user", "zhangsan", user_id, "never-written")])
+
+        try:
+            intent(timedelta(0))  # a run's write, failed just now (after upstream settled)
+            s.authing.admin.update_user(user_id, name="张三A")
+            eventually(lambda: any("upstream" in str(e.get("last_error") or "")
+                                   for e in s.events(source="authing")), 10,
+                       lambda: f"{s.events(source='authing')}")
+            assert wecom_user(s, "zhangsan")["name"] == "张三"  # type: ignore[index]
+            intent(IN_FLIGHT_BOUND + timedelta(seconds=5))  # the same, past the bound
+            s.settle()
+        finally:
+            engine.dispose()
+        assert wecom_user(s, "zhangsan")["name"] == "张三A"  # type: ignore[index]
         no_dead(s)

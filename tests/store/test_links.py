@@ -185,3 +185,50 @@ def test_a_write_recorded_after_a_time_is_found_whatever_its_digest(engine: Engi
                                        target_id="auth-2", since=then)
         assert not links.written_since(conn, direction="upstream", kind="department",
                                        target_id="auth-1", since=then)
+
+
+def test_a_write_in_flight_is_an_intent_newer_than_the_settled_write(engine: Engine) -> None:
+    """``in_flight``: an intent of the direction to the target id, recorded after the
+    time given and after the direction's settled write of the same entity (none: a
+    first write); an intent the settled write has caught up with is history, as is one
+    recorded before the time given (a write that failed long ago)."""
+    from datetime import timedelta
+
+    then = utcnow()
+    intents = links.intents_of("upstream")
+    with engine.begin() as conn:
+        links.record(conn, direction="upstream", now=then, rows=[
+            links.LinkRow("user", "zs", "auth-1", digest({"name": "X"}))])
+        links.record(conn, direction=intents, now=then + timedelta(seconds=1), rows=[
+            links.LinkRow("user", "zs", "auth-1", digest({"name": "X2"})),
+            links.LinkRow("user", "ls", "auth-2", digest({"name": "Y"}))])  # none settled
+        links.record(conn, direction=intents, now=then - timedelta(seconds=5), rows=[
+            links.LinkRow("user", "ww", "auth-3", digest({"name": "W"}))])  # failed, old
+    after = then - timedelta(seconds=2)
+    with engine.connect() as conn:
+        assert links.in_flight(conn, direction="upstream", kind="user", target_id="auth-1",
+                               after=after)
+        assert links.in_flight(conn, direction="upstream", kind="user", target_id="auth-2",
+                               after=after)
+        assert not links.in_flight(conn, direction="upstream", kind="user",
+                                   target_id="auth-3", after=after)  # older than the bound
+        assert not links.in_flight(conn, direction="upstream", kind="department",
+                                   target_id="auth-1", after=after)
+        assert not links.in_flight(conn, direction="downstream", kind="user",
+                                   target_id="auth-1", after=after)
+    with engine.begin() as conn:  # the write settles: recorded with the run's end
+        links.record(conn, direction="upstream", now=then + timedelta(seconds=2), rows=[
+            links.LinkRow("user", "zs", "auth-1", digest({"name": "X2"}))])
+    with engine.connect() as conn:
+        assert not links.in_flight(conn, direction="upstream", kind="user",
+                                   target_id="auth-1", after=after)
+        assert links.in_flight(conn, direction="upstream", kind="user", target_id="auth-2",
+                               after=after)
+        # With a time the hold's claim was read: a write recorded since it, in one probe.
+        assert links.in_flight(conn, direction="upstream", kind="user", target_id="auth-1",
+                               after=after, since=then + timedelta(seconds=1))
+        assert not links.in_flight(conn, direction="upstream", kind="user",
+                                   target_id="auth-1", after=after,
+                                   since=then + timedelta(seconds=2))
+        assert links.in_flight(conn, direction="upstream", kind="user", target_id="auth-3",
+                               after=after, since=then - timedelta(seconds=6))
