@@ -42,6 +42,8 @@ from sync_core.authing.identity import (
 from sync_core.authing.mapping import (
     AUTHING_GENDERS,
     AUTHING_STATUSES,
+    PARENT_DEPARTMENT_FIELD,
+    USER_DEPARTMENTS_FIELD,
     DesiredUser,
     UsernameSource,
     department_id_of,
@@ -255,6 +257,9 @@ def _plan_user_upsert(want: DesiredUser, actual: AuthingUser | None, policy: Bin
         return op
     created = op.action is Action.CREATE
     planned = _membership_plan(want.memberships, actual, policy, index)
+    if op.action is Action.UPDATE and planned is None and not want.unfit \
+            and all(c.field in _MIRRORS for c in op.changes):
+        return Operation(Kind.USER, op.key, Action.UNCHANGED, op.target)
     if op.action is Action.UNCHANGED and planned is None and not want.unfit:
         return op
     changes = list(render.shown(op.changes, desired, created)) if op.changes else []
@@ -356,6 +361,8 @@ def _plan_department_update(desired: WeComDepartment, actual: AuthingDepartment,
                       parent_key=None if old_parent is None else department_open_id(old_parent))
     [op] = directory.plan_department(want, have, _OpenIds(index), _policy(policy),
                                      AuthingRender(policy.organization_code), key=want.key)
+    if op.action is Action.UPDATE and all(c.field in _MIRRORS for c in op.changes):
+        return Operation(Kind.DEPARTMENT, op.key, Action.UNCHANGED, op.target)
     return op
 
 
@@ -445,6 +452,14 @@ def _plan_department_deletes(gone: list[AuthingDepartment], all_depts: list[Auth
 # -- helpers -------------------------------------------------------------------------------
 
 
+# customData that mirrors what Authing holds itself (a user's memberships, a department's
+# parent): written with any other change, never alone. Alone it differs only where the
+# other direction made the change (downstream writes WeCom's memberships and moves, not
+# these mirrors), so writing it would be a missed echo's write; the mirror catches up with
+# the next write that change brings.
+_MIRRORS = frozenset({f"customData.{USER_DEPARTMENTS_FIELD}",
+                      f"customData.{PARENT_DEPARTMENT_FIELD}"})
+
 # Authing statuses that disable an account (create-user's status values,
 # reference/authing-api.md §2.2). Another status (Archived, Deactivated) counts as enabled:
 # the suspend policy still writes Suspended.
@@ -460,13 +475,15 @@ def canonical_user(user: AuthingUser, policy: Binding, index: DepartmentIndex) -
     """An Authing user as the canonical planner's target record: linked to its
     externalId, ours by ``is_managed_user``; a field Authing has no value for is known
     empty (``""``), a status outside Authing's three keeps its own text (so the planner
-    writes the one WeCom's status maps to), a phone without its code has the default."""
+    writes the one WeCom's status maps to), a phone without its code has the default. No
+    gender is Authing's ``U``, as WeCom's 0 (未定义) is: neither is written over the
+    other."""
     status, gender = user.status, user.gender
     mobile = f"{user.phone_country_code or policy.mapping.default_country_code}-{user.phone}" \
         if user.phone else ""
     fields = {"name": user.name or "", "username": user.username or "", "mobile": mobile,
               "email": user.email or "", "gender": _CANONICAL_GENDERS.get(gender, gender)
-              if gender else "", "avatar": user.photo or "",
+              if gender else "unknown", "avatar": user.photo or "",
               "status": _CANONICAL_STATUSES.get(status, status) if status else ""}
     return User(user.external_id or "", user.user_id, fields,
                 enabled=None if status is None else status not in _DISABLED,

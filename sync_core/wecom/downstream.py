@@ -24,7 +24,14 @@ from sync_core.binding import Binding
 from sync_core.directory import planner
 from sync_core.directory.essence import digest
 from sync_core.directory.model import Department, User
-from sync_core.directory.operations import Action, Change, Mode, Operation, Request
+from sync_core.directory.operations import (
+    Action,
+    Change,
+    DepartmentRef,
+    Mode,
+    Operation,
+    Request,
+)
 from sync_core.directory.vocabulary import Cause, Kind
 from sync_core.engine.ports import SourceSnapshot, TargetSnapshot
 from sync_core.wecom import essence as wecom_essence
@@ -289,8 +296,70 @@ class DownstreamPlanner:
         ops = planner.plan_user(want, have, ids, policy, self.render, key=key,
                                 problems=problems)
         if desired is not None and want is not None and not problems:
-            return tuple(self._with_user_write_back(op, desired, want) for op in ops)
+            flags = _flags(desired, binding, want)
+            return tuple(self._with_user_write_back(
+                self._with_flags(op, want, flags, actual, ids, policy), desired, want)
+                for op in ops)
         return ops
+
+    def _with_flags(self, op: Operation, want: User, flags: _Flags, actual: WeComUser | None,
+                    ids: Mapping[str, str], policy: planner.Policy) -> Operation:
+        """``op`` with Authing's leader and main flags (``set-user-departments``'
+        isLeader, isMainDepartment) as WeCom's ``is_leader_in_dept`` and
+        ``main_department`` wherever it sends the departments; and, where it sends none
+        but WeCom's flags differ from Authing's, an update that sends them. Without them
+        WeCom gives a written member no leader flag and its first department as main, which
+        upstream then writes back over Authing's flags (reference §6.2 of
+        authing-api.md: the flags map one to one)."""
+        if "department" in policy.ignore or want.departments is None or not (
+                flags.leaders is not None or flags.main is not None):
+            return op
+        if op.action not in (Action.CREATE, Action.UPDATE, Action.UNCHANGED):
+            return op
+        keys = {(ids[k] if k in ids else DepartmentRef(k)): k for k in want.departments}
+        requests = list(op.requests)
+        sent = False
+        for i, request in enumerate(requests):
+            if request.endpoint in ("user/create", "user/update") \
+                    and request.body.get("department") is not None:
+                requests[i] = replace(request, body=_flagged(request.body, keys, flags, ids))
+                sent = True
+        if sent:
+            return replace(op, requests=tuple(requests))
+        if actual is None or op.target is None or not policy.update \
+                or actual.department is None:
+            return op
+        held = tuple(str(d) for d in actual.department)
+        if sorted(held) != sorted(str(ids.get(k, "")) for k in want.departments):
+            return op  # the planner decided the departments (or they wait for a create)
+        leaders = actual.is_leader_in_dept
+        old: list[str] = []
+        new: list[str] = []
+        for n, dept in enumerate(held):
+            key = next((k for k in want.departments if str(ids.get(k)) == dept), dept)
+            was_leader = bool(leaders[n]) if leaders is not None \
+                and len(leaders) == len(held) else None
+            leader = None if flags.leaders is None else flags.leaders.get(key, False)
+            was_main = None if actual.main_department is None \
+                else str(actual.main_department) == dept
+            main = None if flags.main is None else flags.main == key
+            old.append(_shown(dept, was_leader, was_main))
+            new.append(_shown(dept, was_leader if leader is None else leader,
+                              was_main if main is None or was_main is None else main))
+        if old == new:
+            return op
+        body = _flagged({"userid": op.target, "department": list(held)},
+                        {d: next((k for k in want.departments if str(ids.get(k)) == d), d)
+                         for d in held}, flags, ids)
+        change = Change("department", ";".join(old), ";".join(new))
+        update = [r for r in requests if r.endpoint == "user/update"]
+        if update:
+            requests[requests.index(update[0])] = replace(
+                update[0], body={**update[0].body, **body})
+        else:
+            requests.append(Request("user/update", body))
+        return replace(op, action=Action.UPDATE, changes=(*op.changes, change),
+                       requests=tuple(requests))
 
     def _stale(self, desired: AuthingUser, want: User, actual: WeComUser, have: User,
                ids: Mapping[str, str], binding: Binding) -> bool:
@@ -306,13 +375,20 @@ class DownstreamPlanner:
             return False
         fields = {k: v for k, v in want.fields.items()
                   if v is not None and k not in self.policy.ignore}
-        departments = [int(ids[k]) for k in want.departments or () if k in ids]
+        departments = [ids[k] for k in want.departments or () if k in ids]
         userid = actual.userid
         seen = replace(actual, last_written=None)
-        writes = ((seen, self.render.update_user(userid, fields, departments, None)),
-                  (None, self.render.create_user(replace(want, target_id=userid), fields,
-                                                 departments)),
-                  (None, self.render.update_user(userid, fields, None, None)))
+        writes: tuple[tuple[WeComUser | None, tuple[Request, ...]], ...] = (
+            (seen, self.render.update_user(userid, fields, departments, None)),
+            (None, self.render.create_user(replace(want, target_id=userid), fields,
+                                           departments)),
+            (None, self.render.update_user(userid, fields, None, None)))
+        flags = _flags(desired, binding, want)
+        keys = {(ids[k] if k in ids else DepartmentRef(k)): k for k in want.departments or ()}
+        writes = tuple((before, tuple(
+            replace(r, body=_flagged(r.body, keys, flags, ids))
+            if r.body.get("department") is not None else r for r in requests))
+            for before, requests in writes)
         digests = set()
         for before, requests in writes:
             op = Operation(Kind.USER, want.key, Action.UPDATE, userid, requests=requests)
@@ -551,6 +627,8 @@ def _written_user_essence(want: User | None, actual: WeComUser | None,
         body = request.body
         if body.get("department") is not None:
             written = _with_departments(written, tuple(int(d) for d in body["department"]))
+        if body.get("main_department") is not None:
+            written = replace(written, main_department=int(body["main_department"]))
         if "enable" in body:
             written = replace(written, status=WECOM_DISABLED if not int(body["enable"]) else (
                 None if written.status in (None, WECOM_DISABLED) else written.status))
@@ -565,6 +643,53 @@ def _with_departments(member: WeComUser, departments: tuple[int, ...] | None) ->
     main = member.main_department
     return replace(member, department=departments,
                    main_department=main if main in departments else departments[0])
+
+
+@dataclass(frozen=True, slots=True)
+class _Flags:
+    """Authing's flags for a user's memberships in the organization: ``leaders`` by
+    Authing department key (None: the read did not say, for one or more), ``main`` the
+    main department's key (None: none named, or not said)."""
+
+    leaders: dict[str, bool] | None
+    main: str | None
+
+
+def _flags(desired: AuthingUser, binding: Binding, want: User) -> _Flags:
+    ours = [m for m in desired.memberships or ()
+            if m.organization_code in (None, binding.organization_code)]
+    leaders: dict[str, bool] | None = {}
+    for m in ours:
+        if m.is_leader is None:
+            leaders = None
+            break
+        assert leaders is not None
+        leaders[m.department_id] = leaders.get(m.department_id, False) or m.is_leader
+    main = next((m.department_id for m in ours if m.is_main), None)
+    if main is not None and main not in (want.departments or ()):
+        main = None
+    return _Flags(leaders if ours else None, main)
+
+
+def _flagged(body: Mapping[str, Any], keys: Mapping[Any, str], flags: _Flags,
+             ids: Mapping[str, str]) -> dict[str, Any]:
+    """``body`` (its ``department`` list: WeCom ids or refs) with the flags WeCom takes
+    beside it: ``is_leader_in_dept`` (one per department, reference §3.3: 60132 when the
+    counts differ) and ``main_department``."""
+    out = dict(body)
+    departments = list(out["department"])
+    if flags.leaders is not None:
+        out["is_leader_in_dept"] = [
+            1 if flags.leaders.get(keys.get(d, ""), False) else 0 for d in departments]
+    if flags.main is not None:
+        main = ids[flags.main] if flags.main in ids else DepartmentRef(flags.main)
+        if main in departments:
+            out["main_department"] = main
+    return out
+
+
+def _shown(dept: str, leader: bool | None, main: bool | None) -> str:
+    return dept + ("[leader]" if leader else "") + ("[main]" if main else "")
 
 
 def _create_policy(policy: planner.Policy, want: User) -> planner.Policy:
