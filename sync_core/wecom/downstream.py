@@ -344,7 +344,10 @@ class DownstreamPlanner:
                 else str(actual.main_department) == dept
             main = None if flags.main is None else flags.main == key
             old.append(_shown(dept, was_leader, was_main))
-            new.append(_shown(dept, was_leader if leader is None else leader,
+            # A flag WeCom's read does not show (user/list_id, simplelist) is unknown,
+            # not different: sending it would never show either, a write every run.
+            new.append(_shown(dept, was_leader if leader is None or was_leader is None
+                              else leader,
                               was_main if main is None or was_main is None else main))
         if old == new:
             return op

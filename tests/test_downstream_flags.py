@@ -1,0 +1,46 @@
+"""Downstream's leader/main flags against WeCom reads that do not show them: a no-op
+reconcile makes no WeCom write (review of 25942f5)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sync_core.authing.model import AuthingMembership, AuthingUser
+from sync_core.directory.essence import digest
+from sync_core.directory.operations import Kind, Mode
+from sync_core.engine.ports import SourceSnapshot, TargetSnapshot
+from sync_core.wecom.downstream import DownstreamPlanner, DownstreamPolicy
+from sync_core.wecom.model import WeComUser
+from tests.test_round_trip_noop import (
+    BINDING,
+    ORG,
+    downstream_plan,
+    two_departments,
+    writes,
+    written_back,
+)
+
+
+def test_a_leader_flag_read_through_list_id_is_unknown_not_a_write_every_run() -> None:
+    """Reads refused (48009/60020): the member comes from user/list_id (departments, no
+    is_leader_in_dept, no main_department) with the link table's digest of our write."""
+    wecom, depts = two_departments()
+    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
+                       status="Activated",
+                       memberships=(AuthingMembership("d2", "2", ORG, True, True),
+                                    AuthingMembership("d3", "3", ORG, False, False)))
+    planner = DownstreamPlanner(DownstreamPolicy(userid_source="username"), BINDING)
+    ops = downstream_plan([user], depts, wecom)
+    wecom.apply(ops)
+    user = written_back(user, ops)
+    [op] = [o for o in ops if o.kind is Kind.USER]
+    essence = planner.essence(Kind.USER, user, None, BINDING)
+    assert callable(essence)
+    written = digest(essence(replace(op, target="zhangsan")))
+    [member] = wecom.users()
+    seen = WeComUser(userid=member.userid, department=member.department,
+                     last_written=written)
+    plan = planner.plan_all(SourceSnapshot((user,), tuple(depts)),
+                            TargetSnapshot((seen,), tuple(wecom.departments())),
+                            BINDING, Mode.CREATE_UPDATE)
+    assert writes(plan) == []
