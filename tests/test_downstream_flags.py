@@ -44,3 +44,49 @@ def test_a_leader_flag_read_through_list_id_is_unknown_not_a_write_every_run() -
                             TargetSnapshot((seen,), tuple(wecom.departments())),
                             BINDING, Mode.CREATE_UPDATE)
     assert writes(plan) == []
+
+
+def _list_id_round(planner: DownstreamPlanner, user: AuthingUser, depts: list,
+                   wecom: object, written: str | None) -> tuple[tuple, str | None]:
+    """One downstream reconcile over a user/list_id read (with the link table's digest),
+    applied to the simulator; returns the plan and the digest the writer records."""
+    [member] = wecom.users()  # type: ignore[attr-defined]
+    seen = WeComUser(userid=member.userid, department=member.department,
+                     last_written=written)
+    plan = planner.plan_all(SourceSnapshot((user,), tuple(depts)),
+                            TargetSnapshot((seen,), tuple(wecom.departments())),  # type: ignore[attr-defined]
+                            BINDING, Mode.CREATE_UPDATE)
+    wecom.apply(plan)  # type: ignore[attr-defined]
+    for op in plan:
+        if op.kind is Kind.USER and op.requests:
+            essence = planner.essence(Kind.USER, user, seen, BINDING)
+            assert callable(essence)
+            written = digest(essence(op))
+    return plan, written
+
+
+def test_a_main_department_changed_alone_under_list_id_reads_settles() -> None:
+    wecom, depts = two_departments()
+    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
+                       status="Activated",
+                       memberships=(AuthingMembership("d2", "2", ORG, False, True),
+                                    AuthingMembership("d3", "3", ORG, False, False)))
+    planner = DownstreamPlanner(DownstreamPolicy(userid_source="username"), BINDING)
+    ops = downstream_plan([user], depts, wecom)
+    wecom.apply(ops)
+    user = written_back(user, ops)
+    [op] = [o for o in ops if o.kind is Kind.USER]
+    essence = planner.essence(Kind.USER, user, None, BINDING)
+    assert callable(essence)
+    written: str | None = digest(essence(replace(op, target="zhangsan")))
+    plan, written = _list_id_round(planner, user, depts, wecom, written)
+    assert writes(plan) == []
+    user = replace(user, memberships=(AuthingMembership("d2", "2", ORG, False, False),
+                                      AuthingMembership("d3", "3", ORG, False, True)))
+    rounds = []
+    for _ in range(3):
+        plan, written = _list_id_round(planner, user, depts, wecom, written)
+        rounds.append(len(writes(plan)))
+    assert rounds[1:] == [0, 0], rounds
+    [member] = wecom.users()
+    assert member.main_department == 3

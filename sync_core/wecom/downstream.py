@@ -335,6 +335,7 @@ class DownstreamPlanner:
         leaders = actual.is_leader_in_dept
         old: list[str] = []
         new: list[str] = []
+        unseen = False
         for n, dept in enumerate(held):
             key = next((k for k in want.departments if str(ids.get(k)) == dept), dept)
             was_leader = bool(leaders[n]) if leaders is not None \
@@ -343,26 +344,31 @@ class DownstreamPlanner:
             was_main = None if actual.main_department is None \
                 else str(actual.main_department) == dept
             main = None if flags.main is None else flags.main == key
+            unseen = unseen or (leader is not None and was_leader is None) \
+                or (main is not None and was_main is None)
             old.append(_shown(dept, was_leader, was_main))
             # A flag WeCom's read does not show (user/list_id, simplelist) is unknown,
             # not different: sending it would never show either, a write every run.
             new.append(_shown(dept, was_leader if leader is None or was_leader is None
                               else leader,
                               was_main if main is None or was_main is None else main))
-        if old == new:
+        update = [r for r in requests if r.endpoint == "user/update"]
+        if old == new and not (unseen and update):
+            # Flags the read does not show go with an update written anyway (one the
+            # link table's digest asked for, _stale): it records them, so the next
+            # digest matches; alone they would be a write every run.
             return op
         body = _flagged({"userid": op.target, "department": list(held)},
                         {d: next((k for k in want.departments if str(ids.get(k)) == d), d)
                          for d in held}, flags, ids)
-        change = Change("department", ";".join(old), ";".join(new))
-        update = [r for r in requests if r.endpoint == "user/update"]
+        changes = op.changes if old == new \
+            else (*op.changes, Change("department", ";".join(old), ";".join(new)))
         if update:
             requests[requests.index(update[0])] = replace(
                 update[0], body={**update[0].body, **body})
         else:
             requests.append(Request("user/update", body))
-        return replace(op, action=Action.UPDATE, changes=(*op.changes, change),
-                       requests=tuple(requests))
+        return replace(op, action=Action.UPDATE, changes=changes, requests=tuple(requests))
 
     def _stale(self, desired: AuthingUser, want: User, actual: WeComUser, have: User,
                ids: Mapping[str, str], binding: Binding) -> bool:
