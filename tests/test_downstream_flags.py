@@ -90,3 +90,30 @@ def test_a_main_department_changed_alone_under_list_id_reads_settles() -> None:
     assert rounds[1:] == [0, 0], rounds
     [member] = wecom.users()
     assert member.main_department == 3
+
+
+def test_department_ignored_sends_no_flags_and_settles_under_list_id_reads() -> None:
+    """WECOM_SYNC_DOWNSTREAM_IGNORE_FIELDS=department: WeCom keeps its own main (its
+    first department) where Authing names another; list_id reads then write nothing."""
+    wecom, depts = two_departments()
+    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
+                       status="Activated",
+                       memberships=(AuthingMembership("d2", "2", ORG, True, False),
+                                    AuthingMembership("d3", "3", ORG, False, True)))
+    planner = DownstreamPlanner(DownstreamPolicy(userid_source="username",
+                                                 ignore=frozenset({"department"})),
+                                BINDING)
+    ops = planner.plan_all(SourceSnapshot((user,), tuple(depts)),
+                           TargetSnapshot((), tuple(wecom.departments())),
+                           BINDING, Mode.CREATE_UPDATE)
+    wecom.apply(ops)
+    user = written_back(user, ops)
+    [op] = [o for o in ops if o.kind is Kind.USER]
+    essence = planner.essence(Kind.USER, user, None, BINDING)
+    assert callable(essence)
+    written: str | None = digest(essence(replace(op, target="zhangsan")))
+    rounds = []
+    for _ in range(2):
+        plan, written = _list_id_round(planner, user, depts, wecom, written)
+        rounds.append(writes(plan))
+    assert rounds == [[], []]

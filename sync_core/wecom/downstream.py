@@ -392,7 +392,9 @@ class DownstreamPlanner:
             (None, self.render.create_user(replace(want, target_id=userid), fields,
                                            departments)),
             (None, self.render.update_user(userid, fields, None, None)))
-        flags = _flags(desired, binding, want)
+        # The flags go where the departments do (_with_flags): never with them ignored.
+        flags = _flags(desired, binding, want) if "department" not in self.policy.ignore \
+            else _Flags(None, None)
         keys = {(ids[k] if k in ids else DepartmentRef(k)): k for k in want.departments or ()}
         writes = tuple((before, tuple(
             replace(r, body=_flagged(r.body, keys, flags, ids))
