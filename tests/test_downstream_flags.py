@@ -117,3 +117,49 @@ def test_department_ignored_sends_no_flags_and_settles_under_list_id_reads() -> 
         plan, written = _list_id_round(planner, user, depts, wecom, written)
         rounds.append(writes(plan))
     assert rounds == [[], []]
+
+
+def test_a_flag_only_update_records_the_essence_its_callback_shows() -> None:
+    """The echo check: WeCom's member after our flag-only write has the essence (and so
+    the digest) the writer recorded for it."""
+    from sync_core.wecom import essence as wecom_essence
+
+    wecom, depts = two_departments()
+    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
+                       status="Activated",
+                       memberships=(AuthingMembership("d2", "2", ORG, False, True),
+                                    AuthingMembership("d3", "3", ORG, False, False)))
+    planner = DownstreamPlanner(DownstreamPolicy(userid_source="username"), BINDING)
+    ops = downstream_plan([user], depts, wecom)
+    wecom.apply(ops)
+    user = written_back(user, ops)
+    user = replace(user, memberships=(AuthingMembership("d2", "2", ORG, True, False),
+                                      AuthingMembership("d3", "3", ORG, False, True)))
+    [before] = wecom.users()
+    ops = downstream_plan([user], depts, wecom)
+    [op] = [o for o in ops if o.kind is Kind.USER and o.requests]
+    wecom.apply(ops)
+    [after] = wecom.users()
+    essence = planner.essence(Kind.USER, user, before, BINDING)
+    assert callable(essence)
+    assert essence(op) == wecom_essence.user(after)
+    assert after.main_department == 3 and after.is_leader_in_dept == (1, 0)
+
+
+def test_update_policy_none_sends_no_flag_only_update() -> None:
+    wecom, depts = two_departments()
+    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
+                       status="Activated",
+                       memberships=(AuthingMembership("d2", "2", ORG, False, True),
+                                    AuthingMembership("d3", "3", ORG, False, False)))
+    planner = DownstreamPlanner(DownstreamPolicy(userid_source="username", update=False),
+                                BINDING)
+    ops = downstream_plan([user], depts, wecom)
+    wecom.apply(ops)
+    user = replace(written_back(user, ops),
+                   memberships=(AuthingMembership("d2", "2", ORG, True, False),
+                                AuthingMembership("d3", "3", ORG, False, True)))
+    plan = planner.plan_all(SourceSnapshot((user,), tuple(depts)),
+                            TargetSnapshot(tuple(wecom.users()), tuple(wecom.departments())),
+                            BINDING, Mode.CREATE_UPDATE)
+    assert writes(plan) == []
