@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sync_core.authing.model import AuthingMembership, AuthingUser
+from sync_core.authing.model import AuthingUser
 from sync_core.directory.essence import digest
 from sync_core.directory.operations import Kind, Mode
 from sync_core.engine.ports import SourceSnapshot, TargetSnapshot
@@ -13,11 +13,12 @@ from sync_core.wecom.downstream import DownstreamPlanner, DownstreamPolicy
 from sync_core.wecom.model import WeComUser
 from tests.test_round_trip_noop import (
     BINDING,
-    ORG,
     downstream_plan,
+    in_two,
     two_departments,
     writes,
     written_back,
+    zhangsan,
 )
 
 
@@ -25,18 +26,10 @@ def test_a_leader_flag_read_through_list_id_is_unknown_not_a_write_every_run() -
     """Reads refused (48009/60020): the member comes from user/list_id (departments, no
     is_leader_in_dept, no main_department) with the link table's digest of our write."""
     wecom, depts = two_departments()
-    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
-                       status="Activated",
-                       memberships=(AuthingMembership("d2", "2", ORG, True, True),
-                                    AuthingMembership("d3", "3", ORG, False, False)))
+    user = zhangsan(in_two((True, True), (False, False)))
     planner = DownstreamPlanner(DownstreamPolicy(userid_source="username"), BINDING)
     ops = downstream_plan([user], depts, wecom)
-    wecom.apply(ops)
-    user = written_back(user, ops)
-    [op] = [o for o in ops if o.kind is Kind.USER]
-    essence = planner.essence(Kind.USER, user, None, BINDING)
-    assert callable(essence)
-    written = digest(essence(replace(op, target="zhangsan")))
+    user, written = _synced(planner, user, wecom, ops)
     [member] = wecom.users()
     seen = WeComUser(userid=member.userid, department=member.department,
                      last_written=written)
@@ -44,6 +37,18 @@ def test_a_leader_flag_read_through_list_id_is_unknown_not_a_write_every_run() -
                             TargetSnapshot((seen,), tuple(wecom.departments())),
                             BINDING, Mode.CREATE_UPDATE)
     assert writes(plan) == []
+
+
+def _synced(planner: DownstreamPlanner, user: AuthingUser, wecom: object,
+            ops: tuple) -> tuple[AuthingUser, str | None]:
+    """``ops`` (a first downstream plan) applied to WeCom and written back to Authing:
+    the user as Authing then holds it, and the digest the writer records."""
+    wecom.apply(ops)  # type: ignore[attr-defined]
+    user = written_back(user, ops)
+    [op] = [o for o in ops if o.kind is Kind.USER]
+    essence = planner.essence(Kind.USER, user, None, BINDING)
+    assert callable(essence)
+    return user, digest(essence(replace(op, target="zhangsan")))
 
 
 def _list_id_round(planner: DownstreamPlanner, user: AuthingUser, depts: list,
@@ -67,22 +72,13 @@ def _list_id_round(planner: DownstreamPlanner, user: AuthingUser, depts: list,
 
 def test_a_main_department_changed_alone_under_list_id_reads_settles() -> None:
     wecom, depts = two_departments()
-    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
-                       status="Activated",
-                       memberships=(AuthingMembership("d2", "2", ORG, False, True),
-                                    AuthingMembership("d3", "3", ORG, False, False)))
+    user = zhangsan(in_two((False, True), (False, False)))
     planner = DownstreamPlanner(DownstreamPolicy(userid_source="username"), BINDING)
     ops = downstream_plan([user], depts, wecom)
-    wecom.apply(ops)
-    user = written_back(user, ops)
-    [op] = [o for o in ops if o.kind is Kind.USER]
-    essence = planner.essence(Kind.USER, user, None, BINDING)
-    assert callable(essence)
-    written: str | None = digest(essence(replace(op, target="zhangsan")))
+    user, written = _synced(planner, user, wecom, ops)
     plan, written = _list_id_round(planner, user, depts, wecom, written)
     assert writes(plan) == []
-    user = replace(user, memberships=(AuthingMembership("d2", "2", ORG, False, False),
-                                      AuthingMembership("d3", "3", ORG, False, True)))
+    user = replace(user, memberships=in_two((False, False), (False, True)))
     rounds = []
     for _ in range(3):
         plan, written = _list_id_round(planner, user, depts, wecom, written)
@@ -96,22 +92,14 @@ def test_department_ignored_sends_no_flags_and_settles_under_list_id_reads() -> 
     """WECOM_SYNC_DOWNSTREAM_IGNORE_FIELDS=department: WeCom keeps its own main (its
     first department) where Authing names another; list_id reads then write nothing."""
     wecom, depts = two_departments()
-    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
-                       status="Activated",
-                       memberships=(AuthingMembership("d2", "2", ORG, True, False),
-                                    AuthingMembership("d3", "3", ORG, False, True)))
+    user = zhangsan(in_two((True, False), (False, True)))
     planner = DownstreamPlanner(DownstreamPolicy(userid_source="username",
                                                  ignore=frozenset({"department"})),
                                 BINDING)
     ops = planner.plan_all(SourceSnapshot((user,), tuple(depts)),
                            TargetSnapshot((), tuple(wecom.departments())),
                            BINDING, Mode.CREATE_UPDATE)
-    wecom.apply(ops)
-    user = written_back(user, ops)
-    [op] = [o for o in ops if o.kind is Kind.USER]
-    essence = planner.essence(Kind.USER, user, None, BINDING)
-    assert callable(essence)
-    written: str | None = digest(essence(replace(op, target="zhangsan")))
+    user, written = _synced(planner, user, wecom, ops)
     rounds = []
     for _ in range(2):
         plan, written = _list_id_round(planner, user, depts, wecom, written)
@@ -125,16 +113,12 @@ def test_a_flag_only_update_records_the_essence_its_callback_shows() -> None:
     from sync_core.wecom import essence as wecom_essence
 
     wecom, depts = two_departments()
-    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
-                       status="Activated",
-                       memberships=(AuthingMembership("d2", "2", ORG, False, True),
-                                    AuthingMembership("d3", "3", ORG, False, False)))
+    user = zhangsan(in_two((False, True), (False, False)))
     planner = DownstreamPlanner(DownstreamPolicy(userid_source="username"), BINDING)
     ops = downstream_plan([user], depts, wecom)
     wecom.apply(ops)
     user = written_back(user, ops)
-    user = replace(user, memberships=(AuthingMembership("d2", "2", ORG, True, False),
-                                      AuthingMembership("d3", "3", ORG, False, True)))
+    user = replace(user, memberships=in_two((True, False), (False, True)))
     [before] = wecom.users()
     ops = downstream_plan([user], depts, wecom)
     [op] = [o for o in ops if o.kind is Kind.USER and o.requests]
@@ -148,17 +132,13 @@ def test_a_flag_only_update_records_the_essence_its_callback_shows() -> None:
 
 def test_update_policy_none_sends_no_flag_only_update() -> None:
     wecom, depts = two_departments()
-    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
-                       status="Activated",
-                       memberships=(AuthingMembership("d2", "2", ORG, False, True),
-                                    AuthingMembership("d3", "3", ORG, False, False)))
+    user = zhangsan(in_two((False, True), (False, False)))
     planner = DownstreamPlanner(DownstreamPolicy(userid_source="username", update=False),
                                 BINDING)
     ops = downstream_plan([user], depts, wecom)
     wecom.apply(ops)
     user = replace(written_back(user, ops),
-                   memberships=(AuthingMembership("d2", "2", ORG, True, False),
-                                AuthingMembership("d3", "3", ORG, False, True)))
+                   memberships=in_two((True, False), (False, True)))
     plan = planner.plan_all(SourceSnapshot((user,), tuple(depts)),
                             TargetSnapshot(tuple(wecom.users()), tuple(wecom.departments())),
                             BINDING, Mode.CREATE_UPDATE)

@@ -180,6 +180,19 @@ def two_departments() -> tuple[WeCom, list[AuthingDepartment]]:
 # -- downstream, then upstream ---------------------------------------------------------------
 
 
+def in_two(d2: tuple[bool, bool], d3: tuple[bool, bool], *, d3_first: bool = False
+           ) -> tuple[AuthingMembership, ...]:
+    """Memberships of departments d2 and d3 (WeCom 2 and 3), each (isLeader, isMain)."""
+    two = (AuthingMembership("d2", "2", ORG, *d2), AuthingMembership("d3", "3", ORG, *d3))
+    return two[::-1] if d3_first else two
+
+
+def zhangsan(memberships: tuple[AuthingMembership, ...]) -> AuthingUser:
+    """张三, active, userid by the username rule."""
+    return AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
+                       status="Activated", memberships=memberships)
+
+
 def downstream_then_upstream(authing: list[AuthingUser], depts: list[AuthingDepartment],
                              wecom: WeCom, *, rule: str = "username"
                              ) -> tuple[Operation, ...]:
@@ -327,10 +340,7 @@ def test_authing_without_a_main_department_gets_wecoms_once() -> None:
     the memberships goes with that write): afterwards the two agree and downstream sends
     it back as it is."""
     wecom, depts = two_departments()
-    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
-                       status="Activated",
-                       memberships=(AuthingMembership("d3", "3", ORG, False, False),
-                                    AuthingMembership("d2", "2", ORG, True, False)))
+    user = zhangsan(in_two((True, False), (False, False), d3_first=True))
     ops = downstream_then_upstream([user], depts, wecom)
     assert [(key, [c.field for c in changes]) for key, _, changes in writes(ops)] \
         == [("zhangsan", ["customData.wechatwork_department_ids", "departments"])]
@@ -342,16 +352,12 @@ def test_a_flag_changed_alone_in_authing_goes_to_wecom_and_stays() -> None:
     """Downstream sends a leader or main flag changed alone (departments unchanged), so
     that WeCom holds it and upstream does not put the old one back."""
     wecom, depts = two_departments()
-    user = AuthingUser("u1", username="zhangsan", name="张三", email="zs@example.com",
-                       status="Activated",
-                       memberships=(AuthingMembership("d2", "2", ORG, False, True),
-                                    AuthingMembership("d3", "3", ORG, False, False)))
+    user = zhangsan(in_two((False, True), (False, False)))
     ops = downstream_plan([user], depts, wecom)
     wecom.apply(ops)
     user = written_back(user, ops)
     assert writes(upstream_plan(wecom, [user], depts)) == []
-    user = replace(user, memberships=(AuthingMembership("d2", "2", ORG, False, False),
-                                      AuthingMembership("d3", "3", ORG, True, True)))
+    user = replace(user, memberships=in_two((False, False), (True, True)))
     ops = downstream_plan([user], depts, wecom)
     assert [(k, a) for k, a, _ in writes(ops)] == [("u1", "update")]
     wecom.apply(ops)
