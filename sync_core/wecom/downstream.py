@@ -316,7 +316,7 @@ class DownstreamPlanner:
             return op
         if op.action not in (Action.CREATE, Action.UPDATE, Action.UNCHANGED):
             return op
-        keys = {(ids[k] if k in ids else DepartmentRef(k)): k for k in want.departments}
+        keys = _department_keys(want.departments, ids)
         requests = list(op.requests)
         sent = False
         for i, request in enumerate(requests):
@@ -330,6 +330,8 @@ class DownstreamPlanner:
                 or actual.department is None:
             return op
         held = tuple(str(d) for d in actual.department)
+        by_id = {str(ids[k]): k for k in reversed(want.departments) if k in ids}  # first wins
+        held_keys = {d: by_id.get(d, d) for d in held}
         if sorted(held) != sorted(str(ids.get(k, "")) for k in want.departments):
             return op  # the planner decided the departments (or they wait for a create)
         leaders = actual.is_leader_in_dept
@@ -337,7 +339,7 @@ class DownstreamPlanner:
         new: list[str] = []
         unseen = False
         for n, dept in enumerate(held):
-            key = next((k for k in want.departments if str(ids.get(k)) == dept), dept)
+            key = held_keys[dept]
             was_leader = bool(leaders[n]) if leaders is not None \
                 and len(leaders) == len(held) else None
             leader = None if flags.leaders is None else flags.leaders.get(key, False)
@@ -358,9 +360,8 @@ class DownstreamPlanner:
             # link table's digest asked for, _stale): it records them, so the next
             # digest matches; alone they would be a write every run.
             return op
-        body = _flagged({"userid": op.target, "department": list(held)},
-                        {d: next((k for k in want.departments if str(ids.get(k)) == d), d)
-                         for d in held}, flags, ids)
+        body = _flagged({"userid": op.target, "department": list(held)}, held_keys, flags,
+                        ids)
         changes = op.changes if old == new \
             else (*op.changes, Change("department", ";".join(old), ";".join(new)))
         if update:
@@ -395,7 +396,7 @@ class DownstreamPlanner:
         # The flags go where the departments do (_with_flags): never with them ignored.
         flags = _flags(desired, binding, want) if "department" not in self.policy.ignore \
             else _Flags(None, None)
-        keys = {(ids[k] if k in ids else DepartmentRef(k)): k for k in want.departments or ()}
+        keys = _department_keys(want.departments or (), ids)
         writes = tuple((before, tuple(
             replace(r, body=_flagged(r.body, keys, flags, ids))
             if r.body.get("department") is not None else r for r in requests))
@@ -669,17 +670,22 @@ class _Flags:
 def _flags(desired: AuthingUser, binding: Binding, want: User) -> _Flags:
     ours = [m for m in desired.memberships or ()
             if m.organization_code in (None, binding.organization_code)]
-    leaders: dict[str, bool] | None = {}
-    for m in ours:
-        if m.is_leader is None:
-            leaders = None
-            break
-        assert leaders is not None
-        leaders[m.department_id] = leaders.get(m.department_id, False) or m.is_leader
+    leaders: dict[str, bool] | None = None
+    if all(m.is_leader is not None for m in ours):
+        leaders = {}
+        for m in ours:
+            leaders[m.department_id] = leaders.get(m.department_id, False) or bool(m.is_leader)
     main = next((m.department_id for m in ours if m.is_main), None)
     if main is not None and main not in (want.departments or ()):
         main = None
     return _Flags(leaders if ours else None, main)
+
+
+def _department_keys(departments: Iterable[str], ids: Mapping[str, str]
+                     ) -> dict[Any, str]:
+    """A user's Authing department keys by what a WeCom write names them with: the WeCom
+    id, or a placeholder for a department created in the same run."""
+    return {(ids[k] if k in ids else DepartmentRef(k)): k for k in departments}
 
 
 def _flagged(body: Mapping[str, Any], keys: Mapping[Any, str], flags: _Flags,
